@@ -1,0 +1,59 @@
+//! The capabilities a transform may use, as a trait: implemented over the WIT imports inside
+//! Wasm, in memory by [`crate::testing`], and over the host's own state for native stages.
+
+/// What the geo database knows about an address.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Location {
+    /// ISO 3166-1 alpha-2 country code.
+    pub country_iso: Option<String>,
+    /// Country name in English.
+    pub country_name: Option<String>,
+    /// First subdivision (state, region) name in English.
+    pub region: Option<String>,
+    /// City name in English.
+    pub city: Option<String>,
+    /// Latitude in degrees.
+    pub latitude: Option<f64>,
+    /// Longitude in degrees.
+    pub longitude: Option<f64>,
+}
+
+/// Log levels, lowest first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Level {
+    /// Very detailed tracing.
+    Trace,
+    /// Debugging detail.
+    Debug,
+    /// Normal operation.
+    Info,
+    /// Something unexpected that the transform handled.
+    Warn,
+    /// Something the transform could not handle.
+    Error,
+}
+
+/// Host capabilities. State and timers are scoped by the host to the partition and the stage.
+pub trait HostApi {
+    /// The state value under `name` for `key`.
+    fn state_get(&mut self, key: &[u8], name: &str) -> Option<Vec<u8>>;
+    /// Stores a state value.
+    fn state_put(&mut self, key: &[u8], name: &str, value: &[u8]);
+    /// Deletes a state value.
+    fn state_delete(&mut self, key: &[u8], name: &str);
+    /// Registers an event-time timer; registering the same `(key, at)` twice keeps one.
+    fn timer_set(&mut self, key: &[u8], at: i64);
+    /// Removes a timer if registered.
+    fn timer_cancel(&mut self, key: &[u8], at: i64);
+    /// The current watermark in ms.
+    fn watermark(&mut self) -> i64;
+    /// Writes to the host log.
+    fn log(&mut self, level: Level, message: &str);
+    /// Adds to a counter.
+    fn counter(&mut self, name: &str, delta: u64);
+    /// Records a histogram value.
+    fn histogram(&mut self, name: &str, value: f64);
+    /// Looks an IP address up in the geo database. `Err` when there is no database or the
+    /// address does not parse.
+    fn geo_lookup(&mut self, ip: &str) -> Result<Option<Location>, String>;
+}

@@ -1,1 +1,16 @@
-//! weir
+//! weir: a Kafka stream processor that runs user transforms as sandboxed WebAssembly
+//! components, with host-owned state, event-time timers and dead-letter routing.
+//!
+//! See `ARCHITECTURE.md` for the data path and who owns what.
+
+pub mod cli;
+pub mod config;
+pub mod error;
+pub mod pipeline;
+pub mod runtime;
+pub mod sinks;
+pub mod source;
+pub mod state;
+pub mod synth;
+
+pub use error::{Error, Result};

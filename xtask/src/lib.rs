@@ -1,1 +1,9 @@
-//! xtask
+//! Project tasks shared by the `cargo xtask` binary and the test suites: building every plugin
+//! for `wasm32-wasip2`, and preparing the Python environment with the independent Parquet
+//! reader. Tests call the same functions, so what they load is what `cargo xtask` builds.
+
+pub mod plugins;
+pub mod python;
+mod paths;
+
+pub use paths::{target_dir, workspace_root};

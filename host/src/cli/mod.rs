@@ -1,0 +1,69 @@
+//! The `weir` command line: run a pipeline, validate a config, test and inspect plugins, and
+//! generate synthetic inputs.
+
+mod generate;
+mod plugin;
+mod run;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// weir runs clickstream pipelines whose transforms are sandboxed WebAssembly components.
+#[derive(Debug, Parser)]
+#[command(name = "weir", version, about, long_about = None)]
+pub struct Cli {
+    /// Log filter, e.g. `info`, `weir=debug` (also `RUST_LOG`).
+    #[arg(long, global = true, env = "WEIR_LOG", default_value = "info")]
+    pub log: String,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the pipeline a config file describes until its source ends, then print a summary.
+    Run {
+        /// The pipeline config (TOML).
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Folder with the `<plugin>.wasm` files; overrides `plugin_dir` in the config.
+        #[arg(long, env = "WEIR_PLUGIN_DIR")]
+        plugin_dir: Option<PathBuf>,
+    },
+    /// Check a config file without running it. Exits non-zero naming the bad field and why.
+    Validate {
+        /// The pipeline config (TOML).
+        config: PathBuf,
+    },
+    /// Test or inspect one plugin file.
+    #[command(subcommand)]
+    Plugin(plugin::PluginCommand),
+    /// Write synthetic inputs: a clickstream or a small geo database.
+    #[command(subcommand)]
+    Generate(generate::GenerateCommand),
+}
+
+/// Parses arguments, sets up logging and runs the command.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&cli.log));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    let outcome = match cli.command {
+        Command::Run { config, plugin_dir } => run::run(&config, plugin_dir),
+        Command::Validate { config } => run::validate(&config),
+        Command::Plugin(cmd) => plugin::execute(cmd),
+        Command::Generate(cmd) => generate::execute(cmd),
+    };
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

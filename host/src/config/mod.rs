@@ -1,0 +1,282 @@
+//! The pipeline config file (TOML): parsed with unknown fields refused, then checked by a pure
+//! [`PipelineConfig::validate`] that names the bad field. Building the running pipeline from
+//! it (which does I/O) lives in [`crate::pipeline::build`].
+
+pub mod units;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+pub use units::{ByteSize, Duration};
+
+use crate::sinks::SinkConfig;
+
+/// A config that cannot be used, naming the field.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config {path}: {source}")]
+    Read {
+        /// Config path.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The TOML is malformed, has an unknown field or a value of the wrong type.
+    #[error("invalid config {path}: {message}")]
+    Parse {
+        /// Config path.
+        path: PathBuf,
+        /// The parser's message (it names the field and line).
+        message: String,
+    },
+    /// A field has a value that parses but cannot work.
+    #[error("invalid config: `{field}`: {reason}")]
+    Invalid {
+        /// Dotted path of the field, e.g. `stages[1].memory_limit`.
+        field: String,
+        /// Why it cannot work.
+        reason: String,
+    },
+}
+
+fn invalid(field: impl Into<String>, reason: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid { field: field.into(), reason: reason.into() }
+}
+
+/// A whole pipeline: source, how to read events, stages, sinks and the dead-letter output.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PipelineConfig {
+    /// Folder holding `<plugin>.wasm` files. Overridden by `--plugin-dir` / `WEIR_PLUGIN_DIR`.
+    #[serde(default = "default_plugin_dir")]
+    pub plugin_dir: PathBuf,
+    /// Where records come from.
+    pub source: SourceConfig,
+    /// How the key and event time are read from each record.
+    #[serde(default)]
+    pub event: EventConfig,
+    /// Watermark settings.
+    #[serde(default)]
+    pub time: TimeConfig,
+    /// The geo database plugins reach through the `geo` capability.
+    #[serde(default)]
+    pub geo: Option<GeoConfig>,
+    /// The transform stages, in order.
+    #[serde(default)]
+    pub stages: Vec<StageConfig>,
+    /// Sinks by name; each takes the routes it lists.
+    pub sinks: BTreeMap<String, SinkConfig>,
+    /// Where dead letters go.
+    pub dead_letter: DeadLetterConfig,
+}
+
+fn default_plugin_dir() -> PathBuf {
+    PathBuf::from("target/plugins")
+}
+
+/// Where records come from.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, tag = "type", rename_all = "kebab-case")]
+pub enum SourceConfig {
+    /// Newline-delimited JSON from a file, a folder of `.ndjson`/`.jsonl` files, or `-` (stdin).
+    File(FileSourceConfig),
+}
+
+/// The NDJSON file source.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileSourceConfig {
+    /// A file, a folder, or `-` for standard input.
+    pub path: PathBuf,
+    /// Records per batch handed to the stages.
+    #[serde(default = "default_batch_size")]
+    pub batch_size: usize,
+}
+
+fn default_batch_size() -> usize {
+    512
+}
+
+/// How to read the key and the event time of a record.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EventConfig {
+    /// JSON field holding the entity key (string or number). Falls back to the record key.
+    #[serde(default = "default_key_field")]
+    pub key_field: String,
+    /// JSON field holding the event time: an RFC 3339 string or epoch milliseconds. Falls
+    /// back to the record timestamp.
+    #[serde(default = "default_time_field")]
+    pub time_field: String,
+}
+
+impl Default for EventConfig {
+    fn default() -> Self {
+        EventConfig { key_field: default_key_field(), time_field: default_time_field() }
+    }
+}
+
+fn default_key_field() -> String {
+    "user_id".into()
+}
+
+fn default_time_field() -> String {
+    "ts".into()
+}
+
+/// Watermark settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TimeConfig {
+    /// How far the watermark trails the newest event time.
+    #[serde(default = "default_out_of_orderness")]
+    pub out_of_orderness: Duration,
+    /// After this long without records, the watermark advances with processing time.
+    #[serde(default = "default_idle_timeout")]
+    pub idle_timeout: Duration,
+}
+
+impl Default for TimeConfig {
+    fn default() -> Self {
+        TimeConfig { out_of_orderness: default_out_of_orderness(), idle_timeout: default_idle_timeout() }
+    }
+}
+
+fn default_out_of_orderness() -> Duration {
+    Duration::from_secs(5)
+}
+
+fn default_idle_timeout() -> Duration {
+    Duration::from_secs(30)
+}
+
+/// The MaxMind database behind the `geo` capability.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GeoConfig {
+    /// Path of a GeoLite2-City or GeoLite2-Country `.mmdb` file.
+    pub database: PathBuf,
+}
+
+/// One transform stage.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StageConfig {
+    /// Stage name, unique in the pipeline; used in metrics, logs and dead letters.
+    pub name: String,
+    /// Plugin name: the stage runs `<plugin_dir>/<plugin>.wasm`.
+    pub plugin: String,
+    /// Linear memory limit of one instance.
+    #[serde(default = "default_memory_limit")]
+    pub memory_limit: ByteSize,
+    /// Time budget of one call into the plugin.
+    #[serde(default = "default_cpu_limit")]
+    pub cpu_limit: Duration,
+    /// Key/value settings passed to the plugin's `init`.
+    #[serde(default)]
+    pub config: BTreeMap<String, toml::Value>,
+}
+
+fn default_memory_limit() -> ByteSize {
+    ByteSize(64 << 20)
+}
+
+fn default_cpu_limit() -> Duration {
+    Duration::from_millis(500)
+}
+
+impl StageConfig {
+    /// The `config` table as the string pairs `init` receives.
+    pub fn plugin_config(&self) -> Vec<(String, String)> {
+        self.config
+            .iter()
+            .map(|(k, v)| {
+                let value = match v {
+                    toml::Value::String(s) => s.clone(),
+                    toml::Value::Array(items) => {
+                        items.iter().map(|i| i.as_str().map_or_else(|| i.to_string(), str::to_string)).collect::<Vec<_>>().join(",")
+                    }
+                    other => other.to_string(),
+                };
+                (k.clone(), value)
+            })
+            .collect()
+    }
+}
+
+/// Where dead letters go.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeadLetterConfig {
+    /// NDJSON file receiving one object per dead letter: reason, stage, plugin, source and the
+    /// original record.
+    pub path: PathBuf,
+}
+
+/// Routes that always exist: `main` is what the last stage emits.
+pub const MAIN_ROUTE: &str = "main";
+
+impl PipelineConfig {
+    /// Reads, parses and validates the config at `path`.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.into(), source })?;
+        let config: PipelineConfig =
+            toml::from_str(&text).map_err(|e| ConfigError::Parse { path: path.into(), message: e.to_string() })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks what the types cannot: names, limits, routes. Does no I/O.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        match &self.source {
+            SourceConfig::File(f) if f.batch_size == 0 || f.batch_size > 100_000 => {
+                return Err(invalid("source.batch_size", "must be between 1 and 100000"));
+            }
+            SourceConfig::File(_) => {}
+        }
+        if self.event.key_field.is_empty() {
+            return Err(invalid("event.key_field", "must not be empty"));
+        }
+        if self.event.time_field.is_empty() {
+            return Err(invalid("event.time_field", "must not be empty"));
+        }
+        let mut names = std::collections::HashSet::new();
+        for (i, stage) in self.stages.iter().enumerate() {
+            let field = |f: &str| format!("stages[{i}].{f}");
+            if stage.name.is_empty() || !names.insert(stage.name.as_str()) {
+                return Err(invalid(field("name"), format!("{:?} is empty or used by another stage", stage.name)));
+            }
+            let valid_plugin = !stage.plugin.is_empty()
+                && stage.plugin.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+            if !valid_plugin {
+                return Err(invalid(field("plugin"), format!("{:?} must be a plugin name (letters, digits, - and _)", stage.plugin)));
+            }
+            if stage.memory_limit.0 < (1 << 20) || stage.memory_limit.0 > (4 << 30) {
+                return Err(invalid(field("memory_limit"), "must be between 1MiB and 4GiB"));
+            }
+            if stage.cpu_limit.0 < std::time::Duration::from_millis(1) || stage.cpu_limit.0 > std::time::Duration::from_secs(600) {
+                return Err(invalid(field("cpu_limit"), "must be between 1ms and 10m"));
+            }
+        }
+        if self.sinks.is_empty() {
+            return Err(invalid("sinks", "at least one sink is needed"));
+        }
+        let mut has_main = false;
+        for (name, sink) in &self.sinks {
+            sink.validate().map_err(|(field, reason)| invalid(format!("sinks.{name}.{field}"), reason))?;
+            has_main |= sink.routes().iter().any(|r| r == MAIN_ROUTE);
+        }
+        if !has_main {
+            return Err(invalid("sinks", format!("no sink takes route `{MAIN_ROUTE}` (what the last stage emits)")));
+        }
+        Ok(())
+    }
+
+    /// The largest memory limit of any stage.
+    pub fn max_memory_limit(&self) -> usize {
+        self.stages.iter().map(|s| s.memory_limit.0).max().unwrap_or(64 << 20)
+    }
+}

@@ -1,0 +1,30 @@
+//! The crate-level error: which part failed, with the part's own error inside.
+
+use crate::config::ConfigError;
+use crate::runtime::RuntimeError;
+use crate::sinks::SinkError;
+use crate::source::SourceError;
+use crate::state::SnapshotError;
+
+/// Anything that stops a pipeline. Per-record problems are dead letters, not errors.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The config is unusable.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// A plugin or the wasm engine failed.
+    #[error(transparent)]
+    Runtime(#[from] RuntimeError),
+    /// A sink or the dead-letter output failed.
+    #[error(transparent)]
+    Sink(#[from] SinkError),
+    /// The source failed.
+    #[error(transparent)]
+    Source(#[from] SourceError),
+    /// A state snapshot failed.
+    #[error(transparent)]
+    Snapshot(#[from] SnapshotError),
+}
+
+/// Result alias with [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;

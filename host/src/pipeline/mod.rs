@@ -1,0 +1,17 @@
+//! The data path inside one partition: decode, run the stages in order, route the outputs,
+//! advance the watermark and fire due timers. [`build`] makes a pipeline from its config and
+//! [`run`] drives one from a source to the end.
+
+pub mod build;
+mod decode;
+mod native_stage;
+mod partition;
+mod router;
+pub mod run;
+mod stage;
+
+pub use decode::{Decoded, RecordDecoder};
+pub use native_stage::NativeStage;
+pub use partition::{PartitionPipeline, PipelineStats};
+pub use router::{RouteCounts, Router, reason_class};
+pub use stage::{FiredTimer, Stage, WasmStage};

@@ -1,0 +1,246 @@
+//! [`PartitionPipeline`]: the stages, router, watermark and state of one partition, and the
+//! per-batch data path through them.
+
+use std::time::Instant;
+
+use weir_sdk::abi::{Batch, BatchResult, OutputKind, push_header};
+
+use super::decode::RecordDecoder;
+use super::router::{RouteCounts, Router};
+use super::stage::{FiredTimer, Stage};
+use crate::config::MAIN_ROUTE;
+use crate::error::Result;
+use crate::sinks::DeadLetter;
+use crate::source::SourceRecord;
+use crate::state::{PartitionSnapshot, WatermarkTracker};
+
+/// What went through a pipeline.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct PipelineStats {
+    /// Records read from the source.
+    pub records_in: u64,
+    /// Records that decoded and entered the first stage.
+    pub decoded: u64,
+    /// Timers fired.
+    pub timers_fired: u64,
+    /// Deliveries by route and dead letters by reason.
+    pub routes: RouteCounts,
+}
+
+/// The pipeline of one partition.
+pub struct PartitionPipeline {
+    decoder: RecordDecoder,
+    stages: Vec<Box<dyn Stage>>,
+    router: Router,
+    watermark: WatermarkTracker,
+    stats: PipelineStats,
+}
+
+/// Where each record of an in-flight batch came from: an index into the source batch, or
+/// nothing for records made by timers.
+type Origins = Vec<Option<usize>>;
+
+impl PartitionPipeline {
+    /// Assembles a pipeline.
+    pub fn new(decoder: RecordDecoder, stages: Vec<Box<dyn Stage>>, router: Router, watermark: WatermarkTracker) -> Self {
+        PartitionPipeline { decoder, stages, router, watermark, stats: PipelineStats::default() }
+    }
+
+    /// Runs one source batch through every stage, routes the outputs, advances the watermark,
+    /// fires due timers and writes to the sinks.
+    pub fn process(&mut self, records: &[SourceRecord]) -> Result<()> {
+        self.stats.records_in += records.len() as u64;
+        let mut batch = Batch::default();
+        let mut origins = Origins::with_capacity(records.len());
+        let mut max_time: Option<i64> = None;
+        let mut headers = Vec::new();
+        for (i, record) in records.iter().enumerate() {
+            match self.decoder.decode(record) {
+                Ok(decoded) => {
+                    headers.clear();
+                    for (name, value) in &record.headers {
+                        push_header(&mut headers, name, value);
+                    }
+                    batch.push(&decoded.key, &record.value, decoded.time, &headers);
+                    origins.push(Some(i));
+                    max_time = max_time.max(Some(decoded.time));
+                }
+                Err(reason) => self.router.dead_letter(DeadLetter {
+                    reason,
+                    stage: "decode".into(),
+                    plugin: None,
+                    provenance: Some(record.provenance.clone()),
+                    key: record.key.clone(),
+                    value: record.value.clone(),
+                    time: record.timestamp,
+                }),
+            }
+        }
+        self.stats.decoded += batch.len() as u64;
+        self.run_stages(0, batch, origins, records)?;
+        self.watermark.observe(max_time, Instant::now());
+        self.fire_due_timers()?;
+        self.router.write_out()?;
+        Ok(())
+    }
+
+    /// Advances an idle partition's watermark by processing time and fires due timers.
+    pub fn on_idle(&mut self) -> Result<()> {
+        if self.watermark.on_idle(Instant::now()) {
+            self.fire_due_timers()?;
+            self.router.write_out()?;
+        }
+        Ok(())
+    }
+
+    /// Ends a bounded input: the watermark goes to the end of time, every timer fires, and
+    /// the sinks are closed.
+    pub fn finish(&mut self) -> Result<()> {
+        self.watermark.finish();
+        self.fire_due_timers()?;
+        self.router.close()?;
+        Ok(())
+    }
+
+    /// Flushes every sink (an epoch boundary).
+    pub fn flush(&mut self) -> Result<()> {
+        Ok(self.router.flush()?)
+    }
+
+    /// The current watermark.
+    pub fn watermark(&self) -> i64 {
+        self.watermark.current()
+    }
+
+    /// Counts so far.
+    pub fn stats(&self) -> PipelineStats {
+        PipelineStats { routes: self.router.counts().clone(), ..self.stats.clone() }
+    }
+
+    /// Encodes the watermark and every stage's state and timers.
+    pub fn snapshot(&self) -> Result<Vec<u8>> {
+        let stages: Vec<(&str, &crate::state::StageState)> = self.stages.iter().map(|s| (s.name(), s.state())).collect();
+        Ok(PartitionSnapshot::encode(self.watermark.current(), &stages)?)
+    }
+
+    /// Restores a snapshot taken by [`Self::snapshot`]. Stages are matched by name; a stage
+    /// absent from the snapshot starts empty.
+    pub fn restore(&mut self, bytes: &[u8]) -> Result<()> {
+        let snapshot = PartitionSnapshot::decode(bytes)?;
+        self.watermark.restore(snapshot.watermark);
+        for (name, state) in snapshot.stages {
+            if let Some(stage) = self.stages.iter_mut().find(|s| s.name() == name) {
+                stage.replace_state(state);
+            }
+        }
+        Ok(())
+    }
+
+    /// Runs `batch` through the stages from `from` on; the last stage's emits go to `main`.
+    fn run_stages(&mut self, from: usize, mut batch: Batch, mut origins: Origins, records: &[SourceRecord]) -> Result<()> {
+        let provenance = |origin: Option<usize>| origin.and_then(|i| records.get(i)).map(|r| r.provenance.clone());
+        for idx in from..self.stages.len() {
+            if batch.is_empty() {
+                return Ok(());
+            }
+            let result = self.stages[idx].process(&mut batch, self.watermark.current())?;
+            let mut next = Batch::default();
+            let mut next_origins = Origins::with_capacity(result.outputs.len());
+            for (output, value) in result.iter() {
+                let i = output.input as usize;
+                if i >= batch.len() {
+                    tracing::warn!(stage = self.stages[idx].name(), input = i, "Plugin output names an input outside the batch; dropped.");
+                    continue;
+                }
+                match &output.kind {
+                    OutputKind::Emit => {
+                        next.push(batch.key(i), value, batch.times[i], batch.headers(i));
+                        next_origins.push(origins[i]);
+                    }
+                    OutputKind::Route(route) => {
+                        self.router.send(route, batch.key(i), value, batch.times[i], provenance(origins[i]));
+                    }
+                    OutputKind::DeadLetter(reason) => {
+                        let original = origins[i].and_then(|o| records.get(o));
+                        let (name, sha) = self.stages[idx].plugin();
+                        self.router.dead_letter(DeadLetter {
+                            reason: reason.clone(),
+                            stage: self.stages[idx].name().to_string(),
+                            plugin: Some((name.to_string(), sha.to_string())),
+                            provenance: original.map(|r| r.provenance.clone()),
+                            key: Some(batch.key(i).to_vec()),
+                            value: original.map_or_else(|| value.to_vec(), |r| r.value.clone()),
+                            time: Some(batch.times[i]),
+                        });
+                    }
+                }
+            }
+            batch = next;
+            origins = next_origins;
+        }
+        for i in 0..batch.len() {
+            self.router.send(MAIN_ROUTE, batch.key(i), batch.value(i), batch.times[i], provenance(origins[i]));
+        }
+        Ok(())
+    }
+
+    /// Fires every due timer, earliest first across stages, feeding what a timer emits to the
+    /// stages after its own.
+    fn fire_due_timers(&mut self) -> Result<()> {
+        loop {
+            let watermark = self.watermark.current();
+            let due = self
+                .stages
+                .iter()
+                .enumerate()
+                .filter_map(|(i, s)| s.next_timer().filter(|at| *at <= watermark).map(|at| (at, i)))
+                .min();
+            let Some((_, idx)) = due else { return Ok(()) };
+            let Some(fired) = self.stages[idx].fire_due_timer(watermark)? else { continue };
+            self.stats.timers_fired += 1;
+            self.route_timer_outputs(idx, fired)?;
+        }
+    }
+
+    fn route_timer_outputs(&mut self, idx: usize, fired: FiredTimer) -> Result<()> {
+        let FiredTimer { key, at, outcome } = fired;
+        let result: BatchResult = match outcome {
+            Ok(result) => result,
+            Err(failure) => {
+                let (name, sha) = self.stages[idx].plugin();
+                let value = serde_json::json!({ "timer_key": String::from_utf8_lossy(&key), "at": at });
+                self.router.dead_letter(DeadLetter {
+                    reason: format!("timer {failure}"),
+                    stage: self.stages[idx].name().to_string(),
+                    plugin: Some((name.to_string(), sha.to_string())),
+                    provenance: None,
+                    key: Some(key),
+                    value: value.to_string().into_bytes(),
+                    time: Some(at),
+                });
+                return Ok(());
+            }
+        };
+        let mut emitted = Batch::default();
+        for (output, value) in result.iter() {
+            match &output.kind {
+                OutputKind::Emit => emitted.push(&key, value, at, &[]),
+                OutputKind::Route(route) => self.router.send(route, &key, value, at, None),
+                OutputKind::DeadLetter(reason) => {
+                    let (name, sha) = self.stages[idx].plugin();
+                    self.router.dead_letter(DeadLetter {
+                        reason: reason.clone(),
+                        stage: self.stages[idx].name().to_string(),
+                        plugin: Some((name.to_string(), sha.to_string())),
+                        provenance: None,
+                        key: Some(key.clone()),
+                        value: value.to_vec(),
+                        time: Some(at),
+                    });
+                }
+            }
+        }
+        let origins = vec![None; emitted.len()];
+        self.run_stages(idx + 1, emitted, origins, &[])
+    }
+}

@@ -1,0 +1,133 @@
+//! Sends each output to the sinks that take its route, and dead letters to the dead-letter
+//! output. Records are buffered per sink during a batch and written at the batch's end; a
+//! record a sink refuses becomes a dead letter naming the sink.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use crate::sinks::{DeadLetter, DeadLetterSink, Provenance, Sink, SinkError, SinkRecord};
+
+/// Per-route and per-reason counts.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct RouteCounts {
+    /// Records delivered to sinks, by route.
+    pub by_route: BTreeMap<String, u64>,
+    /// Dead letters by reason class (the reason up to its first `:`).
+    pub dead_letters: BTreeMap<String, u64>,
+}
+
+/// The router.
+pub struct Router {
+    routes: HashMap<String, (Arc<str>, Vec<usize>)>,
+    sinks: Vec<Box<dyn Sink>>,
+    buffers: Vec<Vec<SinkRecord>>,
+    dead: Vec<DeadLetter>,
+    dead_letters: Box<dyn DeadLetterSink>,
+    counts: RouteCounts,
+}
+
+/// The class of a dead-letter reason: the text before the first `:`.
+pub fn reason_class(reason: &str) -> &str {
+    reason.split(':').next().unwrap_or(reason).trim()
+}
+
+impl Router {
+    /// A router over `sinks`, each with the routes it takes.
+    pub fn new(sinks: Vec<(Box<dyn Sink>, Vec<String>)>, dead_letters: Box<dyn DeadLetterSink>) -> Self {
+        let mut routes: HashMap<String, (Arc<str>, Vec<usize>)> = HashMap::new();
+        let mut boxed = Vec::new();
+        for (i, (sink, sink_routes)) in sinks.into_iter().enumerate() {
+            for route in sink_routes {
+                routes.entry(route.clone()).or_insert_with(|| (route.as_str().into(), Vec::new())).1.push(i);
+            }
+            boxed.push(sink);
+        }
+        let buffers = boxed.iter().map(|_| Vec::new()).collect();
+        Router { routes, sinks: boxed, buffers, dead: Vec::new(), dead_letters, counts: RouteCounts::default() }
+    }
+
+    /// Queues a record on `route`. A route no sink takes is a dead letter.
+    pub fn send(&mut self, route: &str, key: &[u8], value: &[u8], time: i64, provenance: Option<Provenance>) {
+        let Some((name, targets)) = self.routes.get(route) else {
+            self.dead_letter(DeadLetter {
+                reason: format!("unrouted: no sink takes route `{route}`"),
+                stage: "router".into(),
+                plugin: None,
+                provenance,
+                key: Some(key.to_vec()),
+                value: value.to_vec(),
+                time: Some(time),
+            });
+            return;
+        };
+        let record = SinkRecord { route: name.clone(), key: key.to_vec(), value: value.to_vec(), time, provenance };
+        if let Some((last, rest)) = targets.split_last() {
+            for &i in rest {
+                self.buffers[i].push(record.clone());
+            }
+            self.buffers[*last].push(record);
+        }
+        *self.counts.by_route.entry(route.to_string()).or_default() += 1;
+    }
+
+    /// Queues a dead letter.
+    pub fn dead_letter(&mut self, letter: DeadLetter) {
+        *self.counts.dead_letters.entry(reason_class(&letter.reason).to_string()).or_default() += 1;
+        self.dead.push(letter);
+    }
+
+    /// Writes everything queued to the sinks and the dead-letter output.
+    pub fn write_out(&mut self) -> Result<(), SinkError> {
+        for i in 0..self.sinks.len() {
+            if self.buffers[i].is_empty() {
+                continue;
+            }
+            let records = std::mem::take(&mut self.buffers[i]);
+            let rejections = self.sinks[i].write(&records)?;
+            let sink = self.sinks[i].name().to_string();
+            for rejection in rejections {
+                let Some(record) = records.get(rejection.index) else { continue };
+                *self.counts.by_route.entry(record.route.to_string()).or_default() -= 1;
+                self.dead_letter(DeadLetter {
+                    reason: rejection.reason,
+                    stage: format!("sink:{sink}"),
+                    plugin: None,
+                    provenance: record.provenance.clone(),
+                    key: Some(record.key.clone()),
+                    value: record.value.clone(),
+                    time: Some(record.time),
+                });
+            }
+            self.buffers[i] = records;
+            self.buffers[i].clear();
+        }
+        if !self.dead.is_empty() {
+            self.dead_letters.write(&self.dead)?;
+            self.dead.clear();
+        }
+        Ok(())
+    }
+
+    /// Writes out and flushes every sink.
+    pub fn flush(&mut self) -> Result<(), SinkError> {
+        self.write_out()?;
+        for sink in &mut self.sinks {
+            sink.flush()?;
+        }
+        self.dead_letters.flush()
+    }
+
+    /// Writes out and closes every sink.
+    pub fn close(&mut self) -> Result<(), SinkError> {
+        self.write_out()?;
+        for sink in &mut self.sinks {
+            sink.close()?;
+        }
+        self.dead_letters.close()
+    }
+
+    /// Counts so far.
+    pub fn counts(&self) -> &RouteCounts {
+        &self.counts
+    }
+}

@@ -1,0 +1,126 @@
+//! The data each plugin `Store` holds and the host side of every import: state and timers go
+//! to the stage's [`StageState`], logs to `tracing`, metrics to the `metrics` facade, geo to
+//! the shared [`GeoDb`]. WASI is present only as an empty sandbox: no files, network, env or
+//! inherited stdio.
+
+use std::sync::Arc;
+
+use wasmtime::component::ResourceTable;
+use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+
+use super::bindings::weir::transform::{geo, log, metrics, state, timers, types};
+use super::geo::GeoDb;
+use super::limits::MemoryLimiter;
+use crate::state::StageState;
+
+/// Who an instance is, for logs and metric labels.
+#[derive(Debug, Clone)]
+pub struct InstanceLabels {
+    /// Stage name from the pipeline config.
+    pub stage: Arc<str>,
+    /// Plugin name (file stem).
+    pub plugin: Arc<str>,
+    /// Short sha256 of the plugin file.
+    pub version: Arc<str>,
+}
+
+/// Everything one plugin instance's `Store` owns.
+pub struct StoreData {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    pub(crate) limiter: MemoryLimiter,
+    /// The stage's state, swapped in for the duration of a call.
+    pub(crate) state: StageState,
+    /// The partition's watermark during the call.
+    pub(crate) watermark: i64,
+    geo: Option<Arc<GeoDb>>,
+    labels: InstanceLabels,
+}
+
+impl StoreData {
+    /// Fresh store data with an empty WASI sandbox.
+    pub fn new(labels: InstanceLabels, memory_limit: usize, geo: Option<Arc<GeoDb>>) -> Self {
+        // The builder's defaults grant nothing: no preopened directories, no environment, no
+        // arguments, stdin empty, stdout/stderr discarded, and no socket address allowed.
+        let wasi = WasiCtxBuilder::new().allow_tcp(false).allow_udp(false).allow_ip_name_lookup(false).build();
+        StoreData {
+            wasi,
+            table: ResourceTable::new(),
+            limiter: MemoryLimiter::new(memory_limit),
+            state: StageState::default(),
+            watermark: i64::MIN,
+            geo,
+            labels,
+        }
+    }
+}
+
+impl WasiView for StoreData {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+    }
+}
+
+impl types::Host for StoreData {}
+
+impl state::Host for StoreData {
+    fn get(&mut self, key: Vec<u8>, name: String) -> Option<Vec<u8>> {
+        self.state.get(&key, &name)
+    }
+    fn put(&mut self, key: Vec<u8>, name: String, value: Vec<u8>) {
+        self.state.put(&key, &name, value);
+    }
+    fn delete(&mut self, key: Vec<u8>, name: String) {
+        self.state.delete(&key, &name);
+    }
+}
+
+impl timers::Host for StoreData {
+    fn set(&mut self, key: Vec<u8>, at: i64) {
+        self.state.set_timer(&key, at);
+    }
+    fn cancel(&mut self, key: Vec<u8>, at: i64) {
+        self.state.cancel_timer(&key, at);
+    }
+    fn watermark(&mut self) -> i64 {
+        self.watermark
+    }
+}
+
+impl log::Host for StoreData {
+    fn log(&mut self, level: log::Level, message: String) {
+        let (stage, plugin) = (&*self.labels.stage, &*self.labels.plugin);
+        match level {
+            log::Level::Trace => tracing::trace!(stage, plugin, "{message}"),
+            log::Level::Debug => tracing::debug!(stage, plugin, "{message}"),
+            log::Level::Info => tracing::info!(stage, plugin, "{message}"),
+            log::Level::Warn => tracing::warn!(stage, plugin, "{message}"),
+            log::Level::Error => tracing::error!(stage, plugin, "{message}"),
+        }
+    }
+}
+
+impl metrics::Host for StoreData {
+    fn counter(&mut self, name: String, delta: u64) {
+        ::metrics::counter!("weir_plugin_events_total", "stage" => self.labels.stage.to_string(), "name" => name)
+            .increment(delta);
+    }
+    fn histogram(&mut self, name: String, value: f64) {
+        ::metrics::histogram!("weir_plugin_values", "stage" => self.labels.stage.to_string(), "name" => name)
+            .record(value);
+    }
+}
+
+impl geo::Host for StoreData {
+    fn lookup(&mut self, ip: String) -> Result<Option<geo::Location>, String> {
+        let db = self.geo.as_ref().ok_or_else(|| "no geo database configured".to_string())?;
+        Ok(db.lookup(&ip)?.map(|l| geo::Location {
+            country_iso: l.country_iso,
+            country_name: l.country_name,
+            region: l.region,
+            city: l.city,
+            latitude: l.latitude,
+            longitude: l.longitude,
+        }))
+    }
+}

@@ -1,0 +1,160 @@
+//! Sinks: where routed records end up. One trait, [`Sink`], for every destination, plus the
+//! dead-letter output, [`DeadLetterSink`]. Each sink is a folder with its config and its
+//! implementation; [`memory`] has in-memory versions for tests.
+
+pub mod dead_letter;
+pub mod memory;
+pub mod ndjson;
+pub mod parquet;
+
+use std::sync::Arc;
+
+use serde::Deserialize;
+
+/// A sink failed as a whole (not one record).
+#[derive(Debug, thiserror::Error)]
+pub enum SinkError {
+    /// Writing to the destination failed.
+    #[error("sink {sink}: {reason}")]
+    Io {
+        /// Sink name.
+        sink: String,
+        /// What failed.
+        reason: String,
+    },
+    /// The sink could not be built from its config.
+    #[error("sink {sink}: invalid setup: {reason}")]
+    Setup {
+        /// Sink name.
+        sink: String,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// Where a record was read from: enough to find it again and to detect duplicates.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Provenance {
+    /// Topic name, or file path for the file source.
+    pub source: Arc<str>,
+    /// Partition (0 for files).
+    pub partition: i32,
+    /// Offset in the partition (line number for files).
+    pub offset: i64,
+}
+
+/// One record on its way to a sink.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SinkRecord {
+    /// The route it was sent on.
+    pub route: Arc<str>,
+    /// Entity key.
+    pub key: Vec<u8>,
+    /// The JSON value.
+    pub value: Vec<u8>,
+    /// Event time, ms.
+    pub time: i64,
+    /// The source record it derives from; `None` for records made by timers.
+    pub provenance: Option<Provenance>,
+}
+
+/// A record a sink refused (for example, one that does not fit the schema).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rejection {
+    /// Index in the slice given to [`Sink::write`].
+    pub index: usize,
+    /// Why, naming the field where there is one.
+    pub reason: String,
+}
+
+/// A destination for routed records.
+///
+/// Contract: `write` accepts records in order and may buffer them; it returns the records it
+/// refuses (they go to the dead-letter output) and fails as a whole only when the destination
+/// fails. After `flush` returns, everything written so far is durable. After `close`, nothing
+/// more is written and everything is visible.
+pub trait Sink: Send {
+    /// The sink's name from the config.
+    fn name(&self) -> &str;
+    /// Takes records; returns the ones refused.
+    fn write(&mut self, records: &[SinkRecord]) -> Result<Vec<Rejection>, SinkError>;
+    /// Makes everything written durable.
+    fn flush(&mut self) -> Result<(), SinkError>;
+    /// Flushes, finalizes files and releases resources.
+    fn close(&mut self) -> Result<(), SinkError>;
+}
+
+/// A record that could not be processed, with why and where.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeadLetter {
+    /// Why, e.g. `invalid json: ...`, `trap: ...`, `timeout`, `memory limit`.
+    pub reason: String,
+    /// Where it failed: `decode`, a stage name, or `sink:<name>`.
+    pub stage: String,
+    /// The plugin and its sha256, when a plugin was involved.
+    pub plugin: Option<(String, String)>,
+    /// Where the original record came from.
+    pub provenance: Option<Provenance>,
+    /// The original record key, if any.
+    pub key: Option<Vec<u8>>,
+    /// The original record value (for replay), or the stage's value for timer outputs.
+    pub value: Vec<u8>,
+    /// Event time if it was known.
+    pub time: Option<i64>,
+}
+
+/// The dead-letter output.
+///
+/// Contract as for [`Sink`]: `write` may buffer, `flush` makes durable, `close` finalizes. A
+/// dead-letter output refuses nothing.
+pub trait DeadLetterSink: Send {
+    /// Takes dead letters.
+    fn write(&mut self, letters: &[DeadLetter]) -> Result<(), SinkError>;
+    /// Makes everything written durable.
+    fn flush(&mut self) -> Result<(), SinkError>;
+    /// Flushes and releases resources.
+    fn close(&mut self) -> Result<(), SinkError>;
+}
+
+/// One sink in the config.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, tag = "type", rename_all = "kebab-case")]
+pub enum SinkConfig {
+    /// Parquet files, Hive-partitioned by event time.
+    Parquet(parquet::ParquetSinkConfig),
+    /// Newline-delimited JSON file.
+    Ndjson(ndjson::NdjsonSinkConfig),
+}
+
+impl SinkConfig {
+    /// The routes this sink takes.
+    pub fn routes(&self) -> &[String] {
+        match self {
+            SinkConfig::Parquet(c) => &c.routes,
+            SinkConfig::Ndjson(c) => &c.routes,
+        }
+    }
+
+    /// Checks the sink's settings; errors are `(field, reason)`.
+    pub fn validate(&self) -> Result<(), (String, String)> {
+        if self.routes().is_empty() {
+            return Err(("routes".into(), "must list at least one route".into()));
+        }
+        match self {
+            SinkConfig::Parquet(c) => c.validate(),
+            SinkConfig::Ndjson(_) => Ok(()),
+        }
+    }
+
+    /// Builds the sink (creates folders and files).
+    pub fn build(&self, name: &str) -> Result<Box<dyn Sink>, SinkError> {
+        Ok(match self {
+            SinkConfig::Parquet(c) => Box::new(parquet::ParquetSink::new(name, c)?),
+            SinkConfig::Ndjson(c) => Box::new(ndjson::NdjsonSink::new(name, c)?),
+        })
+    }
+}
+
+pub(crate) fn io_error(sink: &str, what: impl std::fmt::Display) -> SinkError {
+    SinkError::Io { sink: sink.to_string(), reason: what.to_string() }
+}

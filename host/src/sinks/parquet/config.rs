@@ -1,0 +1,92 @@
+//! Settings of the Parquet sink.
+
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+use crate::config::{ByteSize, Duration};
+
+/// A Parquet sink on the local filesystem.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ParquetSinkConfig {
+    /// The routes this sink takes.
+    pub routes: Vec<String>,
+    /// Root folder of the table; files go under `dt=YYYY-MM-DD/hour=HH/`.
+    pub path: PathBuf,
+    /// Columns, in order. Fields of a record not listed here are not stored.
+    pub schema: Vec<ColumnConfig>,
+    /// A file is closed and a new one started past this size.
+    #[serde(default = "default_roll_size")]
+    pub roll_size: ByteSize,
+    /// A file is closed and a new one started after it has been open this long.
+    #[serde(default = "default_roll_interval")]
+    pub roll_interval: Duration,
+    /// Rows per row group.
+    #[serde(default = "default_row_group_rows")]
+    pub row_group_rows: usize,
+    /// zstd compression level (1-22).
+    #[serde(default = "default_zstd_level")]
+    pub zstd_level: i32,
+}
+
+/// One column of the declared schema.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ColumnConfig {
+    /// JSON field name, also the column name.
+    pub name: String,
+    /// Type: `string`, `bool`, `int32`, `int64`, `float32`, `float64`, `timestamp_ms`,
+    /// `timestamp_us`, `date32`, `list<T>`, `struct<name: T, ...>`.
+    #[serde(rename = "type")]
+    pub data_type: String,
+    /// Whether the field may be missing or null. A missing non-nullable field refuses the record.
+    #[serde(default = "default_nullable")]
+    pub nullable: bool,
+}
+
+fn default_roll_size() -> ByteSize {
+    ByteSize(128 << 20)
+}
+
+fn default_roll_interval() -> Duration {
+    Duration::from_secs(300)
+}
+
+fn default_row_group_rows() -> usize {
+    128 * 1024
+}
+
+fn default_zstd_level() -> i32 {
+    3
+}
+
+fn default_nullable() -> bool {
+    true
+}
+
+impl ParquetSinkConfig {
+    /// Checks the schema and limits; errors are `(field, reason)`.
+    pub fn validate(&self) -> Result<(), (String, String)> {
+        if self.schema.is_empty() {
+            return Err(("schema".into(), "must declare at least one column".into()));
+        }
+        let mut seen = std::collections::HashSet::new();
+        for (i, column) in self.schema.iter().enumerate() {
+            if column.name.is_empty() || !seen.insert(&column.name) {
+                return Err((format!("schema[{i}].name"), format!("{:?} is empty or repeated", column.name)));
+            }
+            super::parse_type(&column.data_type).map_err(|e| (format!("schema[{i}].type"), e))?;
+        }
+        if !(1..=22).contains(&self.zstd_level) {
+            return Err(("zstd_level".into(), "must be between 1 and 22".into()));
+        }
+        if self.row_group_rows == 0 {
+            return Err(("row_group_rows".into(), "must be positive".into()));
+        }
+        if self.roll_size.0 < 1024 {
+            return Err(("roll_size".into(), "must be at least 1KiB".into()));
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,45 @@
+//! Sources: where records come from. One trait, [`Source`]; the NDJSON [`file`] source runs a
+//! pipeline without Kafka, and [`memory`] feeds tests and benchmarks.
+
+pub mod file;
+pub mod memory;
+
+use crate::sinks::Provenance;
+
+/// A source failed (not one record).
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    /// Reading failed.
+    #[error("source {source_name}: {reason}")]
+    Io {
+        /// The source (file path or topic).
+        source_name: String,
+        /// What failed.
+        reason: String,
+    },
+}
+
+/// One record as read, before decoding.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SourceRecord {
+    /// The record key, if the source has one.
+    pub key: Option<Vec<u8>>,
+    /// The raw value (expected to be a JSON object).
+    pub value: Vec<u8>,
+    /// The record timestamp in ms, if the source has one.
+    pub timestamp: Option<i64>,
+    /// Record headers.
+    pub headers: Vec<(String, Vec<u8>)>,
+    /// Where it was read.
+    pub provenance: Provenance,
+}
+
+/// A stream of records in batches.
+///
+/// Contract: `next_batch` returns up to `max` records in source order; `Ok(None)` means a
+/// bounded source has ended (an unbounded one never returns it); an empty batch means nothing
+/// arrived for now.
+pub trait Source: Send {
+    /// The next batch of records.
+    fn next_batch(&mut self, max: usize) -> Result<Option<Vec<SourceRecord>>, SourceError>;
+}

@@ -1,0 +1,13 @@
+//! Host-owned keyed state, event-time timers and watermarks, per partition and per stage.
+//!
+//! Plugins reach state only through the `state` and `timers` imports; the host keeps it here,
+//! so it survives plugin reloads and instance re-creation. Every call runs inside a journal: a
+//! call that traps is rolled back, so re-running its records one by one does not count twice.
+
+mod stage_state;
+mod snapshot;
+mod watermark;
+
+pub use snapshot::{PartitionSnapshot, SNAPSHOT_VERSION, SnapshotError};
+pub use stage_state::StageState;
+pub use watermark::{WatermarkConfig, WatermarkTracker};

@@ -1,0 +1,172 @@
+//! Keyed state and timers of one stage in one partition, with an undo journal per call.
+
+use std::collections::{BTreeSet, HashMap};
+
+use serde::{Deserialize, Serialize};
+
+/// One undoable change.
+#[derive(Debug)]
+enum Undo {
+    /// The entry held this value (or nothing) before the change.
+    Entry(Vec<u8>, Option<Vec<u8>>),
+    /// The timer was added by the call.
+    TimerAdded(i64, Vec<u8>),
+    /// The timer was removed by the call.
+    TimerRemoved(i64, Vec<u8>),
+}
+
+/// Keyed state and pending timers of one stage.
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct StageState {
+    entries: HashMap<Vec<u8>, Vec<u8>>,
+    timers: BTreeSet<(i64, Vec<u8>)>,
+    #[serde(skip)]
+    journal: Vec<Undo>,
+    #[serde(skip)]
+    scratch: Vec<u8>,
+}
+
+/// The map key of `(key, name)`: length-prefixed so no two pairs collide.
+fn entry_key(buf: &mut Vec<u8>, key: &[u8], name: &str) {
+    buf.clear();
+    buf.extend_from_slice(&u32::try_from(key.len()).unwrap_or(u32::MAX).to_le_bytes());
+    buf.extend_from_slice(key);
+    buf.extend_from_slice(name.as_bytes());
+}
+
+impl StageState {
+    /// The value stored under `name` for `key`.
+    pub fn get(&mut self, key: &[u8], name: &str) -> Option<Vec<u8>> {
+        entry_key(&mut self.scratch, key, name);
+        self.entries.get(self.scratch.as_slice()).cloned()
+    }
+
+    /// Stores a value, journaling the previous one.
+    pub fn put(&mut self, key: &[u8], name: &str, value: Vec<u8>) {
+        entry_key(&mut self.scratch, key, name);
+        let map_key = self.scratch.clone();
+        let previous = self.entries.insert(map_key.clone(), value);
+        self.journal.push(Undo::Entry(map_key, previous));
+    }
+
+    /// Deletes a value, journaling it.
+    pub fn delete(&mut self, key: &[u8], name: &str) {
+        entry_key(&mut self.scratch, key, name);
+        if let Some(previous) = self.entries.remove(self.scratch.as_slice()) {
+            self.journal.push(Undo::Entry(self.scratch.clone(), Some(previous)));
+        }
+    }
+
+    /// Registers a timer.
+    pub fn set_timer(&mut self, key: &[u8], at: i64) {
+        if self.timers.insert((at, key.to_vec())) {
+            self.journal.push(Undo::TimerAdded(at, key.to_vec()));
+        }
+    }
+
+    /// Removes a timer.
+    pub fn cancel_timer(&mut self, key: &[u8], at: i64) {
+        let timer = (at, key.to_vec());
+        if self.timers.remove(&timer) {
+            self.journal.push(Undo::TimerRemoved(timer.0, timer.1));
+        }
+    }
+
+    /// The earliest pending timer.
+    pub fn next_timer(&self) -> Option<&(i64, Vec<u8>)> {
+        self.timers.first()
+    }
+
+    /// Removes and returns the earliest timer if it is due at `watermark`. Journaled, so a
+    /// trapping `on-timer` call gets its timer back on rollback.
+    pub fn pop_due_timer(&mut self, watermark: i64) -> Option<(i64, Vec<u8>)> {
+        if self.timers.first().is_some_and(|(at, _)| *at <= watermark) {
+            let timer = self.timers.pop_first()?;
+            self.journal.push(Undo::TimerRemoved(timer.0, timer.1.clone()));
+            return Some(timer);
+        }
+        None
+    }
+
+    /// Number of pending timers.
+    pub fn timer_count(&self) -> usize {
+        self.timers.len()
+    }
+
+    /// Number of state entries.
+    pub fn entry_count(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Keeps every change since the last commit or rollback.
+    pub fn commit(&mut self) {
+        self.journal.clear();
+    }
+
+    /// Undoes every change since the last commit or rollback.
+    pub fn rollback(&mut self) {
+        while let Some(undo) = self.journal.pop() {
+            match undo {
+                Undo::Entry(k, Some(v)) => {
+                    self.entries.insert(k, v);
+                }
+                Undo::Entry(k, None) => {
+                    self.entries.remove(&k);
+                }
+                Undo::TimerAdded(at, k) => {
+                    self.timers.remove(&(at, k));
+                }
+                Undo::TimerRemoved(at, k) => {
+                    self.timers.insert((at, k));
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rollback_restores_entries_and_timers() {
+        let mut s = StageState::default();
+        s.put(b"u1", "a", b"1".to_vec());
+        s.set_timer(b"u1", 10);
+        s.commit();
+
+        s.put(b"u1", "a", b"2".to_vec());
+        s.put(b"u2", "a", b"x".to_vec());
+        s.delete(b"u1", "a");
+        s.cancel_timer(b"u1", 10);
+        s.set_timer(b"u2", 5);
+        assert_eq!(s.pop_due_timer(100), Some((5, b"u2".to_vec())));
+        s.rollback();
+
+        assert_eq!(s.get(b"u1", "a"), Some(b"1".to_vec()));
+        assert_eq!(s.get(b"u2", "a"), None);
+        assert_eq!(s.next_timer(), Some(&(10, b"u1".to_vec())));
+        assert_eq!(s.timer_count(), 1);
+    }
+
+    #[test]
+    fn keys_and_names_do_not_collide() {
+        let mut s = StageState::default();
+        s.put(b"ab", "c", b"1".to_vec());
+        assert_eq!(s.get(b"a", "bc"), None);
+        assert_eq!(s.get(b"ab", "c"), Some(b"1".to_vec()));
+    }
+
+    #[test]
+    fn due_timers_pop_in_time_order() {
+        let mut s = StageState::default();
+        s.set_timer(b"b", 20);
+        s.set_timer(b"a", 20);
+        s.set_timer(b"c", 5);
+        s.set_timer(b"c", 5);
+        assert_eq!(s.timer_count(), 3);
+        assert_eq!(s.pop_due_timer(20).map(|t| t.1), Some(b"c".to_vec()));
+        assert_eq!(s.pop_due_timer(20).map(|t| t.1), Some(b"a".to_vec()));
+        assert_eq!(s.pop_due_timer(19), None);
+    }
+}

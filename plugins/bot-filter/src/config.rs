@@ -1,0 +1,102 @@
+//! The bot filter's stage configuration, parsed and checked once at init.
+
+use weir_sdk::Config;
+
+use crate::rate::RateRule;
+
+/// Every config key the bot filter understands.
+const KEYS: &[&str] = &[
+    "user_agent_field",
+    "extra_patterns",
+    "missing_user_agent",
+    "rate_limit",
+    "rate_window",
+    "bot_ttl",
+    "action",
+    "route",
+];
+
+/// What to do with an event whose user agent is absent, not a string, or blank.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum MissingPolicy {
+    /// Treat it like any other event (the rate rule still applies).
+    Allow,
+    /// Treat it as a bot.
+    Bot,
+    /// Send it to the dead-letter output.
+    DeadLetter,
+}
+
+/// What happens to bot events.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Action {
+    /// Tag them with `bot_reason` and send them to the bot route.
+    Route,
+    /// Drop them.
+    Drop,
+}
+
+/// The parsed stage config.
+#[derive(Debug, Clone)]
+pub(crate) struct Settings {
+    pub(crate) user_agent_field: String,
+    pub(crate) extra_patterns: Vec<String>,
+    pub(crate) missing: MissingPolicy,
+    pub(crate) rate: RateRule,
+    pub(crate) action: Action,
+    pub(crate) route: String,
+}
+
+impl Settings {
+    /// Parses `config`, refusing unknown keys and values out of range.
+    pub(crate) fn from_config(config: &Config) -> Result<Self, String> {
+        config.reject_unknown(KEYS)?;
+        let missing = match config.choice_or(
+            "missing_user_agent",
+            &["allow", "bot", "dead-letter"],
+            "bot",
+        )? {
+            "allow" => MissingPolicy::Allow,
+            "dead-letter" => MissingPolicy::DeadLetter,
+            _ => MissingPolicy::Bot,
+        };
+        let action = match config.choice_or("action", &["route", "drop"], "route")? {
+            "drop" => Action::Drop,
+            _ => Action::Route,
+        };
+        let rate = RateRule {
+            limit: config.parse_or("rate_limit", 120u32)?,
+            window_ms: config.duration_ms_or("rate_window", 60_000)?,
+            ttl_ms: config.duration_ms_or("bot_ttl", 3_600_000)?,
+        };
+        // A zero limit would mark every user a bot on the first event, a zero window would
+        // never count past one and a zero ttl would never mark anyone: all are mistakes.
+        if rate.limit == 0 {
+            return Err("config `rate_limit`: must be at least 1".to_string());
+        }
+        if rate.window_ms <= 0 {
+            return Err("config `rate_window`: must be longer than zero".to_string());
+        }
+        if rate.ttl_ms <= 0 {
+            return Err("config `bot_ttl`: must be longer than zero".to_string());
+        }
+        Ok(Settings {
+            user_agent_field: non_empty(config, "user_agent_field", "user_agent")?,
+            extra_patterns: config.list_or("extra_patterns", &[]),
+            missing,
+            rate,
+            action,
+            route: non_empty(config, "route", "bots")?,
+        })
+    }
+}
+
+/// `key` trimmed, or `default`; an empty value is refused.
+fn non_empty(config: &Config, key: &str, default: &str) -> Result<String, String> {
+    let value = config.get(key).unwrap_or(default).trim();
+    if value.is_empty() {
+        Err(format!("config `{key}`: must not be empty"))
+    } else {
+        Ok(value.to_string())
+    }
+}

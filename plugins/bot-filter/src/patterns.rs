@@ -1,0 +1,246 @@
+//! The built-in list of user-agent substrings that only automated clients send, and the
+//! matcher that finds the first one in a user agent.
+//!
+//! Sources: the crawler documentation of the search engines and AI companies named below,
+//! the community list github.com/monperrus/crawler-user-agents and the bot list of Matomo's
+//! device-detector. Criteria for an entry: it names a crawler, fetcher, monitor, scanner,
+//! headless browser or HTTP library, and it does not occur in the user agent of any browser
+//! or in-app browser that people use. That is why, for example, Yandex, Sogou and Daum are
+//! listed by their robots' names ("yandexbot", "sogou web spider", "daumoa") and not by the
+//! brand, whose apps and browsers humans use, and why Flutter's "dart:io" and iOS's
+//! "CFNetwork" (app traffic) are not listed.
+//!
+//! Matching is ASCII case-insensitive and leftmost-first: the match starting earliest in the
+//! user agent wins, so "Googlebot/2.1" reports "googlebot" rather than the generic "bot".
+
+use aho_corasick::{AhoCorasick, MatchKind};
+
+/// Known automated user-agent substrings, lowercase. Specific names first, generic
+/// catch-alls last, so that a specific name sharing a start position with a generic one wins.
+pub(crate) const BUILTIN: &[&str] = &[
+    // Search engines.
+    "googlebot",
+    "google-inspectiontool",
+    "googleother",
+    "adsbot-google",
+    "mediapartners-google",
+    "apis-google",
+    "feedfetcher-google",
+    "google-read-aloud",
+    "storebot-google",
+    "bingbot",
+    "bingpreview",
+    "adidxbot",
+    "msnbot",
+    "yandexbot",
+    "yandeximages",
+    "yandexmetrika",
+    "yandexdirect",
+    "yandexmobilebot",
+    "yandexaccessibilitybot",
+    "yandexfavicons",
+    "yandexwebmaster",
+    "yandexrenderresourcesbot",
+    "baiduspider",
+    "duckduckbot",
+    "duckassistbot",
+    "slurp",
+    "sogou web spider",
+    "exabot",
+    "seznambot",
+    "yeti/",
+    "daumoa",
+    "qwantify",
+    "qwantbot",
+    "petalbot",
+    "applebot",
+    "360spider",
+    "yisouspider",
+    "coccocbot",
+    "mojeekbot",
+    // SEO and marketing crawlers.
+    "ahrefsbot",
+    "ahrefssiteaudit",
+    "semrushbot",
+    "siteauditbot",
+    "mj12bot",
+    "dotbot",
+    "blexbot",
+    "serpstatbot",
+    "dataforseobot",
+    "barkrowler",
+    "megaindex",
+    "seokicks",
+    "linkdexbot",
+    "rogerbot",
+    "screaming frog",
+    "sitebulb",
+    "oncrawl",
+    // AI and data-set crawlers.
+    "gptbot",
+    "chatgpt-user",
+    "oai-searchbot",
+    "ccbot",
+    "claudebot",
+    "claude-web",
+    "anthropic-ai",
+    "perplexitybot",
+    "perplexity-user",
+    "bytespider",
+    "amazonbot",
+    "diffbot",
+    "cohere-ai",
+    "youbot",
+    "imagesiftbot",
+    "omgili",
+    "timpibot",
+    "meta-externalagent",
+    "meta-externalfetcher",
+    // Link previews and social fetchers.
+    "facebookexternalhit",
+    "facebookcatalog",
+    "twitterbot",
+    "linkedinbot",
+    "slackbot",
+    "slack-imgproxy",
+    "discordbot",
+    "telegrambot",
+    "pinterestbot",
+    "redditbot",
+    "embedly",
+    "skypeuripreview",
+    "vkshare",
+    "bitlybot",
+    "flipboardproxy",
+    // Uptime and performance monitors.
+    "uptimerobot",
+    "pingdom",
+    "statuscake",
+    "site24x7",
+    "newrelicpinger",
+    "datadogsynthetics",
+    "gtmetrix",
+    "chrome-lighthouse",
+    // Archivers.
+    "ia_archiver",
+    "archive.org_bot",
+    "heritrix",
+    "nutch",
+    // Scanners.
+    "masscan",
+    "zgrab",
+    "nmap",
+    "nikto",
+    "sqlmap",
+    "nuclei",
+    "censysinspect",
+    // Headless and scripted browsers.
+    "headlesschrome",
+    "phantomjs",
+    "slimerjs",
+    "htmlunit",
+    // HTTP libraries and command-line tools.
+    "python-requests",
+    "python-urllib",
+    "python-httpx",
+    "aiohttp",
+    "curl/",
+    "wget/",
+    "go-http-client",
+    "java/",
+    "okhttp",
+    "scrapy",
+    "httpclient",
+    "httpasyncclient",
+    "libwww-perl",
+    "lwp::",
+    "node-fetch",
+    "axios/",
+    "undici",
+    "guzzlehttp",
+    "rest-client",
+    "httpie",
+    "postmanruntime",
+    "insomnia/",
+    "windowspowershell",
+    "winhttp",
+    "mechanize",
+    "wordpress/",
+    // Generic catch-alls: real browsers never carry these words.
+    "bot",
+    "crawler",
+    "crawling",
+    "spider",
+    "scraper",
+    "archiver",
+];
+
+/// Substrings of human user agents that contain a generic pattern. Matched like patterns,
+/// but a match is skipped: leftmost-first lets "cubot" (a phone brand in Android user
+/// agents) start before the "bot" inside it and so hide it.
+pub(crate) const EXEMPTIONS: &[&str] = &["cubot"];
+
+/// Finds the first bot pattern in a user agent.
+#[derive(Debug)]
+pub(crate) struct UaMatcher {
+    automaton: AhoCorasick,
+    /// Pattern names by pattern id; ids from `exempt_from` on are exemptions.
+    names: Vec<String>,
+    exempt_from: usize,
+}
+
+impl UaMatcher {
+    /// Compiles the built-in list, `extra` (from config `extra_patterns`) and the exemptions.
+    pub(crate) fn new(extra: &[String]) -> Result<Self, String> {
+        let mut names: Vec<String> = BUILTIN.iter().map(|p| p.to_string()).collect();
+        names.extend(extra.iter().cloned());
+        let exempt_from = names.len();
+        names.extend(EXEMPTIONS.iter().map(|p| p.to_string()));
+        let automaton = AhoCorasick::builder()
+            .ascii_case_insensitive(true)
+            .match_kind(MatchKind::LeftmostFirst)
+            .build(&names)
+            .map_err(|e| format!("config `extra_patterns`: cannot build the matcher: {e}"))?;
+        Ok(UaMatcher { automaton, names, exempt_from })
+    }
+
+    /// The first bot pattern in `user_agent`, as listed.
+    pub(crate) fn find(&self, user_agent: &str) -> Option<&str> {
+        self.automaton
+            .find_iter(user_agent)
+            .map(|m| m.pattern().as_usize())
+            .find(|id| *id < self.exempt_from)
+            .and_then(|id| self.names.get(id))
+            .map(String::as_str)
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn builtin_patterns_are_lowercase_and_unique() {
+        let mut seen = std::collections::HashSet::new();
+        for p in BUILTIN.iter().chain(EXEMPTIONS) {
+            assert_eq!(*p, p.to_ascii_lowercase(), "{p} is not lowercase");
+            assert!(seen.insert(*p), "{p} is listed twice");
+        }
+        assert!((80..=150).contains(&BUILTIN.len()), "{} patterns", BUILTIN.len());
+    }
+
+    #[test]
+    fn specific_name_wins_over_generic() {
+        let m = UaMatcher::new(&[]).unwrap();
+        assert_eq!(m.find("Mozilla/5.0 (compatible; YandexBot/3.0)"), Some("yandexbot"));
+        assert_eq!(m.find("Mozilla/5.0 (compatible; SomeNewBot/1.0)"), Some("bot"));
+    }
+
+    #[test]
+    fn exemption_hides_generic_but_not_later_matches() {
+        let m = UaMatcher::new(&[]).unwrap();
+        assert_eq!(m.find("Mozilla/5.0 (Linux; Android 10; CUBOT_X30) Chrome/120.0 Mobile"), None);
+        assert_eq!(m.find("Mozilla/5.0 (Linux; Android 10; CUBOT_X30) curl/8.0"), Some("curl/"));
+    }
+}

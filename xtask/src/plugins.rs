@@ -15,6 +15,9 @@ use crate::paths::{target_dir, workspace_root};
 /// Folders (relative to the workspace root) whose subfolders are plugin crates.
 pub const PLUGIN_DIRS: &[&str] = &["plugins", "examples/plugins", "tests/plugins"];
 
+/// The cargo profile plugins are built with (see the workspace `Cargo.toml`).
+pub const PROFILE: &str = "plugin";
+
 /// The wasm target plugins are built for.
 pub const WASM_TARGET: &str = "wasm32-wasip2";
 
@@ -93,7 +96,7 @@ pub fn build_all() -> Result<PathBuf> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
     let mut cmd = Command::new(cargo);
     cmd.current_dir(workspace_root())
-        .args(["build", "--release", "--target", WASM_TARGET])
+        .args(["build", "--profile", PROFILE, "--target", WASM_TARGET])
         .env("CARGO_TARGET_DIR", &build_dir)
         .env_remove("RUSTFLAGS")
         .env_remove("CARGO_ENCODED_RUSTFLAGS");
@@ -107,7 +110,7 @@ pub fn build_all() -> Result<PathBuf> {
     let out = output_dir();
     std::fs::create_dir_all(&out)?;
     for c in &crates {
-        let built = build_dir.join(WASM_TARGET).join("release").join(format!("{}.wasm", c.name.replace('-', "_")));
+        let built = build_dir.join(WASM_TARGET).join(PROFILE).join(format!("{}.wasm", c.name.replace('-', "_")));
         let dest = wasm_path(&c.name);
         // Copy then rename, so a daemon watching the folder never sees half a file.
         let tmp = out.join(format!(".{}.wasm.tmp", c.name));

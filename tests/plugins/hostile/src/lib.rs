@@ -1,1 +1,62 @@
-//! hostile
+//! A test plugin that misbehaves on request, to prove the host isolates failures: a record
+//! whose `action` is `trap` panics, `spin` loops forever, `hog` allocates without bound,
+//! `dead-letter` is dead-lettered by the plugin itself, and anything else is emitted with
+//! `"seen": true`. `on_timer` traps for keys starting with `trap`.
+
+use weir_sdk::{Config, Context, Event, Transform};
+
+/// The misbehaving transform.
+pub struct Hostile;
+
+impl Transform for Hostile {
+    fn init(config: &Config) -> Result<Self, String> {
+        if config.get("fail_init").is_some() {
+            return Err("init refused: fail_init is set".into());
+        }
+        Ok(Hostile)
+    }
+
+    #[expect(clippy::panic, reason = "this plugin traps on purpose")]
+    fn process(&mut self, mut event: Event<'_>, ctx: &mut Context<'_>) {
+        match event.get_str("action").as_deref() {
+            Some("trap") => panic!("hostile plugin asked to trap"),
+            Some("spin") => {
+                let mut x: u64 = 0;
+                loop {
+                    x = std::hint::black_box(x.wrapping_add(1));
+                }
+            }
+            Some("hog") => {
+                let mut hoard: Vec<Vec<u8>> = Vec::new();
+                loop {
+                    hoard.push(vec![1u8; 1 << 20]);
+                    std::hint::black_box(&hoard);
+                }
+            }
+            Some("dead-letter") => ctx.dead_letter("asked to dead-letter", &event),
+            Some("timer") => {
+                let at = event.time() + 1_000;
+                ctx.set_timer(event.key(), at);
+                ctx.emit(&event);
+            }
+            _ => {
+                let count: u64 = ctx.state(event.key(), "count").unwrap_or(0) + 1;
+                ctx.set_state(event.key(), "count", &count);
+                event.set_bool("seen", true);
+                event.set_i64("count", count as i64);
+                ctx.emit(&event);
+            }
+        }
+    }
+
+    #[expect(clippy::panic, reason = "this plugin traps on purpose")]
+    fn on_timer(&mut self, key: &[u8], at: i64, ctx: &mut Context<'_>) {
+        if key.starts_with(b"trap") {
+            panic!("hostile timer asked to trap");
+        }
+        let summary = Event::new(format!("{{\"timer\":{at}}}"), at);
+        ctx.route("timers", &summary);
+    }
+}
+
+weir_sdk::export_transform!(Hostile);

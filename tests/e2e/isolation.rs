@@ -1,0 +1,89 @@
+//! A plugin that traps, spins forever or allocates past its limit: each bad record is
+//! dead-lettered with its reason, its neighbours are processed exactly once, and the host
+//! keeps going.
+
+use serde_json::json;
+use weir::runtime::RuntimeError;
+
+use crate::harness::{TestPipeline, engine, limits, plugin, records, wasm_stage};
+
+fn hostile_pipeline() -> TestPipeline {
+    let stage = wasm_stage("hostile", &[], limits(), None);
+    TestPipeline::new(vec![Box::new(stage)], &["main", "timers"])
+}
+
+#[test]
+fn bad_records_are_isolated_and_neighbours_processed_once() {
+    let mut t = hostile_pipeline();
+    let ts = 1_700_000_000_000i64;
+    let input: Vec<_> = ["ok", "trap", "ok", "spin", "ok", "hog", "ok", "dead-letter"]
+        .iter()
+        .enumerate()
+        .map(|(i, action)| json!({"user_id": "u1", "ts": ts + i as i64, "action": action, "n": i}))
+        .collect();
+    t.pipeline.process(&records(&input)).unwrap();
+
+    let main = t.route("main");
+    assert_eq!(main.iter().map(|v| v["n"].as_u64().unwrap()).collect::<Vec<_>>(), [0, 2, 4, 6]);
+    // State written by the failed batch attempts was rolled back: the counter counts each
+    // good record once.
+    assert_eq!(main.iter().map(|v| v["count"].as_u64().unwrap()).collect::<Vec<_>>(), [1, 2, 3, 4]);
+
+    let dead = t.dead.letters();
+    let reasons: Vec<(&str, u64)> = dead
+        .iter()
+        .map(|d| (d.reason.as_str(), serde_json::from_slice::<serde_json::Value>(&d.value).unwrap()["n"].as_u64().unwrap()))
+        .collect();
+    assert_eq!(reasons.len(), 4, "{reasons:?}");
+    assert!(reasons[0].0.starts_with("trap: ") && reasons[0].1 == 1, "{reasons:?}");
+    assert_eq!(reasons[1], ("timeout", 3));
+    assert_eq!(reasons[2], ("memory limit", 5));
+    assert_eq!(reasons[3], ("asked to dead-letter", 7));
+    for d in &dead {
+        assert_eq!(d.stage, "hostile");
+        let (name, sha) = d.plugin.clone().unwrap();
+        assert_eq!(name, "hostile");
+        assert_eq!(sha.len(), 64);
+        assert_eq!(d.provenance.as_ref().unwrap().source.as_ref(), "test");
+    }
+
+    // The host survived: the next batch runs on a fresh instance.
+    t.pipeline.process(&records(&[json!({"user_id": "u1", "ts": ts + 100, "action": "ok", "n": 100})])).unwrap();
+    assert_eq!(t.route("main").last().unwrap()["count"], 5);
+}
+
+#[test]
+fn a_trapping_timer_is_dead_lettered_and_others_fire() {
+    let mut t = hostile_pipeline();
+    let ts = 1_700_000_000_000i64;
+    let input = [
+        json!({"user_id": "trap-me", "ts": ts, "action": "timer"}),
+        json!({"user_id": "fine", "ts": ts, "action": "timer"}),
+    ];
+    t.pipeline.process(&records(&input)).unwrap();
+    t.pipeline.finish().unwrap();
+    assert_eq!(t.route("timers"), [json!({"timer": ts + 1_000})]);
+    let dead = t.dead.letters();
+    assert_eq!(dead.len(), 1);
+    assert!(dead[0].reason.starts_with("timer trap: "), "{}", dead[0].reason);
+    assert_eq!(dead[0].key.as_deref(), Some(&b"trap-me"[..]));
+}
+
+#[test]
+fn init_errors_and_invalid_files_are_rejected_with_reasons() {
+    let engine = engine();
+    let plugin_file = engine.load_file(&plugin("hostile")).unwrap();
+    let config = vec![("fail_init".to_string(), "1".to_string())];
+    let err = weir::pipeline::WasmStage::new(engine.clone(), "s", plugin_file, limits(), None, config).err().unwrap();
+    assert!(matches!(&err, RuntimeError::Init { reason, .. } if reason.contains("fail_init")), "{err}");
+
+    let err = engine.load_bytes("garbage", b"not wasm at all").unwrap_err();
+    assert!(err.to_string().contains("not a valid component"), "{err}");
+    // A core module is not a component.
+    let err = engine.load_bytes("core", b"\0asm\x01\0\0\0").unwrap_err();
+    assert!(err.to_string().contains("plugin core rejected"), "{err}");
+    // A truncated component (a partially copied file).
+    let bytes = std::fs::read(plugin("hostile")).unwrap();
+    let err = engine.load_bytes("partial", &bytes[..bytes.len() / 2]).unwrap_err();
+    assert!(err.to_string().contains("not a valid component"), "{err}");
+}

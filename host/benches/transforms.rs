@@ -1,1 +1,185 @@
-fn main() {}
+//! Throughput of the three bundled transforms as Wasm components against the same transforms
+//! compiled natively, through the same pipeline (in-memory source and counting sinks), in the
+//! same run. Also: the SDK's field access against a full serde_json parse and re-serialize.
+//!
+//! Run: `cargo bench -p weir --bench transforms` (add `-- --events N --rounds R` to change
+//! the workload). Figures are medians over the rounds; the ratio is what to compare.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use weir::config::EventConfig;
+use weir::pipeline::{NativeStage, PartitionPipeline, RecordDecoder, Router, Stage, WasmStage};
+use weir::runtime::{EngineSettings, GeoDb, InstanceSettings, PluginEngine};
+use weir::sinks::memory::{MemoryDeadLetters, MemorySink};
+use weir::sinks::{Provenance, Sink};
+use weir::source::SourceRecord;
+use weir::state::{WatermarkConfig, WatermarkTracker};
+
+const ROUTES: &[&str] = &["main", "bots", "sessions", "features", "late"];
+const BATCH: usize = 512;
+
+/// CPU time of this process (user + system).
+fn cpu_time() -> Duration {
+    let mut usage = std::mem::MaybeUninit::<libc::rusage>::zeroed();
+    // SAFETY: getrusage writes a rusage into the pointer we pass and reads nothing else.
+    let usage = unsafe {
+        libc::getrusage(libc::RUSAGE_SELF, usage.as_mut_ptr());
+        usage.assume_init()
+    };
+    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, (t.tv_usec as u32) * 1000);
+    tv(usage.ru_utime) + tv(usage.ru_stime)
+}
+
+/// `n` events of about 200 bytes: 5,000 users, times advancing ~40 ms per event, 2% crawlers.
+fn events(n: usize) -> Vec<SourceRecord> {
+    let ips = ["81.2.69.12", "89.160.20.7", "175.16.199.3", "10.1.2.3", "93.184.216.9", "2a02:cf40:1::9"];
+    (0..n)
+        .map(|i| {
+            let ua = if i % 50 == 0 { "Googlebot/2.1" } else { "Mozilla/5.0 (X11; Linux x86_64) Firefox/133.0" };
+            let value = format!(
+                r#"{{"event_id":"e{i:08}","user_id":"u{:05}","ts":{},"type":"page_view","url":"https://shop.example.com/p/{}","user_agent":"{ua}","ip":"{}"}}"#,
+                (i * 7919) % 5_000,
+                1_767_225_600_000i64 + (i as i64) * 40,
+                i % 977,
+                ips[i % ips.len()],
+            );
+            SourceRecord {
+                key: None,
+                value: value.into_bytes(),
+                timestamp: None,
+                headers: Vec::new(),
+                provenance: Provenance { source: "bench".into(), partition: 0, offset: i as i64 },
+            }
+        })
+        .collect()
+}
+
+fn pipeline(stages: Vec<Box<dyn Stage>>) -> (PartitionPipeline, Vec<MemorySink>) {
+    let sinks: Vec<MemorySink> = ROUTES.iter().map(|r| MemorySink::counting(r)).collect();
+    let boxed = sinks.iter().zip(ROUTES).map(|(s, r)| (Box::new(s.clone()) as Box<dyn Sink>, vec![r.to_string()])).collect();
+    let router = Router::new(boxed, Box::new(MemoryDeadLetters::default()));
+    let watermark = WatermarkTracker::new(WatermarkConfig {
+        out_of_orderness: Duration::from_secs(5),
+        idle_timeout: Duration::from_secs(3600),
+    });
+    (PartitionPipeline::new(RecordDecoder::new(&EventConfig { key_field: "user_id".into(), time_field: "ts".into() }), stages, router, watermark), sinks)
+}
+
+const SESSION_CONFIG: &[(&str, &str)] = &[("gap", "30s"), ("allowed_lateness", "1s")];
+
+fn config(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+    pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+}
+
+fn wasm_stages(engine: &Arc<PluginEngine>, geo: &Arc<GeoDb>) -> Vec<Box<dyn Stage>> {
+    let dir = xtask::plugins::output_dir();
+    let settings = InstanceSettings { memory_limit: 64 << 20, cpu_limit: Duration::from_secs(2) };
+    [("bot-filter", &[][..]), ("ip-geo", &[][..]), ("sessionize", SESSION_CONFIG)]
+        .iter()
+        .map(|(name, cfg)| {
+            let plugin = engine.load_file(&dir.join(format!("{name}.wasm"))).unwrap();
+            Box::new(WasmStage::new(engine.clone(), name, plugin, settings, Some(geo.clone()), config(cfg)).unwrap()) as Box<dyn Stage>
+        })
+        .collect()
+}
+
+fn native_stages(geo: &Arc<GeoDb>) -> Vec<Box<dyn Stage>> {
+    let geo = geo.clone();
+    vec![
+        Box::new(NativeStage::<bot_filter::BotFilter>::new("bot-filter", vec![]).unwrap()),
+        Box::new(NativeStage::<ip_geo::IpGeo>::new("ip-geo", vec![]).unwrap().with_geo(move |ip| geo.lookup(ip))),
+        Box::new(NativeStage::<sessionize::Sessionize>::new("sessionize", config(SESSION_CONFIG)).unwrap()),
+    ]
+}
+
+struct Round {
+    wall: Duration,
+    cpu: Duration,
+    delivered: usize,
+}
+
+fn run(mut pipeline: PartitionPipeline, sinks: &[MemorySink], input: &[SourceRecord]) -> Round {
+    let (wall0, cpu0) = (Instant::now(), cpu_time());
+    for chunk in input.chunks(BATCH) {
+        pipeline.process(chunk).unwrap();
+    }
+    pipeline.finish().unwrap();
+    Round { wall: wall0.elapsed(), cpu: cpu_time() - cpu0, delivered: sinks.iter().map(MemorySink::count).sum() }
+}
+
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+fn report(label: &str, n: usize, rounds: &[Round]) -> (f64, f64) {
+    let wall = median(rounds.iter().map(|r| r.wall).collect());
+    let cpu = median(rounds.iter().map(|r| r.cpu).collect());
+    let rate = n as f64 / wall.as_secs_f64();
+    let cpu_us = cpu.as_secs_f64() * 1e6 / n as f64;
+    println!("{label:<8} {rate:>12.0} events/s  {cpu_us:>7.3} CPU µs/event  ({} outputs)", rounds[0].delivered);
+    (rate, cpu_us)
+}
+
+fn json_access(n: usize) {
+    let input = events(n);
+    let t0 = Instant::now();
+    let mut total = 0usize;
+    for r in &input {
+        let mut v = r.value.clone();
+        let ip = weir_sdk::json::get_str(&v, "ip").map(|s| s.len()).unwrap_or(0);
+        weir_sdk::json::set_raw(&mut v, "geo_country", b"\"GB\"");
+        total += ip + v.len();
+    }
+    let sdk = t0.elapsed();
+    let t0 = Instant::now();
+    for r in &input {
+        let mut v: serde_json::Value = serde_json::from_slice(&r.value).unwrap();
+        let ip = v["ip"].as_str().map(str::len).unwrap_or(0);
+        v["geo_country"] = "GB".into();
+        total += ip + serde_json::to_vec(&v).unwrap().len();
+    }
+    let full = t0.elapsed();
+    std::hint::black_box(total);
+    let per = |d: Duration| d.as_secs_f64() * 1e9 / n as f64;
+    println!(
+        "json     read one field + add one field: sdk {:.0} ns/event, serde_json parse+serialize {:.0} ns/event, ratio {:.2}x",
+        per(sdk),
+        per(full),
+        per(full) / per(sdk)
+    );
+}
+
+fn arg(name: &str, default: usize) -> usize {
+    let args: Vec<String> = std::env::args().collect();
+    args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+fn main() {
+    let n = arg("--events", 200_000);
+    let rounds = arg("--rounds", 3);
+    xtask::plugins::build_all().expect("building plugins");
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("geo.mmdb");
+    weir::synth::geodb::write(&db).unwrap();
+    let geo = Arc::new(GeoDb::open(&db).unwrap());
+    let engine = Arc::new(PluginEngine::new(&EngineSettings::default()).unwrap());
+    let input = events(n);
+
+    println!("{n} events of ~{} bytes, batches of {BATCH}, {rounds} rounds, one thread", input[0].value.len());
+    let (mut wasm, mut native) = (Vec::new(), Vec::new());
+    for _ in 0..rounds {
+        let (p, s) = pipeline(wasm_stages(&engine, &geo));
+        wasm.push(run(p, &s, &input));
+        let (p, s) = pipeline(native_stages(&geo));
+        native.push(run(p, &s, &input));
+    }
+    assert_eq!(wasm[0].delivered, native[0].delivered, "wasm and native outputs differ");
+    let (wasm_rate, wasm_cpu) = report("wasm", n, &wasm);
+    let (native_rate, native_cpu) = report("native", n, &native);
+    println!("ratio    wasm/native time {:.2}x, CPU {:.2}x", native_rate / wasm_rate, wasm_cpu / native_cpu);
+    json_access(n);
+}

@@ -1,6 +1,11 @@
-//! End-to-end tests of weir.
+//! End-to-end tests of weir: real plugins built from source for wasm32-wasip2, the real
+//! binary, real files, and an independent Parquet reader (DuckDB in a Python venv).
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod bundled;
+mod cli;
+mod configs;
+mod example;
 mod harness;
 mod isolation;

@@ -1,7 +1,7 @@
 //! Bot filter: separates crawler, tool and high-rate traffic from human traffic.
 //!
 //! An event is a bot when its user agent contains a known bot pattern (the built-in list in
-//! [`patterns`] plus config `extra_patterns`), when it has no usable user agent (per config
+//! `patterns.rs` plus config `extra_patterns`), when it has no usable user agent (per config
 //! `missing_user_agent`), or when its user sent more than `rate_limit` events within
 //! `rate_window` of event time; the rate rule then marks the user for `bot_ttl` of event
 //! time. Humans are emitted unchanged; bots are routed with a `bot_reason` field, or dropped.

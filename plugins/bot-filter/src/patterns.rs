@@ -201,7 +201,11 @@ impl UaMatcher {
             .match_kind(MatchKind::LeftmostFirst)
             .build(&names)
             .map_err(|e| format!("config `extra_patterns`: cannot build the matcher: {e}"))?;
-        Ok(UaMatcher { automaton, names, exempt_from })
+        Ok(UaMatcher {
+            automaton,
+            names,
+            exempt_from,
+        })
     }
 
     /// The first bot pattern in `user_agent`, as listed.
@@ -227,20 +231,36 @@ mod tests {
             assert_eq!(*p, p.to_ascii_lowercase(), "{p} is not lowercase");
             assert!(seen.insert(*p), "{p} is listed twice");
         }
-        assert!((80..=150).contains(&BUILTIN.len()), "{} patterns", BUILTIN.len());
+        assert!(
+            (80..=150).contains(&BUILTIN.len()),
+            "{} patterns",
+            BUILTIN.len()
+        );
     }
 
     #[test]
     fn specific_name_wins_over_generic() {
         let m = UaMatcher::new(&[]).unwrap();
-        assert_eq!(m.find("Mozilla/5.0 (compatible; YandexBot/3.0)"), Some("yandexbot"));
-        assert_eq!(m.find("Mozilla/5.0 (compatible; SomeNewBot/1.0)"), Some("bot"));
+        assert_eq!(
+            m.find("Mozilla/5.0 (compatible; YandexBot/3.0)"),
+            Some("yandexbot")
+        );
+        assert_eq!(
+            m.find("Mozilla/5.0 (compatible; SomeNewBot/1.0)"),
+            Some("bot")
+        );
     }
 
     #[test]
     fn exemption_hides_generic_but_not_later_matches() {
         let m = UaMatcher::new(&[]).unwrap();
-        assert_eq!(m.find("Mozilla/5.0 (Linux; Android 10; CUBOT_X30) Chrome/120.0 Mobile"), None);
-        assert_eq!(m.find("Mozilla/5.0 (Linux; Android 10; CUBOT_X30) curl/8.0"), Some("curl/"));
+        assert_eq!(
+            m.find("Mozilla/5.0 (Linux; Android 10; CUBOT_X30) Chrome/120.0 Mobile"),
+            None
+        );
+        assert_eq!(
+            m.find("Mozilla/5.0 (Linux; Android 10; CUBOT_X30) curl/8.0"),
+            Some("curl/")
+        );
     }
 }

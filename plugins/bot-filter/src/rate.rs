@@ -38,8 +38,16 @@ impl RateRule {
     pub(crate) fn observe(&self, state: Option<RateState>, t: i64) -> RateState {
         let mut state = match state {
             Some(s) if t.saturating_sub(s.window_start) < self.window_ms => s,
-            Some(s) => RateState { window_start: t, count: 0, bot_until: s.bot_until },
-            None => RateState { window_start: t, count: 0, bot_until: i64::MIN },
+            Some(s) => RateState {
+                window_start: t,
+                count: 0,
+                bot_until: s.bot_until,
+            },
+            None => RateState {
+                window_start: t,
+                count: 0,
+                bot_until: i64::MIN,
+            },
         };
         state.count = state.count.saturating_add(1);
         if state.count > self.limit {
@@ -60,7 +68,11 @@ impl RateState {
 mod tests {
     use super::*;
 
-    const RULE: RateRule = RateRule { limit: 3, window_ms: 1_000, ttl_ms: 10_000 };
+    const RULE: RateRule = RateRule {
+        limit: 3,
+        window_ms: 1_000,
+        ttl_ms: 10_000,
+    };
 
     fn run(times: &[i64]) -> Vec<bool> {
         let mut state = None;

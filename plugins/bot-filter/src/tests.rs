@@ -8,7 +8,8 @@ use crate::BotFilter;
 
 const CHROME_WINDOWS: &str = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36";
 const SAFARI_IPHONE: &str = "Mozilla/5.0 (iPhone; CPU iPhone OS 17_1 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.1 Mobile/15E148 Safari/604.1";
-const FIREFOX_LINUX: &str = "Mozilla/5.0 (X11; Linux x86_64; rv:121.0) Gecko/20100101 Firefox/121.0";
+const FIREFOX_LINUX: &str =
+    "Mozilla/5.0 (X11; Linux x86_64; rv:121.0) Gecko/20100101 Firefox/121.0";
 const EDGE: &str = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36 Edg/120.0.2210.91";
 const SAMSUNG_INTERNET: &str = "Mozilla/5.0 (Linux; Android 13; SM-S918B) AppleWebKit/537.36 (KHTML, like Gecko) SamsungBrowser/23.0 Chrome/115.0.0.0 Mobile Safari/537.36";
 const CUBOT_CHROME: &str = "Mozilla/5.0 (Linux; Android 10; CUBOT_X30) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/119.0.6045.163 Mobile Safari/537.36";
@@ -39,31 +40,58 @@ fn counter(h: &TestHarness<BotFilter>, name: &str) -> u64 {
 #[test]
 fn real_crawlers_are_routed_with_the_matched_pattern() {
     let cases = [
-        ("Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)", "googlebot"),
-        ("Mozilla/5.0 (compatible; bingbot/2.0; +http://www.bing.com/bingbot.htm)", "bingbot"),
-        ("Mozilla/5.0 (compatible; AhrefsBot/7.0; +http://ahrefs.com/robot/)", "ahrefsbot"),
+        (
+            "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)",
+            "googlebot",
+        ),
+        (
+            "Mozilla/5.0 (compatible; bingbot/2.0; +http://www.bing.com/bingbot.htm)",
+            "bingbot",
+        ),
+        (
+            "Mozilla/5.0 (compatible; AhrefsBot/7.0; +http://ahrefs.com/robot/)",
+            "ahrefsbot",
+        ),
         ("curl/8.4.0", "curl/"),
         ("python-requests/2.31.0", "python-requests"),
         ("MOZILLA/5.0 (COMPATIBLE; GOOGLEBOT/2.1)", "googlebot"),
         ("PYTHON-REQUESTS/2.31.0", "python-requests"),
-        ("Mozilla/5.0 (compatible; GPTBot/1.1; +https://openai.com/gptbot)", "gptbot"),
+        (
+            "Mozilla/5.0 (compatible; GPTBot/1.1; +https://openai.com/gptbot)",
+            "gptbot",
+        ),
     ];
     let mut h = harness(&[]);
     for (ua, pattern) in cases {
         let out = one(&mut h, "u-1", T0, ua);
         assert_eq!(out.len(), 1, "{ua}");
         assert_eq!(out[0].route(), Some("bots"), "{ua}");
-        assert_eq!(out[0].value["bot_reason"], format!("user_agent:{pattern}"), "{ua}");
+        assert_eq!(
+            out[0].value["bot_reason"],
+            format!("user_agent:{pattern}"),
+            "{ua}"
+        );
         assert_eq!(out[0].value["user_agent"], ua);
     }
     assert_eq!(counter(&h, "bots_user_agent"), cases.len() as u64);
-    assert_eq!(h.state::<crate::rate::RateState>("u-1", "rate"), None, "UA bots skip the rate rule");
+    assert_eq!(
+        h.state::<crate::rate::RateState>("u-1", "rate"),
+        None,
+        "UA bots skip the rate rule"
+    );
 }
 
 #[test]
 fn real_browsers_pass_unchanged() {
     let mut h = harness(&[]);
-    for ua in [CHROME_WINDOWS, SAFARI_IPHONE, FIREFOX_LINUX, EDGE, SAMSUNG_INTERNET, CUBOT_CHROME] {
+    for ua in [
+        CHROME_WINDOWS,
+        SAFARI_IPHONE,
+        FIREFOX_LINUX,
+        EDGE,
+        SAMSUNG_INTERNET,
+        CUBOT_CHROME,
+    ] {
         let input = event(Some(json!(ua)));
         let out = h.process_one("u-2", T0, input.clone());
         assert_eq!(out.len(), 1, "{ua}");
@@ -76,7 +104,13 @@ fn real_browsers_pass_unchanged() {
 #[test]
 fn missing_user_agent_defaults_to_bot() {
     let mut h = harness(&[]);
-    for ua in [None, Some(json!(null)), Some(json!(42)), Some(json!("")), Some(json!("  \t"))] {
+    for ua in [
+        None,
+        Some(json!(null)),
+        Some(json!(42)),
+        Some(json!("")),
+        Some(json!("  \t")),
+    ] {
         let out = h.process_one("u-3", T0, event(ua.clone()));
         assert_eq!(out.len(), 1, "{ua:?}");
         assert_eq!(out[0].route(), Some("bots"));
@@ -106,7 +140,11 @@ fn missing_user_agent_dead_letter() {
 #[test]
 fn custom_user_agent_field() {
     let mut h = harness(&[("user_agent_field", "ua")]);
-    let out = h.process_one("u-1", T0, json!({"ua": "Wget/1.21.4", "user_agent": CHROME_WINDOWS}));
+    let out = h.process_one(
+        "u-1",
+        T0,
+        json!({"ua": "Wget/1.21.4", "user_agent": CHROME_WINDOWS}),
+    );
     assert_eq!(out[0].value["bot_reason"], "user_agent:wget/");
 }
 
@@ -114,9 +152,16 @@ fn custom_user_agent_field() {
 fn rate_rule_trips_after_limit_within_window() {
     let mut h = harness(&[("rate_limit", "3"), ("rate_window", "10s")]);
     let routes: Vec<Option<String>> = (0..5)
-        .map(|i| one(&mut h, "u-4", T0 + i * 1_000, CHROME_WINDOWS)[0].route().map(String::from))
+        .map(|i| {
+            one(&mut h, "u-4", T0 + i * 1_000, CHROME_WINDOWS)[0]
+                .route()
+                .map(String::from)
+        })
         .collect();
-    assert_eq!(routes, [None, None, None, Some("bots".into()), Some("bots".into())]);
+    assert_eq!(
+        routes,
+        [None, None, None, Some("bots".into()), Some("bots".into())]
+    );
     let out = one(&mut h, "u-4", T0 + 5_000, CHROME_WINDOWS);
     assert_eq!(out[0].value["bot_reason"], "rate");
     // Another user is not affected.
@@ -131,7 +176,10 @@ fn rate_rule_does_not_trip_when_spread_out() {
     // Three events (the limit) per window, each window a full 10 s after the previous start.
     for i in 0..12 {
         let t = T0 + (i / 3) * 10_000 + (i % 3) * 3_000;
-        assert!(one(&mut h, "u-4", t, CHROME_WINDOWS)[0].is_emit(), "event {i}");
+        assert!(
+            one(&mut h, "u-4", t, CHROME_WINDOWS)[0].is_emit(),
+            "event {i}"
+        );
     }
     let state: crate::rate::RateState = h.state("u-4", "rate").unwrap();
     assert_eq!((state.window_start, state.count), (T0 + 30_000, 3));
@@ -139,13 +187,20 @@ fn rate_rule_does_not_trip_when_spread_out() {
 
 #[test]
 fn bot_ttl_expires_in_event_time() {
-    let mut h = harness(&[("rate_limit", "2"), ("rate_window", "1m"), ("bot_ttl", "5m")]);
+    let mut h = harness(&[
+        ("rate_limit", "2"),
+        ("rate_window", "1m"),
+        ("bot_ttl", "5m"),
+    ]);
     for i in 0..3 {
         one(&mut h, "u-6", T0 + i, CHROME_WINDOWS);
     }
     let tripped_at = T0 + 2;
     // Quiet but still marked, in a later window.
-    assert_eq!(one(&mut h, "u-6", tripped_at + 299_999, CHROME_WINDOWS)[0].route(), Some("bots"));
+    assert_eq!(
+        one(&mut h, "u-6", tripped_at + 299_999, CHROME_WINDOWS)[0].route(),
+        Some("bots")
+    );
     // Marked for exactly bot_ttl after the tripping event.
     assert!(one(&mut h, "u-6", tripped_at + 300_000, CHROME_WINDOWS)[0].is_emit());
 }
@@ -174,7 +229,10 @@ fn drop_action_outputs_nothing_for_bots() {
 #[test]
 fn custom_route() {
     let mut h = harness(&[("route", "crawlers")]);
-    assert_eq!(one(&mut h, "u-1", T0, "bingbot/2.0")[0].route(), Some("crawlers"));
+    assert_eq!(
+        one(&mut h, "u-1", T0, "bingbot/2.0")[0].route(),
+        Some("crawlers")
+    );
 }
 
 #[test]

@@ -85,15 +85,43 @@ const V4_RANGES: &[(Ipv4Addr, u32, Status)] = &[
 const V6_RANGES: &[(Ipv6Addr, u32, Status)] = &[
     (Ipv6Addr::LOCALHOST, 128, Status::Loopback),
     (Ipv6Addr::UNSPECIFIED, 128, Status::Reserved),
-    (Ipv6Addr::new(0xfc00, 0, 0, 0, 0, 0, 0, 0), 7, Status::Private),
-    (Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, 0), 10, Status::LinkLocal),
+    (
+        Ipv6Addr::new(0xfc00, 0, 0, 0, 0, 0, 0, 0),
+        7,
+        Status::Private,
+    ),
+    (
+        Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, 0),
+        10,
+        Status::LinkLocal,
+    ),
     // Deprecated site-local (RFC 3879): no longer assigned to anyone.
-    (Ipv6Addr::new(0xfec0, 0, 0, 0, 0, 0, 0, 0), 10, Status::Reserved),
-    (Ipv6Addr::new(0xff00, 0, 0, 0, 0, 0, 0, 0), 8, Status::Reserved),
+    (
+        Ipv6Addr::new(0xfec0, 0, 0, 0, 0, 0, 0, 0),
+        10,
+        Status::Reserved,
+    ),
+    (
+        Ipv6Addr::new(0xff00, 0, 0, 0, 0, 0, 0, 0),
+        8,
+        Status::Reserved,
+    ),
     // Documentation (RFC 3849, RFC 9637) and discard-only (RFC 6666).
-    (Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 0), 32, Status::Reserved),
-    (Ipv6Addr::new(0x3fff, 0, 0, 0, 0, 0, 0, 0), 20, Status::Reserved),
-    (Ipv6Addr::new(0x100, 0, 0, 0, 0, 0, 0, 0), 64, Status::Reserved),
+    (
+        Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 0),
+        32,
+        Status::Reserved,
+    ),
+    (
+        Ipv6Addr::new(0x3fff, 0, 0, 0, 0, 0, 0, 0),
+        20,
+        Status::Reserved,
+    ),
+    (
+        Ipv6Addr::new(0x100, 0, 0, 0, 0, 0, 0, 0),
+        64,
+        Status::Reserved,
+    ),
 ];
 
 /// The address to classify, look up and truncate: IPv4-mapped IPv6 (`::ffff:a.b.c.d`)
@@ -110,11 +138,17 @@ pub(crate) fn non_public(ip: IpAddr) -> Option<Status> {
     match ip {
         IpAddr::V4(v4) => {
             let bits = v4.to_bits();
-            V4_RANGES.iter().find(|(net, len, _)| bits & mask32(*len) == net.to_bits()).map(|r| r.2)
+            V4_RANGES
+                .iter()
+                .find(|(net, len, _)| bits & mask32(*len) == net.to_bits())
+                .map(|r| r.2)
         }
         IpAddr::V6(v6) => {
             let bits = v6.to_bits();
-            V6_RANGES.iter().find(|(net, len, _)| bits & mask128(*len) == net.to_bits()).map(|r| r.2)
+            V6_RANGES
+                .iter()
+                .find(|(net, len, _)| bits & mask128(*len) == net.to_bits())
+                .map(|r| r.2)
         }
     }
 }

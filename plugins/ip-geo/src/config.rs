@@ -3,7 +3,13 @@
 use weir_sdk::{Config, Event, Location};
 
 /// Every config key the stage understands.
-const KEYS: &[&str] = &["ip_field", "fields", "prefix", "truncate_ip", "status_field"];
+const KEYS: &[&str] = &[
+    "ip_field",
+    "fields",
+    "prefix",
+    "truncate_ip",
+    "status_field",
+];
 
 /// The location fields an event can receive, by config name.
 const FIELD_NAMES: &[(&str, GeoField)] = &[
@@ -73,14 +79,20 @@ impl Settings {
         let status_field = non_empty(config, "status_field", "geo_status")?;
         let prefix = config.get("prefix").unwrap_or("geo_").trim();
         let mut outputs: Vec<(GeoField, String)> = Vec::new();
-        for name in config.list_or("fields", &["country", "region", "city", "latitude", "longitude"]) {
+        for name in config.list_or(
+            "fields",
+            &["country", "region", "city", "latitude", "longitude"],
+        ) {
             let (canonical, field) = FIELD_NAMES
                 .iter()
                 .find(|(n, _)| n.eq_ignore_ascii_case(&name))
                 .copied()
                 .ok_or_else(|| {
                     let known: Vec<&str> = FIELD_NAMES.iter().map(|(n, _)| *n).collect();
-                    format!("config `fields`: unknown field {name:?} (known: {})", known.join(", "))
+                    format!(
+                        "config `fields`: unknown field {name:?} (known: {})",
+                        known.join(", ")
+                    )
                 })?;
             if !outputs.iter().any(|(f, _)| *f == field) {
                 outputs.push((field, format!("{prefix}{canonical}")));
@@ -88,13 +100,22 @@ impl Settings {
         }
         // Clashing names would make one output silently overwrite another, or the address.
         if outputs.iter().any(|(_, name)| *name == ip_field) {
-            return Err(format!("config `prefix`: output fields would overwrite the IP field `{ip_field}`"));
+            return Err(format!(
+                "config `prefix`: output fields would overwrite the IP field `{ip_field}`"
+            ));
         }
         if status_field == ip_field || outputs.iter().any(|(_, name)| *name == status_field) {
-            return Err(format!("config `status_field`: `{status_field}` clashes with another field"));
+            return Err(format!(
+                "config `status_field`: `{status_field}` clashes with another field"
+            ));
         }
         let truncate_ip = config.choice_or("truncate_ip", &["true", "false"], "false")? == "true";
-        Ok(Settings { ip_field, outputs, truncate_ip, status_field })
+        Ok(Settings {
+            ip_field,
+            outputs,
+            truncate_ip,
+            status_field,
+        })
     }
 }
 

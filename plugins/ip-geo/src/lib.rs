@@ -51,7 +51,10 @@ impl IpGeo {
             Some(_) => match event.get_str(field) {
                 None => Input::Malformed,
                 Some(text) if text.trim().is_empty() => Input::Missing,
-                Some(text) => text.trim().parse().map_or(Input::Malformed, |ip| Input::Ip(classify::canonical(ip))),
+                Some(text) => text
+                    .trim()
+                    .parse()
+                    .map_or(Input::Malformed, |ip| Input::Ip(classify::canonical(ip))),
             },
         }
     }
@@ -68,7 +71,10 @@ impl IpGeo {
             Err(e) => {
                 if !self.warned {
                     self.warned = true;
-                    ctx.log(Level::Warn, &format!("geo lookup failed, marking events `error` (logged once): {e}"));
+                    ctx.log(
+                        Level::Warn,
+                        &format!("geo lookup failed, marking events `error` (logged once): {e}"),
+                    );
                 }
                 Status::Error
             }
@@ -78,7 +84,10 @@ impl IpGeo {
 
 impl Transform for IpGeo {
     fn init(config: &Config) -> Result<Self, String> {
-        Ok(IpGeo { settings: Settings::from_config(config)?, warned: false })
+        Ok(IpGeo {
+            settings: Settings::from_config(config)?,
+            warned: false,
+        })
     }
 
     fn process(&mut self, mut event: Event<'_>, ctx: &mut Context<'_>) {
@@ -112,8 +121,12 @@ fn replace_at_path(event: &mut Event<'_>, path: &str, raw: &[u8]) {
         event.set_raw(path, raw);
         return;
     }
-    let Some((head, rest)) = path.split_once('.') else { return };
-    let Some(inner) = event.get_raw(head) else { return };
+    let Some((head, rest)) = path.split_once('.') else {
+        return;
+    };
+    let Some(inner) = event.get_raw(head) else {
+        return;
+    };
     let mut inner = inner.to_vec();
     if replace_in_object(&mut inner, rest, raw) {
         event.set_raw(head, &inner);
@@ -125,8 +138,12 @@ fn replace_in_object(obj: &mut Vec<u8>, path: &str, raw: &[u8]) -> bool {
         json::set_raw(obj, path, raw);
         return true;
     }
-    let Some((head, rest)) = path.split_once('.') else { return false };
-    let Some(member) = json::find_member(obj, head) else { return false };
+    let Some((head, rest)) = path.split_once('.') else {
+        return false;
+    };
+    let Some(member) = json::find_member(obj, head) else {
+        return false;
+    };
     let mut inner = obj[member.value.clone()].to_vec();
     if !replace_in_object(&mut inner, rest, raw) {
         return false;

@@ -28,14 +28,19 @@ fn london() -> Location {
 fn harness(config: &[(&str, &str)]) -> (TestHarness<IpGeo>, Rc<RefCell<Vec<String>>>) {
     let asked = Rc::new(RefCell::new(Vec::new()));
     let log = Rc::clone(&asked);
-    let h = TestHarness::<IpGeo>::new(config).unwrap().with_geo(move |ip| {
-        log.borrow_mut().push(ip.to_string());
-        Ok(match ip {
-            "81.2.69.10" => Some(london()),
-            "2a02:ec0::1" => Some(Location { country_iso: Some("DE".into()), ..Location::default() }),
-            _ => None,
-        })
-    });
+    let h = TestHarness::<IpGeo>::new(config)
+        .unwrap()
+        .with_geo(move |ip| {
+            log.borrow_mut().push(ip.to_string());
+            Ok(match ip {
+                "81.2.69.10" => Some(london()),
+                "2a02:ec0::1" => Some(Location {
+                    country_iso: Some("DE".into()),
+                    ..Location::default()
+                }),
+                _ => None,
+            })
+        });
     (h, asked)
 }
 
@@ -108,7 +113,12 @@ fn lookup_error_is_logged_once() {
     assert_eq!(status(&mut h, json!("81.2.69.10")), "error");
     assert_eq!(status(&mut h, json!("8.8.8.8")), "error");
     assert_eq!(status(&mut h, json!("10.0.0.1")), "private");
-    let warnings: Vec<_> = h.host().logs.iter().filter(|(l, _)| *l == weir_sdk::Level::Warn).collect();
+    let warnings: Vec<_> = h
+        .host()
+        .logs
+        .iter()
+        .filter(|(l, _)| *l == weir_sdk::Level::Warn)
+        .collect();
     assert_eq!(warnings.len(), 1);
     assert!(warnings[0].1.contains("no geo database"));
     assert_eq!(h.host().counters.get("geo_error"), Some(&2));
@@ -131,7 +141,11 @@ fn only_configured_and_present_fields_are_added() {
 
 #[test]
 fn prefix_and_status_field() {
-    let (mut h, _) = harness(&[("prefix", "loc."), ("fields", "country,latitude"), ("status_field", "geo")]);
+    let (mut h, _) = harness(&[
+        ("prefix", "loc."),
+        ("fields", "country,latitude"),
+        ("status_field", "geo"),
+    ]);
     let v = run(&mut h, json!("81.2.69.10"));
     assert_eq!(v["loc.country"], "GB");
     assert_eq!(v["loc.latitude"], 51.5142);
@@ -143,7 +157,11 @@ fn prefix_and_status_field() {
 #[test]
 fn custom_ip_field_and_nested_path() {
     let (mut h, asked) = harness(&[("ip_field", "client.addr"), ("truncate_ip", "true")]);
-    let out = h.process_one("u-1", T0, json!({"client": {"addr": "81.2.69.10", "port": 1}, "ip": "1.1.1.1"}));
+    let out = h.process_one(
+        "u-1",
+        T0,
+        json!({"client": {"addr": "81.2.69.10", "port": 1}, "ip": "1.1.1.1"}),
+    );
     let v = &out[0].value;
     assert_eq!(v["geo_city"], "London");
     assert_eq!(v["client"], json!({"addr": "81.2.69.0", "port": 1}));
@@ -156,8 +174,14 @@ fn custom_ip_field_and_nested_path() {
 fn truncation_v4_and_v6_for_every_status() {
     let (mut h, asked) = harness(&[("truncate_ip", "TRUE")]);
     let v = run(&mut h, json!("81.2.69.10"));
-    assert_eq!((v["ip"].as_str(), v["geo_city"].as_str()), (Some("81.2.69.0"), Some("London")));
-    assert_eq!(run(&mut h, json!("2001:db8:1:2:3:4:5:6"))["ip"], "2001:db8:1::");
+    assert_eq!(
+        (v["ip"].as_str(), v["geo_city"].as_str()),
+        (Some("81.2.69.0"), Some("London"))
+    );
+    assert_eq!(
+        run(&mut h, json!("2001:db8:1:2:3:4:5:6"))["ip"],
+        "2001:db8:1::"
+    );
     assert_eq!(run(&mut h, json!("2a02:ec0::1"))["ip"], "2a02:ec0::");
     assert_eq!(run(&mut h, json!("10.1.2.3"))["ip"], "10.1.2.0");
     assert_eq!(run(&mut h, json!("not-an-ip"))["ip"], "not-an-ip");
@@ -185,7 +209,10 @@ fn bad_config_is_refused_naming_the_key() {
         (&[("truncate_ip", "yes")], "truncate_ip"),
         (&[("ip_field", "")], "ip_field"),
         (&[("status_field", "geo_city")], "status_field"),
-        (&[("prefix", ""), ("fields", "city"), ("ip_field", "city")], "prefix"),
+        (
+            &[("prefix", ""), ("fields", "city"), ("ip_field", "city")],
+            "prefix",
+        ),
         (&[("ip_fields", "ip")], "ip_fields"),
     ];
     for (config, key) in cases {

@@ -56,14 +56,17 @@ impl Settings {
         if windows.max_duration <= 0 {
             return Err("config `max_duration`: must be longer than zero".to_string());
         }
-        let late_action = match config.choice_or("late_action", &["route", "dead-letter"], "route")? {
-            "dead-letter" => LateAction::DeadLetter,
-            _ => LateAction::Route,
-        };
+        let late_action =
+            match config.choice_or("late_action", &["route", "dead-letter"], "route")? {
+                "dead-letter" => LateAction::DeadLetter,
+                _ => LateAction::Route,
+            };
         let user_field = non_empty(config, "user_field", "user_id")?;
         // The summary and features objects would otherwise carry the key twice.
         if OUTPUT_KEYS.contains(&user_field.as_str()) {
-            return Err(format!("config `user_field`: `{user_field}` is already a summary or features field"));
+            return Err(format!(
+                "config `user_field`: `{user_field}` is already a summary or features field"
+            ));
         }
         Ok(Settings {
             windows,

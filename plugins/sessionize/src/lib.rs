@@ -60,8 +60,14 @@ impl Sessionize {
     fn place(&self, event: &Event<'_>, ctx: &mut Context<'_>) -> String {
         let key = event.key();
         let url = event.get_str(&self.settings.url_field);
-        let page_view = event.get_str(&self.settings.type_field).is_some_and(|t| t == self.settings.page_view_type);
-        let observed = Observed { time: event.time(), url: url.as_deref(), page_view };
+        let page_view = event
+            .get_str(&self.settings.type_field)
+            .is_some_and(|t| t == self.settings.page_view_type);
+        let observed = Observed {
+            time: event.time(),
+            url: url.as_deref(),
+            page_view,
+        };
         let mut open: Vec<OpenSession> = ctx.state(key, OPEN_STATE).unwrap_or_default();
         let placed = self.settings.windows.place(&mut open, observed);
         if let Some(closed) = &placed.closed {
@@ -98,7 +104,9 @@ impl Sessionize {
 
 impl Transform for Sessionize {
     fn init(config: &Config) -> Result<Self, String> {
-        Ok(Sessionize { settings: Settings::from_config(config)? })
+        Ok(Sessionize {
+            settings: Settings::from_config(config)?,
+        })
     }
 
     fn process(&mut self, mut event: Event<'_>, ctx: &mut Context<'_>) {
@@ -113,7 +121,9 @@ impl Transform for Sessionize {
     }
 
     fn on_timer(&mut self, key: &[u8], at: i64, ctx: &mut Context<'_>) {
-        let Some(mut open) = ctx.state::<Vec<OpenSession>>(key, OPEN_STATE) else { return };
+        let Some(mut open) = ctx.state::<Vec<OpenSession>>(key, OPEN_STATE) else {
+            return;
+        };
         let closed = self.settings.windows.expire(&mut open, at);
         for session in &closed {
             close_session(&self.settings.user_field, key, session, ctx);

@@ -79,12 +79,20 @@ struct FeaturesOut<'a> {
 }
 
 /// Emits `session`'s summary and the user's updated features.
-pub(crate) fn close_session(user_field: &str, key: &[u8], session: &OpenSession, ctx: &mut Context<'_>) {
+pub(crate) fn close_session(
+    user_field: &str,
+    key: &[u8],
+    session: &OpenSession,
+    ctx: &mut Context<'_>,
+) {
     let user = String::from_utf8_lossy(key);
     let id = session_id(key, session.anchor);
     let duration_ms = session.last.saturating_sub(session.start);
     let summary = Summary {
-        user: User { field: user_field, value: &user },
+        user: User {
+            field: user_field,
+            value: &user,
+        },
         session_id: &id,
         start: session.start,
         end: session.last,
@@ -109,7 +117,10 @@ pub(crate) fn close_session(user_field: &str, key: &[u8], session: &OpenSession,
     features.total_events += session.event_count;
     ctx.set_state(key, FEATURES_STATE, &features);
     let out = FeaturesOut {
-        user: User { field: user_field, value: &user },
+        user: User {
+            field: user_field,
+            value: &user,
+        },
         session_count: features.session_count,
         last_session_duration_ms: features.last_session_duration_ms,
         last_session_events: features.last_session_events,

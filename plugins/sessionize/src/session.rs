@@ -105,13 +105,18 @@ impl Windows {
     /// When the watermark passing `session.last + gap + allowed_lateness` means no accepted
     /// event can reach the session any more.
     pub(crate) fn deadline(&self, session: &OpenSession) -> i64 {
-        session.last.saturating_add(self.gap).saturating_add(self.allowed_lateness)
+        session
+            .last
+            .saturating_add(self.gap)
+            .saturating_add(self.allowed_lateness)
     }
 
     /// Places `event` among `open` (sorted by start, kept sorted).
     pub(crate) fn place(&self, open: &mut Vec<OpenSession>, event: Observed<'_>) -> Placed {
         let t = event.time;
-        let hits: Vec<usize> = (0..open.len()).filter(|i| open[*i].covers(t, self.gap)).collect();
+        let hits: Vec<usize> = (0..open.len())
+            .filter(|i| open[*i].covers(t, self.gap))
+            .collect();
         match hits.as_slice() {
             [] => self.open_new(open, event, None, Vec::new()),
             [i] => {
@@ -124,12 +129,22 @@ impl Windows {
                 let before = self.deadline(session);
                 session.add(event);
                 let after = self.deadline(session);
-                let (cancel, set) = if before == after { (Vec::new(), None) } else { (vec![before], Some(after)) };
-                Placed { anchor: session.anchor, closed: None, cancel, set }
+                let (cancel, set) = if before == after {
+                    (Vec::new(), None)
+                } else {
+                    (vec![before], Some(after))
+                };
+                Placed {
+                    anchor: session.anchor,
+                    closed: None,
+                    cancel,
+                    set,
+                }
             }
             _ => {
                 // Removing from the back keeps the remaining indexes valid.
-                let mut merged: Vec<OpenSession> = hits.iter().rev().map(|i| open.remove(*i)).collect();
+                let mut merged: Vec<OpenSession> =
+                    hits.iter().rev().map(|i| open.remove(*i)).collect();
                 let cancel = merged.iter().map(|s| self.deadline(s)).collect();
                 merged.sort_by_key(|s| s.anchor);
                 let mut parts = merged.into_iter();
@@ -141,7 +156,12 @@ impl Windows {
                 let set = Some(self.deadline(&target));
                 let anchor = target.anchor;
                 insert_sorted(open, target);
-                Placed { anchor, closed: None, cancel, set }
+                Placed {
+                    anchor,
+                    closed: None,
+                    cancel,
+                    set,
+                }
             }
         }
     }
@@ -156,7 +176,12 @@ impl Windows {
         let session = OpenSession::new(event);
         let set = Some(self.deadline(&session));
         insert_sorted(open, session);
-        Placed { anchor: event.time, closed, cancel, set }
+        Placed {
+            anchor: event.time,
+            closed,
+            cancel,
+            set,
+        }
     }
 
     /// Removes and returns, in start order, every session whose deadline is at or before `at`.
@@ -181,7 +206,9 @@ const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
 const FNV_PRIME: u64 = 0x0000_0100_0000_01b3;
 
 fn fnv1a(hash: u64, bytes: &[u8]) -> u64 {
-    bytes.iter().fold(hash, |h, b| (h ^ u64::from(*b)).wrapping_mul(FNV_PRIME))
+    bytes
+        .iter()
+        .fold(hash, |h, b| (h ^ u64::from(*b)).wrapping_mul(FNV_PRIME))
 }
 
 #[cfg(test)]
@@ -199,7 +226,10 @@ mod tests {
     fn session_id_hashes_key_zero_and_anchor() {
         let mut bytes = b"u-42\0".to_vec();
         bytes.extend_from_slice(&1_000i64.to_le_bytes());
-        assert_eq!(session_id(b"u-42", 1_000), format!("s-{:016x}", fnv1a(FNV_OFFSET, &bytes)));
+        assert_eq!(
+            session_id(b"u-42", 1_000),
+            format!("s-{:016x}", fnv1a(FNV_OFFSET, &bytes))
+        );
         assert_eq!(session_id(b"u-42", 1_000).len(), 18);
         assert_ne!(session_id(b"u-42", 1_000), session_id(b"u-42", 1_001));
         assert_ne!(session_id(b"u-4", 1_000), session_id(b"u-42", 1_000));

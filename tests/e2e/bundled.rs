@@ -1,0 +1,95 @@
+//! The three bundled plugins as built Wasm components, against a MaxMind database generated
+//! by the test: known ranges enrich to known places, bots leave, sessions close.
+
+use std::sync::Arc;
+
+use serde_json::json;
+use weir::runtime::GeoDb;
+
+use crate::harness::{TestPipeline, limits, records, wasm_stage};
+
+fn geo() -> (tempfile::TempDir, Arc<GeoDb>) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("geo.mmdb");
+    weir::synth::geodb::write(&path).unwrap();
+    let db = Arc::new(GeoDb::open(&path).unwrap());
+    (dir, db)
+}
+
+#[test]
+fn ip_geo_enriches_known_ranges_and_tags_the_rest() {
+    let (_dir, db) = geo();
+    assert_eq!(db.database_type(), "GeoLite2-City");
+    let stage = wasm_stage("ip-geo", &[], limits(), Some(db));
+    let mut t = TestPipeline::new(vec![Box::new(stage)], &["main"]);
+    let ips = [
+        json!("81.2.69.77"),
+        json!("2a02:cf40:1::5"),
+        json!("41.76.8.9"),
+        json!("8.8.8.8"),
+        json!("10.1.2.3"),
+        json!("127.0.0.1"),
+        json!("192.0.2.1"),
+        json!("garbage"),
+        serde_json::Value::Null,
+    ];
+    let input: Vec<_> = ips.iter().enumerate().map(|(i, ip)| json!({"user_id": "u", "ts": 1000 + i, "ip": ip})).collect();
+    t.pipeline.process(&records(&input)).unwrap();
+    let out = t.route("main");
+    let status: Vec<&str> = out.iter().map(|v| v["geo_status"].as_str().unwrap()).collect();
+    assert_eq!(status, ["ok", "ok", "ok", "not_found", "private", "loopback", "reserved", "malformed", "missing"]);
+    assert_eq!(
+        (&out[0]["geo_country"], &out[0]["geo_region"], &out[0]["geo_city"], &out[0]["geo_latitude"], &out[0]["geo_longitude"]),
+        (&json!("GB"), &json!("England"), &json!("London"), &json!(51.5142), &json!(-0.0931))
+    );
+    assert_eq!((&out[1]["geo_country"], &out[1]["geo_city"]), (&json!("NL"), &json!("Amsterdam")));
+    assert_eq!(out[2]["geo_country"], "ZA");
+    assert!(out[2].get("geo_city").is_none(), "a country-only block adds no city: {}", out[2]);
+    assert!(t.dead.letters().is_empty());
+}
+
+#[test]
+fn bundled_plugins_filter_enrich_and_sessionize_in_one_pipeline() {
+    let (_dir, db) = geo();
+    let stages: Vec<Box<dyn weir::pipeline::Stage>> = vec![
+        Box::new(wasm_stage("bot-filter", &[], limits(), None)),
+        Box::new(wasm_stage("ip-geo", &[], limits(), Some(db))),
+        Box::new(wasm_stage("sessionize", &[("gap", "30m")], limits(), None)),
+    ];
+    let mut t = TestPipeline::new(stages, &["main", "bots", "sessions", "features", "late"]);
+    let browser = "Mozilla/5.0 (X11; Linux x86_64; rv:133.0) Gecko/20100101 Firefox/133.0";
+    let t0 = 1_767_225_600_000i64;
+    let minute = 60_000;
+    let input = [
+        json!({"user_id": "u1", "ts": t0, "user_agent": browser, "ip": "81.2.69.1", "type": "page_view", "url": "/a"}),
+        json!({"user_id": "u1", "ts": t0 + minute, "user_agent": browser, "ip": "81.2.69.1", "type": "click", "url": "/b"}),
+        json!({"user_id": "bot", "ts": t0 + minute, "user_agent": "Mozilla/5.0 (compatible; Googlebot/2.1)", "ip": "8.8.8.8"}),
+        json!({"user_id": "u1", "ts": t0 + 2 * minute, "user_agent": browser, "ip": "81.2.69.1", "type": "page_view", "url": "/c"}),
+        json!({"user_id": "u1", "ts": t0 + 120 * minute, "user_agent": browser, "ip": "81.2.69.1", "type": "page_view", "url": "/d"}),
+    ];
+    t.pipeline.process(&records(&input)).unwrap();
+    t.pipeline.finish().unwrap();
+
+    let main = t.route("main");
+    assert_eq!(main.len(), 4);
+    assert!(main.iter().all(|e| e["geo_city"] == "London"));
+    let ids: Vec<&str> = main.iter().map(|e| e["session_id"].as_str().unwrap()).collect();
+    assert_eq!(ids[0], ids[1]);
+    assert_eq!(ids[1], ids[2]);
+    assert_ne!(ids[2], ids[3]);
+
+    let bots = t.route("bots");
+    assert_eq!(bots.len(), 1);
+    assert!(bots[0]["bot_reason"].as_str().unwrap().starts_with("user_agent:"));
+
+    let sessions = t.route("sessions");
+    assert_eq!(sessions.len(), 2);
+    assert_eq!(sessions[0]["session_id"], ids[0]);
+    assert_eq!((&sessions[0]["event_count"], &sessions[0]["page_views"]), (&json!(3), &json!(2)));
+    assert_eq!((&sessions[0]["first_url"], &sessions[0]["last_url"]), (&json!("/a"), &json!("/c")));
+    assert_eq!(sessions[0]["duration_ms"], 2 * minute);
+    let features = t.route("features");
+    assert_eq!(features.last().unwrap()["session_count"], 2);
+    assert!(t.route("late").is_empty());
+    assert!(t.dead.letters().is_empty());
+}

@@ -1,0 +1,62 @@
+//! The `weir` command line as a user runs it: validate, plugin inspect, plugin test.
+
+use crate::harness::{plugin, root, weir};
+
+#[test]
+fn validate_accepts_the_example_and_refuses_a_bad_field() {
+    let ok = weir(&["validate", root().join("examples/clickstream/pipeline.toml").to_str().unwrap()]);
+    assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));
+    assert!(String::from_utf8_lossy(&ok.stdout).contains("valid (3 stages"));
+
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.toml");
+    let text = std::fs::read_to_string(root().join("examples/clickstream/pipeline.toml")).unwrap();
+    std::fs::write(&bad, text.replacen("batch_size = 512", "batch_size = 0", 1)).unwrap();
+    let refused = weir(&["validate", bad.to_str().unwrap()]);
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("`source.batch_size`"), "{}", String::from_utf8_lossy(&refused.stderr));
+}
+
+#[test]
+fn inspect_shows_world_exports_imports_and_hash() {
+    let out = weir(&["plugin", "inspect", plugin("bot-filter").to_str().unwrap()]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("world    weir:transform/transform@0.1.0"), "{text}");
+    for export in ["init", "process", "on-timer"] {
+        assert!(text.lines().any(|l| l.starts_with("exports") && l.contains(export)), "{text}");
+    }
+    assert!(text.contains("weir:transform/state@0.1.0"), "{text}");
+    let sha = text.lines().find_map(|l| l.strip_prefix("sha256   ")).unwrap();
+    assert_eq!(sha.len(), 64);
+}
+
+#[test]
+fn plugin_test_prints_one_json_object_per_output() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in.ndjson");
+    std::fs::write(
+        &input,
+        "{\"user_id\":\"u1\",\"ts\":1000}\nnot json\n{\"user_id\":\"u2\",\"ts\":2000,\"action\":\"trap\"}\n",
+    )
+    .unwrap();
+    let out = weir(&["plugin", "test", plugin("add-field").to_str().unwrap(), "--input", input.to_str().unwrap(), "--set", "name=env", "--set", "value=prod"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let lines: Vec<serde_json::Value> =
+        String::from_utf8_lossy(&out.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(lines.len(), 3, "{lines:?}");
+    let emitted: Vec<_> = lines.iter().filter(|l| l["kind"] == "emit").collect();
+    assert_eq!(emitted.len(), 2);
+    assert_eq!(emitted[0]["input"], 0);
+    assert_eq!(emitted[0]["event"]["env"], "prod");
+    let dead = lines.iter().find(|l| l["kind"] == "dead-letter").unwrap();
+    assert_eq!(dead["input"], 1);
+    assert!(dead["reason"].as_str().unwrap().starts_with("invalid json"));
+
+    let hostile = weir(&["plugin", "test", plugin("hostile").to_str().unwrap(), "--input", input.to_str().unwrap()]);
+    let lines: Vec<serde_json::Value> =
+        String::from_utf8_lossy(&hostile.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let trapped = lines.iter().find(|l| l["input"] == 2).unwrap();
+    assert_eq!(trapped["kind"], "dead-letter");
+    assert!(trapped["reason"].as_str().unwrap().starts_with("trap: "), "{trapped}");
+}

@@ -35,7 +35,14 @@ fn cpu_time() -> Duration {
 
 /// `n` events of about 200 bytes: 5,000 users, times advancing ~40 ms per event, 2% crawlers.
 fn events(n: usize) -> Vec<SourceRecord> {
-    let ips = ["81.2.69.12", "89.160.20.7", "175.16.199.3", "10.1.2.3", "93.184.216.9", "2a02:cf40:1::9"];
+    let ips = [
+        "81.2.69.12",
+        "89.160.20.7",
+        "175.16.199.3",
+        "10.1.2.3",
+        "93.184.216.9",
+        "2a02:cf40:1::9",
+    ];
     (0..n)
         .map(|i| {
             let ua = if i % 50 == 0 { "Googlebot/2.1" } else { "Mozilla/5.0 (X11; Linux x86_64) Firefox/133.0" };
@@ -59,39 +66,81 @@ fn events(n: usize) -> Vec<SourceRecord> {
 
 fn pipeline(stages: Vec<Box<dyn Stage>>) -> (PartitionPipeline, Vec<MemorySink>) {
     let sinks: Vec<MemorySink> = ROUTES.iter().map(|r| MemorySink::counting(r)).collect();
-    let boxed = sinks.iter().zip(ROUTES).map(|(s, r)| (Box::new(s.clone()) as Box<dyn Sink>, vec![r.to_string()])).collect();
+    let boxed = sinks
+        .iter()
+        .zip(ROUTES)
+        .map(|(s, r)| (Box::new(s.clone()) as Box<dyn Sink>, vec![r.to_string()]))
+        .collect();
     let router = Router::new(boxed, Box::new(MemoryDeadLetters::default()));
     let watermark = WatermarkTracker::new(WatermarkConfig {
         out_of_orderness: Duration::from_secs(5),
         idle_timeout: Duration::from_secs(3600),
     });
-    (PartitionPipeline::new(RecordDecoder::new(&EventConfig { key_field: "user_id".into(), time_field: "ts".into() }), stages, router, watermark), sinks)
+    (
+        PartitionPipeline::new(
+            RecordDecoder::new(&EventConfig {
+                key_field: "user_id".into(),
+                time_field: "ts".into(),
+            }),
+            stages,
+            router,
+            watermark,
+        ),
+        sinks,
+    )
 }
 
 const SESSION_CONFIG: &[(&str, &str)] = &[("gap", "30s"), ("allowed_lateness", "1s")];
 
 fn config(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-    pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
 }
 
 fn wasm_stages(engine: &Arc<PluginEngine>, geo: &Arc<GeoDb>) -> Vec<Box<dyn Stage>> {
     let dir = xtask::plugins::output_dir();
-    let settings = InstanceSettings { memory_limit: 64 << 20, cpu_limit: Duration::from_secs(2) };
-    [("bot-filter", &[][..]), ("ip-geo", &[][..]), ("sessionize", SESSION_CONFIG)]
-        .iter()
-        .map(|(name, cfg)| {
-            let plugin = engine.load_file(&dir.join(format!("{name}.wasm"))).unwrap();
-            Box::new(WasmStage::new(engine.clone(), name, plugin, settings, Some(geo.clone()), config(cfg)).unwrap()) as Box<dyn Stage>
-        })
-        .collect()
+    let settings = InstanceSettings {
+        memory_limit: 64 << 20,
+        cpu_limit: Duration::from_secs(2),
+    };
+    [
+        ("bot-filter", &[][..]),
+        ("ip-geo", &[][..]),
+        ("sessionize", SESSION_CONFIG),
+    ]
+    .iter()
+    .map(|(name, cfg)| {
+        let plugin = engine.load_file(&dir.join(format!("{name}.wasm"))).unwrap();
+        Box::new(
+            WasmStage::new(
+                engine.clone(),
+                name,
+                plugin,
+                settings,
+                Some(geo.clone()),
+                config(cfg),
+            )
+            .unwrap(),
+        ) as Box<dyn Stage>
+    })
+    .collect()
 }
 
 fn native_stages(geo: &Arc<GeoDb>) -> Vec<Box<dyn Stage>> {
     let geo = geo.clone();
     vec![
         Box::new(NativeStage::<bot_filter::BotFilter>::new("bot-filter", vec![]).unwrap()),
-        Box::new(NativeStage::<ip_geo::IpGeo>::new("ip-geo", vec![]).unwrap().with_geo(move |ip| geo.lookup(ip))),
-        Box::new(NativeStage::<sessionize::Sessionize>::new("sessionize", config(SESSION_CONFIG)).unwrap()),
+        Box::new(
+            NativeStage::<ip_geo::IpGeo>::new("ip-geo", vec![])
+                .unwrap()
+                .with_geo(move |ip| geo.lookup(ip)),
+        ),
+        Box::new(
+            NativeStage::<sessionize::Sessionize>::new("sessionize", config(SESSION_CONFIG))
+                .unwrap(),
+        ),
     ]
 }
 
@@ -107,7 +156,11 @@ fn run(mut pipeline: PartitionPipeline, sinks: &[MemorySink], input: &[SourceRec
         pipeline.process(chunk).unwrap();
     }
     pipeline.finish().unwrap();
-    Round { wall: wall0.elapsed(), cpu: cpu_time() - cpu0, delivered: sinks.iter().map(MemorySink::count).sum() }
+    Round {
+        wall: wall0.elapsed(),
+        cpu: cpu_time() - cpu0,
+        delivered: sinks.iter().map(MemorySink::count).sum(),
+    }
 }
 
 fn median(mut v: Vec<Duration>) -> Duration {
@@ -120,7 +173,10 @@ fn report(label: &str, n: usize, rounds: &[Round]) -> (f64, f64) {
     let cpu = median(rounds.iter().map(|r| r.cpu).collect());
     let rate = n as f64 / wall.as_secs_f64();
     let cpu_us = cpu.as_secs_f64() * 1e6 / n as f64;
-    println!("{label:<8} {rate:>12.0} events/s  {cpu_us:>7.3} CPU µs/event  ({} outputs)", rounds[0].delivered);
+    println!(
+        "{label:<8} {rate:>12.0} events/s  {cpu_us:>7.3} CPU µs/event  ({} outputs)",
+        rounds[0].delivered
+    );
     (rate, cpu_us)
 }
 
@@ -130,7 +186,9 @@ fn json_access(n: usize) {
     let mut total = 0usize;
     for r in &input {
         let mut v = r.value.clone();
-        let ip = weir_sdk::json::get_str(&v, "ip").map(|s| s.len()).unwrap_or(0);
+        let ip = weir_sdk::json::get_str(&v, "ip")
+            .map(|s| s.len())
+            .unwrap_or(0);
         weir_sdk::json::set_raw(&mut v, "geo_country", b"\"GB\"");
         total += ip + v.len();
     }
@@ -155,7 +213,11 @@ fn json_access(n: usize) {
 
 fn arg(name: &str, default: usize) -> usize {
     let args: Vec<String> = std::env::args().collect();
-    args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).and_then(|v| v.parse().ok()).unwrap_or(default)
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 fn main() {
@@ -169,7 +231,10 @@ fn main() {
     let engine = Arc::new(PluginEngine::new(&EngineSettings::default()).unwrap());
     let input = events(n);
 
-    println!("{n} events of ~{} bytes, batches of {BATCH}, {rounds} rounds, one thread", input[0].value.len());
+    println!(
+        "{n} events of ~{} bytes, batches of {BATCH}, {rounds} rounds, one thread",
+        input[0].value.len()
+    );
     let (mut wasm, mut native) = (Vec::new(), Vec::new());
     for _ in 0..rounds {
         let (p, s) = pipeline(wasm_stages(&engine, &geo));
@@ -177,9 +242,16 @@ fn main() {
         let (p, s) = pipeline(native_stages(&geo));
         native.push(run(p, &s, &input));
     }
-    assert_eq!(wasm[0].delivered, native[0].delivered, "wasm and native outputs differ");
+    assert_eq!(
+        wasm[0].delivered, native[0].delivered,
+        "wasm and native outputs differ"
+    );
     let (wasm_rate, wasm_cpu) = report("wasm", n, &wasm);
     let (native_rate, native_cpu) = report("native", n, &native);
-    println!("ratio    wasm/native time {:.2}x, CPU {:.2}x", native_rate / wasm_rate, wasm_cpu / native_cpu);
+    println!(
+        "ratio    wasm/native time {:.2}x, CPU {:.2}x",
+        native_rate / wasm_rate,
+        wasm_cpu / native_cpu
+    );
     json_access(n);
 }

@@ -125,7 +125,10 @@ impl BatchResult {
 
     /// Iterates over outputs with their values.
     pub fn iter(&self) -> impl Iterator<Item = (&Output, &[u8])> {
-        self.outputs.iter().enumerate().map(|(i, o)| (o, self.value(i)))
+        self.outputs
+            .iter()
+            .enumerate()
+            .map(|(i, o)| (o, self.value(i)))
     }
 }
 
@@ -169,7 +172,10 @@ mod tests {
         assert_eq!(b.len(), 2);
         assert_eq!(b.key(0), b"k1");
         assert_eq!(b.value(1), b"{\"x\":1}");
-        assert_eq!(headers(b.headers(0)).collect::<Vec<_>>(), vec![("a", &b"1"[..]), ("bb", &b""[..])]);
+        assert_eq!(
+            headers(b.headers(0)).collect::<Vec<_>>(),
+            vec![("a", &b"1"[..]), ("bb", &b""[..])]
+        );
         assert_eq!(headers(b.headers(1)).count(), 0);
     }
 }

@@ -17,7 +17,11 @@ impl Config {
 
     /// The raw value of `key`.
     pub fn get(&self, key: &str) -> Option<&str> {
-        self.pairs.iter().rev().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+        self.pairs
+            .iter()
+            .rev()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
     }
 
     /// `key` parsed as `T`, or `default` when absent.
@@ -27,7 +31,10 @@ impl Config {
     {
         match self.get(key) {
             None => Ok(default),
-            Some(raw) => raw.trim().parse().map_err(|e| format!("config `{key}`: cannot parse {raw:?}: {e}")),
+            Some(raw) => raw
+                .trim()
+                .parse()
+                .map_err(|e| format!("config `{key}`: cannot parse {raw:?}: {e}")),
         }
     }
 
@@ -37,7 +44,10 @@ impl Config {
             None => Ok(default_ms),
             Some(raw) => humantime::parse_duration(raw.trim())
                 .map_err(|e| format!("config `{key}`: cannot parse duration {raw:?}: {e}"))
-                .and_then(|d| i64::try_from(d.as_millis()).map_err(|_| format!("config `{key}`: duration too long"))),
+                .and_then(|d| {
+                    i64::try_from(d.as_millis())
+                        .map_err(|_| format!("config `{key}`: duration too long"))
+                }),
         }
     }
 
@@ -45,30 +55,53 @@ impl Config {
     pub fn list_or(&self, key: &str, default: &[&str]) -> Vec<String> {
         match self.get(key) {
             None => default.iter().map(|s| s.to_string()).collect(),
-            Some(raw) => raw.split(',').map(str::trim).filter(|s| !s.is_empty()).map(String::from).collect(),
+            Some(raw) => raw
+                .split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(String::from)
+                .collect(),
         }
     }
 
     /// `key` as one of `allowed`, or `default`.
-    pub fn choice_or<'a>(&self, key: &str, allowed: &[&'a str], default: &'a str) -> Result<&'a str, String> {
+    pub fn choice_or<'a>(
+        &self,
+        key: &str,
+        allowed: &[&'a str],
+        default: &'a str,
+    ) -> Result<&'a str, String> {
         match self.get(key) {
             None => Ok(default),
             Some(raw) => allowed
                 .iter()
                 .find(|a| a.eq_ignore_ascii_case(raw.trim()))
                 .copied()
-                .ok_or_else(|| format!("config `{key}`: {raw:?} is not one of {}", allowed.join(", "))),
+                .ok_or_else(|| {
+                    format!(
+                        "config `{key}`: {raw:?} is not one of {}",
+                        allowed.join(", ")
+                    )
+                }),
         }
     }
 
     /// Errors naming every key not in `known`, so typos are refused at init.
     pub fn reject_unknown(&self, known: &[&str]) -> Result<(), String> {
-        let unknown: Vec<&str> =
-            self.pairs.iter().map(|(k, _)| k.as_str()).filter(|k| !known.contains(k)).collect();
+        let unknown: Vec<&str> = self
+            .pairs
+            .iter()
+            .map(|(k, _)| k.as_str())
+            .filter(|k| !known.contains(k))
+            .collect();
         if unknown.is_empty() {
             Ok(())
         } else {
-            Err(format!("unknown config key(s): {} (known: {})", unknown.join(", "), known.join(", ")))
+            Err(format!(
+                "unknown config key(s): {} (known: {})",
+                unknown.join(", "),
+                known.join(", ")
+            ))
         }
     }
 }

@@ -17,7 +17,11 @@ pub struct Context<'a> {
 
 impl<'a> Context<'a> {
     pub(crate) fn new(host: &'a mut dyn HostApi, result: &'a mut BatchResult, input: u32) -> Self {
-        Context { host, result, input }
+        Context {
+            host,
+            result,
+            input,
+        }
     }
 
     pub(crate) fn set_input(&mut self, input: u32) {
@@ -26,17 +30,26 @@ impl<'a> Context<'a> {
 
     /// Sends `event` on to the next stage.
     pub fn emit(&mut self, event: &Event<'_>) {
-        self.result.push(self.input, OutputKind::Emit, event.value());
+        self.result
+            .push(self.input, OutputKind::Emit, event.value());
     }
 
     /// Sends `event` to the route `route` (for example `"sessions"`), skipping later stages.
     pub fn route(&mut self, route: &str, event: &Event<'_>) {
-        self.result.push(self.input, OutputKind::Route(route.to_string()), event.value());
+        self.result.push(
+            self.input,
+            OutputKind::Route(route.to_string()),
+            event.value(),
+        );
     }
 
     /// Sends `event` to the dead-letter output with `reason`.
     pub fn dead_letter(&mut self, reason: impl Into<String>, event: &Event<'_>) {
-        self.result.push(self.input, OutputKind::DeadLetter(reason.into()), event.value());
+        self.result.push(
+            self.input,
+            OutputKind::DeadLetter(reason.into()),
+            event.value(),
+        );
     }
 
     /// The state value `name` of `key`, decoded. A value that no longer decodes (its type
@@ -46,7 +59,10 @@ impl<'a> Context<'a> {
         match postcard::from_bytes(&raw) {
             Ok(value) => Some(value),
             Err(e) => {
-                self.host.log(Level::Warn, &format!("state `{name}` does not decode, treating as absent: {e}"));
+                self.host.log(
+                    Level::Warn,
+                    &format!("state `{name}` does not decode, treating as absent: {e}"),
+                );
                 None
             }
         }
@@ -56,7 +72,10 @@ impl<'a> Context<'a> {
     pub fn set_state<T: Serialize>(&mut self, key: &[u8], name: &str, value: &T) {
         match postcard::to_allocvec(value) {
             Ok(raw) => self.host.state_put(key, name, &raw),
-            Err(e) => self.host.log(Level::Error, &format!("state `{name}` does not encode: {e}")),
+            Err(e) => self.host.log(
+                Level::Error,
+                &format!("state `{name}` does not encode: {e}"),
+            ),
         }
     }
 

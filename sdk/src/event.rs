@@ -17,18 +17,31 @@ pub struct Event<'a> {
 impl<'a> Event<'a> {
     /// An event over borrowed parts; `headers` is a framed header buffer.
     pub fn borrowed(value: &'a [u8], key: &'a [u8], time: i64, headers: &'a [u8]) -> Self {
-        Event { value: Cow::Borrowed(value), key, time, headers }
+        Event {
+            value: Cow::Borrowed(value),
+            key,
+            time,
+            headers,
+        }
     }
 
     /// A new event with the JSON `value`, no key and no headers, for timer outputs and tests.
     pub fn new(value: impl Into<Vec<u8>>, time: i64) -> Event<'static> {
-        Event { value: Cow::Owned(value.into()), key: b"", time, headers: b"" }
+        Event {
+            value: Cow::Owned(value.into()),
+            key: b"",
+            time,
+            headers: b"",
+        }
     }
 
     /// A new event holding `value` serialized as JSON.
     pub fn from_serialize<T: serde::Serialize>(value: &T, time: i64) -> Event<'static> {
         // Serializing plain data structs into a Vec cannot fail; fall back to an empty object.
-        Event::new(serde_json::to_vec(value).unwrap_or_else(|_| b"{}".to_vec()), time)
+        Event::new(
+            serde_json::to_vec(value).unwrap_or_else(|_| b"{}".to_vec()),
+            time,
+        )
     }
 
     /// The JSON value's bytes.
@@ -53,7 +66,9 @@ impl<'a> Event<'a> {
 
     /// The first header called `name`.
     pub fn header(&self, name: &str) -> Option<&[u8]> {
-        crate::abi::headers(self.headers).find(|(n, _)| *n == name).map(|(_, v)| v)
+        crate::abi::headers(self.headers)
+            .find(|(n, _)| *n == name)
+            .map(|(_, v)| v)
     }
 
     /// The string at `path` (a field name or a dotted path into nested objects).

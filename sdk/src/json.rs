@@ -44,7 +44,10 @@ pub fn find_member(obj: &[u8], field: &str) -> Option<Member> {
         let value_start = skip_ws(obj, pos + 1);
         let value_end = skip_value(obj, value_start)?;
         if key_matches(&obj[key_start + 1..key_end - 1], field) {
-            return Some(Member { key_start, value: value_start..value_end });
+            return Some(Member {
+                key_start,
+                value: value_start..value_end,
+            });
         }
         pos = value_end;
     }
@@ -74,7 +77,10 @@ pub fn get_i64(obj: &[u8], path: &str) -> Option<i64> {
 /// The value at `path` if it is a JSON number.
 pub fn get_f64(obj: &[u8], path: &str) -> Option<f64> {
     let raw = find_raw(obj, path)?;
-    if raw.first().is_some_and(|b| *b == b'-' || b.is_ascii_digit()) {
+    if raw
+        .first()
+        .is_some_and(|b| *b == b'-' || b.is_ascii_digit())
+    {
         std::str::from_utf8(raw).ok()?.parse().ok()
     } else {
         None
@@ -265,7 +271,10 @@ mod tests {
 
         let mut empty = b"{ }".to_vec();
         set_raw(&mut empty, "a", b"1");
-        assert_eq!(serde_json::from_slice::<serde_json::Value>(&empty).unwrap()["a"], 1);
+        assert_eq!(
+            serde_json::from_slice::<serde_json::Value>(&empty).unwrap()["a"],
+            1
+        );
     }
 
     #[test]
@@ -279,7 +288,10 @@ mod tests {
         }
         let mut only = br#"{"a": 1}"#.to_vec();
         assert!(remove(&mut only, "a"));
-        assert_eq!(serde_json::from_slice::<serde_json::Value>(&only).unwrap(), serde_json::json!({}));
+        assert_eq!(
+            serde_json::from_slice::<serde_json::Value>(&only).unwrap(),
+            serde_json::json!({})
+        );
         assert!(!remove(&mut only, "a"));
     }
 

@@ -56,19 +56,33 @@ pub trait Transform: Sized + 'static {
 
 /// Runs `transform` over every record of `batch`. The guest glue and the native harness both
 /// go through here.
-pub fn process_batch<T: Transform>(transform: &mut T, batch: &Batch, host: &mut dyn HostApi) -> BatchResult {
+pub fn process_batch<T: Transform>(
+    transform: &mut T,
+    batch: &Batch,
+    host: &mut dyn HostApi,
+) -> BatchResult {
     let mut result = BatchResult::default();
     let mut ctx = Context::new(host, &mut result, 0);
     for i in 0..batch.len() {
         ctx.set_input(u32::try_from(i).unwrap_or(u32::MAX));
-        let event = Event::borrowed(batch.value(i), batch.key(i), batch.times[i], batch.headers(i));
+        let event = Event::borrowed(
+            batch.value(i),
+            batch.key(i),
+            batch.times[i],
+            batch.headers(i),
+        );
         transform.process(event, &mut ctx);
     }
     result
 }
 
 /// Runs `transform`'s timer handler for `(key, at)`.
-pub fn fire_timer<T: Transform>(transform: &mut T, key: &[u8], at: i64, host: &mut dyn HostApi) -> BatchResult {
+pub fn fire_timer<T: Transform>(
+    transform: &mut T,
+    key: &[u8],
+    at: i64,
+    host: &mut dyn HostApi,
+) -> BatchResult {
     let mut result = BatchResult::default();
     transform.on_timer(key, at, &mut Context::new(host, &mut result, 0));
     result
@@ -83,13 +97,20 @@ macro_rules! export_transform {
         const _: () = {
             struct __WeirExport;
             impl $crate::guest::bindings::Guest for __WeirExport {
-                fn init(config: ::std::vec::Vec<(::std::string::String, ::std::string::String)>) -> ::std::result::Result<(), ::std::string::String> {
+                fn init(
+                    config: ::std::vec::Vec<(::std::string::String, ::std::string::String)>,
+                ) -> ::std::result::Result<(), ::std::string::String> {
                     $crate::guest::init::<$ty>(config)
                 }
-                fn process(batch: $crate::guest::bindings::weir::transform::types::Batch) -> $crate::guest::bindings::weir::transform::types::BatchResult {
+                fn process(
+                    batch: $crate::guest::bindings::weir::transform::types::Batch,
+                ) -> $crate::guest::bindings::weir::transform::types::BatchResult {
                     $crate::guest::process::<$ty>(batch)
                 }
-                fn on_timer(key: ::std::vec::Vec<u8>, at: i64) -> $crate::guest::bindings::weir::transform::types::BatchResult {
+        fn on_timer(
+                    key: ::std::vec::Vec<u8>,
+                    at: i64,
+                ) -> $crate::guest::bindings::weir::transform::types::BatchResult {
                     $crate::guest::on_timer::<$ty>(key, at)
                 }
             }

@@ -29,7 +29,10 @@ pub struct MemoryHost {
 
 impl std::fmt::Debug for MemoryHost {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("MemoryHost").field("state_entries", &self.state.len()).field("timers", &self.timers).finish()
+        f.debug_struct("MemoryHost")
+            .field("state_entries", &self.state.len())
+            .field("timers", &self.timers)
+            .finish()
     }
 }
 
@@ -38,7 +41,8 @@ impl HostApi for MemoryHost {
         self.state.get(&(key.to_vec(), name.to_string())).cloned()
     }
     fn state_put(&mut self, key: &[u8], name: &str, value: &[u8]) {
-        self.state.insert((key.to_vec(), name.to_string()), value.to_vec());
+        self.state
+            .insert((key.to_vec(), name.to_string()), value.to_vec());
     }
     fn state_delete(&mut self, key: &[u8], name: &str) {
         self.state.remove(&(key.to_vec(), name.to_string()));
@@ -59,7 +63,10 @@ impl HostApi for MemoryHost {
         *self.counters.entry(name.to_string()).or_default() += delta;
     }
     fn histogram(&mut self, name: &str, value: f64) {
-        self.histograms.entry(name.to_string()).or_default().push(value);
+        self.histograms
+            .entry(name.to_string())
+            .or_default()
+            .push(value);
     }
     fn geo_lookup(&mut self, ip: &str) -> Result<Option<Location>, String> {
         match &self.geo {
@@ -117,7 +124,11 @@ pub struct TestEvent {
 impl TestEvent {
     /// A record with `key`, event time `time` and JSON `value`.
     pub fn new(key: &str, time: i64, value: serde_json::Value) -> Self {
-        TestEvent { key: key.to_string(), time, value }
+        TestEvent {
+            key: key.to_string(),
+            time,
+            value,
+        }
     }
 }
 
@@ -130,12 +141,21 @@ pub struct TestHarness<T: Transform> {
 impl<T: Transform> TestHarness<T> {
     /// Initializes the transform with `config`, as the host would.
     pub fn new(config: &[(&str, &str)]) -> Result<Self, String> {
-        let pairs = config.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-        Ok(TestHarness { transform: T::init(&Config::new(pairs))?, host: MemoryHost::default() })
+        let pairs = config
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Ok(TestHarness {
+            transform: T::init(&Config::new(pairs))?,
+            host: MemoryHost::default(),
+        })
     }
 
     /// Answers geo lookups with `lookup`.
-    pub fn with_geo(mut self, lookup: impl Fn(&str) -> Result<Option<Location>, String> + 'static) -> Self {
+    pub fn with_geo(
+        mut self,
+        lookup: impl Fn(&str) -> Result<Option<Location>, String> + 'static,
+    ) -> Self {
         self.host.geo = Some(Box::new(lookup));
         self
     }
@@ -152,7 +172,12 @@ impl<T: Transform> TestHarness<T> {
     }
 
     /// Runs one batch holding a single event.
-    pub fn process_one(&mut self, key: &str, time: i64, value: serde_json::Value) -> Vec<TestOutput> {
+    pub fn process_one(
+        &mut self,
+        key: &str,
+        time: i64,
+        value: serde_json::Value,
+    ) -> Vec<TestOutput> {
         self.process(&[TestEvent::new(key, time, value)])
     }
 
@@ -174,13 +199,20 @@ impl<T: Transform> TestHarness<T> {
 
     /// The decoded state value `name` of `key`.
     pub fn state<S: DeserializeOwned>(&self, key: &str, name: &str) -> Option<S> {
-        let raw = self.host.state.get(&(key.as_bytes().to_vec(), name.to_string()))?;
+        let raw = self
+            .host
+            .state
+            .get(&(key.as_bytes().to_vec(), name.to_string()))?;
         postcard::from_bytes(raw).ok()
     }
 
     /// Pending timers as `(at, key)`, earliest first.
     pub fn timers(&self) -> Vec<(i64, String)> {
-        self.host.timers.iter().map(|(at, k)| (*at, String::from_utf8_lossy(k).into_owned())).collect()
+        self.host
+            .timers
+            .iter()
+            .map(|(at, k)| (*at, String::from_utf8_lossy(k).into_owned()))
+            .collect()
     }
 
     /// The host, for logs and metrics.

@@ -33,18 +33,57 @@ fn ip_geo_enriches_known_ranges_and_tags_the_rest() {
         json!("garbage"),
         serde_json::Value::Null,
     ];
-    let input: Vec<_> = ips.iter().enumerate().map(|(i, ip)| json!({"user_id": "u", "ts": 1000 + i, "ip": ip})).collect();
+    let input: Vec<_> = ips
+        .iter()
+        .enumerate()
+        .map(|(i, ip)| json!({"user_id": "u", "ts": 1000 + i, "ip": ip}))
+        .collect();
     t.pipeline.process(&records(&input)).unwrap();
     let out = t.route("main");
-    let status: Vec<&str> = out.iter().map(|v| v["geo_status"].as_str().unwrap()).collect();
-    assert_eq!(status, ["ok", "ok", "ok", "not_found", "private", "loopback", "reserved", "malformed", "missing"]);
+    let status: Vec<&str> = out
+        .iter()
+        .map(|v| v["geo_status"].as_str().unwrap())
+        .collect();
     assert_eq!(
-        (&out[0]["geo_country"], &out[0]["geo_region"], &out[0]["geo_city"], &out[0]["geo_latitude"], &out[0]["geo_longitude"]),
-        (&json!("GB"), &json!("England"), &json!("London"), &json!(51.5142), &json!(-0.0931))
+        status,
+        [
+            "ok",
+            "ok",
+            "ok",
+            "not_found",
+            "private",
+            "loopback",
+            "reserved",
+            "malformed",
+            "missing"
+        ]
     );
-    assert_eq!((&out[1]["geo_country"], &out[1]["geo_city"]), (&json!("NL"), &json!("Amsterdam")));
+    assert_eq!(
+        (
+            &out[0]["geo_country"],
+            &out[0]["geo_region"],
+            &out[0]["geo_city"],
+            &out[0]["geo_latitude"],
+            &out[0]["geo_longitude"]
+        ),
+        (
+            &json!("GB"),
+            &json!("England"),
+            &json!("London"),
+            &json!(51.5142),
+            &json!(-0.0931)
+        )
+    );
+    assert_eq!(
+        (&out[1]["geo_country"], &out[1]["geo_city"]),
+        (&json!("NL"), &json!("Amsterdam"))
+    );
     assert_eq!(out[2]["geo_country"], "ZA");
-    assert!(out[2].get("geo_city").is_none(), "a country-only block adds no city: {}", out[2]);
+    assert!(
+        out[2].get("geo_city").is_none(),
+        "a country-only block adds no city: {}",
+        out[2]
+    );
     assert!(t.dead.letters().is_empty());
 }
 
@@ -73,20 +112,34 @@ fn bundled_plugins_filter_enrich_and_sessionize_in_one_pipeline() {
     let main = t.route("main");
     assert_eq!(main.len(), 4);
     assert!(main.iter().all(|e| e["geo_city"] == "London"));
-    let ids: Vec<&str> = main.iter().map(|e| e["session_id"].as_str().unwrap()).collect();
+    let ids: Vec<&str> = main
+        .iter()
+        .map(|e| e["session_id"].as_str().unwrap())
+        .collect();
     assert_eq!(ids[0], ids[1]);
     assert_eq!(ids[1], ids[2]);
     assert_ne!(ids[2], ids[3]);
 
     let bots = t.route("bots");
     assert_eq!(bots.len(), 1);
-    assert!(bots[0]["bot_reason"].as_str().unwrap().starts_with("user_agent:"));
+    assert!(
+        bots[0]["bot_reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("user_agent:")
+    );
 
     let sessions = t.route("sessions");
     assert_eq!(sessions.len(), 2);
     assert_eq!(sessions[0]["session_id"], ids[0]);
-    assert_eq!((&sessions[0]["event_count"], &sessions[0]["page_views"]), (&json!(3), &json!(2)));
-    assert_eq!((&sessions[0]["first_url"], &sessions[0]["last_url"]), (&json!("/a"), &json!("/c")));
+    assert_eq!(
+        (&sessions[0]["event_count"], &sessions[0]["page_views"]),
+        (&json!(3), &json!(2))
+    );
+    assert_eq!(
+        (&sessions[0]["first_url"], &sessions[0]["last_url"]),
+        (&json!("/a"), &json!("/c"))
+    );
     assert_eq!(sessions[0]["duration_ms"], 2 * minute);
     let features = t.route("features");
     assert_eq!(features.last().unwrap()["session_count"], 2);

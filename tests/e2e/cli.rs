@@ -4,8 +4,18 @@ use crate::harness::{plugin, root, weir};
 
 #[test]
 fn validate_accepts_the_example_and_refuses_a_bad_field() {
-    let ok = weir(&["validate", root().join("examples/clickstream/pipeline.toml").to_str().unwrap()]);
-    assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));
+    let ok = weir(&[
+        "validate",
+        root()
+            .join("examples/clickstream/pipeline.toml")
+            .to_str()
+            .unwrap(),
+    ]);
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
     assert!(String::from_utf8_lossy(&ok.stdout).contains("valid (3 stages"));
 
     let dir = tempfile::tempdir().unwrap();
@@ -14,20 +24,38 @@ fn validate_accepts_the_example_and_refuses_a_bad_field() {
     std::fs::write(&bad, text.replacen("batch_size = 512", "batch_size = 0", 1)).unwrap();
     let refused = weir(&["validate", bad.to_str().unwrap()]);
     assert!(!refused.status.success());
-    assert!(String::from_utf8_lossy(&refused.stderr).contains("`source.batch_size`"), "{}", String::from_utf8_lossy(&refused.stderr));
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("`source.batch_size`"),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
 }
 
 #[test]
 fn inspect_shows_world_exports_imports_and_hash() {
     let out = weir(&["plugin", "inspect", plugin("bot-filter").to_str().unwrap()]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(text.contains("world    weir:transform/transform@0.1.0"), "{text}");
+    assert!(
+        text.contains("world    weir:transform/transform@0.1.0"),
+        "{text}"
+    );
     for export in ["init", "process", "on-timer"] {
-        assert!(text.lines().any(|l| l.starts_with("exports") && l.contains(export)), "{text}");
+        assert!(
+            text.lines()
+                .any(|l| l.starts_with("exports") && l.contains(export)),
+            "{text}"
+        );
     }
     assert!(text.contains("weir:transform/state@0.1.0"), "{text}");
-    let sha = text.lines().find_map(|l| l.strip_prefix("sha256   ")).unwrap();
+    let sha = text
+        .lines()
+        .find_map(|l| l.strip_prefix("sha256   "))
+        .unwrap();
     assert_eq!(sha.len(), 64);
 }
 
@@ -40,10 +68,26 @@ fn plugin_test_prints_one_json_object_per_output() {
         "{\"user_id\":\"u1\",\"ts\":1000}\nnot json\n{\"user_id\":\"u2\",\"ts\":2000,\"action\":\"trap\"}\n",
     )
     .unwrap();
-    let out = weir(&["plugin", "test", plugin("add-field").to_str().unwrap(), "--input", input.to_str().unwrap(), "--set", "name=env", "--set", "value=prod"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let lines: Vec<serde_json::Value> =
-        String::from_utf8_lossy(&out.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let out = weir(&[
+        "plugin",
+        "test",
+        plugin("add-field").to_str().unwrap(),
+        "--input",
+        input.to_str().unwrap(),
+        "--set",
+        "name=env",
+        "--set",
+        "value=prod",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
     assert_eq!(lines.len(), 3, "{lines:?}");
     let emitted: Vec<_> = lines.iter().filter(|l| l["kind"] == "emit").collect();
     assert_eq!(emitted.len(), 2);
@@ -53,10 +97,21 @@ fn plugin_test_prints_one_json_object_per_output() {
     assert_eq!(dead["input"], 1);
     assert!(dead["reason"].as_str().unwrap().starts_with("invalid json"));
 
-    let hostile = weir(&["plugin", "test", plugin("hostile").to_str().unwrap(), "--input", input.to_str().unwrap()]);
-    let lines: Vec<serde_json::Value> =
-        String::from_utf8_lossy(&hostile.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let hostile = weir(&[
+        "plugin",
+        "test",
+        plugin("hostile").to_str().unwrap(),
+        "--input",
+        input.to_str().unwrap(),
+    ]);
+    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&hostile.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
     let trapped = lines.iter().find(|l| l["input"] == 2).unwrap();
     assert_eq!(trapped["kind"], "dead-letter");
-    assert!(trapped["reason"].as_str().unwrap().starts_with("trap: "), "{trapped}");
+    assert!(
+        trapped["reason"].as_str().unwrap().starts_with("trap: "),
+        "{trapped}"
+    );
 }

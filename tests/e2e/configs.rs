@@ -9,7 +9,9 @@ fn example_configs(dir: &std::path::Path, found: &mut Vec<std::path::PathBuf>) {
         let path = entry.unwrap().path();
         if path.is_dir() && !path.ends_with("target") {
             example_configs(&path, found);
-        } else if path.extension().is_some_and(|e| e == "toml") && path.file_name().is_some_and(|n| n != "Cargo.toml") {
+        } else if path.extension().is_some_and(|e| e == "toml")
+            && path.file_name().is_some_and(|n| n != "Cargo.toml")
+        {
             found.push(path);
         }
     }
@@ -64,11 +66,17 @@ fn bad_configs_name_the_field() {
         let message = refusal(&BASE.replace("STAGE_EXTRA", extra));
         assert!(message.contains(expected), "{extra}: {message}");
     }
-    let no_main = BASE.replace("STAGE_EXTRA", "").replace("routes = [\"main\"]", "routes = [\"x\"]");
+    let no_main = BASE
+        .replace("STAGE_EXTRA", "")
+        .replace("routes = [\"main\"]", "routes = [\"x\"]");
     assert!(refusal(&no_main).contains("route `main`"));
     let bad_schema = BASE.replace("STAGE_EXTRA", "").replace(
         "type = \"ndjson\"\nroutes = [\"main\"]\npath = \"out.ndjson\"",
         "type = \"parquet\"\nroutes = [\"main\"]\npath = \"lake\"\nschema = [{ name = \"a\", type = \"int65\" }]",
     );
-    assert!(refusal(&bad_schema).contains("sinks.out.schema[0].type"), "{}", refusal(&bad_schema));
+    assert!(
+        refusal(&bad_schema).contains("sinks.out.schema[0].type"),
+        "{}",
+        refusal(&bad_schema)
+    );
 }

@@ -10,12 +10,25 @@ fn run_example() -> tempfile::TempDir {
     let events = root().join("examples/clickstream/events.ndjson");
     let config = std::fs::read_to_string(root().join("examples/clickstream/pipeline.toml"))
         .unwrap()
-        .replace("examples/clickstream/events.ndjson", events.to_str().unwrap())
+        .replace(
+            "examples/clickstream/events.ndjson",
+            events.to_str().unwrap(),
+        )
         .replace("out/clickstream", out.path().to_str().unwrap());
     let config_path = out.path().join("pipeline.toml");
     std::fs::write(&config_path, config).unwrap();
-    let run = weir(&["run", "--config", config_path.to_str().unwrap(), "--plugin-dir", plugin_dir().to_str().unwrap()]);
-    assert!(run.status.success(), "weir run failed:\n{}", String::from_utf8_lossy(&run.stderr));
+    let run = weir(&[
+        "run",
+        "--config",
+        config_path.to_str().unwrap(),
+        "--plugin-dir",
+        plugin_dir().to_str().unwrap(),
+    ]);
+    assert!(
+        run.status.success(),
+        "weir run failed:\n{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
     out
 }
 

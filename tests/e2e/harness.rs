@@ -16,7 +16,9 @@ use weir::state::{WatermarkConfig, WatermarkTracker};
 /// The folder with every built plugin; builds them on first use.
 pub fn plugin_dir() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
-    DIR.get_or_init(|| xtask::plugins::build_all().expect("building the plugins with `cargo xtask build-plugins`"))
+    DIR.get_or_init(|| {
+        xtask::plugins::build_all().expect("building the plugins with `cargo xtask build-plugins`")
+    })
 }
 
 /// The path of a built plugin.
@@ -27,20 +29,33 @@ pub fn plugin(name: &str) -> PathBuf {
 /// One engine shared by the tests of this binary.
 pub fn engine() -> Arc<PluginEngine> {
     static ENGINE: OnceLock<Arc<PluginEngine>> = OnceLock::new();
-    ENGINE.get_or_init(|| Arc::new(PluginEngine::new(&EngineSettings::default()).unwrap())).clone()
+    ENGINE
+        .get_or_init(|| Arc::new(PluginEngine::new(&EngineSettings::default()).unwrap()))
+        .clone()
 }
 
 /// A Wasm stage running the built plugin `name`.
-pub fn wasm_stage(name: &str, config: &[(&str, &str)], settings: InstanceSettings, geo: Option<Arc<GeoDb>>) -> WasmStage {
+pub fn wasm_stage(
+    name: &str,
+    config: &[(&str, &str)],
+    settings: InstanceSettings,
+    geo: Option<Arc<GeoDb>>,
+) -> WasmStage {
     let engine = engine();
     let plugin = engine.load_file(&plugin(name)).unwrap();
-    let config = config.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    let config = config
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
     WasmStage::new(engine, name, plugin, settings, geo, config).unwrap()
 }
 
 /// Default instance limits for tests.
 pub fn limits() -> InstanceSettings {
-    InstanceSettings { memory_limit: 32 << 20, cpu_limit: Duration::from_millis(300) }
+    InstanceSettings {
+        memory_limit: 32 << 20,
+        cpu_limit: Duration::from_millis(300),
+    }
 }
 
 /// A pipeline over `stages` whose routes each go to a [`MemorySink`] of the same name.
@@ -52,8 +67,14 @@ pub struct TestPipeline {
 
 impl TestPipeline {
     pub fn new(stages: Vec<Box<dyn Stage>>, routes: &[&str]) -> Self {
-        let sinks: Vec<(String, MemorySink)> = routes.iter().map(|r| (r.to_string(), MemorySink::new(r))).collect();
-        let boxed = sinks.iter().map(|(r, s)| (Box::new(s.clone()) as Box<dyn Sink>, vec![r.clone()])).collect();
+        let sinks: Vec<(String, MemorySink)> = routes
+            .iter()
+            .map(|r| (r.to_string(), MemorySink::new(r)))
+            .collect();
+        let boxed = sinks
+            .iter()
+            .map(|(r, s)| (Box::new(s.clone()) as Box<dyn Sink>, vec![r.clone()]))
+            .collect();
         let dead = MemoryDeadLetters::default();
         let router = Router::new(boxed, Box::new(dead.clone()));
         let watermark = WatermarkTracker::new(WatermarkConfig {
@@ -61,13 +82,20 @@ impl TestPipeline {
             idle_timeout: Duration::from_secs(3600),
         });
         let decoder = RecordDecoder::new(&weir::config::EventConfig::default());
-        TestPipeline { pipeline: PartitionPipeline::new(decoder, stages, router, watermark), sinks, dead }
+        TestPipeline {
+            pipeline: PartitionPipeline::new(decoder, stages, router, watermark),
+            sinks,
+            dead,
+        }
     }
 
     /// Values written to the sink of `route`, parsed.
     pub fn route(&self, route: &str) -> Vec<serde_json::Value> {
         let sink = &self.sinks.iter().find(|(r, _)| r == route).unwrap().1;
-        sink.records().iter().map(|r| serde_json::from_slice(&r.value).unwrap()).collect()
+        sink.records()
+            .iter()
+            .map(|r| serde_json::from_slice(&r.value).unwrap())
+            .collect()
     }
 }
 
@@ -81,14 +109,22 @@ pub fn records(values: &[serde_json::Value]) -> Vec<SourceRecord> {
             value: serde_json::to_vec(v).unwrap(),
             timestamp: None,
             headers: Vec::new(),
-            provenance: Provenance { source: "test".into(), partition: 0, offset: i as i64 },
+            provenance: Provenance {
+                source: "test".into(),
+                partition: 0,
+                offset: i as i64,
+            },
         })
         .collect()
 }
 
 /// Runs the `weir` binary.
 pub fn weir(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_weir")).args(args).env("WEIR_LOG", "warn").output().expect("running weir")
+    Command::new(env!("CARGO_BIN_EXE_weir"))
+        .args(args)
+        .env("WEIR_LOG", "warn")
+        .output()
+        .expect("running weir")
 }
 
 /// The workspace root.
@@ -99,8 +135,14 @@ pub fn root() -> PathBuf {
 /// Runs a Python script with the DuckDB venv; returns stdout. Fails with the install hint
 /// when the venv cannot be made.
 pub fn duckdb(script: &str) -> String {
-    let python = xtask::python::venv_python().unwrap_or_else(|e| panic!("independent Parquet reader unavailable: {e:#}"));
+    let python = xtask::python::venv_python()
+        .unwrap_or_else(|e| panic!("independent Parquet reader unavailable: {e:#}"));
     let out = Command::new(python).arg("-c").arg(script).output().unwrap();
-    assert!(out.status.success(), "python failed:\n{}\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "python failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8(out.stdout).unwrap()
 }

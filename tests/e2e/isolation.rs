@@ -24,18 +24,38 @@ fn bad_records_are_isolated_and_neighbours_processed_once() {
     t.pipeline.process(&records(&input)).unwrap();
 
     let main = t.route("main");
-    assert_eq!(main.iter().map(|v| v["n"].as_u64().unwrap()).collect::<Vec<_>>(), [0, 2, 4, 6]);
+    assert_eq!(
+        main.iter()
+            .map(|v| v["n"].as_u64().unwrap())
+            .collect::<Vec<_>>(),
+        [0, 2, 4, 6]
+    );
     // State written by the failed batch attempts was rolled back: the counter counts each
     // good record once.
-    assert_eq!(main.iter().map(|v| v["count"].as_u64().unwrap()).collect::<Vec<_>>(), [1, 2, 3, 4]);
+    assert_eq!(
+        main.iter()
+            .map(|v| v["count"].as_u64().unwrap())
+            .collect::<Vec<_>>(),
+        [1, 2, 3, 4]
+    );
 
     let dead = t.dead.letters();
     let reasons: Vec<(&str, u64)> = dead
         .iter()
-        .map(|d| (d.reason.as_str(), serde_json::from_slice::<serde_json::Value>(&d.value).unwrap()["n"].as_u64().unwrap()))
+        .map(|d| {
+            (
+                d.reason.as_str(),
+                serde_json::from_slice::<serde_json::Value>(&d.value).unwrap()["n"]
+                    .as_u64()
+                    .unwrap(),
+            )
+        })
         .collect();
     assert_eq!(reasons.len(), 4, "{reasons:?}");
-    assert!(reasons[0].0.starts_with("trap: ") && reasons[0].1 == 1, "{reasons:?}");
+    assert!(
+        reasons[0].0.starts_with("trap: ") && reasons[0].1 == 1,
+        "{reasons:?}"
+    );
     assert_eq!(reasons[1], ("timeout", 3));
     assert_eq!(reasons[2], ("memory limit", 5));
     assert_eq!(reasons[3], ("asked to dead-letter", 7));
@@ -48,7 +68,11 @@ fn bad_records_are_isolated_and_neighbours_processed_once() {
     }
 
     // The host survived: the next batch runs on a fresh instance.
-    t.pipeline.process(&records(&[json!({"user_id": "u1", "ts": ts + 100, "action": "ok", "n": 100})])).unwrap();
+    t.pipeline
+        .process(&records(&[
+            json!({"user_id": "u1", "ts": ts + 100, "action": "ok", "n": 100}),
+        ]))
+        .unwrap();
     assert_eq!(t.route("main").last().unwrap()["count"], 5);
 }
 
@@ -65,7 +89,11 @@ fn a_trapping_timer_is_dead_lettered_and_others_fire() {
     assert_eq!(t.route("timers"), [json!({"timer": ts + 1_000})]);
     let dead = t.dead.letters();
     assert_eq!(dead.len(), 1);
-    assert!(dead[0].reason.starts_with("timer trap: "), "{}", dead[0].reason);
+    assert!(
+        dead[0].reason.starts_with("timer trap: "),
+        "{}",
+        dead[0].reason
+    );
     assert_eq!(dead[0].key.as_deref(), Some(&b"trap-me"[..]));
 }
 
@@ -74,16 +102,26 @@ fn init_errors_and_invalid_files_are_rejected_with_reasons() {
     let engine = engine();
     let plugin_file = engine.load_file(&plugin("hostile")).unwrap();
     let config = vec![("fail_init".to_string(), "1".to_string())];
-    let err = weir::pipeline::WasmStage::new(engine.clone(), "s", plugin_file, limits(), None, config).err().unwrap();
-    assert!(matches!(&err, RuntimeError::Init { reason, .. } if reason.contains("fail_init")), "{err}");
+    let err =
+        weir::pipeline::WasmStage::new(engine.clone(), "s", plugin_file, limits(), None, config)
+            .err()
+            .unwrap();
+    assert!(
+        matches!(&err, RuntimeError::Init { reason, .. } if reason.contains("fail_init")),
+        "{err}"
+    );
 
-    let err = engine.load_bytes("garbage", b"not wasm at all").unwrap_err();
+    let err = engine
+        .load_bytes("garbage", b"not wasm at all")
+        .unwrap_err();
     assert!(err.to_string().contains("not a valid component"), "{err}");
     // A core module is not a component.
     let err = engine.load_bytes("core", b"\0asm\x01\0\0\0").unwrap_err();
     assert!(err.to_string().contains("plugin core rejected"), "{err}");
     // A truncated component (a partially copied file).
     let bytes = std::fs::read(plugin("hostile")).unwrap();
-    let err = engine.load_bytes("partial", &bytes[..bytes.len() / 2]).unwrap_err();
+    let err = engine
+        .load_bytes("partial", &bytes[..bytes.len() / 2])
+        .unwrap_err();
     assert!(err.to_string().contains("not a valid component"), "{err}");
 }

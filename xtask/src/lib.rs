@@ -2,8 +2,8 @@
 //! for `wasm32-wasip2`, and preparing the Python environment with the independent Parquet
 //! reader. Tests call the same functions, so what they load is what `cargo xtask` builds.
 
+mod paths;
 pub mod plugins;
 pub mod python;
-mod paths;
 
 pub use paths::{target_dir, workspace_root};

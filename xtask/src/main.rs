@@ -49,9 +49,29 @@ fn example() -> Result<()> {
     let root = workspace_root();
     let out = root.join("out/clickstream");
     std::fs::create_dir_all(&out)?;
-    run(cargo().args(["run", "--quiet", "--package", "weir", "--", "generate", "geodb", "--out"]).arg(out.join("geo.mmdb")))?;
     run(cargo()
-        .args(["run", "--quiet", "--package", "weir", "--", "run", "--config", "examples/clickstream/pipeline.toml"])
+        .args([
+            "run",
+            "--quiet",
+            "--package",
+            "weir",
+            "--",
+            "generate",
+            "geodb",
+            "--out",
+        ])
+        .arg(out.join("geo.mmdb")))?;
+    run(cargo()
+        .args([
+            "run",
+            "--quiet",
+            "--package",
+            "weir",
+            "--",
+            "run",
+            "--config",
+            "examples/clickstream/pipeline.toml",
+        ])
         .env("WEIR_PLUGIN_DIR", plugins::output_dir()))
 }
 
@@ -59,5 +79,5 @@ fn example() -> Result<()> {
 fn test() -> Result<()> {
     plugins::build_all()?;
     python::venv_python()?;
-    run(cargo().args(["test", "--workspace", "--all-targets"]))
+    run(cargo().args(["test", "--workspace"]))
 }

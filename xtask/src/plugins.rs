@@ -37,12 +37,17 @@ pub fn discover() -> Result<Vec<PluginCrate>> {
     let root = workspace_root();
     let mut found = Vec::new();
     for dir in PLUGIN_DIRS {
-        let Ok(entries) = std::fs::read_dir(root.join(dir)) else { continue };
+        let Ok(entries) = std::fs::read_dir(root.join(dir)) else {
+            continue;
+        };
         for entry in entries {
             let path = entry?.path();
             let manifest = path.join("Cargo.toml");
             if manifest.is_file() {
-                found.push(PluginCrate { name: package_name(&manifest)?, dir: path });
+                found.push(PluginCrate {
+                    name: package_name(&manifest)?,
+                    dir: path,
+                });
             }
         }
     }
@@ -51,10 +56,15 @@ pub fn discover() -> Result<Vec<PluginCrate>> {
 }
 
 fn package_name(manifest: &Path) -> Result<String> {
-    let text = std::fs::read_to_string(manifest).with_context(|| format!("reading {}", manifest.display()))?;
+    let text = std::fs::read_to_string(manifest)
+        .with_context(|| format!("reading {}", manifest.display()))?;
     text.lines()
         .map(str::trim)
-        .find_map(|l| l.strip_prefix("name").map(str::trim).and_then(|l| l.strip_prefix('=')))
+        .find_map(|l| {
+            l.strip_prefix("name")
+                .map(str::trim)
+                .and_then(|l| l.strip_prefix('='))
+        })
         .map(|v| v.trim().trim_matches('"').to_string())
         .with_context(|| format!("no package name in {}", manifest.display()))
 }
@@ -71,9 +81,13 @@ pub fn wasm_path(name: &str) -> PathBuf {
 
 /// Installs the wasm target through rustup when it is missing.
 pub fn ensure_wasm_target() -> Result<()> {
-    let installed = Command::new("rustup").args(["target", "list", "--installed"]).output();
+    let installed = Command::new("rustup")
+        .args(["target", "list", "--installed"])
+        .output();
     if let Ok(out) = &installed
-        && String::from_utf8_lossy(&out.stdout).lines().any(|l| l.trim() == WASM_TARGET)
+        && String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .any(|l| l.trim() == WASM_TARGET)
     {
         return Ok(());
     }
@@ -110,7 +124,10 @@ pub fn build_all() -> Result<PathBuf> {
     let out = output_dir();
     std::fs::create_dir_all(&out)?;
     for c in &crates {
-        let built = build_dir.join(WASM_TARGET).join(PROFILE).join(format!("{}.wasm", c.name.replace('-', "_")));
+        let built = build_dir
+            .join(WASM_TARGET)
+            .join(PROFILE)
+            .join(format!("{}.wasm", c.name.replace('-', "_")));
         let dest = wasm_path(&c.name);
         // Copy then rename, so a daemon watching the folder never sees half a file.
         let tmp = out.join(format!(".{}.wasm.tmp", c.name));

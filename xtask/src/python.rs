@@ -26,12 +26,22 @@ pub fn venv_python() -> Result<PathBuf> {
     }
     let hint = "install Python 3 with venv and pip (Debian: `apt-get install python3-venv`), then run \
                 `python3 -m venv target/py-venv && target/py-venv/bin/pip install duckdb==1.5.6`";
-    let status = Command::new("python3").args(["-m", "venv"]).arg(&venv).status().context(hint.to_string())?;
+    let status = Command::new("python3")
+        .args(["-m", "venv"])
+        .arg(&venv)
+        .status()
+        .context(hint.to_string())?;
     if !status.success() {
         bail!("creating the Python venv failed: {hint}");
     }
     let status = Command::new(&python)
-        .args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check"])
+        .args([
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+        ])
         .args(PACKAGES)
         .status()
         .context(hint.to_string())?;

@@ -35,7 +35,11 @@ pub enum GenerateCommand {
 pub fn execute(cmd: GenerateCommand) -> Result<()> {
     match cmd {
         GenerateCommand::Events { out, seed, users } => {
-            let spec = clickstream::ClickstreamSpec { seed, users, ..Default::default() };
+            let spec = clickstream::ClickstreamSpec {
+                seed,
+                users,
+                ..Default::default()
+            };
             let mut text = clickstream::generate(&spec).join("\n");
             text.push('\n');
             if out.as_os_str() == "-" {

@@ -62,30 +62,62 @@ pub enum PluginCommand {
 pub fn execute(cmd: PluginCommand) -> Result<()> {
     match cmd {
         PluginCommand::Inspect { plugin } => inspect(&plugin),
-        PluginCommand::Test { plugin, input, set, geo_db, key_field, time_field, out_of_orderness, memory_limit, cpu_limit } => {
-            let memory_limit = crate::config::units::parse_size(&memory_limit).map_err(anyhow::Error::msg)?;
+        PluginCommand::Test {
+            plugin,
+            input,
+            set,
+            geo_db,
+            key_field,
+            time_field,
+            out_of_orderness,
+            memory_limit,
+            cpu_limit,
+        } => {
+            let memory_limit =
+                crate::config::units::parse_size(&memory_limit).map_err(anyhow::Error::msg)?;
             let config = set
                 .iter()
-                .map(|kv| kv.split_once('=').map(|(k, v)| (k.to_string(), v.to_string())).with_context(|| format!("--set {kv:?}: expected KEY=VALUE")))
+                .map(|kv| {
+                    kv.split_once('=')
+                        .map(|(k, v)| (k.to_string(), v.to_string()))
+                        .with_context(|| format!("--set {kv:?}: expected KEY=VALUE"))
+                })
                 .collect::<Result<Vec<_>>>()?;
-            let settings = InstanceSettings { memory_limit, cpu_limit };
-            let geo = geo_db.as_deref().map(GeoDb::open).transpose()?.map(Arc::new);
+            let settings = InstanceSettings {
+                memory_limit,
+                cpu_limit,
+            };
+            let geo = geo_db
+                .as_deref()
+                .map(GeoDb::open)
+                .transpose()?
+                .map(Arc::new);
             let stage = load_stage(&plugin, settings, geo, config)?;
-            let decoder = RecordDecoder::new(&EventConfig { key_field, time_field });
+            let decoder = RecordDecoder::new(&EventConfig {
+                key_field,
+                time_field,
+            });
             let mut out = std::io::stdout().lock();
             test(stage, &decoder, &input, out_of_orderness, &mut out)
         }
     }
 }
 
-fn load_stage(path: &Path, settings: InstanceSettings, geo: Option<Arc<GeoDb>>, config: Vec<(String, String)>) -> Result<WasmStage> {
+fn load_stage(
+    path: &Path,
+    settings: InstanceSettings,
+    geo: Option<Arc<GeoDb>>,
+    config: Vec<(String, String)>,
+) -> Result<WasmStage> {
     let engine = Arc::new(PluginEngine::new(&EngineSettings {
         max_memory_bytes: settings.memory_limit.max(ByteSize(64 << 20).0),
         ..Default::default()
     })?);
     let plugin = engine.load_file(path)?;
     let name = plugin.name().to_string();
-    Ok(WasmStage::new(engine, &name, plugin, settings, geo, config)?)
+    Ok(WasmStage::new(
+        engine, &name, plugin, settings, geo, config,
+    )?)
 }
 
 fn inspect(path: &Path) -> Result<()> {
@@ -101,7 +133,8 @@ fn inspect(path: &Path) -> Result<()> {
 }
 
 fn output_line(input: Option<usize>, kind: &OutputKind, value: &[u8]) -> Value {
-    let event = serde_json::from_slice::<Value>(value).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(value).into()));
+    let event = serde_json::from_slice::<Value>(value)
+        .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(value).into()));
     let (kind, route, reason) = match kind {
         OutputKind::Emit => ("emit", None, None),
         OutputKind::Route(r) => ("route", Some(r.as_str()), None),
@@ -119,8 +152,15 @@ fn print_result(out: &mut dyn Write, result: &BatchResult, inputs: Option<&[usiz
 }
 
 /// Runs `stage` over the NDJSON file at `input`, writing one line per output to `out`.
-pub fn test(mut stage: WasmStage, decoder: &RecordDecoder, input: &Path, lag: Duration, out: &mut dyn Write) -> Result<()> {
-    let file = std::fs::File::open(input).with_context(|| format!("opening {}", input.display()))?;
+pub fn test(
+    mut stage: WasmStage,
+    decoder: &RecordDecoder,
+    input: &Path,
+    lag: Duration,
+    out: &mut dyn Write,
+) -> Result<()> {
+    let file =
+        std::fs::File::open(input).with_context(|| format!("opening {}", input.display()))?;
     let lines: Vec<String> = std::io::BufReader::new(file)
         .lines()
         .collect::<std::io::Result<Vec<_>>>()?
@@ -130,7 +170,10 @@ pub fn test(mut stage: WasmStage, decoder: &RecordDecoder, input: &Path, lag: Du
     if lines.is_empty() {
         bail!("{} holds no events", input.display());
     }
-    let mut watermark = WatermarkTracker::new(WatermarkConfig { out_of_orderness: lag, idle_timeout: Duration::from_secs(3600) });
+    let mut watermark = WatermarkTracker::new(WatermarkConfig {
+        out_of_orderness: lag,
+        idle_timeout: Duration::from_secs(3600),
+    });
     for (chunk_no, chunk) in lines.chunks(512).enumerate() {
         let mut batch = Batch::default();
         let mut inputs = Vec::new();
@@ -142,7 +185,11 @@ pub fn test(mut stage: WasmStage, decoder: &RecordDecoder, input: &Path, lag: Du
                 value: line.as_bytes().to_vec(),
                 timestamp: None,
                 headers: Vec::new(),
-                provenance: Provenance { source: "input".into(), partition: 0, offset: index as i64 },
+                provenance: Provenance {
+                    source: "input".into(),
+                    partition: 0,
+                    offset: index as i64,
+                },
             };
             match decoder.decode(&record) {
                 Ok(d) => {
@@ -150,7 +197,15 @@ pub fn test(mut stage: WasmStage, decoder: &RecordDecoder, input: &Path, lag: Du
                     inputs.push(index);
                     max_time = max_time.max(Some(d.time));
                 }
-                Err(reason) => writeln!(out, "{}", output_line(Some(index), &OutputKind::DeadLetter(reason), line.as_bytes()))?,
+                Err(reason) => writeln!(
+                    out,
+                    "{}",
+                    output_line(
+                        Some(index),
+                        &OutputKind::DeadLetter(reason),
+                        line.as_bytes()
+                    )
+                )?,
             }
         }
         let result = stage.process(&mut batch, watermark.current())?;
@@ -167,8 +222,18 @@ fn fire_timers(stage: &mut WasmStage, watermark: i64, out: &mut dyn Write) -> Re
         match fired.outcome {
             Ok(result) => print_result(out, &result, None)?,
             Err(failure) => {
-                let value = json!({ "timer_key": String::from_utf8_lossy(&fired.key), "at": fired.at }).to_string();
-                writeln!(out, "{}", output_line(None, &OutputKind::DeadLetter(format!("timer {failure}")), value.as_bytes()))?;
+                let value =
+                    json!({ "timer_key": String::from_utf8_lossy(&fired.key), "at": fired.at })
+                        .to_string();
+                writeln!(
+                    out,
+                    "{}",
+                    output_line(
+                        None,
+                        &OutputKind::DeadLetter(format!("timer {failure}")),
+                        value.as_bytes()
+                    )
+                )?;
             }
         }
     }

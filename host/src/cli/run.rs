@@ -42,5 +42,9 @@ fn print_summary(summary: &RunSummary) {
     for (reason, n) in &stats.routes.dead_letters {
         println!("dead letter: {reason:<20}{n:>6}");
     }
-    println!("elapsed           {:>9.2}s  ({:.0} records/s)", secs, stats.records_in as f64 / secs);
+    println!(
+        "elapsed           {:>9.2}s  ({:.0} records/s)",
+        secs,
+        stats.records_in as f64 / secs
+    );
 }

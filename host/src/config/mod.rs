@@ -43,7 +43,10 @@ pub enum ConfigError {
 }
 
 fn invalid(field: impl Into<String>, reason: impl Into<String>) -> ConfigError {
-    ConfigError::Invalid { field: field.into(), reason: reason.into() }
+    ConfigError::Invalid {
+        field: field.into(),
+        reason: reason.into(),
+    }
 }
 
 /// A whole pipeline: source, how to read events, stages, sinks and the dead-letter output.
@@ -115,7 +118,10 @@ pub struct EventConfig {
 
 impl Default for EventConfig {
     fn default() -> Self {
-        EventConfig { key_field: default_key_field(), time_field: default_time_field() }
+        EventConfig {
+            key_field: default_key_field(),
+            time_field: default_time_field(),
+        }
     }
 }
 
@@ -141,7 +147,10 @@ pub struct TimeConfig {
 
 impl Default for TimeConfig {
     fn default() -> Self {
-        TimeConfig { out_of_orderness: default_out_of_orderness(), idle_timeout: default_idle_timeout() }
+        TimeConfig {
+            out_of_orderness: default_out_of_orderness(),
+            idle_timeout: default_idle_timeout(),
+        }
     }
 }
 
@@ -196,9 +205,11 @@ impl StageConfig {
             .map(|(k, v)| {
                 let value = match v {
                     toml::Value::String(s) => s.clone(),
-                    toml::Value::Array(items) => {
-                        items.iter().map(|i| i.as_str().map_or_else(|| i.to_string(), str::to_string)).collect::<Vec<_>>().join(",")
-                    }
+                    toml::Value::Array(items) => items
+                        .iter()
+                        .map(|i| i.as_str().map_or_else(|| i.to_string(), str::to_string))
+                        .collect::<Vec<_>>()
+                        .join(","),
                     other => other.to_string(),
                 };
                 (k.clone(), value)
@@ -222,9 +233,14 @@ pub const MAIN_ROUTE: &str = "main";
 impl PipelineConfig {
     /// Reads, parses and validates the config at `path`.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.into(), source })?;
-        let config: PipelineConfig =
-            toml::from_str(&text).map_err(|e| ConfigError::Parse { path: path.into(), message: e.to_string() })?;
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.into(),
+            source,
+        })?;
+        let config: PipelineConfig = toml::from_str(&text).map_err(|e| ConfigError::Parse {
+            path: path.into(),
+            message: e.to_string(),
+        })?;
         config.validate()?;
         Ok(config)
     }
@@ -247,17 +263,34 @@ impl PipelineConfig {
         for (i, stage) in self.stages.iter().enumerate() {
             let field = |f: &str| format!("stages[{i}].{f}");
             if stage.name.is_empty() || !names.insert(stage.name.as_str()) {
-                return Err(invalid(field("name"), format!("{:?} is empty or used by another stage", stage.name)));
+                return Err(invalid(
+                    field("name"),
+                    format!("{:?} is empty or used by another stage", stage.name),
+                ));
             }
             let valid_plugin = !stage.plugin.is_empty()
-                && stage.plugin.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+                && stage
+                    .plugin
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
             if !valid_plugin {
-                return Err(invalid(field("plugin"), format!("{:?} must be a plugin name (letters, digits, - and _)", stage.plugin)));
+                return Err(invalid(
+                    field("plugin"),
+                    format!(
+                        "{:?} must be a plugin name (letters, digits, - and _)",
+                        stage.plugin
+                    ),
+                ));
             }
             if stage.memory_limit.0 < (1 << 20) || stage.memory_limit.0 > (4 << 30) {
-                return Err(invalid(field("memory_limit"), "must be between 1MiB and 4GiB"));
+                return Err(invalid(
+                    field("memory_limit"),
+                    "must be between 1MiB and 4GiB",
+                ));
             }
-            if stage.cpu_limit.0 < std::time::Duration::from_millis(1) || stage.cpu_limit.0 > std::time::Duration::from_secs(600) {
+            if stage.cpu_limit.0 < std::time::Duration::from_millis(1)
+                || stage.cpu_limit.0 > std::time::Duration::from_secs(600)
+            {
                 return Err(invalid(field("cpu_limit"), "must be between 1ms and 10m"));
             }
         }
@@ -266,17 +299,25 @@ impl PipelineConfig {
         }
         let mut has_main = false;
         for (name, sink) in &self.sinks {
-            sink.validate().map_err(|(field, reason)| invalid(format!("sinks.{name}.{field}"), reason))?;
+            sink.validate()
+                .map_err(|(field, reason)| invalid(format!("sinks.{name}.{field}"), reason))?;
             has_main |= sink.routes().iter().any(|r| r == MAIN_ROUTE);
         }
         if !has_main {
-            return Err(invalid("sinks", format!("no sink takes route `{MAIN_ROUTE}` (what the last stage emits)")));
+            return Err(invalid(
+                "sinks",
+                format!("no sink takes route `{MAIN_ROUTE}` (what the last stage emits)"),
+            ));
         }
         Ok(())
     }
 
     /// The largest memory limit of any stage.
     pub fn max_memory_limit(&self) -> usize {
-        self.stages.iter().map(|s| s.memory_limit.0).max().unwrap_or(64 << 20)
+        self.stages
+            .iter()
+            .map(|s| s.memory_limit.0)
+            .max()
+            .unwrap_or(64 << 20)
     }
 }

@@ -25,7 +25,11 @@ impl<'de> Deserialize<'de> for Duration {
         let raw = String::deserialize(d)?;
         humantime::parse_duration(raw.trim())
             .map(Duration)
-            .map_err(|e| serde::de::Error::custom(format!("invalid duration {raw:?} ({e}); write e.g. \"30s\", \"5m\", \"250ms\"")))
+            .map_err(|e| {
+                serde::de::Error::custom(format!(
+                    "invalid duration {raw:?} ({e}); write e.g. \"30s\", \"5m\", \"250ms\""
+                ))
+            })
     }
 }
 
@@ -42,9 +46,13 @@ impl fmt::Display for ByteSize {
 /// Parses `"64MiB"`, `"1.5GB"`, `"4096"`.
 pub fn parse_size(raw: &str) -> Result<usize, String> {
     let raw = raw.trim();
-    let split = raw.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(raw.len());
+    let split = raw
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(raw.len());
     let (number, unit) = raw.split_at(split);
-    let number: f64 = number.parse().map_err(|_| format!("invalid size {raw:?}; write e.g. \"64MiB\""))?;
+    let number: f64 = number
+        .parse()
+        .map_err(|_| format!("invalid size {raw:?}; write e.g. \"64MiB\""))?;
     let multiplier: f64 = match unit.trim().to_ascii_lowercase().as_str() {
         "" | "b" => 1.0,
         "kb" => 1e3,
@@ -53,7 +61,11 @@ pub fn parse_size(raw: &str) -> Result<usize, String> {
         "kib" | "k" => 1024.0,
         "mib" | "m" => 1024.0 * 1024.0,
         "gib" | "g" => 1024.0 * 1024.0 * 1024.0,
-        other => return Err(format!("unknown size unit {other:?} in {raw:?}; use B, KiB, MiB, GiB, KB, MB or GB")),
+        other => {
+            return Err(format!(
+                "unknown size unit {other:?} in {raw:?}; use B, KiB, MiB, GiB, KB, MB or GB"
+            ));
+        }
     };
     Ok((number * multiplier) as usize)
 }
@@ -67,8 +79,12 @@ impl<'de> Deserialize<'de> for ByteSize {
             Text(String),
         }
         match Raw::deserialize(d)? {
-            Raw::Int(n) => Ok(ByteSize(usize::try_from(n).map_err(serde::de::Error::custom)?)),
-            Raw::Text(s) => parse_size(&s).map(ByteSize).map_err(serde::de::Error::custom),
+            Raw::Int(n) => Ok(ByteSize(
+                usize::try_from(n).map_err(serde::de::Error::custom)?,
+            )),
+            Raw::Text(s) => parse_size(&s)
+                .map(ByteSize)
+                .map_err(serde::de::Error::custom),
         }
     }
 }

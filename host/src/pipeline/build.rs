@@ -29,7 +29,11 @@ pub struct BuiltPipeline {
 /// The engine settings a config needs.
 pub fn engine_settings(config: &PipelineConfig) -> EngineSettings {
     let stages = u32::try_from(config.stages.len()).unwrap_or(u32::MAX);
-    EngineSettings { max_memory_bytes: config.max_memory_limit(), max_instances: 16 + stages * 4, ..Default::default() }
+    EngineSettings {
+        max_memory_bytes: config.max_memory_limit(),
+        max_instances: 16 + stages * 4,
+        ..Default::default()
+    }
 }
 
 /// Opens the geo database named in the config, if any.
@@ -53,13 +57,26 @@ pub fn build_stages(
         if !path.is_file() {
             return Err(ConfigError::Invalid {
                 field: format!("stages[{i}].plugin"),
-                reason: format!("{} does not exist (build plugins with `cargo xtask build-plugins`)", path.display()),
+                reason: format!(
+                    "{} does not exist (build plugins with `cargo xtask build-plugins`)",
+                    path.display()
+                ),
             }
             .into());
         }
         let plugin = engine.load_file(&path)?;
-        let settings = InstanceSettings { memory_limit: stage.memory_limit.0, cpu_limit: stage.cpu_limit.0 };
-        let wasm = WasmStage::new(engine.clone(), &stage.name, plugin, settings, geo.clone(), stage.plugin_config())?;
+        let settings = InstanceSettings {
+            memory_limit: stage.memory_limit.0,
+            cpu_limit: stage.cpu_limit.0,
+        };
+        let wasm = WasmStage::new(
+            engine.clone(),
+            &stage.name,
+            plugin,
+            settings,
+            geo.clone(),
+            stage.plugin_config(),
+        )?;
         tracing::info!(stage = %stage.name, plugin = %stage.plugin, version = wasm.plugin().1.get(..12).unwrap_or(""), "Loaded stage.");
         stages.push(Box::new(wasm));
     }
@@ -75,14 +92,22 @@ pub fn build(config: &PipelineConfig, plugin_dir: &Path) -> Result<BuiltPipeline
     for (name, sink) in &config.sinks {
         sinks.push((sink.build(name)?, sink.routes().to_vec()));
     }
-    let router = Router::new(sinks, Box::new(DeadLetterFile::create(&config.dead_letter.path)?));
+    let router = Router::new(
+        sinks,
+        Box::new(DeadLetterFile::create(&config.dead_letter.path)?),
+    );
     let watermark = WatermarkTracker::new(WatermarkConfig {
         out_of_orderness: config.time.out_of_orderness.0,
         idle_timeout: config.time.idle_timeout.0,
     });
-    let pipeline = PartitionPipeline::new(RecordDecoder::new(&config.event), stages, router, watermark);
+    let pipeline =
+        PartitionPipeline::new(RecordDecoder::new(&config.event), stages, router, watermark);
     let (source, batch_size): (Box<dyn Source>, usize) = match &config.source {
         SourceConfig::File(f) => (Box::new(FileSource::open(&f.path)?), f.batch_size),
     };
-    Ok(BuiltPipeline { pipeline, source, batch_size })
+    Ok(BuiltPipeline {
+        pipeline,
+        source,
+        batch_size,
+    })
 }

@@ -28,7 +28,10 @@ pub struct RecordDecoder {
 impl RecordDecoder {
     /// A decoder for the given fields.
     pub fn new(config: &EventConfig) -> Self {
-        RecordDecoder { key_field: config.key_field.clone(), time_field: config.time_field.clone() }
+        RecordDecoder {
+            key_field: config.key_field.clone(),
+            time_field: config.time_field.clone(),
+        }
     }
 
     /// Decodes one record, or says why it cannot be.
@@ -43,31 +46,74 @@ impl RecordDecoder {
         let key = match json::find_raw(value, &self.key_field) {
             Some(raw) if raw.first() == Some(&b'"') => match json::decode_string(raw) {
                 Some(s) if !s.is_empty() => s.into_owned().into_bytes(),
-                _ => return Err(format!("invalid key: field `{}` is an empty string", self.key_field)),
+                _ => {
+                    return Err(format!(
+                        "invalid key: field `{}` is an empty string",
+                        self.key_field
+                    ));
+                }
             },
-            Some(raw) if raw.first().is_some_and(|b| *b == b'-' || b.is_ascii_digit()) => raw.to_vec(),
+            Some(raw)
+                if raw
+                    .first()
+                    .is_some_and(|b| *b == b'-' || b.is_ascii_digit()) =>
+            {
+                raw.to_vec()
+            }
             Some(b"null") | None => match &record.key {
                 Some(k) if !k.is_empty() => k.clone(),
-                _ => return Err(format!("missing key: no field `{}` and no record key", self.key_field)),
+                _ => {
+                    return Err(format!(
+                        "missing key: no field `{}` and no record key",
+                        self.key_field
+                    ));
+                }
             },
-            Some(_) => return Err(format!("invalid key: field `{}` must be a string or a number", self.key_field)),
+            Some(_) => {
+                return Err(format!(
+                    "invalid key: field `{}` must be a string or a number",
+                    self.key_field
+                ));
+            }
         };
         let time = match json::find_raw(value, &self.time_field) {
             Some(raw) if raw.first() == Some(&b'"') => {
                 let text = json::decode_string(raw).unwrap_or_default();
                 chrono::DateTime::parse_from_rfc3339(&text)
                     .map(|t| t.timestamp_millis())
-                    .map_err(|e| format!("invalid time: field `{}` value {text:?} is not RFC 3339 ({e})", self.time_field))?
+                    .map_err(|e| {
+                        format!(
+                            "invalid time: field `{}` value {text:?} is not RFC 3339 ({e})",
+                            self.time_field
+                        )
+                    })?
             }
-            Some(raw) if raw.first().is_some_and(|b| *b == b'-' || b.is_ascii_digit()) => std::str::from_utf8(raw)
-                .ok()
-                .and_then(|s| s.parse::<i64>().ok())
-                .ok_or_else(|| format!("invalid time: field `{}` must be integer epoch milliseconds", self.time_field))?,
-            Some(b"null") | None => record
-                .timestamp
-                .ok_or_else(|| format!("missing time: no field `{}` and no record timestamp", self.time_field))?,
+            Some(raw)
+                if raw
+                    .first()
+                    .is_some_and(|b| *b == b'-' || b.is_ascii_digit()) =>
+            {
+                std::str::from_utf8(raw)
+                    .ok()
+                    .and_then(|s| s.parse::<i64>().ok())
+                    .ok_or_else(|| {
+                        format!(
+                            "invalid time: field `{}` must be integer epoch milliseconds",
+                            self.time_field
+                        )
+                    })?
+            }
+            Some(b"null") | None => record.timestamp.ok_or_else(|| {
+                format!(
+                    "missing time: no field `{}` and no record timestamp",
+                    self.time_field
+                )
+            })?,
             Some(_) => {
-                return Err(format!("invalid time: field `{}` must be an RFC 3339 string or epoch ms", self.time_field));
+                return Err(format!(
+                    "invalid time: field `{}` must be an RFC 3339 string or epoch ms",
+                    self.time_field
+                ));
             }
         };
         Ok(Decoded { key, time })
@@ -85,7 +131,11 @@ mod tests {
             value: value.as_bytes().to_vec(),
             timestamp: None,
             headers: Vec::new(),
-            provenance: Provenance { source: "t".into(), partition: 0, offset: 0 },
+            provenance: Provenance {
+                source: "t".into(),
+                partition: 0,
+                offset: 0,
+            },
         }
     }
 
@@ -95,8 +145,20 @@ mod tests {
 
     #[test]
     fn reads_string_and_numeric_keys_and_times() {
-        assert_eq!(decode(r#"{"user_id":"u1","ts":"2026-01-01T00:00:01.5Z"}"#), Ok(Decoded { key: b"u1".to_vec(), time: 1_767_225_601_500 }));
-        assert_eq!(decode(r#"{"user_id":42,"ts":1000}"#), Ok(Decoded { key: b"42".to_vec(), time: 1000 }));
+        assert_eq!(
+            decode(r#"{"user_id":"u1","ts":"2026-01-01T00:00:01.5Z"}"#),
+            Ok(Decoded {
+                key: b"u1".to_vec(),
+                time: 1_767_225_601_500
+            })
+        );
+        assert_eq!(
+            decode(r#"{"user_id":42,"ts":1000}"#),
+            Ok(Decoded {
+                key: b"42".to_vec(),
+                time: 1000
+            })
+        );
     }
 
     #[test]

@@ -9,27 +9,39 @@ use super::stage::{FiredTimer, Stage};
 use crate::runtime::RuntimeError;
 use crate::state::StageState;
 
+/// A geo lookup answering like the `geo` capability.
+type GeoLookup = dyn Fn(&str) -> Result<Option<Location>, String> + Send;
+
 /// A native stage.
 pub struct NativeStage<T: Transform> {
     name: String,
     transform: T,
     state: StageState,
-    geo: Option<Box<dyn Fn(&str) -> Result<Option<Location>, String> + Send>>,
+    geo: Option<Box<GeoLookup>>,
 }
 
 impl<T: Transform + Send> NativeStage<T> {
     /// Initializes `T` with `config`.
     pub fn new(name: &str, config: Vec<(String, String)>) -> Result<Self, RuntimeError> {
-        let transform = T::init(&weir_sdk::Config::new(config)).map_err(|reason| RuntimeError::Init {
-            plugin: "native".into(),
-            stage: name.into(),
-            reason,
-        })?;
-        Ok(NativeStage { name: name.to_string(), transform, state: StageState::default(), geo: None })
+        let transform =
+            T::init(&weir_sdk::Config::new(config)).map_err(|reason| RuntimeError::Init {
+                plugin: "native".into(),
+                stage: name.into(),
+                reason,
+            })?;
+        Ok(NativeStage {
+            name: name.to_string(),
+            transform,
+            state: StageState::default(),
+            geo: None,
+        })
     }
 
     /// Answers geo lookups with `lookup`.
-    pub fn with_geo(mut self, lookup: impl Fn(&str) -> Result<Option<Location>, String> + Send + 'static) -> Self {
+    pub fn with_geo(
+        mut self,
+        lookup: impl Fn(&str) -> Result<Option<Location>, String> + Send + 'static,
+    ) -> Self {
         self.geo = Some(Box::new(lookup));
         self
     }
@@ -38,7 +50,7 @@ impl<T: Transform + Send> NativeStage<T> {
 struct StateHost<'a> {
     state: &'a mut StageState,
     watermark: i64,
-    geo: Option<&'a (dyn Fn(&str) -> Result<Option<Location>, String> + Send)>,
+    geo: Option<&'a GeoLookup>,
 }
 
 impl HostApi for StateHost<'_> {
@@ -66,7 +78,8 @@ impl HostApi for StateHost<'_> {
     fn counter(&mut self, _name: &str, _delta: u64) {}
     fn histogram(&mut self, _name: &str, _value: f64) {}
     fn geo_lookup(&mut self, ip: &str) -> Result<Option<Location>, String> {
-        self.geo.ok_or_else(|| "no geo database configured".to_string())?(ip)
+        self.geo
+            .ok_or_else(|| "no geo database configured".to_string())?(ip)
     }
 }
 
@@ -80,7 +93,11 @@ impl<T: Transform + Send> Stage for NativeStage<T> {
     }
 
     fn process(&mut self, batch: &mut Batch, watermark: i64) -> Result<BatchResult, RuntimeError> {
-        let mut host = StateHost { state: &mut self.state, watermark, geo: self.geo.as_deref() };
+        let mut host = StateHost {
+            state: &mut self.state,
+            watermark,
+            geo: self.geo.as_deref(),
+        };
         let result = weir_sdk::process_batch(&mut self.transform, batch, &mut host);
         self.state.commit();
         Ok(result)
@@ -91,11 +108,21 @@ impl<T: Transform + Send> Stage for NativeStage<T> {
     }
 
     fn fire_due_timer(&mut self, watermark: i64) -> Result<Option<FiredTimer>, RuntimeError> {
-        let Some((at, key)) = self.state.pop_due_timer(watermark) else { return Ok(None) };
-        let mut host = StateHost { state: &mut self.state, watermark, geo: self.geo.as_deref() };
+        let Some((at, key)) = self.state.pop_due_timer(watermark) else {
+            return Ok(None);
+        };
+        let mut host = StateHost {
+            state: &mut self.state,
+            watermark,
+            geo: self.geo.as_deref(),
+        };
         let result = weir_sdk::fire_timer(&mut self.transform, &key, at, &mut host);
         self.state.commit();
-        Ok(Some(FiredTimer { key, at, outcome: Ok(result) }))
+        Ok(Some(FiredTimer {
+            key,
+            at,
+            outcome: Ok(result),
+        }))
     }
 
     fn state(&self) -> &StageState {

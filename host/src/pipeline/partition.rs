@@ -42,8 +42,19 @@ type Origins = Vec<Option<usize>>;
 
 impl PartitionPipeline {
     /// Assembles a pipeline.
-    pub fn new(decoder: RecordDecoder, stages: Vec<Box<dyn Stage>>, router: Router, watermark: WatermarkTracker) -> Self {
-        PartitionPipeline { decoder, stages, router, watermark, stats: PipelineStats::default() }
+    pub fn new(
+        decoder: RecordDecoder,
+        stages: Vec<Box<dyn Stage>>,
+        router: Router,
+        watermark: WatermarkTracker,
+    ) -> Self {
+        PartitionPipeline {
+            decoder,
+            stages,
+            router,
+            watermark,
+            stats: PipelineStats::default(),
+        }
     }
 
     /// Runs one source batch through every stage, routes the outputs, advances the watermark,
@@ -114,13 +125,20 @@ impl PartitionPipeline {
 
     /// Counts so far.
     pub fn stats(&self) -> PipelineStats {
-        PipelineStats { routes: self.router.counts().clone(), ..self.stats.clone() }
+        PipelineStats {
+            routes: self.router.counts().clone(),
+            ..self.stats.clone()
+        }
     }
 
     /// Encodes the watermark and every stage's state and timers.
     pub fn snapshot(&self) -> Result<Vec<u8>> {
-        let stages: Vec<(&str, &crate::state::StageState)> = self.stages.iter().map(|s| (s.name(), s.state())).collect();
-        Ok(PartitionSnapshot::encode(self.watermark.current(), &stages)?)
+        let stages: Vec<(&str, &crate::state::StageState)> =
+            self.stages.iter().map(|s| (s.name(), s.state())).collect();
+        Ok(PartitionSnapshot::encode(
+            self.watermark.current(),
+            &stages,
+        )?)
     }
 
     /// Restores a snapshot taken by [`Self::snapshot`]. Stages are matched by name; a stage
@@ -137,8 +155,18 @@ impl PartitionPipeline {
     }
 
     /// Runs `batch` through the stages from `from` on; the last stage's emits go to `main`.
-    fn run_stages(&mut self, from: usize, mut batch: Batch, mut origins: Origins, records: &[SourceRecord]) -> Result<()> {
-        let provenance = |origin: Option<usize>| origin.and_then(|i| records.get(i)).map(|r| r.provenance.clone());
+    fn run_stages(
+        &mut self,
+        from: usize,
+        mut batch: Batch,
+        mut origins: Origins,
+        records: &[SourceRecord],
+    ) -> Result<()> {
+        let provenance = |origin: Option<usize>| {
+            origin
+                .and_then(|i| records.get(i))
+                .map(|r| r.provenance.clone())
+        };
         for idx in from..self.stages.len() {
             if batch.is_empty() {
                 return Ok(());
@@ -149,7 +177,11 @@ impl PartitionPipeline {
             for (output, value) in result.iter() {
                 let i = output.input as usize;
                 if i >= batch.len() {
-                    tracing::warn!(stage = self.stages[idx].name(), input = i, "Plugin output names an input outside the batch; dropped.");
+                    tracing::warn!(
+                        stage = self.stages[idx].name(),
+                        input = i,
+                        "Plugin output names an input outside the batch; dropped."
+                    );
                     continue;
                 }
                 match &output.kind {
@@ -158,7 +190,13 @@ impl PartitionPipeline {
                         next_origins.push(origins[i]);
                     }
                     OutputKind::Route(route) => {
-                        self.router.send(route, batch.key(i), value, batch.times[i], provenance(origins[i]));
+                        self.router.send(
+                            route,
+                            batch.key(i),
+                            value,
+                            batch.times[i],
+                            provenance(origins[i]),
+                        );
                     }
                     OutputKind::DeadLetter(reason) => {
                         let original = origins[i].and_then(|o| records.get(o));
@@ -178,8 +216,14 @@ impl PartitionPipeline {
             batch = next;
             origins = next_origins;
         }
-        for i in 0..batch.len() {
-            self.router.send(MAIN_ROUTE, batch.key(i), batch.value(i), batch.times[i], provenance(origins[i]));
+        for (i, origin) in origins.iter().enumerate() {
+            self.router.send(
+                MAIN_ROUTE,
+                batch.key(i),
+                batch.value(i),
+                batch.times[i],
+                provenance(*origin),
+            );
         }
         Ok(())
     }
@@ -193,10 +237,16 @@ impl PartitionPipeline {
                 .stages
                 .iter()
                 .enumerate()
-                .filter_map(|(i, s)| s.next_timer().filter(|at| *at <= watermark).map(|at| (at, i)))
+                .filter_map(|(i, s)| {
+                    s.next_timer()
+                        .filter(|at| *at <= watermark)
+                        .map(|at| (at, i))
+                })
                 .min();
             let Some((_, idx)) = due else { return Ok(()) };
-            let Some(fired) = self.stages[idx].fire_due_timer(watermark)? else { continue };
+            let Some(fired) = self.stages[idx].fire_due_timer(watermark)? else {
+                continue;
+            };
             self.stats.timers_fired += 1;
             self.route_timer_outputs(idx, fired)?;
         }
@@ -208,7 +258,8 @@ impl PartitionPipeline {
             Ok(result) => result,
             Err(failure) => {
                 let (name, sha) = self.stages[idx].plugin();
-                let value = serde_json::json!({ "timer_key": String::from_utf8_lossy(&key), "at": at });
+                let value =
+                    serde_json::json!({ "timer_key": String::from_utf8_lossy(&key), "at": at });
                 self.router.dead_letter(DeadLetter {
                     reason: format!("timer {failure}"),
                     stage: self.stages[idx].name().to_string(),

@@ -33,21 +33,42 @@ pub fn reason_class(reason: &str) -> &str {
 
 impl Router {
     /// A router over `sinks`, each with the routes it takes.
-    pub fn new(sinks: Vec<(Box<dyn Sink>, Vec<String>)>, dead_letters: Box<dyn DeadLetterSink>) -> Self {
+    pub fn new(
+        sinks: Vec<(Box<dyn Sink>, Vec<String>)>,
+        dead_letters: Box<dyn DeadLetterSink>,
+    ) -> Self {
         let mut routes: HashMap<String, (Arc<str>, Vec<usize>)> = HashMap::new();
         let mut boxed = Vec::new();
         for (i, (sink, sink_routes)) in sinks.into_iter().enumerate() {
             for route in sink_routes {
-                routes.entry(route.clone()).or_insert_with(|| (route.as_str().into(), Vec::new())).1.push(i);
+                routes
+                    .entry(route.clone())
+                    .or_insert_with(|| (route.as_str().into(), Vec::new()))
+                    .1
+                    .push(i);
             }
             boxed.push(sink);
         }
         let buffers = boxed.iter().map(|_| Vec::new()).collect();
-        Router { routes, sinks: boxed, buffers, dead: Vec::new(), dead_letters, counts: RouteCounts::default() }
+        Router {
+            routes,
+            sinks: boxed,
+            buffers,
+            dead: Vec::new(),
+            dead_letters,
+            counts: RouteCounts::default(),
+        }
     }
 
     /// Queues a record on `route`. A route no sink takes is a dead letter.
-    pub fn send(&mut self, route: &str, key: &[u8], value: &[u8], time: i64, provenance: Option<Provenance>) {
+    pub fn send(
+        &mut self,
+        route: &str,
+        key: &[u8],
+        value: &[u8],
+        time: i64,
+        provenance: Option<Provenance>,
+    ) {
         let Some((name, targets)) = self.routes.get(route) else {
             self.dead_letter(DeadLetter {
                 reason: format!("unrouted: no sink takes route `{route}`"),
@@ -60,7 +81,13 @@ impl Router {
             });
             return;
         };
-        let record = SinkRecord { route: name.clone(), key: key.to_vec(), value: value.to_vec(), time, provenance };
+        let record = SinkRecord {
+            route: name.clone(),
+            key: key.to_vec(),
+            value: value.to_vec(),
+            time,
+            provenance,
+        };
         if let Some((last, rest)) = targets.split_last() {
             for &i in rest {
                 self.buffers[i].push(record.clone());
@@ -72,7 +99,11 @@ impl Router {
 
     /// Queues a dead letter.
     pub fn dead_letter(&mut self, letter: DeadLetter) {
-        *self.counts.dead_letters.entry(reason_class(&letter.reason).to_string()).or_default() += 1;
+        *self
+            .counts
+            .dead_letters
+            .entry(reason_class(&letter.reason).to_string())
+            .or_default() += 1;
         self.dead.push(letter);
     }
 
@@ -86,8 +117,14 @@ impl Router {
             let rejections = self.sinks[i].write(&records)?;
             let sink = self.sinks[i].name().to_string();
             for rejection in rejections {
-                let Some(record) = records.get(rejection.index) else { continue };
-                *self.counts.by_route.entry(record.route.to_string()).or_default() -= 1;
+                let Some(record) = records.get(rejection.index) else {
+                    continue;
+                };
+                *self
+                    .counts
+                    .by_route
+                    .entry(record.route.to_string())
+                    .or_default() -= 1;
                 self.dead_letter(DeadLetter {
                     reason: rejection.reason,
                     stage: format!("sink:{sink}"),

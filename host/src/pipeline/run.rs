@@ -29,5 +29,8 @@ pub fn run_to_end(mut built: BuiltPipeline) -> Result<RunSummary> {
         }
     }
     built.pipeline.finish()?;
-    Ok(RunSummary { stats: built.pipeline.stats(), elapsed: started.elapsed() })
+    Ok(RunSummary {
+        stats: built.pipeline.stats(),
+        elapsed: started.elapsed(),
+    })
 }

@@ -8,8 +8,8 @@ use std::sync::Arc;
 use weir_sdk::abi::{Batch, BatchResult, OutputKind};
 
 use crate::runtime::{
-    CallFailure, GeoDb, InstanceLabels, InstanceSettings, Plugin, PluginEngine, PluginInstance, RuntimeError, WitBatch,
-    WitBatchResult,
+    CallFailure, GeoDb, InstanceLabels, InstanceSettings, Plugin, PluginEngine, PluginInstance,
+    RuntimeError, WitBatch, WitBatchResult,
 };
 use crate::state::StageState;
 
@@ -69,8 +69,21 @@ impl WasmStage {
         geo: Option<Arc<GeoDb>>,
         config: Vec<(String, String)>,
     ) -> Result<Self, RuntimeError> {
-        let labels = InstanceLabels { stage: name.into(), plugin: plugin.name().into(), version: plugin.version().into() };
-        let mut stage = WasmStage { engine, plugin, labels, settings, geo, config, instance: None, state: StageState::default() };
+        let labels = InstanceLabels {
+            stage: name.into(),
+            plugin: plugin.name().into(),
+            version: plugin.version().into(),
+        };
+        let mut stage = WasmStage {
+            engine,
+            plugin,
+            labels,
+            settings,
+            geo,
+            config,
+            instance: None,
+            state: StageState::default(),
+        };
         stage.instance()?;
         Ok(stage)
     }
@@ -121,7 +134,11 @@ impl WasmStage {
                 Err(failure) => {
                     tracing::warn!(stage = %self.labels.stage, plugin = %self.labels.plugin, record = i, reason = %failure, "Record failed alone; dead-lettering it.");
                     self.on_failure(&failure);
-                    result.push(index, OutputKind::DeadLetter(failure.to_string()), segment(&batch.values, &batch.value_ends, i));
+                    result.push(
+                        index,
+                        OutputKind::DeadLetter(failure.to_string()),
+                        segment(&batch.values, &batch.value_ends, i),
+                    );
                 }
             }
         }
@@ -213,7 +230,9 @@ impl Stage for WasmStage {
         }
         let wit = to_wit(batch);
         let mut state = std::mem::take(&mut self.state);
-        let outcome = self.instance().map(|instance| instance.process(&wit, &mut state, watermark));
+        let outcome = self
+            .instance()
+            .map(|instance| instance.process(&wit, &mut state, watermark));
         self.state = state;
         let result = match outcome {
             Ok(Ok(out)) => {
@@ -236,21 +255,33 @@ impl Stage for WasmStage {
     }
 
     fn fire_due_timer(&mut self, watermark: i64) -> Result<Option<FiredTimer>, RuntimeError> {
-        let Some((at, key)) = self.state.pop_due_timer(watermark) else { return Ok(None) };
+        let Some((at, key)) = self.state.pop_due_timer(watermark) else {
+            return Ok(None);
+        };
         let mut state = std::mem::take(&mut self.state);
-        let outcome = self.instance().map(|instance| instance.on_timer(&key, at, &mut state, watermark));
+        let outcome = self
+            .instance()
+            .map(|instance| instance.on_timer(&key, at, &mut state, watermark));
         self.state = state;
         match outcome? {
             Ok(out) => {
                 self.state.commit();
-                Ok(Some(FiredTimer { key, at, outcome: Ok(from_wit(out)) }))
+                Ok(Some(FiredTimer {
+                    key,
+                    at,
+                    outcome: Ok(from_wit(out)),
+                }))
             }
             Err(failure) => {
                 self.on_failure(&failure);
                 // The rollback put the timer back; drop it so a failing timer cannot loop.
                 self.state.cancel_timer(&key, at);
                 self.state.commit();
-                Ok(Some(FiredTimer { key, at, outcome: Err(failure) }))
+                Ok(Some(FiredTimer {
+                    key,
+                    at,
+                    outcome: Err(failure),
+                }))
             }
         }
     }

@@ -5,4 +5,6 @@ wasmtime::component::bindgen!({
     path: "../wit",
 });
 
-pub use weir::transform::types::{Batch as WitBatch, BatchResult as WitBatchResult, OutputKind as WitOutputKind};
+pub use weir::transform::types::{
+    Batch as WitBatch, BatchResult as WitBatchResult, OutputKind as WitOutputKind,
+};

@@ -28,7 +28,11 @@ pub struct EngineSettings {
 
 impl Default for EngineSettings {
     fn default() -> Self {
-        EngineSettings { max_memory_bytes: 256 << 20, max_instances: 128, tick: Duration::from_millis(5) }
+        EngineSettings {
+            max_memory_bytes: 256 << 20,
+            max_instances: 128,
+            tick: Duration::from_millis(5),
+        }
     }
 }
 
@@ -43,7 +47,9 @@ pub struct PluginEngine {
 
 impl std::fmt::Debug for PluginEngine {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PluginEngine").field("tick", &self.tick).finish()
+        f.debug_struct("PluginEngine")
+            .field("tick", &self.tick)
+            .finish()
     }
 }
 
@@ -73,11 +79,13 @@ impl PluginEngine {
             Ok(engine) => engine,
             Err(e) => {
                 tracing::warn!(error = %e, "Pooling allocator unavailable, using on-demand allocation.");
-                Engine::new(&engine_config(settings, false)).map_err(|e| RuntimeError::Engine(e.to_string()))?
+                Engine::new(&engine_config(settings, false))
+                    .map_err(|e| RuntimeError::Engine(e.to_string()))?
             }
         };
         let mut linker = Linker::new(&engine);
-        wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(|e| RuntimeError::Engine(e.to_string()))?;
+        wasmtime_wasi::p2::add_to_linker_sync(&mut linker)
+            .map_err(|e| RuntimeError::Engine(e.to_string()))?;
         Transform::add_to_linker::<_, HasSelf<StoreData>>(&mut linker, |data| data)
             .map_err(|e| RuntimeError::Engine(e.to_string()))?;
 
@@ -94,7 +102,13 @@ impl PluginEngine {
                 })
                 .map_err(|e| RuntimeError::Engine(format!("cannot start the epoch ticker: {e}")))?
         };
-        Ok(PluginEngine { engine, linker, tick: settings.tick, stop, ticker: Some(ticker) })
+        Ok(PluginEngine {
+            engine,
+            linker,
+            tick: settings.tick,
+            stop,
+            ticker: Some(ticker),
+        })
     }
 
     /// The wasmtime engine.
@@ -109,23 +123,36 @@ impl PluginEngine {
 
     /// Reads, compiles and type-checks the plugin at `path`; its name is the file stem.
     pub fn load_file(&self, path: &Path) -> Result<Plugin> {
-        let bytes = std::fs::read(path).map_err(|source| RuntimeError::Read { path: path.to_path_buf(), source })?;
-        let name = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+        let bytes = std::fs::read(path).map_err(|source| RuntimeError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let name = path
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default();
         self.load_bytes(&name, &bytes)
     }
 
     /// Compiles and type-checks a plugin from bytes. Compilation happens here, not on the hot
     /// path; instantiation afterwards is cheap.
     pub fn load_bytes(&self, name: &str, bytes: &[u8]) -> Result<Plugin> {
-        let rejected = |reason: String| RuntimeError::Rejected { plugin: name.to_string(), reason };
-        let component =
-            Component::from_binary(&self.engine, bytes).map_err(|e| rejected(format!("not a valid component: {e:#}")))?;
-        let pre = self
-            .linker
-            .instantiate_pre(&component)
-            .map_err(|e| rejected(format!("does not match world weir:transform/transform@0.1.0: {e:#}")))?;
-        let pre = TransformPre::new(pre)
-            .map_err(|e| rejected(format!("does not export the weir:transform@0.1.0 functions: {e:#}")))?;
+        let rejected = |reason: String| RuntimeError::Rejected {
+            plugin: name.to_string(),
+            reason,
+        };
+        let component = Component::from_binary(&self.engine, bytes)
+            .map_err(|e| rejected(format!("not a valid component: {e:#}")))?;
+        let pre = self.linker.instantiate_pre(&component).map_err(|e| {
+            rejected(format!(
+                "does not match world weir:transform/transform@0.1.0: {e:#}"
+            ))
+        })?;
+        let pre = TransformPre::new(pre).map_err(|e| {
+            rejected(format!(
+                "does not export the weir:transform@0.1.0 functions: {e:#}"
+            ))
+        })?;
         Ok(Plugin::new(name, bytes, component, pre))
     }
 }

@@ -26,9 +26,14 @@ impl GeoDb {
     pub fn open(path: &Path) -> Result<Self, RuntimeError> {
         // SAFETY: the map is only read, and weir replaces databases by rename, never by writing
         // into the mapped file; a file truncated under us by someone else is outside that contract.
-        let reader = unsafe { Reader::open_mmap(path) }
-            .map_err(|e| RuntimeError::Geo { path: path.to_path_buf(), reason: e.to_string() })?;
-        Ok(GeoDb { reader, path: path.to_path_buf() })
+        let reader = unsafe { Reader::open_mmap(path) }.map_err(|e| RuntimeError::Geo {
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        })?;
+        Ok(GeoDb {
+            reader,
+            path: path.to_path_buf(),
+        })
     }
 
     /// The database type from its metadata (e.g. `GeoLite2-City`).
@@ -38,7 +43,10 @@ impl GeoDb {
 
     /// Looks `ip` up. `Ok(None)` when the address is not in the database.
     pub fn lookup(&self, ip: &str) -> Result<Option<Location>, String> {
-        let addr: IpAddr = ip.trim().parse().map_err(|_| format!("not an IP address: {ip:?}"))?;
+        let addr: IpAddr = ip
+            .trim()
+            .parse()
+            .map_err(|_| format!("not an IP address: {ip:?}"))?;
         let result = self.reader.lookup(addr).map_err(|e| e.to_string())?;
         let Some(city) = result.decode::<geoip2::City>().map_err(|e| e.to_string())? else {
             return Ok(None);
@@ -46,7 +54,11 @@ impl GeoDb {
         let location = Location {
             country_iso: city.country.iso_code.map(str::to_string),
             country_name: city.country.names.english.map(str::to_string),
-            region: city.subdivisions.first().and_then(|s| s.names.english).map(str::to_string),
+            region: city
+                .subdivisions
+                .first()
+                .and_then(|s| s.names.english)
+                .map(str::to_string),
             city: city.city.names.english.map(str::to_string),
             latitude: city.location.latitude,
             longitude: city.location.longitude,

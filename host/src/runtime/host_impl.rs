@@ -42,7 +42,11 @@ impl StoreData {
     pub fn new(labels: InstanceLabels, memory_limit: usize, geo: Option<Arc<GeoDb>>) -> Self {
         // The builder's defaults grant nothing: no preopened directories, no environment, no
         // arguments, stdin empty, stdout/stderr discarded, and no socket address allowed.
-        let wasi = WasiCtxBuilder::new().allow_tcp(false).allow_udp(false).allow_ip_name_lookup(false).build();
+        let wasi = WasiCtxBuilder::new()
+            .allow_tcp(false)
+            .allow_udp(false)
+            .allow_ip_name_lookup(false)
+            .build();
         StoreData {
             wasi,
             table: ResourceTable::new(),
@@ -57,7 +61,10 @@ impl StoreData {
 
 impl WasiView for StoreData {
     fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
     }
 }
 
@@ -113,7 +120,10 @@ impl metrics::Host for StoreData {
 
 impl geo::Host for StoreData {
     fn lookup(&mut self, ip: String) -> Result<Option<geo::Location>, String> {
-        let db = self.geo.as_ref().ok_or_else(|| "no geo database configured".to_string())?;
+        let db = self
+            .geo
+            .as_ref()
+            .ok_or_else(|| "no geo database configured".to_string())?;
         Ok(db.lookup(&ip)?.map(|l| geo::Location {
             country_iso: l.country_iso,
             country_name: l.country_name,

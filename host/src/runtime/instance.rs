@@ -60,14 +60,24 @@ impl PluginInstance {
             reason,
         };
         let tick = engine.tick().as_nanos().max(1);
-        let deadline_ticks = u64::try_from(settings.cpu_limit.as_nanos().div_ceil(tick)).unwrap_or(u64::MAX).max(1) + 1;
+        let deadline_ticks = u64::try_from(settings.cpu_limit.as_nanos().div_ceil(tick))
+            .unwrap_or(u64::MAX)
+            .max(1)
+            + 1;
         let data = StoreData::new(labels.clone(), settings.memory_limit, geo);
         let mut store = Store::new(engine.engine(), data);
         store.limiter(|data| &mut data.limiter);
         store.epoch_deadline_trap();
         store.set_epoch_deadline(deadline_ticks);
-        let bindings = plugin.pre.instantiate(&mut store).map_err(|e| init_error(format!("instantiation failed: {e:#}")))?;
-        let mut instance = PluginInstance { store, bindings, deadline_ticks };
+        let bindings = plugin
+            .pre
+            .instantiate(&mut store)
+            .map_err(|e| init_error(format!("instantiation failed: {e:#}")))?;
+        let mut instance = PluginInstance {
+            store,
+            bindings,
+            deadline_ticks,
+        };
         let mut unused = StageState::default();
         match instance.call(&mut unused, i64::MIN, |b, s| b.call_init(s, config)) {
             Ok(Ok(())) => Ok(instance),
@@ -127,7 +137,11 @@ fn classify(error: &wasmtime::Error, memory_exceeded: bool) -> CallFailure {
         Some(trap) => {
             let frame = error
                 .downcast_ref::<wasmtime::WasmBacktrace>()
-                .and_then(|bt| bt.frames().iter().find_map(|f| f.func_name().map(str::to_string)));
+                .and_then(|bt| {
+                    bt.frames()
+                        .iter()
+                        .find_map(|f| f.func_name().map(str::to_string))
+                });
             match frame {
                 Some(func) => CallFailure::Trap(format!("{trap} in {func}")),
                 None => CallFailure::Trap(trap.to_string()),

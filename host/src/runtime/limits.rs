@@ -13,7 +13,10 @@ pub struct MemoryLimiter {
 impl MemoryLimiter {
     /// A limiter allowing `max_memory_bytes` of linear memory.
     pub fn new(max_memory_bytes: usize) -> Self {
-        MemoryLimiter { max_memory_bytes, exceeded: false }
+        MemoryLimiter {
+            max_memory_bytes,
+            exceeded: false,
+        }
     }
 
     /// Whether a growth was refused since the last [`Self::reset`].
@@ -28,7 +31,12 @@ impl MemoryLimiter {
 }
 
 impl ResourceLimiter for MemoryLimiter {
-    fn memory_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
         if desired > self.max_memory_bytes {
             self.exceeded = true;
             // Trap instead of returning -1 from memory.grow: a Rust guest aborts anyway, and a
@@ -38,7 +46,12 @@ impl ResourceLimiter for MemoryLimiter {
         Ok(true)
     }
 
-    fn table_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
         Ok(desired <= 100_000)
     }
 }

@@ -20,7 +20,10 @@ pub struct Plugin {
 
 impl std::fmt::Debug for Plugin {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Plugin").field("name", &self.name).field("sha256", &self.sha256).finish()
+        f.debug_struct("Plugin")
+            .field("name", &self.name)
+            .field("sha256", &self.sha256)
+            .finish()
     }
 }
 
@@ -42,9 +45,20 @@ pub struct PluginInfo {
 }
 
 impl Plugin {
-    pub(crate) fn new(name: &str, bytes: &[u8], component: Component, pre: TransformPre<StoreData>) -> Self {
+    pub(crate) fn new(
+        name: &str,
+        bytes: &[u8],
+        component: Component,
+        pre: TransformPre<StoreData>,
+    ) -> Self {
         let sha256 = hex::encode(Sha256::digest(bytes));
-        Plugin { name: name.into(), sha256: sha256.into(), size: bytes.len(), component, pre }
+        Plugin {
+            name: name.into(),
+            sha256: sha256.into(),
+            size: bytes.len(),
+            component,
+            pre,
+        }
     }
 
     /// The plugin's name (file stem).
@@ -71,8 +85,14 @@ impl Plugin {
             world: "weir:transform/transform@0.1.0".to_string(),
             size: self.size,
             sha256: self.sha256.to_string(),
-            exports: ty.exports(engine).map(|(name, _)| name.to_string()).collect(),
-            imports: ty.imports(engine).map(|(name, _)| name.to_string()).collect(),
+            exports: ty
+                .exports(engine)
+                .map(|(name, _)| name.to_string())
+                .collect(),
+            imports: ty
+                .imports(engine)
+                .map(|(name, _)| name.to_string())
+                .collect(),
         }
     }
 }

@@ -19,7 +19,9 @@ pub struct DeadLetterFile {
 impl DeadLetterFile {
     /// Creates (or truncates) the file.
     pub fn create(path: &Path) -> Result<Self, SinkError> {
-        Ok(DeadLetterFile { out: create_file("dead_letter", path)? })
+        Ok(DeadLetterFile {
+            out: create_file("dead_letter", path)?,
+        })
     }
 }
 
@@ -45,15 +47,21 @@ pub fn to_json(letter: &DeadLetter) -> Value {
 impl DeadLetterSink for DeadLetterFile {
     fn write(&mut self, letters: &[DeadLetter]) -> Result<(), SinkError> {
         for letter in letters {
-            serde_json::to_writer(&mut self.out, &to_json(letter)).map_err(|e| io_error("dead_letter", e))?;
-            self.out.write_all(b"\n").map_err(|e| io_error("dead_letter", e))?;
+            serde_json::to_writer(&mut self.out, &to_json(letter))
+                .map_err(|e| io_error("dead_letter", e))?;
+            self.out
+                .write_all(b"\n")
+                .map_err(|e| io_error("dead_letter", e))?;
         }
         Ok(())
     }
 
     fn flush(&mut self) -> Result<(), SinkError> {
         self.out.flush().map_err(|e| io_error("dead_letter", e))?;
-        self.out.get_ref().sync_data().map_err(|e| io_error("dead_letter", e))
+        self.out
+            .get_ref()
+            .sync_data()
+            .map_err(|e| io_error("dead_letter", e))
     }
 
     fn close(&mut self) -> Result<(), SinkError> {

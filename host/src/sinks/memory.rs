@@ -18,12 +18,19 @@ pub struct MemorySink {
 impl MemorySink {
     /// A sink called `name` that keeps records.
     pub fn new(name: &str) -> Self {
-        MemorySink { name: name.to_string(), ..Default::default() }
+        MemorySink {
+            name: name.to_string(),
+            ..Default::default()
+        }
     }
 
     /// A sink that only counts records.
     pub fn counting(name: &str) -> Self {
-        MemorySink { name: name.to_string(), count_only: true, ..Default::default() }
+        MemorySink {
+            name: name.to_string(),
+            count_only: true,
+            ..Default::default()
+        }
     }
 
     /// Records written so far.

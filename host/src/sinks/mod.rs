@@ -156,5 +156,8 @@ impl SinkConfig {
 }
 
 pub(crate) fn io_error(sink: &str, what: impl std::fmt::Display) -> SinkError {
-    SinkError::Io { sink: sink.to_string(), reason: what.to_string() }
+    SinkError::Io {
+        sink: sink.to_string(),
+        reason: what.to_string(),
+    }
 }

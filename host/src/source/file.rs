@@ -19,20 +19,30 @@ pub struct FileSource {
 }
 
 fn io(source: &Path, e: impl std::fmt::Display) -> SourceError {
-    SourceError::Io { source_name: source.display().to_string(), reason: e.to_string() }
+    SourceError::Io {
+        source_name: source.display().to_string(),
+        reason: e.to_string(),
+    }
 }
 
 impl FileSource {
     /// Opens `path`: a file, a folder, or `-`.
     pub fn open(path: &Path) -> Result<Self, SourceError> {
         if path.as_os_str() == "-" {
-            return Ok(FileSource { pending: Vec::new(), current: None, stdin: true });
+            return Ok(FileSource {
+                pending: Vec::new(),
+                current: None,
+                stdin: true,
+            });
         }
         let mut files = Vec::new();
         if path.is_dir() {
             for entry in std::fs::read_dir(path).map_err(|e| io(path, e))? {
                 let file = entry.map_err(|e| io(path, e))?.path();
-                let ext = file.extension().and_then(|e| e.to_str()).unwrap_or_default();
+                let ext = file
+                    .extension()
+                    .and_then(|e| e.to_str())
+                    .unwrap_or_default();
                 if file.is_file() && matches!(ext, "ndjson" | "jsonl" | "json") {
                     files.push(file);
                 }
@@ -44,18 +54,32 @@ impl FileSource {
             return Err(io(path, "no such file or folder"));
         }
         files.reverse();
-        Ok(FileSource { pending: files, current: None, stdin: false })
+        Ok(FileSource {
+            pending: files,
+            current: None,
+            stdin: false,
+        })
     }
 
     fn advance(&mut self) -> Result<bool, SourceError> {
         if self.stdin {
             self.stdin = false;
-            self.current = Some(("stdin".into(), Box::new(BufReader::new(std::io::stdin())), 0));
+            self.current = Some((
+                "stdin".into(),
+                Box::new(BufReader::new(std::io::stdin())),
+                0,
+            ));
             return Ok(true);
         }
-        let Some(path) = self.pending.pop() else { return Ok(false) };
+        let Some(path) = self.pending.pop() else {
+            return Ok(false);
+        };
         let file = File::open(&path).map_err(|e| io(&path, e))?;
-        self.current = Some((path.display().to_string().into(), Box::new(BufReader::with_capacity(1 << 16, file)), 0));
+        self.current = Some((
+            path.display().to_string().into(),
+            Box::new(BufReader::with_capacity(1 << 16, file)),
+            0,
+        ));
         Ok(true)
     }
 }
@@ -67,9 +91,13 @@ impl Source for FileSource {
             if self.current.is_none() && !self.advance()? {
                 break;
             }
-            let Some((name, reader, line_no)) = self.current.as_mut() else { break };
+            let Some((name, reader, line_no)) = self.current.as_mut() else {
+                break;
+            };
             let mut line = Vec::new();
-            let read = reader.read_until(b'\n', &mut line).map_err(|e| io(Path::new(&**name), e))?;
+            let read = reader
+                .read_until(b'\n', &mut line)
+                .map_err(|e| io(Path::new(&**name), e))?;
             if read == 0 {
                 self.current = None;
                 continue;
@@ -86,7 +114,11 @@ impl Source for FileSource {
                 value: line,
                 timestamp: None,
                 headers: Vec::new(),
-                provenance: Provenance { source: name.clone(), partition: 0, offset: *line_no },
+                provenance: Provenance {
+                    source: name.clone(),
+                    partition: 0,
+                    offset: *line_no,
+                },
             });
         }
         if batch.is_empty() && self.current.is_none() && self.pending.is_empty() && !self.stdin {
@@ -111,7 +143,10 @@ mod tests {
         while let Some(batch) = source.next_batch(2).unwrap() {
             all.extend(batch);
         }
-        let values: Vec<_> = all.iter().map(|r| String::from_utf8(r.value.clone()).unwrap()).collect();
+        let values: Vec<_> = all
+            .iter()
+            .map(|r| String::from_utf8(r.value.clone()).unwrap())
+            .collect();
         assert_eq!(values, ["{\"n\":1}", "{\"n\":2}", "{\"n\":3}"]);
         assert_eq!(all[1].provenance.offset, 4);
         assert!(all[2].provenance.source.ends_with("b.ndjson"));

@@ -13,7 +13,9 @@ pub struct MemorySource {
 impl MemorySource {
     /// A source over `records`.
     pub fn new(records: Vec<SourceRecord>) -> Self {
-        MemorySource { records: records.into() }
+        MemorySource {
+            records: records.into(),
+        }
     }
 }
 

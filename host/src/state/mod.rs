@@ -4,8 +4,8 @@
 //! so it survives plugin reloads and instance re-creation. Every call runs inside a journal: a
 //! call that traps is rolled back, so re-running its records one by one does not count twice.
 
-mod stage_state;
 mod snapshot;
+mod stage_state;
 mod watermark;
 
 pub use snapshot::{PartitionSnapshot, SNAPSHOT_VERSION, SnapshotError};

@@ -42,14 +42,22 @@ pub struct PartitionSnapshot {
 
 impl PartitionSnapshot {
     /// Encodes the watermark and the stages' states without copying them first.
-    pub fn encode(watermark: i64, stages: &[(&str, &StageState)]) -> Result<Vec<u8>, SnapshotError> {
-        let snapshot = SnapshotRef { version: SNAPSHOT_VERSION, watermark, stages: stages.to_vec() };
+    pub fn encode(
+        watermark: i64,
+        stages: &[(&str, &StageState)],
+    ) -> Result<Vec<u8>, SnapshotError> {
+        let snapshot = SnapshotRef {
+            version: SNAPSHOT_VERSION,
+            watermark,
+            stages: stages.to_vec(),
+        };
         postcard::to_allocvec(&snapshot).map_err(SnapshotError::Encode)
     }
 
     /// Decodes a snapshot.
     pub fn decode(bytes: &[u8]) -> Result<Self, SnapshotError> {
-        let snapshot: PartitionSnapshot = postcard::from_bytes(bytes).map_err(SnapshotError::Decode)?;
+        let snapshot: PartitionSnapshot =
+            postcard::from_bytes(bytes).map_err(SnapshotError::Decode)?;
         if snapshot.version != SNAPSHOT_VERSION {
             return Err(SnapshotError::Version(snapshot.version, SNAPSHOT_VERSION));
         }

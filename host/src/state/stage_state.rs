@@ -53,7 +53,8 @@ impl StageState {
     pub fn delete(&mut self, key: &[u8], name: &str) {
         entry_key(&mut self.scratch, key, name);
         if let Some(previous) = self.entries.remove(self.scratch.as_slice()) {
-            self.journal.push(Undo::Entry(self.scratch.clone(), Some(previous)));
+            self.journal
+                .push(Undo::Entry(self.scratch.clone(), Some(previous)));
         }
     }
 
@@ -82,7 +83,8 @@ impl StageState {
     pub fn pop_due_timer(&mut self, watermark: i64) -> Option<(i64, Vec<u8>)> {
         if self.timers.first().is_some_and(|(at, _)| *at <= watermark) {
             let timer = self.timers.pop_first()?;
-            self.journal.push(Undo::TimerRemoved(timer.0, timer.1.clone()));
+            self.journal
+                .push(Undo::TimerRemoved(timer.0, timer.1.clone()));
             return Some(timer);
         }
         None

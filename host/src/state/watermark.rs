@@ -27,7 +27,11 @@ fn millis(d: Duration) -> i64 {
 impl WatermarkTracker {
     /// A tracker with no event seen yet (watermark at `i64::MIN`).
     pub fn new(config: WatermarkConfig) -> Self {
-        WatermarkTracker { config, current: i64::MIN, last_record_at: Instant::now() }
+        WatermarkTracker {
+            config,
+            current: i64::MIN,
+            last_record_at: Instant::now(),
+        }
     }
 
     /// The watermark in ms.
@@ -43,7 +47,9 @@ impl WatermarkTracker {
     /// Takes in the event times of a batch; returns whether the watermark moved.
     pub fn observe(&mut self, max_event_time: Option<i64>, now: Instant) -> bool {
         self.last_record_at = now;
-        let Some(max) = max_event_time else { return false };
+        let Some(max) = max_event_time else {
+            return false;
+        };
         self.advance_to(max.saturating_sub(millis(self.config.out_of_orderness)))
     }
 

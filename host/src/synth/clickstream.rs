@@ -27,7 +27,13 @@ pub struct ClickstreamSpec {
 
 impl Default for ClickstreamSpec {
     fn default() -> Self {
-        ClickstreamSpec { seed: 7, users: 120, crawlers: 6, malformed_ratio: 0.01, start_ms: 1_795_680_000_000 }
+        ClickstreamSpec {
+            seed: 7,
+            users: 120,
+            crawlers: 6,
+            malformed_ratio: 0.01,
+            start_ms: 1_795_680_000_000,
+        }
     }
 }
 
@@ -50,11 +56,27 @@ const CRAWLERS: &[&str] = &[
 ];
 
 const PAGES: &[&str] = &[
-    "/", "/search?q=shoes", "/c/shoes", "/c/jackets", "/p/1042", "/p/2210", "/p/3307", "/p/4471", "/cart", "/checkout",
-    "/account", "/help/returns",
+    "/",
+    "/search?q=shoes",
+    "/c/shoes",
+    "/c/jackets",
+    "/p/1042",
+    "/p/2210",
+    "/p/3307",
+    "/p/4471",
+    "/cart",
+    "/checkout",
+    "/account",
+    "/help/returns",
 ];
 
-const REFERRERS: &[&str] = &["https://www.google.com/", "https://www.bing.com/", "https://t.co/x1", "", "https://news.example.org/deals"];
+const REFERRERS: &[&str] = &[
+    "https://www.google.com/",
+    "https://www.bing.com/",
+    "https://t.co/x1",
+    "",
+    "https://news.example.org/deals",
+];
 
 struct User {
     id: String,
@@ -66,18 +88,37 @@ fn ip_in(rng: &mut StdRng, block: usize) -> String {
     let network = BLOCKS[block].network;
     let prefix = network.split('/').next().unwrap_or(network);
     if prefix.contains(':') {
-        format!("{}{:x}", prefix.trim_end_matches(':').to_string() + ":", rng.random_range(1..0xffffu32))
+        format!(
+            "{}{:x}",
+            prefix.trim_end_matches(':').to_string() + ":",
+            rng.random_range(1..0xffffu32)
+        )
     } else {
         let base: Vec<&str> = prefix.split('.').collect();
-        format!("{}.{}.{}.{}", base[0], base[1], base[2], rng.random_range(1..255))
+        format!(
+            "{}.{}.{}.{}",
+            base[0],
+            base[1],
+            base[2],
+            rng.random_range(1..255)
+        )
     }
 }
 
 fn time_string(ms: i64) -> String {
-    DateTime::<Utc>::from_timestamp_millis(ms).unwrap_or_default().to_rfc3339_opts(SecondsFormat::Millis, true)
+    DateTime::<Utc>::from_timestamp_millis(ms)
+        .unwrap_or_default()
+        .to_rfc3339_opts(SecondsFormat::Millis, true)
 }
 
-fn event(seq: &mut u64, user: &User, ts: i64, kind: &str, page: &str, referrer: &str) -> serde_json::Value {
+fn event(
+    seq: &mut u64,
+    user: &User,
+    ts: i64,
+    kind: &str,
+    page: &str,
+    referrer: &str,
+) -> serde_json::Value {
     *seq += 1;
     let mut e = json!({
         "event_id": format!("e-{:07}", *seq),
@@ -98,9 +139,17 @@ fn event(seq: &mut u64, user: &User, ts: i64, kind: &str, page: &str, referrer: 
 
 fn malformed(rng: &mut StdRng, seq: u64, ts: i64) -> String {
     match rng.random_range(0..5) {
-        0 => format!("{{\"event_id\":\"e-bad-{seq}\",\"user_id\":\"u-9\",\"ts\":\"{}\",\"type\":\"click\"", time_string(ts)),
-        1 => format!("{{\"event_id\":\"e-bad-{seq}\",\"ts\":\"{}\",\"type\":\"page_view\"}}", time_string(ts)),
-        2 => format!("{{\"event_id\":\"e-bad-{seq}\",\"user_id\":\"u-9\",\"ts\":\"not a time\",\"type\":\"click\"}}"),
+        0 => format!(
+            "{{\"event_id\":\"e-bad-{seq}\",\"user_id\":\"u-9\",\"ts\":\"{}\",\"type\":\"click\"",
+            time_string(ts)
+        ),
+        1 => format!(
+            "{{\"event_id\":\"e-bad-{seq}\",\"ts\":\"{}\",\"type\":\"page_view\"}}",
+            time_string(ts)
+        ),
+        2 => format!(
+            "{{\"event_id\":\"e-bad-{seq}\",\"user_id\":\"u-9\",\"ts\":\"not a time\",\"type\":\"click\"}}"
+        ),
         3 => format!("[\"e-bad-{seq}\",\"u-9\"]"),
         _ => format!("{{\"event_id\":\"e-bad-{seq}\",\"user_id\":\"u-9\",\"ts\":true}}"),
     }
@@ -115,14 +164,23 @@ pub fn generate(spec: &ClickstreamSpec) -> Vec<String> {
 
     for u in 0..spec.users {
         let ip = match rng.random_range(0..100) {
-            0..=3 => Some(format!("10.{}.{}.{}", rng.random_range(0..255), rng.random_range(0..255), rng.random_range(1..255))),
+            0..=3 => Some(format!(
+                "10.{}.{}.{}",
+                rng.random_range(0..255),
+                rng.random_range(0..255),
+                rng.random_range(1..255)
+            )),
             4..=5 => None,
             _ => {
                 let block = rng.random_range(0..BLOCKS.len());
                 Some(ip_in(&mut rng, block))
             }
         };
-        let user = User { id: format!("u-{u:05}"), user_agent: Some(BROWSERS[rng.random_range(0..BROWSERS.len())]), ip };
+        let user = User {
+            id: format!("u-{u:05}"),
+            user_agent: Some(BROWSERS[rng.random_range(0..BROWSERS.len())]),
+            ip,
+        };
         let mut t = spec.start_ms + rng.random_range(0..horizon / 3);
         for _ in 0..rng.random_range(1..=4) {
             let referrer = REFERRERS[rng.random_range(0..REFERRERS.len())];
@@ -134,7 +192,10 @@ pub fn generate(spec: &ClickstreamSpec) -> Vec<String> {
                     _ => "purchase",
                 };
                 let page = PAGES[rng.random_range(0..PAGES.len())];
-                events.push((t, event(&mut seq, &user, t, kind, page, referrer).to_string()));
+                events.push((
+                    t,
+                    event(&mut seq, &user, t, kind, page, referrer).to_string(),
+                ));
                 t += rng.random_range(5_000..480_000);
             }
             // Gap between sessions: well beyond the default 30-minute session gap.
@@ -151,22 +212,39 @@ pub fn generate(spec: &ClickstreamSpec) -> Vec<String> {
         let mut t = spec.start_ms + rng.random_range(0..horizon / 2);
         for _ in 0..rng.random_range(20..60) {
             let page = PAGES[rng.random_range(0..PAGES.len())];
-            events.push((t, event(&mut seq, &user, t, "page_view", page, "").to_string()));
+            events.push((
+                t,
+                event(&mut seq, &user, t, "page_view", page, "").to_string(),
+            ));
             t += rng.random_range(1_000..30_000);
         }
     }
     // A browser user agent, but 300 events in about two minutes: the rate rule catches it.
-    let burst = User { id: "u-burst".into(), user_agent: Some(BROWSERS[0]), ip: Some(ip_in(&mut rng, 0)) };
+    let burst = User {
+        id: "u-burst".into(),
+        user_agent: Some(BROWSERS[0]),
+        ip: Some(ip_in(&mut rng, 0)),
+    };
     let mut t = spec.start_ms + horizon / 4;
     for _ in 0..300 {
-        events.push((t, event(&mut seq, &burst, t, "click", "/p/1042", "").to_string()));
+        events.push((
+            t,
+            event(&mut seq, &burst, t, "click", "/p/1042", "").to_string(),
+        ));
         t += rng.random_range(100..700);
     }
     // No user agent at all.
-    let headless = User { id: "u-no-agent".into(), user_agent: None, ip: Some(ip_in(&mut rng, 1)) };
+    let headless = User {
+        id: "u-no-agent".into(),
+        user_agent: None,
+        ip: Some(ip_in(&mut rng, 1)),
+    };
     for i in 0..5 {
         let t = spec.start_ms + horizon / 5 + i * 20_000;
-        events.push((t, event(&mut seq, &headless, t, "page_view", "/", "").to_string()));
+        events.push((
+            t,
+            event(&mut seq, &headless, t, "page_view", "/", "").to_string(),
+        ));
     }
 
     events.sort_by_key(|(t, _)| *t);
@@ -195,7 +273,13 @@ mod tests {
         let a = generate(&spec);
         assert_eq!(a, generate(&spec));
         assert!(a.len() > 2_000, "{}", a.len());
-        let valid = a.iter().filter(|l| serde_json::from_str::<serde_json::Value>(l).is_ok_and(|v| v.get("user_id").is_some())).count();
+        let valid = a
+            .iter()
+            .filter(|l| {
+                serde_json::from_str::<serde_json::Value>(l)
+                    .is_ok_and(|v| v.get("user_id").is_some())
+            })
+            .count();
         assert!(valid as f64 > a.len() as f64 * 0.98);
     }
 }

@@ -32,23 +32,127 @@ const fn block(
     latitude: f64,
     longitude: f64,
 ) -> GeoBlock {
-    GeoBlock { network, country_iso, country, region, city, latitude, longitude }
+    GeoBlock {
+        network,
+        country_iso,
+        country,
+        region,
+        city,
+        latitude,
+        longitude,
+    }
 }
 
 /// The blocks in the generated database.
 pub const BLOCKS: &[GeoBlock] = &[
-    block("81.2.69.0/24", "GB", "United Kingdom", "England", "London", 51.5142, -0.0931),
-    block("89.160.20.0/24", "SE", "Sweden", "Östergötland County", "Linköping", 58.4167, 15.6167),
-    block("216.160.83.0/24", "US", "United States", "Washington", "Milton", 47.2513, -122.3149),
-    block("149.101.100.0/24", "US", "United States", "California", "San Francisco", 37.7749, -122.4194),
-    block("175.16.199.0/24", "CN", "China", "Jilin", "Changchun", 43.88, 125.3228),
-    block("202.196.224.0/24", "PH", "Philippines", "Metro Manila", "Manila", 14.5995, 120.9842),
-    block("5.145.96.0/24", "ES", "Spain", "Madrid", "Madrid", 40.4168, -3.7038),
-    block("93.184.216.0/24", "DE", "Germany", "Berlin", "Berlin", 52.52, 13.405),
-    block("185.52.1.0/24", "FR", "France", "Île-de-France", "Paris", 48.8566, 2.3522),
-    block("103.5.140.0/24", "JP", "Japan", "Tokyo", "Tokyo", 35.6762, 139.6503),
-    block("177.67.80.0/24", "BR", "Brazil", "São Paulo", "São Paulo", -23.5505, -46.6333),
-    block("2a02:cf40:1::/48", "NL", "Netherlands", "North Holland", "Amsterdam", 52.3676, 4.9041),
+    block(
+        "81.2.69.0/24",
+        "GB",
+        "United Kingdom",
+        "England",
+        "London",
+        51.5142,
+        -0.0931,
+    ),
+    block(
+        "89.160.20.0/24",
+        "SE",
+        "Sweden",
+        "Östergötland County",
+        "Linköping",
+        58.4167,
+        15.6167,
+    ),
+    block(
+        "216.160.83.0/24",
+        "US",
+        "United States",
+        "Washington",
+        "Milton",
+        47.2513,
+        -122.3149,
+    ),
+    block(
+        "149.101.100.0/24",
+        "US",
+        "United States",
+        "California",
+        "San Francisco",
+        37.7749,
+        -122.4194,
+    ),
+    block(
+        "175.16.199.0/24",
+        "CN",
+        "China",
+        "Jilin",
+        "Changchun",
+        43.88,
+        125.3228,
+    ),
+    block(
+        "202.196.224.0/24",
+        "PH",
+        "Philippines",
+        "Metro Manila",
+        "Manila",
+        14.5995,
+        120.9842,
+    ),
+    block(
+        "5.145.96.0/24",
+        "ES",
+        "Spain",
+        "Madrid",
+        "Madrid",
+        40.4168,
+        -3.7038,
+    ),
+    block(
+        "93.184.216.0/24",
+        "DE",
+        "Germany",
+        "Berlin",
+        "Berlin",
+        52.52,
+        13.405,
+    ),
+    block(
+        "185.52.1.0/24",
+        "FR",
+        "France",
+        "Île-de-France",
+        "Paris",
+        48.8566,
+        2.3522,
+    ),
+    block(
+        "103.5.140.0/24",
+        "JP",
+        "Japan",
+        "Tokyo",
+        "Tokyo",
+        35.6762,
+        139.6503,
+    ),
+    block(
+        "177.67.80.0/24",
+        "BR",
+        "Brazil",
+        "São Paulo",
+        "São Paulo",
+        -23.5505,
+        -46.6333,
+    ),
+    block(
+        "2a02:cf40:1::/48",
+        "NL",
+        "Netherlands",
+        "North Holland",
+        "Amsterdam",
+        52.3676,
+        4.9041,
+    ),
     block("41.76.8.0/24", "ZA", "South Africa", "", "", -29.0, 24.0),
 ];
 
@@ -77,8 +181,14 @@ pub enum GeoDbWriteError {
 pub fn database_bytes() -> Result<Vec<u8>, GeoDbWriteError> {
     let mut writer = mmdb_writer::Writer::new("GeoLite2-City");
     for b in BLOCKS {
-        let insert_error = |reason: String| GeoDbWriteError::Insert { network: b.network.to_string(), reason };
-        let net: mmdb_writer::ipnet::IpNet = b.network.parse().map_err(|e: mmdb_writer::ipnet::AddrParseError| insert_error(e.to_string()))?;
+        let insert_error = |reason: String| GeoDbWriteError::Insert {
+            network: b.network.to_string(),
+            reason,
+        };
+        let net: mmdb_writer::ipnet::IpNet = b
+            .network
+            .parse()
+            .map_err(|e: mmdb_writer::ipnet::AddrParseError| insert_error(e.to_string()))?;
         let mut record = json!({
             "country": { "iso_code": b.country_iso, "names": { "en": b.country } },
             "location": { "latitude": b.latitude, "longitude": b.longitude },
@@ -87,14 +197,22 @@ pub fn database_bytes() -> Result<Vec<u8>, GeoDbWriteError> {
             record["city"] = json!({ "names": { "en": b.city } });
             record["subdivisions"] = json!([{ "names": { "en": b.region } }]);
         }
-        writer.insert(net, &record).map_err(|e| insert_error(e.to_string()))?;
+        writer
+            .insert(net, &record)
+            .map_err(|e| insert_error(e.to_string()))?;
     }
-    writer.to_bytes().map_err(|e| GeoDbWriteError::Write { path: "<memory>".into(), reason: e.to_string() })
+    writer.to_bytes().map_err(|e| GeoDbWriteError::Write {
+        path: "<memory>".into(),
+        reason: e.to_string(),
+    })
 }
 
 /// Writes the database to `path` (via a temporary file and a rename).
 pub fn write(path: &Path) -> Result<(), GeoDbWriteError> {
-    let write_error = |e: std::io::Error| GeoDbWriteError::Write { path: path.display().to_string(), reason: e.to_string() };
+    let write_error = |e: std::io::Error| GeoDbWriteError::Write {
+        path: path.display().to_string(),
+        reason: e.to_string(),
+    };
     let bytes = database_bytes()?;
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).map_err(write_error)?;

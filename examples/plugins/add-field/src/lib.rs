@@ -8,7 +8,10 @@ pub struct AddField(String, String);
 impl Transform for AddField {
     fn init(config: &Config) -> Result<Self, String> {
         let name = config.get("name").ok_or("config `name` is required")?;
-        Ok(AddField(name.to_string(), config.get("value").unwrap_or("").to_string()))
+        Ok(AddField(
+            name.to_string(),
+            config.get("value").unwrap_or("").to_string(),
+        ))
     }
 
     fn process(&mut self, mut event: Event<'_>, ctx: &mut Context<'_>) {

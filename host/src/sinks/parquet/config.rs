@@ -74,7 +74,10 @@ impl ParquetSinkConfig {
         let mut seen = std::collections::HashSet::new();
         for (i, column) in self.schema.iter().enumerate() {
             if column.name.is_empty() || !seen.insert(&column.name) {
-                return Err((format!("schema[{i}].name"), format!("{:?} is empty or repeated", column.name)));
+                return Err((
+                    format!("schema[{i}].name"),
+                    format!("{:?} is empty or repeated", column.name),
+                ));
             }
             super::parse_type(&column.data_type).map_err(|e| (format!("schema[{i}].type"), e))?;
         }

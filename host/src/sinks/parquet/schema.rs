@@ -9,7 +9,10 @@ use super::ColumnConfig;
 
 /// Parses one column type.
 pub fn parse_type(raw: &str) -> Result<DataType, String> {
-    let mut parser = TypeParser { s: raw.as_bytes(), pos: 0 };
+    let mut parser = TypeParser {
+        s: raw.as_bytes(),
+        pos: 0,
+    };
     let ty = parser.parse()?;
     parser.skip_ws();
     if parser.pos != parser.s.len() {
@@ -42,7 +45,11 @@ impl TypeParser<'_> {
     fn ident(&mut self) -> String {
         self.skip_ws();
         let start = self.pos;
-        while self.s.get(self.pos).is_some_and(|b| b.is_ascii_alphanumeric() || *b == b'_') {
+        while self
+            .s
+            .get(self.pos)
+            .is_some_and(|b| b.is_ascii_alphanumeric() || *b == b'_')
+        {
             self.pos += 1;
         }
         String::from_utf8_lossy(&self.s[start..self.pos]).to_ascii_lowercase()
@@ -54,7 +61,10 @@ impl TypeParser<'_> {
             self.pos += 1;
             Ok(())
         } else {
-            Err(format!("expected `{}` at position {}", byte as char, self.pos))
+            Err(format!(
+                "expected `{}` at position {}",
+                byte as char, self.pos
+            ))
         }
     }
 
@@ -67,8 +77,8 @@ impl TypeParser<'_> {
             "int64" => DataType::Int64,
             "float32" => DataType::Float32,
             "float64" | "double" => DataType::Float64,
-            "timestamp_ms" => DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into())),
-            "timestamp_us" => DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+            "timestamp_ms" => DataType::Timestamp(TimeUnit::Millisecond, Some("+00:00".into())),
+            "timestamp_us" => DataType::Timestamp(TimeUnit::Microsecond, Some("+00:00".into())),
             "date32" | "date" => DataType::Date32,
             "list" => {
                 self.expect(b'<')?;
@@ -113,10 +123,20 @@ mod tests {
     #[test]
     fn parses_scalars_lists_and_structs() {
         assert_eq!(parse_type("int64"), Ok(DataType::Int64));
-        assert!(matches!(parse_type(" list< string >"), Ok(DataType::List(_))));
-        let DataType::Struct(fields) = parse_type("struct<a: int64, b: list<float64>>").unwrap() else { panic!() };
+        assert!(matches!(
+            parse_type(" list< string >"),
+            Ok(DataType::List(_))
+        ));
+        let DataType::Struct(fields) = parse_type("struct<a: int64, b: list<float64>>").unwrap()
+        else {
+            panic!()
+        };
         assert_eq!(fields.len(), 2);
-        assert!(parse_type("int65").unwrap_err().contains("unknown type `int65`"));
+        assert!(
+            parse_type("int65")
+                .unwrap_err()
+                .contains("unknown type `int65`")
+        );
         assert!(parse_type("list<int64").is_err());
         assert!(parse_type("int64 x").is_err());
     }

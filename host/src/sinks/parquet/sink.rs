@@ -50,14 +50,21 @@ pub fn partition_of(time_ms: i64) -> String {
 impl ParquetSink {
     /// Creates the sink; the table folder is created on first write.
     pub fn new(name: &str, config: &ParquetSinkConfig) -> Result<Self, SinkError> {
-        let setup = |reason: String| SinkError::Setup { sink: name.to_string(), reason };
+        let setup = |reason: String| SinkError::Setup {
+            sink: name.to_string(),
+            reason,
+        };
         let schema = schema_of(&config.schema).map_err(setup)?;
         let level = ZstdLevel::try_new(config.zstd_level).map_err(|e| setup(e.to_string()))?;
         let props = WriterProperties::builder()
             .set_compression(Compression::ZSTD(level))
             .set_max_row_group_row_count(Some(config.row_group_rows))
             .build();
-        let run_id = format!("{}-{:04x}", Utc::now().format("%Y%m%dT%H%M%SZ"), rand::random::<u16>());
+        let run_id = format!(
+            "{}-{:04x}",
+            Utc::now().format("%Y%m%dT%H%M%SZ"),
+            rand::random::<u16>()
+        );
         Ok(ParquetSink {
             name: name.to_string(),
             root: config.path.clone(),
@@ -74,22 +81,42 @@ impl ParquetSink {
 
     fn open_file(&mut self, partition: &str) -> Result<OpenFile, SinkError> {
         let dir = self.root.join(partition);
-        std::fs::create_dir_all(&dir).map_err(|e| io_error(&self.name, format!("creating {}: {e}", dir.display())))?;
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| io_error(&self.name, format!("creating {}: {e}", dir.display())))?;
         self.next_file += 1;
         let file_name = format!("part-{}-{:05}.zstd.parquet", self.run_id, self.next_file);
         let in_progress = dir.join(format!(".{file_name}.inprogress"));
-        let file = File::create(&in_progress).map_err(|e| io_error(&self.name, format!("creating {}: {e}", in_progress.display())))?;
+        let file = File::create(&in_progress).map_err(|e| {
+            io_error(
+                &self.name,
+                format!("creating {}: {e}", in_progress.display()),
+            )
+        })?;
         let writer = ArrowWriter::try_new(file, self.schema.clone(), Some(self.props.clone()))
             .map_err(|e| io_error(&self.name, e))?;
-        Ok(OpenFile { writer, in_progress, final_path: dir.join(file_name), opened_at: Instant::now() })
+        Ok(OpenFile {
+            writer,
+            in_progress,
+            final_path: dir.join(file_name),
+            opened_at: Instant::now(),
+        })
     }
 
     fn finish(&mut self, file: OpenFile) -> Result<(), SinkError> {
-        let OpenFile { writer, in_progress, final_path, .. } = file;
+        let OpenFile {
+            writer,
+            in_progress,
+            final_path,
+            ..
+        } = file;
         let file = writer.into_inner().map_err(|e| io_error(&self.name, e))?;
         file.sync_all().map_err(|e| io_error(&self.name, e))?;
-        std::fs::rename(&in_progress, &final_path)
-            .map_err(|e| io_error(&self.name, format!("publishing {}: {e}", final_path.display())))?;
+        std::fs::rename(&in_progress, &final_path).map_err(|e| {
+            io_error(
+                &self.name,
+                format!("publishing {}: {e}", final_path.display()),
+            )
+        })?;
         self.files_written.push(final_path);
         Ok(())
     }
@@ -100,7 +127,9 @@ impl ParquetSink {
             None => self.open_file(partition)?,
         };
         let mut file = file;
-        file.writer.write(batch).map_err(|e| io_error(&self.name, e))?;
+        file.writer
+            .write(batch)
+            .map_err(|e| io_error(&self.name, e))?;
         let size = file.writer.bytes_written() + file.writer.in_progress_size();
         if size >= self.roll_size || file.opened_at.elapsed() >= self.roll_interval {
             self.finish(file)
@@ -117,8 +146,13 @@ impl ParquetSink {
 }
 
 /// Decodes JSON values into one record batch of `schema`.
-fn decode(schema: &SchemaRef, values: &[&[u8]]) -> Result<Vec<RecordBatch>, arrow_schema::ArrowError> {
-    let mut decoder = ReaderBuilder::new(schema.clone()).with_batch_size(values.len().max(1)).build_decoder()?;
+fn decode(
+    schema: &SchemaRef,
+    values: &[&[u8]],
+) -> Result<Vec<RecordBatch>, arrow_schema::ArrowError> {
+    let mut decoder = ReaderBuilder::new(schema.clone())
+        .with_batch_size(values.len().max(1))
+        .build_decoder()?;
     let mut batches = Vec::new();
     for value in values {
         for chunk in [*value, b"\n"] {
@@ -154,7 +188,10 @@ impl Sink for ParquetSink {
         partitions.sort();
         let mut rejections = Vec::new();
         for (partition, indices) in partitions {
-            let values: Vec<&[u8]> = indices.iter().map(|i| records[*i].value.as_slice()).collect();
+            let values: Vec<&[u8]> = indices
+                .iter()
+                .map(|i| records[*i].value.as_slice())
+                .collect();
             match decode(&self.schema, &values) {
                 Ok(batches) => {
                     for batch in batches {
@@ -170,7 +207,10 @@ impl Sink for ParquetSink {
                                     self.write_partition(&partition, &batch)?;
                                 }
                             }
-                            Err(e) => rejections.push(Rejection { index, reason: schema_reason(&e) }),
+                            Err(e) => rejections.push(Rejection {
+                                index,
+                                reason: schema_reason(&e),
+                            }),
                         }
                     }
                 }
@@ -183,8 +223,12 @@ impl Sink for ParquetSink {
         for file in self.open.values_mut() {
             file.writer.flush().map_err(|e| io_error(&self.name, e))?;
         }
-        let expired: Vec<String> =
-            self.open.iter().filter(|(_, f)| f.opened_at.elapsed() >= self.roll_interval).map(|(k, _)| k.clone()).collect();
+        let expired: Vec<String> = self
+            .open
+            .iter()
+            .filter(|(_, f)| f.opened_at.elapsed() >= self.roll_interval)
+            .map(|(k, _)| k.clone())
+            .collect();
         for partition in expired {
             if let Some(file) = self.open.remove(&partition) {
                 self.finish(file)?;

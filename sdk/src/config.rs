@@ -51,6 +51,26 @@ impl Config {
         }
     }
 
+    /// `key` trimmed, or `default`; a value that is empty after trimming is refused.
+    pub fn non_empty_or(&self, key: &str, default: &str) -> Result<String, String> {
+        let value = self.get(key).unwrap_or(default).trim();
+        if value.is_empty() {
+            Err(format!("config `{key}`: must not be empty"))
+        } else {
+            Ok(value.to_string())
+        }
+    }
+
+    /// `key` as a boolean (`true`/`false`, any case), or `default`.
+    pub fn bool_or(&self, key: &str, default: bool) -> Result<bool, String> {
+        match self.get(key).map(str::trim) {
+            None => Ok(default),
+            Some(raw) if raw.eq_ignore_ascii_case("true") => Ok(true),
+            Some(raw) if raw.eq_ignore_ascii_case("false") => Ok(false),
+            Some(raw) => Err(format!("config `{key}`: {raw:?} is not true or false")),
+        }
+    }
+
     /// `key` as a comma-separated list of trimmed, non-empty items, or `default`.
     pub fn list_or(&self, key: &str, default: &[&str]) -> Vec<String> {
         match self.get(key) {

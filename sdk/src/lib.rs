@@ -107,14 +107,14 @@ macro_rules! export_transform {
                 ) -> $crate::guest::bindings::weir::transform::types::BatchResult {
                     $crate::guest::process::<$ty>(batch)
                 }
-        fn on_timer(
+                fn on_timer(
                     key: ::std::vec::Vec<u8>,
                     at: i64,
                 ) -> $crate::guest::bindings::weir::transform::types::BatchResult {
                     $crate::guest::on_timer::<$ty>(key, at)
                 }
             }
-            $crate::guest::bindings::export!(__WeirExport with_types_in $crate::guest::bindings);
+    $crate::guest::bindings::export!(__WeirExport with_types_in $crate::guest::bindings);
         };
     };
 }

@@ -146,3 +146,40 @@ fn bundled_plugins_filter_enrich_and_sessionize_in_one_pipeline() {
     assert!(t.route("late").is_empty());
     assert!(t.dead.letters().is_empty());
 }
+
+#[test]
+fn sessions_continue_after_a_snapshot_is_restored_into_new_instances() {
+    let new_pipeline = || {
+        let stage = wasm_stage("sessionize", &[("gap", "30m")], limits(), None);
+        TestPipeline::new(
+            vec![Box::new(stage)],
+            &["main", "sessions", "features", "late"],
+        )
+    };
+    let t0 = 1_767_225_600_000i64;
+    let event = |n: i64| json!({"user_id": "u1", "ts": t0 + n * 60_000, "type": "page_view", "url": format!("/{n}")});
+
+    let mut first = new_pipeline();
+    first
+        .pipeline
+        .process(&records(&[event(0), event(1)]))
+        .unwrap();
+    let snapshot = first.pipeline.snapshot().unwrap();
+
+    let mut second = new_pipeline();
+    second.pipeline.restore(&snapshot).unwrap();
+    assert_eq!(second.pipeline.watermark(), first.pipeline.watermark());
+    second.pipeline.process(&records(&[event(2)])).unwrap();
+    second.pipeline.finish().unwrap();
+
+    let before = first.route("main")[0]["session_id"].clone();
+    assert_eq!(
+        second.route("main")[0]["session_id"],
+        before,
+        "the open session continued"
+    );
+    let sessions = second.route("sessions");
+    assert_eq!(sessions.len(), 1);
+    assert_eq!(sessions[0]["event_count"], 3);
+    assert_eq!(sessions[0]["first_url"], "/0");
+}

@@ -125,3 +125,16 @@ fn init_errors_and_invalid_files_are_rejected_with_reasons() {
         .unwrap_err();
     assert!(err.to_string().contains("not a valid component"), "{err}");
 }
+
+#[test]
+fn plugins_reach_no_environment_filesystem_or_network() {
+    let mut t = hostile_pipeline();
+    let input = [json!({"user_id": "u1", "ts": 1, "action": "sandbox"})];
+    t.pipeline.process(&records(&input)).unwrap();
+    let out = t.route("main");
+    assert_eq!(out.len(), 1, "{:?}", t.dead.letters());
+    assert_eq!(out[0]["env_vars"], 0);
+    assert_eq!(out[0]["fs_read"], false);
+    assert_eq!(out[0]["fs_write"], false);
+    assert_eq!(out[0]["net"], false);
+}

@@ -5,6 +5,6 @@ wasmtime::component::bindgen!({
     path: "../wit",
 });
 
-pub use weir::transform::types::{
+pub use self::weir::transform::types::{
     Batch as WitBatch, BatchResult as WitBatchResult, OutputKind as WitOutputKind,
 };

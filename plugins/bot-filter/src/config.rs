@@ -81,22 +81,12 @@ impl Settings {
             return Err("config `bot_ttl`: must be longer than zero".to_string());
         }
         Ok(Settings {
-            user_agent_field: non_empty(config, "user_agent_field", "user_agent")?,
+            user_agent_field: config.non_empty_or("user_agent_field", "user_agent")?,
             extra_patterns: config.list_or("extra_patterns", &[]),
             missing,
             rate,
             action,
-            route: non_empty(config, "route", "bots")?,
+            route: config.non_empty_or("route", "bots")?,
         })
-    }
-}
-
-/// `key` trimmed, or `default`; an empty value is refused.
-fn non_empty(config: &Config, key: &str, default: &str) -> Result<String, String> {
-    let value = config.get(key).unwrap_or(default).trim();
-    if value.is_empty() {
-        Err(format!("config `{key}`: must not be empty"))
-    } else {
-        Ok(value.to_string())
     }
 }

@@ -75,8 +75,8 @@ impl Settings {
     /// Parses `config`, refusing unknown keys, unknown field names and clashing names.
     pub(crate) fn from_config(config: &Config) -> Result<Self, String> {
         config.reject_unknown(KEYS)?;
-        let ip_field = non_empty(config, "ip_field", "ip")?;
-        let status_field = non_empty(config, "status_field", "geo_status")?;
+        let ip_field = config.non_empty_or("ip_field", "ip")?;
+        let status_field = config.non_empty_or("status_field", "geo_status")?;
         let prefix = config.get("prefix").unwrap_or("geo_").trim();
         let mut outputs: Vec<(GeoField, String)> = Vec::new();
         for name in config.list_or(
@@ -109,22 +109,12 @@ impl Settings {
                 "config `status_field`: `{status_field}` clashes with another field"
             ));
         }
-        let truncate_ip = config.choice_or("truncate_ip", &["true", "false"], "false")? == "true";
+        let truncate_ip = config.bool_or("truncate_ip", false)?;
         Ok(Settings {
             ip_field,
             outputs,
             truncate_ip,
             status_field,
         })
-    }
-}
-
-/// `key` trimmed, or `default`; an empty value is refused.
-fn non_empty(config: &Config, key: &str, default: &str) -> Result<String, String> {
-    let value = config.get(key).unwrap_or(default).trim();
-    if value.is_empty() {
-        Err(format!("config `{key}`: must not be empty"))
-    } else {
-        Ok(value.to_string())
     }
 }

@@ -61,7 +61,7 @@ impl Settings {
                 "dead-letter" => LateAction::DeadLetter,
                 _ => LateAction::Route,
             };
-        let user_field = non_empty(config, "user_field", "user_id")?;
+        let user_field = config.non_empty_or("user_field", "user_id")?;
         // The summary and features objects would otherwise carry the key twice.
         if OUTPUT_KEYS.contains(&user_field.as_str()) {
             return Err(format!(
@@ -71,21 +71,11 @@ impl Settings {
         Ok(Settings {
             windows,
             late_action,
-            late_route: non_empty(config, "late_route", "late")?,
-            url_field: non_empty(config, "url_field", "url")?,
-            type_field: non_empty(config, "type_field", "type")?,
-            page_view_type: non_empty(config, "page_view_type", "page_view")?,
+            late_route: config.non_empty_or("late_route", "late")?,
+            url_field: config.non_empty_or("url_field", "url")?,
+            type_field: config.non_empty_or("type_field", "type")?,
+            page_view_type: config.non_empty_or("page_view_type", "page_view")?,
             user_field,
         })
-    }
-}
-
-/// `key` trimmed, or `default`; an empty value is refused.
-fn non_empty(config: &Config, key: &str, default: &str) -> Result<String, String> {
-    let value = config.get(key).unwrap_or(default).trim();
-    if value.is_empty() {
-        Err(format!("config `{key}`: must not be empty"))
-    } else {
-        Ok(value.to_string())
     }
 }

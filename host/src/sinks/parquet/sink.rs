@@ -246,3 +246,102 @@ impl Sink for ParquetSink {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use parquet::file::reader::{FileReader, SerializedFileReader};
+
+    use super::*;
+    use crate::sinks::parquet::ColumnConfig;
+
+    fn config(root: &Path) -> ParquetSinkConfig {
+        let column = |name: &str, ty: &str, nullable: bool| ColumnConfig {
+            name: name.into(),
+            data_type: ty.into(),
+            nullable,
+        };
+        ParquetSinkConfig {
+            routes: vec!["main".into()],
+            path: root.to_path_buf(),
+            schema: vec![
+                column("id", "string", false),
+                column("n", "int64", true),
+                column("tags", "list<string>", true),
+            ],
+            roll_size: crate::config::ByteSize(128 << 20),
+            roll_interval: crate::config::Duration::from_secs(300),
+            row_group_rows: 1024,
+            zstd_level: 3,
+        }
+    }
+
+    fn record(value: &str, time: i64) -> SinkRecord {
+        SinkRecord {
+            route: Arc::from("main"),
+            key: b"k".to_vec(),
+            value: value.as_bytes().to_vec(),
+            time,
+            provenance: None,
+        }
+    }
+
+    #[test]
+    fn refuses_records_that_do_not_fit_naming_the_field_and_writes_the_rest() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut sink = ParquetSink::new("lake", &config(dir.path())).unwrap();
+        let hour = 3_600_000;
+        let records = [
+            record(r#"{"id":"a","n":1,"tags":["x"]}"#, 0),
+            record(r#"{"id":"b","n":"two"}"#, 0),
+            record(r#"{"n":3}"#, 0),
+            record(r#"{"id":"d","extra":true}"#, hour),
+        ];
+        let rejections = sink.write(&records).unwrap();
+        assert_eq!(
+            rejections.iter().map(|r| r.index).collect::<Vec<_>>(),
+            [1, 2]
+        );
+        assert!(
+            rejections[0].reason.contains("'n'") || rejections[0].reason.contains("\"n\""),
+            "{}",
+            rejections[0].reason
+        );
+        assert!(
+            rejections[1].reason.contains("id"),
+            "{}",
+            rejections[1].reason
+        );
+
+        // Nothing is visible before the file rolls or the sink closes.
+        let visible = |dir: &Path| -> Vec<PathBuf> {
+            let mut files = Vec::new();
+            for part in ["dt=1970-01-01/hour=00", "dt=1970-01-01/hour=01"] {
+                if let Ok(entries) = std::fs::read_dir(dir.join(part)) {
+                    files.extend(
+                        entries
+                            .map(|e| e.unwrap().path())
+                            .filter(|p| p.extension().is_some_and(|e| e == "parquet")),
+                    );
+                }
+            }
+            files
+        };
+        assert!(visible(dir.path()).is_empty());
+        sink.close().unwrap();
+        let files = visible(dir.path());
+        assert_eq!(files.len(), 2);
+        let rows: i64 = files
+            .iter()
+            .map(|f| {
+                SerializedFileReader::new(File::open(f).unwrap())
+                    .unwrap()
+                    .metadata()
+                    .file_metadata()
+                    .num_rows()
+            })
+            .sum();
+        assert_eq!(rows, 2);
+    }
+}

@@ -1,6 +1,7 @@
 //! A test plugin that misbehaves on request, to prove the host isolates failures: a record
 //! whose `action` is `trap` panics, `spin` loops forever, `hog` allocates without bound,
-//! `dead-letter` is dead-lettered by the plugin itself, and anything else is emitted with
+//! `dead-letter` is dead-lettered by the plugin itself, `sandbox` reports what of the
+//! environment, filesystem and network it can reach, and anything else is emitted with
 //! `"seen": true`. `on_timer` traps for keys starting with `trap`.
 
 use weir_sdk::{Config, Context, Event, Transform};
@@ -34,6 +35,19 @@ impl Transform for Hostile {
                 }
             }
             Some("dead-letter") => ctx.dead_letter("asked to dead-letter", &event),
+            Some("sandbox") => {
+                // What a plugin can reach of the outside world: all of it should be denied.
+                event.set_i64("env_vars", std::env::vars().count() as i64);
+                event.set_bool(
+                    "fs_read",
+                    std::fs::read_dir("/").is_ok() || std::fs::read_dir(".").is_ok(),
+                );
+                event.set_bool("fs_write", std::fs::write("escape.txt", b"x").is_ok());
+                event.set_bool("net", std::net::TcpStream::connect("127.0.0.1:9").is_ok());
+                println!("stdout goes nowhere");
+                eprintln!("stderr goes nowhere");
+                ctx.emit(&event);
+            }
             Some("timer") => {
                 let at = event.time() + 1_000;
                 ctx.set_timer(event.key(), at);

@@ -1,6 +1,7 @@
 //! `cargo xtask`: build plugins, run the example pipeline, run the test suite.
 
-use std::process::Command;
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
 
 use anyhow::{Context, Result, bail};
 use xtask::{plugins, python, workspace_root};
@@ -75,9 +76,45 @@ fn example() -> Result<()> {
         .env("WEIR_PLUGIN_DIR", plugins::output_dir()))
 }
 
-/// Runs the whole test suite the way CI does.
+/// Runs the whole test suite the way CI does, then prints one line with the totals of every
+/// test binary (cargo prints one `test result` line per binary).
 fn test() -> Result<()> {
     plugins::build_all()?;
     python::venv_python()?;
-    run(cargo().args(["test", "--workspace"]))
+    let mut child = cargo()
+        .args(["test", "--workspace"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .context("running cargo test")?;
+    let (mut passed, mut failed) = (0u64, 0u64);
+    if let Some(stdout) = child.stdout.take() {
+        for line in BufReader::new(stdout).lines() {
+            let line = line?;
+            println!("{line}");
+            if let Some(result) = line.strip_prefix("test result: ") {
+                passed += count(result, " passed");
+                failed += count(result, " failed");
+            }
+        }
+    }
+    let status = child.wait()?;
+    println!("weir tests: {passed} passed, {failed} failed");
+    if !status.success() {
+        bail!("cargo test failed with {status}");
+    }
+    Ok(())
+}
+
+/// The number before `label` in a `test result` line (`ok. 12 passed; 0 failed; ...`).
+fn count(result: &str, label: &str) -> u64 {
+    result
+        .split(';')
+        .find_map(|part| {
+            part.trim()
+                .trim_start_matches("ok. ")
+                .trim_start_matches("FAILED. ")
+                .strip_suffix(label)
+        })
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or(0)
 }

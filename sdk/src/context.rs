@@ -13,6 +13,10 @@ pub struct Context<'a> {
     host: &'a mut dyn HostApi,
     result: &'a mut BatchResult,
     input: u32,
+    /// The watermark cannot move during one call, so it is asked for once.
+    watermark: Option<i64>,
+    /// Counter increments, summed during the call and sent to the host once at its end.
+    counters: Vec<(String, u64)>,
 }
 
 impl<'a> Context<'a> {
@@ -21,6 +25,15 @@ impl<'a> Context<'a> {
             host,
             result,
             input,
+            watermark: None,
+            counters: Vec::new(),
+        }
+    }
+
+    /// Sends the counters summed during the call to the host.
+    pub(crate) fn flush_counters(&mut self) {
+        for (name, delta) in self.counters.drain(..) {
+            self.host.counter(&name, delta);
         }
     }
 
@@ -96,7 +109,7 @@ impl<'a> Context<'a> {
 
     /// The partition's watermark in ms.
     pub fn watermark(&mut self) -> i64 {
-        self.host.watermark()
+        *self.watermark.get_or_insert_with(|| self.host.watermark())
     }
 
     /// Logs through the host.
@@ -104,9 +117,13 @@ impl<'a> Context<'a> {
         self.host.log(level, message);
     }
 
-    /// Adds `delta` to the counter `name`.
+    /// Adds `delta` to the counter `name`. Increments are summed and reach the host once per
+    /// call, not once per event.
     pub fn counter(&mut self, name: &str, delta: u64) {
-        self.host.counter(name, delta);
+        match self.counters.iter_mut().find(|(n, _)| n == name) {
+            Some((_, total)) => *total += delta,
+            None => self.counters.push((name.to_string(), delta)),
+        }
     }
 
     /// Records `value` in the histogram `name`.

@@ -101,6 +101,33 @@ impl<'a> Event<'a> {
         json::find_member(&self.value, field).is_some()
     }
 
+    /// Which of `fields` the event has at its top level, in one pass.
+    pub fn present(&self, fields: &[&str]) -> Vec<bool> {
+        json::present(&self.value, fields)
+    }
+
+    /// Adds a top-level field the event does not have (check with [`Self::present`]) without
+    /// scanning the value: cheaper than [`Self::set_str`] when enriching with several fields.
+    pub fn add_str(&mut self, field: &str, value: &str) {
+        let mut raw = Vec::with_capacity(value.len() + 2);
+        json::push_str(&mut raw, value);
+        self.add_raw(field, &raw);
+    }
+
+    /// Adds a number field the event does not have; non-finite numbers become `null`.
+    pub fn add_f64(&mut self, field: &str, value: f64) {
+        if value.is_finite() {
+            self.add_raw(field, value.to_string().as_bytes());
+        } else {
+            self.add_raw(field, b"null");
+        }
+    }
+
+    /// Adds a field the event does not have, as raw JSON, which must be valid.
+    pub fn add_raw(&mut self, field: &str, raw: &[u8]) {
+        json::append_raw(self.value.to_mut(), field, raw);
+    }
+
     /// Sets a top-level field to a string, adding it if absent.
     pub fn set_str(&mut self, field: &str, value: &str) {
         let mut raw = Vec::with_capacity(value.len() + 2);

@@ -96,6 +96,43 @@ pub fn get_bool(obj: &[u8], path: &str) -> Option<bool> {
     }
 }
 
+/// Which of `fields` are top-level members of `obj`, in one pass over it.
+pub fn present(obj: &[u8], fields: &[&str]) -> Vec<bool> {
+    let mut found = vec![false; fields.len()];
+    let mut pos = skip_ws(obj, 0);
+    if obj.get(pos) != Some(&b'{') {
+        return found;
+    }
+    pos += 1;
+    loop {
+        pos = skip_ws(obj, pos);
+        match obj.get(pos) {
+            Some(b',') => {
+                pos += 1;
+                continue;
+            }
+            Some(b'"') => {}
+            _ => return found,
+        }
+        let Some(key_end) = skip_string(obj, pos) else {
+            return found;
+        };
+        let key = &obj[pos + 1..key_end - 1];
+        for (i, field) in fields.iter().enumerate() {
+            found[i] |= key_matches(key, field);
+        }
+        pos = skip_ws(obj, key_end);
+        if obj.get(pos) != Some(&b':') {
+            return found;
+        }
+        let value_start = skip_ws(obj, pos + 1);
+        let Some(value_end) = skip_value(obj, value_start) else {
+            return found;
+        };
+        pos = value_end;
+    }
+}
+
 /// Sets the top-level member `field` of `obj` to the raw JSON `value`, replacing the old value
 /// or appending the member. `obj` must be a JSON object; anything else is left unchanged.
 pub fn set_raw(obj: &mut Vec<u8>, field: &str, value: &[u8]) {
@@ -103,6 +140,13 @@ pub fn set_raw(obj: &mut Vec<u8>, field: &str, value: &[u8]) {
         obj.splice(member.value, value.iter().copied());
         return;
     }
+    append_raw(obj, field, value);
+}
+
+/// Appends the member `field` with the raw JSON `value` without looking for an existing one:
+/// the caller knows the object does not have it (see [`present`]). Costs a search for the
+/// closing brace from the end, not a scan of the object.
+pub fn append_raw(obj: &mut Vec<u8>, field: &str, value: &[u8]) {
     let Some(close) = obj.iter().rposition(|b| *b == b'}') else {
         return;
     };
@@ -194,14 +238,14 @@ fn skip_ws(buf: &[u8], mut pos: usize) -> usize {
 /// Returns the offset just past the string literal that starts at `pos`.
 fn skip_string(buf: &[u8], pos: usize) -> Option<usize> {
     let mut i = pos + 1;
-    while i < buf.len() {
-        match buf[i] {
-            b'\\' => i += 2,
-            b'"' => return Some(i + 1),
-            _ => i += 1,
+    loop {
+        // Jump to the next quote or backslash instead of looking at every byte.
+        i += memchr::memchr2(b'"', b'\\', buf.get(i..)?)?;
+        if buf[i] == b'"' {
+            return Some(i + 1);
         }
+        i += 2;
     }
-    None
 }
 
 /// Returns the offset just past the value that starts at `pos`.
@@ -257,6 +301,26 @@ mod tests {
         assert_eq!(get_str(EVENT, "missing"), None);
         assert_eq!(get_str(EVENT, "n"), None);
         assert_eq!(get_i64(EVENT, "user_id"), None);
+    }
+
+    #[test]
+    fn present_finds_members_in_one_pass_and_append_adds_them() {
+        assert_eq!(
+            present(EVENT, &["ok", "ip", "n", "esc\"k"]),
+            [true, false, true, true]
+        );
+        let mut obj = br#"{"a":1}"#.to_vec();
+        append_raw(&mut obj, "b", b"[2]");
+        let mut empty = b"{}".to_vec();
+        append_raw(&mut empty, "c", b"null");
+        assert_eq!(
+            serde_json::from_slice::<serde_json::Value>(&obj).unwrap(),
+            serde_json::json!({"a": 1, "b": [2]})
+        );
+        assert_eq!(
+            serde_json::from_slice::<serde_json::Value>(&empty).unwrap(),
+            serde_json::json!({"c": null})
+        );
     }
 
     #[test]

@@ -73,6 +73,7 @@ pub fn process_batch<T: Transform>(
         );
         transform.process(event, &mut ctx);
     }
+    ctx.flush_counters();
     result
 }
 
@@ -84,7 +85,9 @@ pub fn fire_timer<T: Transform>(
     host: &mut dyn HostApi,
 ) -> BatchResult {
     let mut result = BatchResult::default();
-    transform.on_timer(key, at, &mut Context::new(host, &mut result, 0));
+    let mut ctx = Context::new(host, &mut result, 0);
+    transform.on_timer(key, at, &mut ctx);
+    ctx.flush_counters();
     result
 }
 

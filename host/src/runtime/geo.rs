@@ -1,18 +1,27 @@
 //! The `geo` capability: one MaxMind database (GeoLite2-City or -Country format), memory-mapped
 //! once per process and shared by every plugin instance.
 
+use std::collections::HashMap;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 
 use maxminddb::{Mmap, Reader, geoip2};
 use weir_sdk::Location;
 
 use super::RuntimeError;
 
+/// Answers kept per address: clickstream IPs repeat (one user, many events), and a lookup
+/// plus decode costs far more than a hash probe. Cleared when full, so memory stays bounded.
+const CACHE_ENTRIES: usize = 65_536;
+
+type Cache = HashMap<IpAddr, Option<Location>, foldhash::fast::RandomState>;
+
 /// An open MaxMind database.
 pub struct GeoDb {
     reader: Reader<Mmap>,
     path: PathBuf,
+    cache: Mutex<Cache>,
 }
 
 impl std::fmt::Debug for GeoDb {
@@ -33,6 +42,7 @@ impl GeoDb {
         Ok(GeoDb {
             reader,
             path: path.to_path_buf(),
+            cache: Mutex::new(Cache::default()),
         })
     }
 
@@ -47,6 +57,20 @@ impl GeoDb {
             .trim()
             .parse()
             .map_err(|_| format!("not an IP address: {ip:?}"))?;
+        if let Some(hit) = self.cache.lock().ok().and_then(|c| c.get(&addr).cloned()) {
+            return Ok(hit);
+        }
+        let found = self.lookup_uncached(addr)?;
+        if let Ok(mut cache) = self.cache.lock() {
+            if cache.len() >= CACHE_ENTRIES {
+                cache.clear();
+            }
+            cache.insert(addr, found.clone());
+        }
+        Ok(found)
+    }
+
+    fn lookup_uncached(&self, addr: IpAddr) -> Result<Option<Location>, String> {
         let result = self.reader.lookup(addr).map_err(|e| e.to_string())?;
         let Some(city) = result.decode::<geoip2::City>().map_err(|e| e.to_string())? else {
             return Ok(None);

@@ -39,25 +39,36 @@ pub(crate) enum GeoField {
 }
 
 impl GeoField {
-    /// Writes this field of `location` to `event` as `name`, if the location has it.
-    pub(crate) fn write(self, location: &Location, name: &str, event: &mut Event<'_>) {
+    /// Writes this field of `location` to `event` as `name`, if the location has it. `exists`
+    /// says whether the event already has the field: if not, it is appended without a scan.
+    pub(crate) fn write(
+        self,
+        location: &Location,
+        name: &str,
+        exists: bool,
+        event: &mut Event<'_>,
+    ) {
         let text = match self {
             GeoField::Country => &location.country_iso,
             GeoField::CountryName => &location.country_name,
             GeoField::Region => &location.region,
             GeoField::City => &location.city,
-            GeoField::Latitude => return set_number(event, name, location.latitude),
-            GeoField::Longitude => return set_number(event, name, location.longitude),
+            GeoField::Latitude => return write_number(event, name, exists, location.latitude),
+            GeoField::Longitude => return write_number(event, name, exists, location.longitude),
         };
-        if let Some(text) = text {
-            event.set_str(name, text);
+        match text {
+            Some(text) if exists => event.set_str(name, text),
+            Some(text) => event.add_str(name, text),
+            None => {}
         }
     }
 }
 
-fn set_number(event: &mut Event<'_>, name: &str, number: Option<f64>) {
-    if let Some(number) = number {
-        event.set_f64(name, number);
+fn write_number(event: &mut Event<'_>, name: &str, exists: bool, number: Option<f64>) {
+    match number {
+        Some(number) if exists => event.set_f64(name, number),
+        Some(number) => event.add_f64(name, number),
+        None => {}
     }
 }
 

@@ -62,8 +62,17 @@ impl IpGeo {
     fn locate(&mut self, ip: IpAddr, event: &mut Event<'_>, ctx: &mut Context<'_>) -> Status {
         match ctx.geo(&ip.to_string()) {
             Ok(Some(location)) => {
-                for (field, name) in &self.settings.outputs {
-                    field.write(&location, name, event);
+                // One pass finds which output fields the event already has; the rest are
+                // appended without scanning the event again.
+                let names: Vec<&str> = self
+                    .settings
+                    .outputs
+                    .iter()
+                    .map(|(_, n)| n.as_str())
+                    .collect();
+                let present = event.present(&names);
+                for ((field, name), exists) in self.settings.outputs.iter().zip(present) {
+                    field.write(&location, name, exists, event);
                 }
                 Status::Ok
             }

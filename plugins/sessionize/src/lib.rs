@@ -20,9 +20,11 @@
 //!   forward growth is checked: an out-of-order event that extends a session backwards or
 //!   bridges two may yield a longer session, because splitting it would need events the
 //!   session already absorbed.
-//! - Each open session has one timer at `last + gap + allowed_lateness`: once the watermark
-//!   passes it, no accepted event can reach the session. The timer moves when `last` does.
-//!   When it fires, every open session of the user past its deadline closes.
+//! - Each open session closes once the watermark passes its deadline `last + gap +
+//!   allowed_lateness`: then no accepted event can reach it. Its one timer is armed lazily:
+//!   set at the deadline when the session opens, left alone when an event moves the deadline
+//!   later (saving two host calls per event), and moved to the deadline when it fires early.
+//!   When a timer fires, every open session of the user past its deadline closes.
 //! - Closing routes a summary to `sessions` (`{user_field, session_id, start, end,
 //!   duration_ms, event_count, page_views, first_url, last_url}`, times in ms) and the
 //!   user's features to `features` (`{user_field, session_count, last_session_duration_ms,
@@ -128,9 +130,13 @@ impl Transform for Sessionize {
         for session in &closed {
             close_session(&self.settings.user_field, key, session, ctx);
         }
+        let rearmed = self.settings.windows.rearm(&mut open, at);
+        for timer in &rearmed {
+            ctx.set_timer(key, *timer);
+        }
         if open.is_empty() {
             ctx.delete_state(key, OPEN_STATE);
-        } else if !closed.is_empty() {
+        } else if !closed.is_empty() || !rearmed.is_empty() {
             ctx.set_state(key, OPEN_STATE, &open);
         }
     }

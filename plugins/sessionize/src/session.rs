@@ -21,6 +21,10 @@ pub(crate) struct OpenSession {
     pub(crate) first_url: Option<String>,
     /// URL of the latest event.
     pub(crate) last_url: Option<String>,
+    /// When this session's pending timer fires. Timers are armed lazily: when an event moves
+    /// the deadline later, the timer stays where it is (saving two host calls per event), and
+    /// when it fires early, `rearm` moves it to the deadline.
+    pub(crate) timer: i64,
 }
 
 /// What the rules need to know about one event.
@@ -42,6 +46,7 @@ impl OpenSession {
             page_views: u64::from(event.page_view),
             first_url: url.clone(),
             last_url: url,
+            timer: i64::MIN,
         }
     }
 
@@ -123,29 +128,23 @@ impl Windows {
                 let session = &mut open[*i];
                 if t > session.last && t.saturating_sub(session.start) >= self.max_duration {
                     let closed = open.remove(*i);
-                    let cancel = vec![self.deadline(&closed)];
+                    let cancel = vec![closed.timer];
                     return self.open_new(open, event, Some(closed), cancel);
                 }
-                let before = self.deadline(session);
+                // The deadline only moves later here, so the armed timer stays (see `timer`).
                 session.add(event);
-                let after = self.deadline(session);
-                let (cancel, set) = if before == after {
-                    (Vec::new(), None)
-                } else {
-                    (vec![before], Some(after))
-                };
                 Placed {
                     anchor: session.anchor,
                     closed: None,
-                    cancel,
-                    set,
+                    cancel: Vec::new(),
+                    set: None,
                 }
             }
             _ => {
                 // Removing from the back keeps the remaining indexes valid.
                 let mut merged: Vec<OpenSession> =
                     hits.iter().rev().map(|i| open.remove(*i)).collect();
-                let cancel = merged.iter().map(|s| self.deadline(s)).collect();
+                let cancel = merged.iter().map(|s| s.timer).collect();
                 merged.sort_by_key(|s| s.anchor);
                 let mut parts = merged.into_iter();
                 let Some(mut target) = parts.next() else {
@@ -153,7 +152,8 @@ impl Windows {
                 };
                 parts.for_each(|s| target.absorb(s));
                 target.add(event);
-                let set = Some(self.deadline(&target));
+                target.timer = self.deadline(&target);
+                let set = Some(target.timer);
                 let anchor = target.anchor;
                 insert_sorted(open, target);
                 Placed {
@@ -173,8 +173,9 @@ impl Windows {
         closed: Option<OpenSession>,
         cancel: Vec<i64>,
     ) -> Placed {
-        let session = OpenSession::new(event);
-        let set = Some(self.deadline(&session));
+        let mut session = OpenSession::new(event);
+        session.timer = self.deadline(&session);
+        let set = Some(session.timer);
         insert_sorted(open, session);
         Placed {
             anchor: event.time,
@@ -187,6 +188,19 @@ impl Windows {
     /// Removes and returns, in start order, every session whose deadline is at or before `at`.
     pub(crate) fn expire(&self, open: &mut Vec<OpenSession>, at: i64) -> Vec<OpenSession> {
         open.extract_if(.., |s| self.deadline(s) <= at).collect()
+    }
+
+    /// After the timer at `at` fired: the sessions it belonged to that are still open (an
+    /// event moved their deadline) get their timer moved to the deadline. Returns the new
+    /// timer times.
+    pub(crate) fn rearm(&self, open: &mut [OpenSession], at: i64) -> Vec<i64> {
+        open.iter_mut()
+            .filter(|s| s.timer <= at)
+            .map(|s| {
+                s.timer = self.deadline(s);
+                s.timer
+            })
+            .collect()
     }
 }
 

@@ -53,15 +53,18 @@ fn summary_and_features_after_the_watermark_passes() {
 }
 
 #[test]
-fn timers_move_with_the_session_end() {
+fn timers_are_armed_lazily_and_move_to_the_deadline_when_they_fire_early() {
     let mut h = harness(&[]);
     let key = || "u-42".to_string();
     view(&mut h, T0, "/a");
     assert_eq!(h.timers(), [(T0 + DEADLINE, key())]);
+    // A later event moves the deadline but not the timer: no host call per event.
     view(&mut h, T0 + 5 * MIN, "/b");
-    assert_eq!(h.timers(), [(T0 + 5 * MIN + DEADLINE, key())]);
-    // An event inside the session leaves its end, and so its timer, alone.
     view(&mut h, T0 + 2 * MIN, "/a2");
+    assert_eq!(h.timers(), [(T0 + DEADLINE, key())]);
+    // The early timer fires, closes nothing, and re-arms at the real deadline.
+    let out = h.advance_watermark(T0 + DEADLINE);
+    assert!(out.is_empty(), "{out:?}");
     assert_eq!(h.timers(), [(T0 + 5 * MIN + DEADLINE, key())]);
     view(&mut h, T0 + 3 * 60 * MIN, "/next");
     assert_eq!(
@@ -71,6 +74,9 @@ fn timers_move_with_the_session_end() {
             (T0 + 3 * 60 * MIN + DEADLINE, key())
         ]
     );
+    let out = h.advance_watermark(T0 + 5 * MIN + DEADLINE);
+    assert_eq!(routed(&out, "sessions").len(), 1);
+    assert_eq!(routed(&out, "sessions")[0]["event_count"], json!(3));
 }
 
 #[test]

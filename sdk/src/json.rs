@@ -217,15 +217,18 @@ pub fn decode_string(raw: &[u8]) -> Option<Cow<'_, str>> {
 }
 
 fn key_matches(raw_key: &[u8], field: &str) -> bool {
-    if raw_key.contains(&b'\\') {
-        let mut quoted = Vec::with_capacity(raw_key.len() + 2);
-        quoted.push(b'"');
-        quoted.extend_from_slice(raw_key);
-        quoted.push(b'"');
-        decode_string(&quoted).is_some_and(|k| k == field)
-    } else {
-        raw_key == field.as_bytes()
+    if raw_key == field.as_bytes() {
+        return true;
     }
+    // Only a key with an escape can spell `field` with different bytes; most keys have none.
+    if !raw_key.contains(&b'\\') {
+        return false;
+    }
+    let mut quoted = Vec::with_capacity(raw_key.len() + 2);
+    quoted.push(b'"');
+    quoted.extend_from_slice(raw_key);
+    quoted.push(b'"');
+    decode_string(&quoted).is_some_and(|k| k == field)
 }
 
 fn skip_ws(buf: &[u8], mut pos: usize) -> usize {
@@ -238,6 +241,15 @@ fn skip_ws(buf: &[u8], mut pos: usize) -> usize {
 /// Returns the offset just past the string literal that starts at `pos`.
 fn skip_string(buf: &[u8], pos: usize) -> Option<usize> {
     let mut i = pos + 1;
+    // Keys and most values are short: a plain loop beats setting up a vector search.
+    let short_end = buf.len().min(i + 24);
+    while i < short_end {
+        match buf[i] {
+            b'"' => return Some(i + 1),
+            b'\\' => i += 2,
+            _ => i += 1,
+        }
+    }
     loop {
         // Jump to the next quote or backslash instead of looking at every byte.
         i += memchr::memchr2(b'"', b'\\', buf.get(i..)?)?;

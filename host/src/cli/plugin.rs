@@ -10,7 +10,7 @@ use clap::Subcommand;
 use serde_json::{Value, json};
 use weir_sdk::abi::{Batch, BatchResult, OutputKind};
 
-use crate::config::{ByteSize, EventConfig};
+use crate::config::EventConfig;
 use crate::pipeline::{RecordDecoder, Stage, WasmStage};
 use crate::runtime::{EngineSettings, GeoDb, InstanceSettings, PluginEngine};
 use crate::sinks::Provenance;
@@ -110,7 +110,7 @@ fn load_stage(
     config: Vec<(String, String)>,
 ) -> Result<WasmStage> {
     let engine = Arc::new(PluginEngine::new(&EngineSettings {
-        max_memory_bytes: settings.memory_limit.max(ByteSize(64 << 20).0),
+        max_memory_bytes: settings.memory_limit.max(64 << 20),
         ..Default::default()
     })?);
     let plugin = engine.load_file(path)?;

@@ -88,24 +88,22 @@ impl WasmStage {
         Ok(stage)
     }
 
+    /// The live instance, created (and `init`ed) first if the last one failed.
     fn instance(&mut self) -> Result<&mut PluginInstance, RuntimeError> {
-        if self.instance.is_none() {
-            let instance = PluginInstance::new(
-                &self.engine,
-                &self.plugin,
-                self.labels.clone(),
-                self.settings,
-                self.geo.clone(),
-                &self.config,
-            )?;
-            self.instance = Some(instance);
+        match &mut self.instance {
+            Some(instance) => Ok(instance),
+            slot @ None => {
+                let instance = PluginInstance::new(
+                    &self.engine,
+                    &self.plugin,
+                    self.labels.clone(),
+                    self.settings,
+                    self.geo.clone(),
+                    &self.config,
+                )?;
+                Ok(slot.insert(instance))
+            }
         }
-        // Just filled above; `ok_or` keeps the data path free of panics.
-        self.instance.as_mut().ok_or_else(|| RuntimeError::Init {
-            plugin: self.plugin.name().to_string(),
-            stage: self.labels.stage.to_string(),
-            reason: "instance missing".into(),
-        })
     }
 
     fn on_failure(&mut self, failure: &CallFailure) {

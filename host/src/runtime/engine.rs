@@ -56,6 +56,10 @@ impl std::fmt::Debug for PluginEngine {
 fn engine_config(settings: &EngineSettings, pooling: bool) -> Config {
     let mut config = Config::new();
     config.wasm_component_model(true).epoch_interruption(true);
+    // `WEIR_WASM_PROFILER=perfmap` names JIT-compiled plugin functions for `perf`.
+    if std::env::var("WEIR_WASM_PROFILER").is_ok_and(|v| v == "perfmap") {
+        config.profiler(wasmtime::ProfilingStrategy::PerfMap);
+    }
     if pooling {
         let mut pool = PoolingAllocationConfig::default();
         let instances = settings.max_instances;

@@ -262,8 +262,9 @@ fn main() {
     let input = events(n);
 
     println!(
-        "{n} events of ~{} bytes, batches of {BATCH}, {rounds} rounds, one thread",
-        input[0].value.len()
+        "{n} events of ~{} bytes through [{}], batches of {BATCH}, {rounds} rounds, one thread",
+        input[0].value.len(),
+        stages.join(" -> ")
     );
     let (mut wasm, mut native) = (Vec::new(), Vec::new());
     for _ in 0..rounds {

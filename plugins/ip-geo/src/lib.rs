@@ -48,7 +48,7 @@ impl IpGeo {
         let field = &self.settings.ip_field;
         match event.get_raw(field) {
             None | Some(b"null") => Input::Missing,
-            Some(_) => match event.get_str(field) {
+            Some(raw) => match json::decode_string(raw) {
                 None => Input::Malformed,
                 Some(text) if text.trim().is_empty() => Input::Missing,
                 Some(text) => text
@@ -59,20 +59,19 @@ impl IpGeo {
         }
     }
 
-    fn locate(&mut self, ip: IpAddr, event: &mut Event<'_>, ctx: &mut Context<'_>) -> Status {
+    /// Looks the address up and writes the location fields. `present` says which output
+    /// fields the event already has (found in one pass); the others are appended unscanned.
+    fn locate(
+        &mut self,
+        ip: IpAddr,
+        present: &[bool],
+        event: &mut Event<'_>,
+        ctx: &mut Context<'_>,
+    ) -> Status {
         match ctx.geo(&ip.to_string()) {
             Ok(Some(location)) => {
-                // One pass finds which output fields the event already has; the rest are
-                // appended without scanning the event again.
-                let names: Vec<&str> = self
-                    .settings
-                    .outputs
-                    .iter()
-                    .map(|(_, n)| n.as_str())
-                    .collect();
-                let present = event.present(&names);
                 for ((field, name), exists) in self.settings.outputs.iter().zip(present) {
-                    field.write(&location, name, exists, event);
+                    field.write(&location, name, *exists, event);
                 }
                 Status::Ok
             }
@@ -100,13 +99,24 @@ impl Transform for IpGeo {
     }
 
     fn process(&mut self, mut event: Event<'_>, ctx: &mut Context<'_>) {
+        // One pass over the event finds which of the fields this stage writes it already has:
+        // the location fields, then the status field last.
+        let mut names: Vec<&str> = self
+            .settings
+            .outputs
+            .iter()
+            .map(|(_, n)| n.as_str())
+            .collect();
+        names.push(&self.settings.status_field);
+        let present = event.present(&names);
+        let status_exists = present.last().copied().unwrap_or(true);
         let status = match self.read(&event) {
             Input::Missing => Status::Missing,
             Input::Malformed => Status::Malformed,
             Input::Ip(ip) => {
                 let status = match classify::non_public(ip) {
                     Some(status) => status,
-                    None => self.locate(ip, &mut event, ctx),
+                    None => self.locate(ip, &present, &mut event, ctx),
                 };
                 if self.settings.truncate_ip {
                     let mut raw = Vec::new();
@@ -116,7 +126,11 @@ impl Transform for IpGeo {
                 status
             }
         };
-        event.set_str(&self.settings.status_field, status.as_str());
+        if status_exists {
+            event.set_str(&self.settings.status_field, status.as_str());
+        } else {
+            event.add_str(&self.settings.status_field, status.as_str());
+        }
         ctx.counter(status.counter(), 1);
         ctx.emit(&event);
     }

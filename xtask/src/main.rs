@@ -47,33 +47,20 @@ fn run(cmd: &mut Command) -> Result<()> {
 /// Runs the example pipeline: geo database, plugins, then `weir run`.
 fn example() -> Result<()> {
     plugins::build_all()?;
-    let root = workspace_root();
-    let out = root.join("out/clickstream");
+    let out = workspace_root().join("out/clickstream");
     std::fs::create_dir_all(&out)?;
-    run(cargo()
-        .args([
-            "run",
-            "--quiet",
-            "--package",
-            "weir",
-            "--",
-            "generate",
-            "geodb",
-            "--out",
-        ])
-        .arg(out.join("geo.mmdb")))?;
-    run(cargo()
-        .args([
-            "run",
-            "--quiet",
-            "--package",
-            "weir",
-            "--",
-            "run",
-            "--config",
-            "examples/clickstream/pipeline.toml",
-        ])
+    let geo = out.join("geo.mmdb");
+    run(weir().args(["generate", "geodb", "--out"]).arg(geo))?;
+    run(weir()
+        .args(["run", "--config", "examples/clickstream/pipeline.toml"])
         .env("WEIR_PLUGIN_DIR", plugins::output_dir()))
+}
+
+/// `cargo run` of the `weir` binary; arguments follow.
+fn weir() -> Command {
+    let mut cmd = cargo();
+    cmd.args(["run", "--quiet", "--package", "weir", "--"]);
+    cmd
 }
 
 /// Runs the whole test suite the way CI does, then prints one line with the totals of every

@@ -149,6 +149,7 @@ fn failure_kind(failure: &CallFailure) -> &'static str {
         CallFailure::Trap(_) => "trap",
         CallFailure::Timeout => "timeout",
         CallFailure::MemoryLimit => "memory_limit",
+        CallFailure::InvalidResult(_) => "invalid_result",
     }
 }
 

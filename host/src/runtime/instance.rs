@@ -35,6 +35,11 @@ pub enum CallFailure {
     /// The guest tried to grow its memory past the stage's limit.
     #[error("memory limit")]
     MemoryLimit,
+    /// The guest returned outputs that do not fit together (offsets past the values, an
+    /// output naming an input the batch does not have...). Using them could lose or corrupt
+    /// records, so the call counts as failed.
+    #[error("invalid result: {0}")]
+    InvalidResult(String),
 }
 
 /// A plugin instance with its own store.
@@ -93,7 +98,9 @@ impl PluginInstance {
         state: &mut StageState,
         watermark: i64,
     ) -> Result<WitBatchResult, CallFailure> {
-        self.call(state, watermark, |b, s| b.call_process(s, batch))
+        let result = self.call(state, watermark, |b, s| b.call_process(s, batch))?;
+        check_result(&result, Some(batch.times.len())).map_err(CallFailure::InvalidResult)?;
+        Ok(result)
     }
 
     /// Calls `on-timer`.
@@ -104,7 +111,9 @@ impl PluginInstance {
         state: &mut StageState,
         watermark: i64,
     ) -> Result<WitBatchResult, CallFailure> {
-        self.call(state, watermark, |b, s| b.call_on_timer(s, key, at))
+        let result = self.call(state, watermark, |b, s| b.call_on_timer(s, key, at))?;
+        check_result(&result, None).map_err(CallFailure::InvalidResult)?;
+        Ok(result)
     }
 
     /// Runs one export with `state` swapped into the store, a fresh deadline and a reset
@@ -128,6 +137,37 @@ impl PluginInstance {
     }
 }
 
+/// Checks that a result's columns fit together: one end offset per output, offsets that never
+/// go back or past the values, and (for `process`) inputs that exist.
+pub(crate) fn check_result(result: &WitBatchResult, inputs: Option<usize>) -> Result<(), String> {
+    if result.outputs.len() != result.value_ends.len() {
+        return Err(format!(
+            "{} outputs but {} value offsets",
+            result.outputs.len(),
+            result.value_ends.len()
+        ));
+    }
+    let mut previous = 0u32;
+    for &end in &result.value_ends {
+        if end < previous || end as usize > result.values.len() {
+            return Err(format!(
+                "value offset {end} out of order or past {} bytes",
+                result.values.len()
+            ));
+        }
+        previous = end;
+    }
+    if let Some(n) = inputs
+        && let Some(bad) = result.outputs.iter().find(|o| o.input as usize >= n)
+    {
+        return Err(format!(
+            "output names input {} of a batch of {n}",
+            bad.input
+        ));
+    }
+    Ok(())
+}
+
 fn classify(error: &wasmtime::Error, memory_exceeded: bool) -> CallFailure {
     if memory_exceeded {
         return CallFailure::MemoryLimit;
@@ -148,5 +188,55 @@ fn classify(error: &wasmtime::Error, memory_exceeded: bool) -> CallFailure {
             }
         }
         None => CallFailure::Trap(format!("{error:#}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::runtime::WitOutputKind;
+    use crate::runtime::bindings::weir::transform::types::Output;
+
+    fn result(inputs: &[u32], values: &[u8], ends: &[u32]) -> WitBatchResult {
+        WitBatchResult {
+            outputs: inputs
+                .iter()
+                .map(|&input| Output {
+                    input,
+                    kind: WitOutputKind::Emit,
+                })
+                .collect(),
+            values: values.to_vec(),
+            value_ends: ends.to_vec(),
+        }
+    }
+
+    #[test]
+    fn inconsistent_results_are_refused() {
+        assert_eq!(
+            check_result(&result(&[0, 1], b"{}{}", &[2, 4]), Some(2)),
+            Ok(())
+        );
+        assert!(
+            check_result(&result(&[0, 1], b"{}{}", &[2]), Some(2))
+                .unwrap_err()
+                .contains("2 outputs but 1")
+        );
+        assert!(
+            check_result(&result(&[0], b"{}", &[9]), Some(1))
+                .unwrap_err()
+                .contains("past 2 bytes")
+        );
+        assert!(
+            check_result(&result(&[0, 0], b"{}{}", &[4, 2]), Some(1))
+                .unwrap_err()
+                .contains("out of order")
+        );
+        assert!(
+            check_result(&result(&[3], b"{}", &[2]), Some(2))
+                .unwrap_err()
+                .contains("input 3")
+        );
+        assert_eq!(check_result(&result(&[3], b"{}", &[2]), None), Ok(()));
     }
 }

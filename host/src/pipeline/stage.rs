@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use weir_sdk::abi::{Batch, BatchResult, OutputKind};
+use weir_sdk::abi::{Batch, BatchResult, OutputKind, segment};
 
 use crate::runtime::{
     CallFailure, GeoDb, InstanceLabels, InstanceSettings, Plugin, PluginEngine, PluginInstance,
@@ -151,10 +151,6 @@ fn failure_kind(failure: &CallFailure) -> &'static str {
         CallFailure::MemoryLimit => "memory_limit",
         CallFailure::InvalidResult(_) => "invalid_result",
     }
-}
-
-fn segment<'a>(buf: &'a [u8], ends: &[u32], i: usize) -> &'a [u8] {
-    weir_sdk::abi::segment(buf, ends, i)
 }
 
 fn single_record(batch: &WitBatch, i: usize) -> WitBatch {

@@ -102,7 +102,7 @@ impl<'a> Event<'a> {
     }
 
     /// Which of `fields` the event has at its top level, in one pass.
-    pub fn present(&self, fields: &[&str]) -> Vec<bool> {
+    pub fn present(&self, fields: &[impl AsRef<str>]) -> Vec<bool> {
         json::present(&self.value, fields)
     }
 

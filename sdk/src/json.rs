@@ -17,40 +17,52 @@ pub struct Member {
     pub value: Range<usize>,
 }
 
-/// Finds the top-level member `field` of the JSON object `obj`.
-pub fn find_member(obj: &[u8], field: &str) -> Option<Member> {
+/// The top-level members of the JSON object `obj`, in order, with each raw key (between its
+/// quotes). Stops at the end of the object or at the first malformed member.
+fn members(obj: &[u8]) -> impl Iterator<Item = (&[u8], Member)> {
     let mut pos = skip_ws(obj, 0);
-    if obj.get(pos) != Some(&b'{') {
-        return None;
-    }
+    let mut done = obj.get(pos) != Some(&b'{');
     pos += 1;
-    loop {
-        pos = skip_ws(obj, pos);
-        match obj.get(pos)? {
-            b'}' => return None,
-            b',' => {
-                pos += 1;
-                continue;
-            }
-            b'"' => {}
-            _ => return None,
-        }
-        let key_start = pos;
-        let key_end = skip_string(obj, pos)?;
-        pos = skip_ws(obj, key_end);
-        if obj.get(pos) != Some(&b':') {
+    std::iter::from_fn(move || {
+        if done {
             return None;
         }
-        let value_start = skip_ws(obj, pos + 1);
-        let value_end = skip_value(obj, value_start)?;
-        if key_matches(&obj[key_start + 1..key_end - 1], field) {
-            return Some(Member {
-                key_start,
-                value: value_start..value_end,
-            });
-        }
-        pos = value_end;
+        let member = next_member(obj, &mut pos);
+        done = member.is_none();
+        member
+    })
+}
+
+/// Reads the member at `pos` (skipping a leading comma) and moves `pos` past its value.
+fn next_member<'a>(obj: &'a [u8], pos: &mut usize) -> Option<(&'a [u8], Member)> {
+    *pos = skip_ws(obj, *pos);
+    if obj.get(*pos) == Some(&b',') {
+        *pos = skip_ws(obj, *pos + 1);
     }
+    if obj.get(*pos) != Some(&b'"') {
+        return None;
+    }
+    let key_start = *pos;
+    let key_end = skip_string(obj, key_start)?;
+    let colon = skip_ws(obj, key_end);
+    if obj.get(colon) != Some(&b':') {
+        return None;
+    }
+    let value_start = skip_ws(obj, colon + 1);
+    let value_end = skip_value(obj, value_start)?;
+    *pos = value_end;
+    let member = Member {
+        key_start,
+        value: value_start..value_end,
+    };
+    Some((&obj[key_start + 1..key_end - 1], member))
+}
+
+/// Finds the top-level member `field` of the JSON object `obj`.
+pub fn find_member(obj: &[u8], field: &str) -> Option<Member> {
+    members(obj)
+        .find(|(key, _)| key_matches(key, field))
+        .map(|(_, member)| member)
 }
 
 /// The raw bytes of the value at `path`, where `path` is a field name or a dotted path into
@@ -97,40 +109,14 @@ pub fn get_bool(obj: &[u8], path: &str) -> Option<bool> {
 }
 
 /// Which of `fields` are top-level members of `obj`, in one pass over it.
-pub fn present(obj: &[u8], fields: &[&str]) -> Vec<bool> {
+pub fn present(obj: &[u8], fields: &[impl AsRef<str>]) -> Vec<bool> {
     let mut found = vec![false; fields.len()];
-    let mut pos = skip_ws(obj, 0);
-    if obj.get(pos) != Some(&b'{') {
-        return found;
+    for (key, _) in members(obj) {
+        for (seen, field) in found.iter_mut().zip(fields) {
+            *seen |= key_matches(key, field.as_ref());
+        }
     }
-    pos += 1;
-    loop {
-        pos = skip_ws(obj, pos);
-        match obj.get(pos) {
-            Some(b',') => {
-                pos += 1;
-                continue;
-            }
-            Some(b'"') => {}
-            _ => return found,
-        }
-        let Some(key_end) = skip_string(obj, pos) else {
-            return found;
-        };
-        let key = &obj[pos + 1..key_end - 1];
-        for (i, field) in fields.iter().enumerate() {
-            found[i] |= key_matches(key, field);
-        }
-        pos = skip_ws(obj, key_end);
-        if obj.get(pos) != Some(&b':') {
-            return found;
-        }
-        let value_start = skip_ws(obj, pos + 1);
-        let Some(value_end) = skip_value(obj, value_start) else {
-            return found;
-        };
-        pos = value_end;
-    }
+    found
 }
 
 /// Sets the top-level member `field` of `obj` to the raw JSON `value`, replacing the old value

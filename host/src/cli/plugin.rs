@@ -219,21 +219,12 @@ pub fn test(
 
 fn fire_timers(stage: &mut WasmStage, watermark: i64, out: &mut dyn Write) -> Result<()> {
     while let Some(fired) = stage.fire_due_timer(watermark)? {
-        match fired.outcome {
-            Ok(result) => print_result(out, &result, None)?,
+        match &fired.outcome {
+            Ok(result) => print_result(out, result, None)?,
             Err(failure) => {
-                let value =
-                    json!({ "timer_key": String::from_utf8_lossy(&fired.key), "at": fired.at })
-                        .to_string();
-                writeln!(
-                    out,
-                    "{}",
-                    output_line(
-                        None,
-                        &OutputKind::DeadLetter(format!("timer {failure}")),
-                        value.as_bytes()
-                    )
-                )?;
+                let reason = OutputKind::DeadLetter(format!("timer {failure}"));
+                let line = output_line(None, &reason, &fired.failure_record());
+                writeln!(out, "{line}")?;
             }
         }
     }

@@ -7,7 +7,7 @@ use weir_sdk::abi::{Batch, BatchResult, OutputKind, push_header};
 
 use super::decode::RecordDecoder;
 use super::router::{RouteCounts, Router};
-use super::stage::{FiredTimer, Stage};
+use super::stage::{FiredTimer, Stage, stage_dead_letter};
 use crate::config::MAIN_ROUTE;
 use crate::error::Result;
 use crate::sinks::DeadLetter;
@@ -113,11 +113,6 @@ impl PartitionPipeline {
         Ok(())
     }
 
-    /// Flushes every sink (an epoch boundary).
-    pub fn flush(&mut self) -> Result<()> {
-        Ok(self.router.flush()?)
-    }
-
     /// The current watermark.
     pub fn watermark(&self) -> i64 {
         self.watermark.current()
@@ -199,17 +194,16 @@ impl PartitionPipeline {
                         );
                     }
                     OutputKind::DeadLetter(reason) => {
+                        // The original record, not the stage's copy, so it can be replayed.
                         let original = origins[i].and_then(|o| records.get(o));
-                        let (name, sha) = self.stages[idx].plugin();
-                        self.router.dead_letter(DeadLetter {
-                            reason: reason.clone(),
-                            stage: self.stages[idx].name().to_string(),
-                            plugin: Some((name.to_string(), sha.to_string())),
-                            provenance: original.map(|r| r.provenance.clone()),
-                            key: Some(batch.key(i).to_vec()),
-                            value: original.map_or_else(|| value.to_vec(), |r| r.value.clone()),
-                            time: Some(batch.times[i]),
-                        });
+                        self.router.dead_letter(stage_dead_letter(
+                            self.stages[idx].as_ref(),
+                            reason.clone(),
+                            batch.key(i),
+                            original.map_or_else(|| value.to_vec(), |r| r.value.clone()),
+                            batch.times[i],
+                            original.map(|r| r.provenance.clone()),
+                        ));
                     }
                 }
             }
@@ -253,41 +247,37 @@ impl PartitionPipeline {
     }
 
     fn route_timer_outputs(&mut self, idx: usize, fired: FiredTimer) -> Result<()> {
-        let FiredTimer { key, at, outcome } = fired;
-        let result: BatchResult = match outcome {
+        let (key, at) = (&fired.key, fired.at);
+        let result: &BatchResult = match &fired.outcome {
             Ok(result) => result,
             Err(failure) => {
-                let (name, sha) = self.stages[idx].plugin();
-                let value =
-                    serde_json::json!({ "timer_key": String::from_utf8_lossy(&key), "at": at });
-                self.router.dead_letter(DeadLetter {
-                    reason: format!("timer {failure}"),
-                    stage: self.stages[idx].name().to_string(),
-                    plugin: Some((name.to_string(), sha.to_string())),
-                    provenance: None,
-                    key: Some(key),
-                    value: value.to_string().into_bytes(),
-                    time: Some(at),
-                });
+                let letter = stage_dead_letter(
+                    self.stages[idx].as_ref(),
+                    format!("timer {failure}"),
+                    key,
+                    fired.failure_record(),
+                    at,
+                    None,
+                );
+                self.router.dead_letter(letter);
                 return Ok(());
             }
         };
         let mut emitted = Batch::default();
         for (output, value) in result.iter() {
             match &output.kind {
-                OutputKind::Emit => emitted.push(&key, value, at, &[]),
-                OutputKind::Route(route) => self.router.send(route, &key, value, at, None),
+                OutputKind::Emit => emitted.push(key, value, at, &[]),
+                OutputKind::Route(route) => self.router.send(route, key, value, at, None),
                 OutputKind::DeadLetter(reason) => {
-                    let (name, sha) = self.stages[idx].plugin();
-                    self.router.dead_letter(DeadLetter {
-                        reason: reason.clone(),
-                        stage: self.stages[idx].name().to_string(),
-                        plugin: Some((name.to_string(), sha.to_string())),
-                        provenance: None,
-                        key: Some(key.clone()),
-                        value: value.to_vec(),
-                        time: Some(at),
-                    });
+                    let letter = stage_dead_letter(
+                        self.stages[idx].as_ref(),
+                        reason.clone(),
+                        key,
+                        value.to_vec(),
+                        at,
+                        None,
+                    );
+                    self.router.dead_letter(letter);
                 }
             }
         }

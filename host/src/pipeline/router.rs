@@ -94,7 +94,13 @@ impl Router {
             }
             self.buffers[*last].push(record);
         }
-        *self.counts.by_route.entry(route.to_string()).or_default() += 1;
+        // Counted without allocating the route name for every record.
+        match self.counts.by_route.get_mut(route) {
+            Some(count) => *count += 1,
+            None => {
+                self.counts.by_route.insert(route.to_string(), 1);
+            }
+        }
     }
 
     /// Queues a dead letter.
@@ -143,15 +149,6 @@ impl Router {
             self.dead.clear();
         }
         Ok(())
-    }
-
-    /// Writes out and flushes every sink.
-    pub fn flush(&mut self) -> Result<(), SinkError> {
-        self.write_out()?;
-        for sink in &mut self.sinks {
-            sink.flush()?;
-        }
-        self.dead_letters.flush()
     }
 
     /// Writes out and closes every sink.

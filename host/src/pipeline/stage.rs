@@ -24,6 +24,36 @@ pub struct FiredTimer {
     pub outcome: Result<BatchResult, CallFailure>,
 }
 
+impl FiredTimer {
+    /// What a failed timer leaves as the dead letter's record: its key and time.
+    pub fn failure_record(&self) -> Vec<u8> {
+        serde_json::json!({ "timer_key": String::from_utf8_lossy(&self.key), "at": self.at })
+            .to_string()
+            .into_bytes()
+    }
+}
+
+/// A dead letter raised at `stage` (by its plugin, or by the host isolating a failure).
+pub(crate) fn stage_dead_letter(
+    stage: &dyn Stage,
+    reason: String,
+    key: &[u8],
+    value: Vec<u8>,
+    time: i64,
+    provenance: Option<crate::sinks::Provenance>,
+) -> crate::sinks::DeadLetter {
+    let (name, sha) = stage.plugin();
+    crate::sinks::DeadLetter {
+        reason,
+        stage: stage.name().to_string(),
+        plugin: Some((name.to_string(), sha.to_string())),
+        provenance,
+        key: Some(key.to_vec()),
+        value,
+        time: Some(time),
+    }
+}
+
 /// A stage of the pipeline.
 ///
 /// Contract: `process` returns one result per call whose outputs name inputs of `batch`; a

@@ -104,11 +104,6 @@ impl StageState {
         self.timers.len()
     }
 
-    /// Number of state entries.
-    pub fn entry_count(&self) -> usize {
-        self.entries.len()
-    }
-
     /// Keeps every change since the last commit or rollback.
     pub fn commit(&mut self) {
         self.journal.clear();

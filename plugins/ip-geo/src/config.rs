@@ -80,6 +80,8 @@ pub(crate) struct Settings {
     pub(crate) outputs: Vec<(GeoField, String)>,
     pub(crate) truncate_ip: bool,
     pub(crate) status_field: String,
+    /// Every field this stage writes: the output names in order, then the status field.
+    pub(crate) written: Vec<String>,
 }
 
 impl Settings {
@@ -121,11 +123,14 @@ impl Settings {
             ));
         }
         let truncate_ip = config.bool_or("truncate_ip", false)?;
+        let mut written: Vec<String> = outputs.iter().map(|(_, name)| name.clone()).collect();
+        written.push(status_field.clone());
         Ok(Settings {
             ip_field,
             outputs,
             truncate_ip,
             status_field,
+            written,
         })
     }
 }

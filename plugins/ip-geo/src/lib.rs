@@ -99,16 +99,8 @@ impl Transform for IpGeo {
     }
 
     fn process(&mut self, mut event: Event<'_>, ctx: &mut Context<'_>) {
-        // One pass over the event finds which of the fields this stage writes it already has:
-        // the location fields, then the status field last.
-        let mut names: Vec<&str> = self
-            .settings
-            .outputs
-            .iter()
-            .map(|(_, n)| n.as_str())
-            .collect();
-        names.push(&self.settings.status_field);
-        let present = event.present(&names);
+        // One pass over the event finds which of the fields this stage writes it already has.
+        let present = event.present(&self.settings.written);
         let status_exists = present.last().copied().unwrap_or(true);
         let status = match self.read(&event) {
             Input::Missing => Status::Missing,

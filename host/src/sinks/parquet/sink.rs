@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 use std::fs::File;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Instant;
 
 use arrow_array::RecordBatch;
@@ -37,8 +37,6 @@ pub struct ParquetSink {
     run_id: String,
     next_file: u64,
     open: HashMap<String, OpenFile>,
-    /// Files made visible so far.
-    pub files_written: Vec<PathBuf>,
 }
 
 /// The Hive partition folder of an event time.
@@ -75,7 +73,6 @@ impl ParquetSink {
             run_id,
             next_file: 0,
             open: HashMap::new(),
-            files_written: Vec::new(),
         })
     }
 
@@ -117,7 +114,6 @@ impl ParquetSink {
                 format!("publishing {}: {e}", final_path.display()),
             )
         })?;
-        self.files_written.push(final_path);
         Ok(())
     }
 
@@ -137,11 +133,6 @@ impl ParquetSink {
             self.open.insert(partition.to_string(), file);
             Ok(())
         }
-    }
-
-    /// The table root.
-    pub fn root(&self) -> &Path {
-        &self.root
     }
 }
 
@@ -250,6 +241,8 @@ impl Sink for ParquetSink {
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;
+
+    use std::path::Path;
 
     use parquet::file::reader::{FileReader, SerializedFileReader};
 

@@ -1,5 +1,6 @@
 //! The crate-level error: which part failed, with the part's own error inside.
 
+use crate::checkpoint::CheckpointError;
 use crate::config::ConfigError;
 use crate::runtime::RuntimeError;
 use crate::sinks::SinkError;
@@ -24,6 +25,12 @@ pub enum Error {
     /// A state snapshot failed.
     #[error(transparent)]
     Snapshot(#[from] SnapshotError),
+    /// Reading or writing a checkpoint failed.
+    #[error(transparent)]
+    Checkpoint(#[from] CheckpointError),
+    /// The Kafka client failed.
+    #[error("kafka: {0}")]
+    Kafka(#[from] rdkafka::error::KafkaError),
 }
 
 /// Result alias with [`Error`].

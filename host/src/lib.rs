@@ -3,9 +3,11 @@
 //!
 //! See `ARCHITECTURE.md` for the data path and who owns what.
 
+pub mod checkpoint;
 pub mod cli;
 pub mod config;
 pub mod error;
+pub mod kafka;
 pub mod pipeline;
 pub mod runtime;
 pub mod sinks;

@@ -38,8 +38,7 @@ fn refusal(toml_text: &str) -> String {
 }
 
 const BASE: &str = r#"
-[source]
-type = "file"
+[source.file]
 path = "in.ndjson"
 [[stages]]
 name = "s"
@@ -79,4 +78,84 @@ fn bad_configs_name_the_field() {
         "{}",
         refusal(&bad_schema)
     );
+}
+
+const KAFKA: &str = r#"
+[source.kafka]
+brokers = "127.0.0.1:9092"
+topics = ["clicks"]
+group = "g"
+SOURCE_EXTRA
+[sinks.out]
+type = "SINK_TYPE"
+routes = ["main"]
+SINK_EXTRA
+[dead_letter]
+DEAD_LETTER
+"#;
+
+fn kafka_config(source: &str, sink_type: &str, sink: &str, dead_letter: &str) -> String {
+    KAFKA
+        .replace("SOURCE_EXTRA", source)
+        .replace("SINK_TYPE", sink_type)
+        .replace("SINK_EXTRA", sink)
+        .replace("DEAD_LETTER", dead_letter)
+}
+
+#[test]
+fn kafka_configs_are_refused_naming_the_field() {
+    let topic = "topic = \"clicks.dlq\"";
+    let good = kafka_config("", "kafka", "topic = \"out\"", topic);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("good.toml");
+    std::fs::write(&path, &good).unwrap();
+    PipelineConfig::load(&path).unwrap();
+    let cases = [
+        (
+            kafka_config("", "kafka", "topic = \"out\"", "path = \"dlq.ndjson\""),
+            "dead_letter",
+        ),
+        (
+            kafka_config("", "ndjson", "path = \"o.ndjson\"", topic),
+            "sinks.out",
+        ),
+        (
+            kafka_config("", "kafka", "", topic),
+            "sinks.out.topics.main",
+        ),
+        (
+            kafka_config("batch_size = 0", "kafka", "topic = \"out\"", topic),
+            "source.kafka.batch_size",
+        ),
+        (
+            kafka_config(
+                "properties = { \"sasl.password\" = \"${WEIR_UNSET_SECRET_9}\" }",
+                "kafka",
+                "topic = \"out\"",
+                topic,
+            ),
+            "source.kafka.properties.sasl.password",
+        ),
+        (
+            good.replace("group = \"g\"", "group = \"\""),
+            "source.kafka.group",
+        ),
+        (
+            format!("{good}\n[checkpoint]\ninterval = \"1ms\"\n"),
+            "checkpoint.interval",
+        ),
+        (
+            format!("{good}\n[checkpoint]\ndelivery = \"maybe-once\"\n"),
+            "delivery",
+        ),
+    ];
+    for (text, expected) in cases {
+        let message = refusal(&text);
+        assert!(message.contains(expected), "{expected}: {message}");
+    }
+    let kafka_sink_on_file = BASE.replace("STAGE_EXTRA", "").replace(
+        "type = \"ndjson\"\nroutes = [\"main\"]\npath = \"out.ndjson\"",
+        "type = \"kafka\"\nroutes = [\"main\"]\ntopic = \"t\"",
+    );
+    assert!(refusal(&kafka_sink_on_file).contains("sinks.out"));
 }

@@ -9,3 +9,4 @@ mod configs;
 mod example;
 mod harness;
 mod isolation;
+mod kafka;

@@ -1,9 +1,10 @@
 //! Project tasks shared by the `cargo xtask` binary and the test suites: building every plugin
 //! for `wasm32-wasip2`, and preparing the Python environment with the independent Parquet
-//! reader. Tests call the same functions, so what they load is what `cargo xtask` builds.
+//! reader, and installing and starting the real servers tests talk to. Tests call the same functions, so what they load is what `cargo xtask` builds.
 
 mod paths;
 pub mod plugins;
 pub mod python;
+pub mod servers;
 
 pub use paths::{target_dir, workspace_root};

@@ -4,13 +4,14 @@ use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 
 use anyhow::{Context, Result, bail};
-use xtask::{plugins, python, workspace_root};
+use xtask::{plugins, python, servers, workspace_root};
 
 const USAGE: &str = "usage: cargo xtask <command>
 
 commands:
   build-plugins   build every plugin for wasm32-wasip2 into target/plugins/<name>.wasm
   example         build everything and run examples/clickstream end to end into out/clickstream
+  install-servers download the servers the tests start (the Tansu Kafka broker)
   test            prepare the wasm target, plugins and the Python reader, then run every test";
 
 fn main() -> Result<()> {
@@ -21,6 +22,10 @@ fn main() -> Result<()> {
             println!("plugins built into {}", out.display());
         }
         "example" => example()?,
+        "install-servers" => {
+            let tansu = servers::install_tansu()?;
+            println!("tansu: {}", tansu.display());
+        }
         "test" => test()?,
         _ => {
             eprintln!("{USAGE}");
@@ -68,6 +73,7 @@ fn weir() -> Command {
 fn test() -> Result<()> {
     plugins::build_all()?;
     python::venv_python()?;
+    servers::install_tansu()?;
     let mut child = cargo()
         .args(["test", "--workspace"])
         .stdout(Stdio::piped())

@@ -1,6 +1,8 @@
 //! The `weir` command line: run a pipeline, validate a config, test and inspect plugins, and
 //! generate synthetic inputs.
 
+mod demo;
+mod dlq;
 mod generate;
 mod plugin;
 mod run;
@@ -25,7 +27,8 @@ pub struct Cli {
 /// The commands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Run the pipeline a config file describes until its source ends, then print a summary.
+    /// Run the pipeline a config file describes: a file source until it ends, a Kafka source
+    /// until SIGTERM or SIGINT (a second signal exits at once). Prints a summary.
     Run {
         /// The pipeline config (TOML).
         #[arg(long, short)]
@@ -33,7 +36,19 @@ pub enum Command {
         /// Folder with the `<plugin>.wasm` files; overrides `plugin_dir` in the config.
         #[arg(long, env = "WEIR_PLUGIN_DIR")]
         plugin_dir: Option<PathBuf>,
+        /// Kafka: stop once every assigned partition is read to its end, closing every window.
+        #[arg(long)]
+        bounded: bool,
+        /// Kafka: this instance's id, stable across restarts and unique among running
+        /// instances (names its transactional producer). Default: the host name.
+        #[arg(long, env = "WEIR_INSTANCE_ID")]
+        instance_id: Option<String>,
     },
+    /// Run the whole pipeline on an embedded Kafka cluster with a generated clickstream.
+    Demo(demo::DemoArgs),
+    /// Work with the dead-letter topic.
+    #[command(subcommand)]
+    Dlq(dlq::DlqCommand),
     /// Check a config file without running it. Exits non-zero naming the bad field and why.
     Validate {
         /// The pipeline config (TOML).
@@ -55,9 +70,22 @@ pub fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let outcome = match cli.command {
-        Command::Run { config, plugin_dir } => run::run(&config, plugin_dir),
+        Command::Run {
+            config,
+            plugin_dir,
+            bounded,
+            instance_id,
+        } => run::run(run::RunArgs {
+            config,
+            plugin_dir,
+            bounded,
+            instance_id,
+        }),
+        Command::Demo(args) => demo::run(args),
+        Command::Dlq(cmd) => dlq::execute(cmd),
         Command::Validate { config } => run::validate(&config),
         Command::Plugin(cmd) => plugin::execute(cmd),
         Command::Generate(cmd) => generate::execute(cmd),

@@ -1,21 +1,72 @@
 //! `weir run` and `weir validate`.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 
 use anyhow::Result;
 
-use crate::config::PipelineConfig;
+use crate::config::{PipelineConfig, SourceConfig};
+use crate::kafka::daemon::{self, DaemonOptions};
+use crate::pipeline::PipelineStats;
 use crate::pipeline::build::build;
-use crate::pipeline::run::{RunSummary, run_to_end};
+use crate::pipeline::run::run_to_end;
 
-/// Runs a pipeline to the end and prints its summary.
-pub fn run(config_path: &Path, plugin_dir: Option<PathBuf>) -> Result<()> {
-    let config = PipelineConfig::load(config_path)?;
-    let plugin_dir = plugin_dir.unwrap_or_else(|| config.plugin_dir.clone());
-    let built = build(&config, &plugin_dir)?;
-    let summary = run_to_end(built)?;
-    print_summary(&summary);
+/// How `weir run` was asked to run.
+pub struct RunArgs {
+    /// The pipeline config.
+    pub config: PathBuf,
+    /// Overrides the config's plugin folder.
+    pub plugin_dir: Option<PathBuf>,
+    /// Kafka: stop once the input is consumed.
+    pub bounded: bool,
+    /// Kafka: this instance's stable id.
+    pub instance_id: Option<String>,
+}
+
+/// Runs a pipeline and prints its summary: a file source to its end, a Kafka source until
+/// SIGTERM/SIGINT (or, bounded, the end of its input).
+pub fn run(args: RunArgs) -> Result<()> {
+    let config = PipelineConfig::load(&args.config)?;
+    let plugin_dir = args.plugin_dir.unwrap_or_else(|| config.plugin_dir.clone());
+    if let SourceConfig::File(_) = config.source {
+        let summary = run_to_end(build(&config, &plugin_dir)?)?;
+        print_summary(&summary.stats, summary.elapsed);
+        return Ok(());
+    }
+    let mut options = DaemonOptions::new(&args.instance_id.unwrap_or_else(default_instance_id));
+    options
+        .bounded
+        .store(args.bounded, std::sync::atomic::Ordering::Relaxed);
+    options.shutdown = shutdown_flag()?;
+    let summary = daemon::run(&config, &plugin_dir, &options)?;
+    print_summary(&summary.stats, summary.elapsed);
+    let counts = summary.checkpoints;
+    println!(
+        "checkpoints       {:>10}  ({} failed, {} recoveries)",
+        counts.committed, counts.failed, counts.recoveries
+    );
     Ok(())
+}
+
+/// A flag set by the first SIGTERM or SIGINT; a second one exits at once (exactly-once
+/// recovery covers it like a crash).
+pub fn shutdown_flag() -> Result<Arc<AtomicBool>> {
+    let flag = Arc::new(AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+        signal_hook::flag::register_conditional_shutdown(signal, 130, flag.clone())?;
+        signal_hook::flag::register(signal, flag.clone())?;
+    }
+    Ok(flag)
+}
+
+/// The host name: stable across restarts of the same machine or pod.
+fn default_instance_id() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "weir".into())
 }
 
 /// Validates a config and says what it holds.
@@ -30,9 +81,9 @@ pub fn validate(config_path: &Path) -> Result<()> {
     Ok(())
 }
 
-fn print_summary(summary: &RunSummary) {
-    let stats = &summary.stats;
-    let secs = summary.elapsed.as_secs_f64().max(1e-9);
+/// Prints counts and throughput.
+pub fn print_summary(stats: &PipelineStats, elapsed: std::time::Duration) {
+    let secs = elapsed.as_secs_f64().max(1e-9);
     println!("records in        {:>10}", stats.records_in);
     println!("decoded           {:>10}", stats.decoded);
     println!("timers fired      {:>10}", stats.timers_fired);

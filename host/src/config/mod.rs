@@ -11,6 +11,8 @@ use serde::Deserialize;
 
 pub use units::{ByteSize, Duration};
 
+use crate::checkpoint::CheckpointConfig;
+use crate::kafka::KafkaSourceConfig;
 use crate::sinks::SinkConfig;
 
 /// A config that cannot be used, naming the field.
@@ -74,18 +76,23 @@ pub struct PipelineConfig {
     pub sinks: BTreeMap<String, SinkConfig>,
     /// Where dead letters go.
     pub dead_letter: DeadLetterConfig,
+    /// Checkpoints of a Kafka source: interval, store and delivery guarantee.
+    #[serde(default)]
+    pub checkpoint: CheckpointConfig,
 }
 
 fn default_plugin_dir() -> PathBuf {
     PathBuf::from("target/plugins")
 }
 
-/// Where records come from.
+/// Where records come from: a `[source.file]` or a `[source.kafka]` table.
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, tag = "type", rename_all = "kebab-case")]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub enum SourceConfig {
     /// Newline-delimited JSON from a file, a folder of `.ndjson`/`.jsonl` files, or `-` (stdin).
     File(FileSourceConfig),
+    /// A Kafka consumer group.
+    Kafka(KafkaSourceConfig),
 }
 
 /// The NDJSON file source.
@@ -218,13 +225,18 @@ impl StageConfig {
     }
 }
 
-/// Where dead letters go.
+/// Where dead letters go: a file (file source) or a topic (Kafka source).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DeadLetterConfig {
     /// NDJSON file receiving one object per dead letter: reason, stage, plugin, source and the
     /// original record.
-    pub path: PathBuf,
+    #[serde(default)]
+    pub path: Option<PathBuf>,
+    /// Topic receiving the original record with `weir.dlq.*` headers, in the epoch's
+    /// transaction.
+    #[serde(default)]
+    pub topic: Option<String>,
 }
 
 /// Routes that always exist: `main` is what the last stage emits.
@@ -247,12 +259,7 @@ impl PipelineConfig {
 
     /// Checks what the types cannot: names, limits, routes. Does no I/O.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        match &self.source {
-            SourceConfig::File(f) if f.batch_size == 0 || f.batch_size > 100_000 => {
-                return Err(invalid("source.batch_size", "must be between 1 and 100000"));
-            }
-            SourceConfig::File(_) => {}
-        }
+        self.validate_source()?;
         if self.event.key_field.is_empty() {
             return Err(invalid("event.key_field", "must not be empty"));
         }
@@ -308,6 +315,71 @@ impl PipelineConfig {
                 "sinks",
                 format!("no sink takes route `{MAIN_ROUTE}` (what the last stage emits)"),
             ));
+        }
+        self.checkpoint
+            .validate()
+            .map_err(|(field, reason)| invalid(format!("checkpoint.{field}"), reason))?;
+        Ok(())
+    }
+
+    /// The source's own settings, and which outputs a source kind can feed.
+    fn validate_source(&self) -> Result<(), ConfigError> {
+        let batch_size = match &self.source {
+            SourceConfig::File(f) => f.batch_size,
+            SourceConfig::Kafka(k) => k.batch_size,
+        };
+        let kind = match &self.source {
+            SourceConfig::File(_) => "file",
+            SourceConfig::Kafka(_) => "kafka",
+        };
+        if batch_size == 0 || batch_size > 100_000 {
+            return Err(invalid(
+                format!("source.{kind}.batch_size"),
+                "must be between 1 and 100000",
+            ));
+        }
+        let dead_letter = (&self.dead_letter.path, &self.dead_letter.topic);
+        match &self.source {
+            SourceConfig::File(_) => {
+                if dead_letter.0.is_none() || dead_letter.1.is_some() {
+                    return Err(invalid(
+                        "dead_letter",
+                        "a file source writes dead letters to a file: set `path` (not `topic`)",
+                    ));
+                }
+                if let Some((name, _)) = self
+                    .sinks
+                    .iter()
+                    .find(|(_, s)| matches!(s, SinkConfig::Kafka(_)))
+                {
+                    return Err(invalid(
+                        format!("sinks.{name}"),
+                        "a kafka sink needs a kafka source (it commits in the source's transaction)",
+                    ));
+                }
+            }
+            SourceConfig::Kafka(kafka) => {
+                kafka
+                    .validate()
+                    .map_err(|(field, reason)| invalid(format!("source.kafka.{field}"), reason))?;
+                if dead_letter.1.as_ref().is_none_or(String::is_empty) || dead_letter.0.is_some() {
+                    return Err(invalid(
+                        "dead_letter",
+                        "a kafka source writes dead letters to a topic in its transaction: set \
+                         `topic` (not `path`)",
+                    ));
+                }
+                if let Some((name, _)) = self
+                    .sinks
+                    .iter()
+                    .find(|(_, s)| matches!(s, SinkConfig::Ndjson(_)))
+                {
+                    return Err(invalid(
+                        format!("sinks.{name}"),
+                        "an ndjson sink cannot take part in checkpoints; use parquet or kafka",
+                    ));
+                }
+            }
         }
         Ok(())
     }

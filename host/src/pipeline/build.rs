@@ -1,5 +1,6 @@
-//! Builds a running pipeline from a validated config: opens the geo database, loads and
-//! instantiates every stage's plugin, creates the sinks, the dead-letter output and the source.
+//! Builds running pipelines from a validated config. A [`PipelineFactory`] opens the geo
+//! database and compiles every stage's plugin once; it then builds one [`PartitionPipeline`]
+//! per source partition (fresh instances, state and sinks), and [`build`] wires a file source.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -10,8 +11,10 @@ use super::router::Router;
 use super::stage::{Stage, WasmStage};
 use crate::config::{ConfigError, PipelineConfig, SourceConfig};
 use crate::error::Result;
-use crate::runtime::{EngineSettings, GeoDb, InstanceSettings, PluginEngine};
+use crate::kafka::DeadLetterTopic;
+use crate::runtime::{EngineSettings, GeoDb, InstanceSettings, Plugin, PluginEngine};
 use crate::sinks::dead_letter::DeadLetterFile;
+use crate::sinks::{DeadLetterSink, SinkContext, SinkError};
 use crate::source::Source;
 use crate::source::file::FileSource;
 use crate::state::{WatermarkConfig, WatermarkTracker};
@@ -26,88 +29,136 @@ pub struct BuiltPipeline {
     pub batch_size: usize,
 }
 
-/// The engine settings a config needs.
-pub fn engine_settings(config: &PipelineConfig) -> EngineSettings {
+/// Builds partition pipelines for one config; plugins are compiled once.
+pub struct PipelineFactory {
+    config: PipelineConfig,
+    engine: Arc<PluginEngine>,
+    geo: Option<Arc<GeoDb>>,
+    plugins: Vec<Plugin>,
+}
+
+/// The engine settings a config needs for `partitions` partitions at once.
+pub fn engine_settings(config: &PipelineConfig, partitions: u32) -> EngineSettings {
     let stages = u32::try_from(config.stages.len()).unwrap_or(u32::MAX);
     EngineSettings {
         max_memory_bytes: config.max_memory_limit(),
-        max_instances: 16 + stages * 4,
+        max_instances: 16 + stages * 4 * partitions.max(1),
         ..Default::default()
     }
 }
 
-/// Opens the geo database named in the config, if any.
-pub fn open_geo(config: &PipelineConfig) -> Result<Option<Arc<GeoDb>>> {
-    Ok(match &config.geo {
-        Some(geo) => Some(Arc::new(GeoDb::open(&geo.database)?)),
-        None => None,
-    })
-}
-
-/// Loads and initializes every stage of `config` from `plugin_dir`.
-pub fn build_stages(
-    config: &PipelineConfig,
-    plugin_dir: &Path,
-    engine: &Arc<PluginEngine>,
-    geo: Option<Arc<GeoDb>>,
-) -> Result<Vec<Box<dyn Stage>>> {
-    let mut stages: Vec<Box<dyn Stage>> = Vec::new();
-    for (i, stage) in config.stages.iter().enumerate() {
-        let path = plugin_dir.join(format!("{}.wasm", stage.plugin));
-        if !path.is_file() {
-            return Err(ConfigError::Invalid {
-                field: format!("stages[{i}].plugin"),
-                reason: format!(
-                    "{} does not exist (build plugins with `cargo xtask build-plugins`)",
-                    path.display()
-                ),
-            }
-            .into());
-        }
-        let plugin = engine.load_file(&path)?;
-        let settings = InstanceSettings {
-            memory_limit: stage.memory_limit.0,
-            cpu_limit: stage.cpu_limit.0,
+impl PipelineFactory {
+    /// Opens the geo database and loads every stage's plugin from `plugin_dir`. The engine's
+    /// instance pool is sized for `partitions` partitions.
+    pub fn new(config: &PipelineConfig, plugin_dir: &Path, partitions: u32) -> Result<Self> {
+        let engine = Arc::new(PluginEngine::new(&engine_settings(config, partitions))?);
+        let geo = match &config.geo {
+            Some(geo) => Some(Arc::new(GeoDb::open(&geo.database)?)),
+            None => None,
         };
-        let wasm = WasmStage::new(
-            engine.clone(),
-            &stage.name,
-            plugin,
-            settings,
-            geo.clone(),
-            stage.plugin_config(),
-        )?;
-        tracing::info!(stage = %stage.name, plugin = %stage.plugin, version = wasm.plugin().1.get(..12).unwrap_or(""), "Loaded stage.");
-        stages.push(Box::new(wasm));
+        let mut plugins = Vec::new();
+        for (i, stage) in config.stages.iter().enumerate() {
+            let path = plugin_dir.join(format!("{}.wasm", stage.plugin));
+            if !path.is_file() {
+                return Err(ConfigError::Invalid {
+                    field: format!("stages[{i}].plugin"),
+                    reason: format!(
+                        "{} does not exist (build plugins with `cargo xtask build-plugins`)",
+                        path.display()
+                    ),
+                }
+                .into());
+            }
+            plugins.push(engine.load_file(&path)?);
+        }
+        Ok(PipelineFactory {
+            config: config.clone(),
+            engine,
+            geo,
+            plugins,
+        })
     }
-    Ok(stages)
+
+    /// Instantiates and initializes every stage (fresh state).
+    pub fn stages(&self) -> Result<Vec<Box<dyn Stage>>> {
+        let mut stages: Vec<Box<dyn Stage>> = Vec::new();
+        for (stage, plugin) in self.config.stages.iter().zip(&self.plugins) {
+            let settings = InstanceSettings {
+                memory_limit: stage.memory_limit.0,
+                cpu_limit: stage.cpu_limit.0,
+            };
+            let wasm = WasmStage::new(
+                self.engine.clone(),
+                &stage.name,
+                plugin.clone(),
+                settings,
+                self.geo.clone(),
+                stage.plugin_config(),
+            )?;
+            tracing::debug!(stage = %stage.name, plugin = %stage.plugin, version = wasm.plugin().1.get(..12).unwrap_or(""), "Instantiated stage.");
+            stages.push(Box::new(wasm));
+        }
+        Ok(stages)
+    }
+
+    /// A whole partition pipeline: stages, sinks and dead-letter output for `context`.
+    pub fn pipeline(&self, context: &SinkContext) -> Result<PartitionPipeline> {
+        let mut sinks = Vec::new();
+        for (name, sink) in &self.config.sinks {
+            sinks.push((sink.build(name, context)?, sink.routes().to_vec()));
+        }
+        let dead_letters: Box<dyn DeadLetterSink> = match (
+            &self.config.dead_letter.topic,
+            &self.config.dead_letter.path,
+            &context.producer,
+        ) {
+            (Some(topic), _, Some(producer)) => {
+                Box::new(DeadLetterTopic::new(topic, producer.clone()))
+            }
+            (None, Some(path), _) => Box::new(DeadLetterFile::create(path)?),
+            _ => {
+                return Err(SinkError::Setup {
+                    sink: "dead_letter".into(),
+                    reason: "a dead-letter topic needs a kafka source".into(),
+                }
+                .into());
+            }
+        };
+        let router = Router::new(sinks, dead_letters);
+        let watermark = WatermarkTracker::new(WatermarkConfig {
+            out_of_orderness: self.config.time.out_of_orderness.0,
+            idle_timeout: self.config.time.idle_timeout.0,
+        });
+        Ok(PartitionPipeline::new(
+            RecordDecoder::new(&self.config.event),
+            self.stages()?,
+            router,
+            watermark,
+        ))
+    }
+
+    /// The config this factory builds.
+    pub fn config(&self) -> &PipelineConfig {
+        &self.config
+    }
 }
 
-/// Builds the whole pipeline.
+/// Builds the pipeline of a file source.
 pub fn build(config: &PipelineConfig, plugin_dir: &Path) -> Result<BuiltPipeline> {
-    let engine = Arc::new(PluginEngine::new(&engine_settings(config))?);
-    let geo = open_geo(config)?;
-    let stages = build_stages(config, plugin_dir, &engine, geo)?;
-    let mut sinks = Vec::new();
-    for (name, sink) in &config.sinks {
-        sinks.push((sink.build(name)?, sink.routes().to_vec()));
-    }
-    let router = Router::new(
-        sinks,
-        Box::new(DeadLetterFile::create(&config.dead_letter.path)?),
-    );
-    let watermark = WatermarkTracker::new(WatermarkConfig {
-        out_of_orderness: config.time.out_of_orderness.0,
-        idle_timeout: config.time.idle_timeout.0,
-    });
-    let pipeline =
-        PartitionPipeline::new(RecordDecoder::new(&config.event), stages, router, watermark);
-    let (source, batch_size): (Box<dyn Source>, usize) = match &config.source {
-        SourceConfig::File(f) => (Box::new(FileSource::open(&f.path)?), f.batch_size),
+    let SourceConfig::File(file) = &config.source else {
+        return Err(ConfigError::Invalid {
+            field: "source".into(),
+            reason: "a kafka source runs through the Kafka daemon, not the file runner".into(),
+        }
+        .into());
     };
+    let factory = PipelineFactory::new(config, plugin_dir, 1)?;
+    for stage in &config.stages {
+        tracing::info!(stage = %stage.name, plugin = %stage.plugin, "Loaded stage.");
+    }
     Ok(BuiltPipeline {
-        pipeline,
-        source,
-        batch_size,
+        pipeline: factory.pipeline(&SinkContext::default())?,
+        source: Box::new(FileSource::open(&file.path)?),
+        batch_size: file.batch_size,
     })
 }

@@ -27,6 +27,16 @@ pub struct PipelineStats {
     pub routes: RouteCounts,
 }
 
+impl PipelineStats {
+    /// Adds another pipeline's counts (partitions of one instance).
+    pub fn add(&mut self, other: &PipelineStats) {
+        self.records_in += other.records_in;
+        self.decoded += other.decoded;
+        self.timers_fired += other.timers_fired;
+        self.routes.add(&other.routes);
+    }
+}
+
 /// The pipeline of one partition.
 pub struct PartitionPipeline {
     decoder: RecordDecoder,
@@ -34,6 +44,9 @@ pub struct PartitionPipeline {
     router: Router,
     watermark: WatermarkTracker,
     stats: PipelineStats,
+    /// Where the last source record came from; records made by timers carry it, so their
+    /// Kafka outputs have provenance headers too.
+    last_provenance: Option<crate::sinks::Provenance>,
 }
 
 /// Where each record of an in-flight batch came from: an index into the source batch, or
@@ -54,6 +67,7 @@ impl PartitionPipeline {
             router,
             watermark,
             stats: PipelineStats::default(),
+            last_provenance: None,
         }
     }
 
@@ -83,11 +97,15 @@ impl PartitionPipeline {
                     provenance: Some(record.provenance.clone()),
                     key: record.key.clone(),
                     value: record.value.clone(),
+                    headers: record.headers.clone(),
                     time: record.timestamp,
                 }),
             }
         }
         self.stats.decoded += batch.len() as u64;
+        if let Some(last) = records.last() {
+            self.last_provenance = Some(last.provenance.clone());
+        }
         self.run_stages(0, batch, origins, records)?;
         self.watermark.observe(max_time, Instant::now());
         self.fire_due_timers()?;
@@ -96,21 +114,40 @@ impl PartitionPipeline {
     }
 
     /// Advances an idle partition's watermark by processing time and fires due timers.
-    pub fn on_idle(&mut self) -> Result<()> {
-        if self.watermark.on_idle(Instant::now()) {
-            self.fire_due_timers()?;
-            self.router.write_out()?;
+    /// Returns whether the watermark moved (and state may have changed).
+    pub fn on_idle(&mut self) -> Result<bool> {
+        if !self.watermark.on_idle(Instant::now()) {
+            return Ok(false);
         }
+        self.fire_due_timers()?;
+        self.router.write_out()?;
+        Ok(true)
+    }
+
+    /// The end of a bounded input: the watermark goes to the end of time and every timer
+    /// fires, closing every window.
+    pub fn drain_windows(&mut self) -> Result<()> {
+        self.watermark.finish();
+        self.fire_due_timers()?;
+        self.router.write_out()?;
         Ok(())
     }
 
-    /// Ends a bounded input: the watermark goes to the end of time, every timer fires, and
-    /// the sinks are closed.
+    /// Ends a bounded input: every window closes and the sinks are closed.
     pub fn finish(&mut self) -> Result<()> {
-        self.watermark.finish();
-        self.fire_due_timers()?;
+        self.drain_windows()?;
         self.router.close()?;
         Ok(())
+    }
+
+    /// Ends a checkpoint epoch in the sinks; returns the steps that publish its output.
+    pub fn prepare_commit(&mut self) -> Result<Vec<crate::sinks::staging::PostCommit>> {
+        Ok(self.router.prepare_commit()?)
+    }
+
+    /// Drops output of epochs that never committed (on recovery).
+    pub fn discard_uncommitted(&mut self) -> Result<()> {
+        Ok(self.router.discard_uncommitted()?)
     }
 
     /// The current watermark.
@@ -157,10 +194,12 @@ impl PartitionPipeline {
         mut origins: Origins,
         records: &[SourceRecord],
     ) -> Result<()> {
+        let fallback = self.last_provenance.clone();
         let provenance = |origin: Option<usize>| {
             origin
                 .and_then(|i| records.get(i))
                 .map(|r| r.provenance.clone())
+                .or_else(|| fallback.clone())
         };
         for idx in from..self.stages.len() {
             if batch.is_empty() {
@@ -200,9 +239,9 @@ impl PartitionPipeline {
                             self.stages[idx].as_ref(),
                             reason.clone(),
                             batch.key(i),
-                            original.map_or_else(|| value.to_vec(), |r| r.value.clone()),
                             batch.times[i],
-                            original.map(|r| r.provenance.clone()),
+                            original,
+                            value,
                         ));
                     }
                 }
@@ -255,9 +294,9 @@ impl PartitionPipeline {
                     self.stages[idx].as_ref(),
                     format!("timer {failure}"),
                     key,
-                    fired.failure_record(),
                     at,
                     None,
+                    &fired.failure_record(),
                 );
                 self.router.dead_letter(letter);
                 return Ok(());
@@ -267,15 +306,18 @@ impl PartitionPipeline {
         for (output, value) in result.iter() {
             match &output.kind {
                 OutputKind::Emit => emitted.push(key, value, at, &[]),
-                OutputKind::Route(route) => self.router.send(route, key, value, at, None),
+                OutputKind::Route(route) => {
+                    let provenance = self.last_provenance.clone();
+                    self.router.send(route, key, value, at, provenance);
+                }
                 OutputKind::DeadLetter(reason) => {
                     let letter = stage_dead_letter(
                         self.stages[idx].as_ref(),
                         reason.clone(),
                         key,
-                        value.to_vec(),
                         at,
                         None,
+                        value,
                     );
                     self.router.dead_letter(letter);
                 }

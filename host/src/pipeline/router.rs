@@ -5,6 +5,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
+use crate::sinks::staging::PostCommit;
 use crate::sinks::{DeadLetter, DeadLetterSink, Provenance, Sink, SinkError, SinkRecord};
 
 /// Per-route and per-reason counts.
@@ -14,6 +15,18 @@ pub struct RouteCounts {
     pub by_route: BTreeMap<String, u64>,
     /// Dead letters by reason class (the reason up to its first `:`).
     pub dead_letters: BTreeMap<String, u64>,
+}
+
+impl RouteCounts {
+    /// Adds another pipeline's counts.
+    pub fn add(&mut self, other: &RouteCounts) {
+        for (route, n) in &other.by_route {
+            *self.by_route.entry(route.clone()).or_default() += n;
+        }
+        for (reason, n) in &other.dead_letters {
+            *self.dead_letters.entry(reason.clone()).or_default() += n;
+        }
+    }
 }
 
 /// The router.
@@ -77,6 +90,7 @@ impl Router {
                 provenance,
                 key: Some(key.to_vec()),
                 value: value.to_vec(),
+                headers: Vec::new(),
                 time: Some(time),
             });
             return;
@@ -138,6 +152,7 @@ impl Router {
                     provenance: record.provenance.clone(),
                     key: Some(record.key.clone()),
                     value: record.value.clone(),
+                    headers: Vec::new(),
                     time: Some(record.time),
                 });
             }
@@ -147,6 +162,29 @@ impl Router {
         if !self.dead.is_empty() {
             self.dead_letters.write(&self.dead)?;
             self.dead.clear();
+        }
+        Ok(())
+    }
+
+    /// Writes out and ends the epoch in every sink; returns the steps that publish it.
+    pub fn prepare_commit(&mut self) -> Result<Vec<PostCommit>, SinkError> {
+        self.write_out()?;
+        let mut steps = Vec::new();
+        for sink in &mut self.sinks {
+            steps.extend(sink.prepare_commit()?);
+        }
+        self.dead_letters.flush()?;
+        Ok(steps)
+    }
+
+    /// Drops what uncommitted epochs left staged in every sink.
+    pub fn discard_uncommitted(&mut self) -> Result<(), SinkError> {
+        for buffer in &mut self.buffers {
+            buffer.clear();
+        }
+        self.dead.clear();
+        for sink in &mut self.sinks {
+            sink.discard_uncommitted()?;
         }
         Ok(())
     }

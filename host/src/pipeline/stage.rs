@@ -33,23 +33,28 @@ impl FiredTimer {
     }
 }
 
-/// A dead letter raised at `stage` (by its plugin, or by the host isolating a failure).
+/// A dead letter raised at `stage` (by its plugin, or by the host isolating a failure). It
+/// carries the original source record when there is one, so it can be replayed; otherwise
+/// (timer outputs) the stage's own value.
 pub(crate) fn stage_dead_letter(
     stage: &dyn Stage,
     reason: String,
     key: &[u8],
-    value: Vec<u8>,
     time: i64,
-    provenance: Option<crate::sinks::Provenance>,
+    original: Option<&crate::source::SourceRecord>,
+    stage_value: &[u8],
 ) -> crate::sinks::DeadLetter {
     let (name, sha) = stage.plugin();
     crate::sinks::DeadLetter {
         reason,
         stage: stage.name().to_string(),
         plugin: Some((name.to_string(), sha.to_string())),
-        provenance,
-        key: Some(key.to_vec()),
-        value,
+        provenance: original.map(|r| r.provenance.clone()),
+        key: original
+            .and_then(|r| r.key.clone())
+            .or_else(|| Some(key.to_vec())),
+        value: original.map_or_else(|| stage_value.to_vec(), |r| r.value.clone()),
+        headers: original.map(|r| r.headers.clone()).unwrap_or_default(),
         time: Some(time),
     }
 }

@@ -6,10 +6,14 @@ pub mod dead_letter;
 pub mod memory;
 pub mod ndjson;
 pub mod parquet;
+pub mod staging;
 
 use std::sync::Arc;
 
 use serde::Deserialize;
+
+use crate::kafka::{KafkaSink, KafkaSinkConfig, OutputProducer};
+use staging::{PostCommit, Scope};
 
 /// A sink failed as a whole (not one record).
 #[derive(Debug, thiserror::Error)]
@@ -73,6 +77,10 @@ pub struct Rejection {
 /// refuses (they go to the dead-letter output) and fails as a whole only when the destination
 /// fails. After `flush` returns, everything written so far is durable. After `close`, nothing
 /// more is written and everything is visible.
+///
+/// Under checkpoints, `prepare_commit` ends an epoch: everything written is durable but need
+/// not be visible, and the returned [`PostCommit`] steps make it visible once the epoch has
+/// committed. `discard_uncommitted` drops what epochs that never committed left staged.
 pub trait Sink: Send {
     /// The sink's name from the config.
     fn name(&self) -> &str;
@@ -82,6 +90,15 @@ pub trait Sink: Send {
     fn flush(&mut self) -> Result<(), SinkError>;
     /// Flushes, finalizes files and releases resources.
     fn close(&mut self) -> Result<(), SinkError>;
+    /// Ends the epoch: makes its output durable and returns the steps that publish it.
+    fn prepare_commit(&mut self) -> Result<Vec<PostCommit>, SinkError> {
+        self.flush()?;
+        Ok(Vec::new())
+    }
+    /// Drops output staged by epochs that never committed.
+    fn discard_uncommitted(&mut self) -> Result<(), SinkError> {
+        Ok(())
+    }
 }
 
 /// A record that could not be processed, with why and where.
@@ -99,6 +116,8 @@ pub struct DeadLetter {
     pub key: Option<Vec<u8>>,
     /// The original record value (for replay), or the stage's value for timer outputs.
     pub value: Vec<u8>,
+    /// The original record headers.
+    pub headers: Vec<(String, Vec<u8>)>,
     /// Event time if it was known.
     pub time: Option<i64>,
 }
@@ -124,6 +143,18 @@ pub enum SinkConfig {
     Parquet(parquet::ParquetSinkConfig),
     /// Newline-delimited JSON file.
     Ndjson(ndjson::NdjsonSinkConfig),
+    /// Kafka topics, produced inside the checkpoint's transaction.
+    Kafka(KafkaSinkConfig),
+}
+
+/// What a sink instance is built for: the partition whose output it stages (Kafka source),
+/// and the instance's producer (Kafka sinks and the dead-letter topic).
+#[derive(Clone, Default)]
+pub struct SinkContext {
+    /// The source partition, when output is staged per checkpoint epoch.
+    pub scope: Option<Scope>,
+    /// The instance's Kafka producer.
+    pub producer: Option<Arc<OutputProducer>>,
 }
 
 impl SinkConfig {
@@ -132,6 +163,7 @@ impl SinkConfig {
         match self {
             SinkConfig::Parquet(c) => &c.routes,
             SinkConfig::Ndjson(c) => &c.routes,
+            SinkConfig::Kafka(c) => &c.routes,
         }
     }
 
@@ -143,14 +175,24 @@ impl SinkConfig {
         match self {
             SinkConfig::Parquet(c) => c.validate(),
             SinkConfig::Ndjson(_) => Ok(()),
+            SinkConfig::Kafka(c) => c.validate(),
         }
     }
 
     /// Builds the sink (creates folders and files).
-    pub fn build(&self, name: &str) -> Result<Box<dyn Sink>, SinkError> {
+    pub fn build(&self, name: &str, context: &SinkContext) -> Result<Box<dyn Sink>, SinkError> {
         Ok(match self {
-            SinkConfig::Parquet(c) => Box::new(parquet::ParquetSink::new(name, c)?),
+            SinkConfig::Parquet(c) => {
+                Box::new(parquet::ParquetSink::new(name, c, context.scope.clone())?)
+            }
             SinkConfig::Ndjson(c) => Box::new(ndjson::NdjsonSink::new(name, c)?),
+            SinkConfig::Kafka(c) => {
+                let producer = context.producer.clone().ok_or_else(|| SinkError::Setup {
+                    sink: name.to_string(),
+                    reason: "a kafka sink needs a kafka source (it shares its transaction)".into(),
+                })?;
+                Box::new(KafkaSink::new(name, c, producer))
+            }
         })
     }
 }

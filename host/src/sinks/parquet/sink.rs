@@ -1,6 +1,8 @@
 //! Writes routed records as Parquet: one open file per `dt=/hour=` folder, written under a
 //! hidden in-progress name and renamed into place when it rolls (on size or age) or when the
-//! sink closes, so readers only ever see whole files.
+//! sink closes, so readers only ever see whole files. Under checkpoints (a [`Scope`] is set)
+//! finished files wait in the scope's staging folder until their epoch commits, and every
+//! epoch's files are finished at its end.
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -16,6 +18,7 @@ use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::WriterProperties;
 
 use super::{ParquetSinkConfig, schema_of};
+use crate::sinks::staging::{self, PostCommit, Scope};
 use crate::sinks::{Rejection, Sink, SinkError, SinkRecord, io_error};
 
 /// A file being written.
@@ -37,6 +40,8 @@ pub struct ParquetSink {
     run_id: String,
     next_file: u64,
     open: HashMap<String, OpenFile>,
+    scope: Option<Scope>,
+    staged: Vec<PostCommit>,
 }
 
 /// The Hive partition folder of an event time.
@@ -46,8 +51,13 @@ pub fn partition_of(time_ms: i64) -> String {
 }
 
 impl ParquetSink {
-    /// Creates the sink; the table folder is created on first write.
-    pub fn new(name: &str, config: &ParquetSinkConfig) -> Result<Self, SinkError> {
+    /// Creates the sink; the table folder is created on first write. With a `scope`, files
+    /// are staged until [`Sink::prepare_commit`]'s steps publish them.
+    pub fn new(
+        name: &str,
+        config: &ParquetSinkConfig,
+        scope: Option<Scope>,
+    ) -> Result<Self, SinkError> {
         let setup = |reason: String| SinkError::Setup {
             sink: name.to_string(),
             reason,
@@ -73,16 +83,40 @@ impl ParquetSink {
             run_id,
             next_file: 0,
             open: HashMap::new(),
+            scope,
+            staged: Vec::new(),
         })
     }
 
     fn open_file(&mut self, partition: &str) -> Result<OpenFile, SinkError> {
-        let dir = self.root.join(partition);
-        std::fs::create_dir_all(&dir)
-            .map_err(|e| io_error(&self.name, format!("creating {}: {e}", dir.display())))?;
         self.next_file += 1;
-        let file_name = format!("part-{}-{:05}.zstd.parquet", self.run_id, self.next_file);
-        let in_progress = dir.join(format!(".{file_name}.inprogress"));
+        let (file_name, in_progress) = match &self.scope {
+            Some(scope) => {
+                let name = format!(
+                    "part-{}-{}-{:05}.zstd.parquet",
+                    scope.label(),
+                    self.run_id,
+                    self.next_file
+                );
+                let staged = scope
+                    .staging_dir(&self.root)
+                    .join(partition)
+                    .join(format!("{name}.staged"));
+                (name, staged)
+            }
+            None => {
+                let name = format!("part-{}-{:05}.zstd.parquet", self.run_id, self.next_file);
+                let hidden = self
+                    .root
+                    .join(partition)
+                    .join(format!(".{name}.inprogress"));
+                (name, hidden)
+            }
+        };
+        if let Some(dir) = in_progress.parent() {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| io_error(&self.name, format!("creating {}: {e}", dir.display())))?;
+        }
         let file = File::create(&in_progress).map_err(|e| {
             io_error(
                 &self.name,
@@ -94,7 +128,7 @@ impl ParquetSink {
         Ok(OpenFile {
             writer,
             in_progress,
-            final_path: dir.join(file_name),
+            final_path: self.root.join(partition).join(file_name),
             opened_at: Instant::now(),
         })
     }
@@ -108,13 +142,16 @@ impl ParquetSink {
         } = file;
         let file = writer.into_inner().map_err(|e| io_error(&self.name, e))?;
         file.sync_all().map_err(|e| io_error(&self.name, e))?;
-        std::fs::rename(&in_progress, &final_path).map_err(|e| {
-            io_error(
-                &self.name,
-                format!("publishing {}: {e}", final_path.display()),
-            )
-        })?;
-        Ok(())
+        let publish = PostCommit::Publish {
+            from: in_progress,
+            to: final_path,
+        };
+        if self.scope.is_some() {
+            self.staged.push(publish);
+            Ok(())
+        } else {
+            publish.apply()
+        }
     }
 
     fn write_partition(&mut self, partition: &str, batch: &RecordBatch) -> Result<(), SinkError> {
@@ -236,6 +273,20 @@ impl Sink for ParquetSink {
         }
         Ok(())
     }
+
+    fn prepare_commit(&mut self) -> Result<Vec<PostCommit>, SinkError> {
+        self.close()?;
+        Ok(std::mem::take(&mut self.staged))
+    }
+
+    fn discard_uncommitted(&mut self) -> Result<(), SinkError> {
+        self.open.clear();
+        self.staged.clear();
+        match &self.scope {
+            Some(scope) => staging::discard(&scope.staging_dir(&self.root)),
+            None => Ok(()),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -283,7 +334,7 @@ mod tests {
     #[test]
     fn refuses_records_that_do_not_fit_naming_the_field_and_writes_the_rest() {
         let dir = tempfile::tempdir().unwrap();
-        let mut sink = ParquetSink::new("lake", &config(dir.path())).unwrap();
+        let mut sink = ParquetSink::new("lake", &config(dir.path()), None).unwrap();
         let hour = 3_600_000;
         let records = [
             record(r#"{"id":"a","n":1,"tags":["x"]}"#, 0),

@@ -1,0 +1,242 @@
+//! Checkpoints: the settings, what one partition's checkpoint holds, and where it is kept. An
+//! epoch's checkpoint is written before its offsets commit and is named in the committed
+//! offset's metadata, so recovery loads exactly the state that matches the committed offset.
+
+mod store;
+
+use std::time::Duration as StdDuration;
+
+use serde::{Deserialize, Serialize};
+
+pub use store::CheckpointStore;
+
+use crate::config::Duration;
+use crate::sinks::staging::PostCommit;
+
+/// `[checkpoint]`: how often, where, and with which delivery guarantee.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CheckpointConfig {
+    /// Time between epoch commits.
+    #[serde(default = "default_interval")]
+    pub interval: Duration,
+    /// Where state snapshots go: a local folder, `file:///abs/path` or `s3://bucket/prefix`.
+    #[serde(default = "default_store")]
+    pub store: String,
+    /// `exactly-once` (transactional producer) or `at-least-once` (idempotent producer).
+    #[serde(default)]
+    pub delivery: Delivery,
+    /// Timeout of one transactional call (begin, send offsets, commit).
+    #[serde(default = "default_timeout")]
+    pub timeout: Duration,
+    /// Settings of an `s3://` store; credentials come from the environment (`AWS_*`).
+    #[serde(default)]
+    pub s3: S3Options,
+}
+
+impl Default for CheckpointConfig {
+    fn default() -> Self {
+        CheckpointConfig {
+            interval: default_interval(),
+            store: default_store(),
+            delivery: Delivery::default(),
+            timeout: default_timeout(),
+            s3: S3Options::default(),
+        }
+    }
+}
+
+/// Options of an S3-compatible checkpoint store.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct S3Options {
+    /// Endpoint URL of an S3-compatible server, e.g. `http://127.0.0.1:9000`.
+    pub endpoint: Option<String>,
+    /// Region (default from `AWS_REGION`, else `us-east-1`).
+    pub region: Option<String>,
+    /// Allow `http://` endpoints.
+    #[serde(default)]
+    pub allow_http: bool,
+    /// Path-style requests (`endpoint/bucket/key`), which most S3-compatible servers need.
+    #[serde(default = "default_true")]
+    pub path_style: bool,
+}
+
+fn default_true() -> bool {
+    true
+}
+
+fn default_interval() -> Duration {
+    Duration::from_secs(5)
+}
+
+fn default_store() -> String {
+    "checkpoints".into()
+}
+
+fn default_timeout() -> Duration {
+    Duration::from_secs(30)
+}
+
+impl CheckpointConfig {
+    /// Checks the values; errors are `(field, reason)`.
+    pub fn validate(&self) -> Result<(), (String, String)> {
+        if self.interval.0 < StdDuration::from_millis(100) {
+            return Err(("interval".into(), "must be at least 100ms".into()));
+        }
+        if self.store.trim().is_empty() {
+            return Err(("store".into(), "must name a folder or a URL".into()));
+        }
+        if let Some(rest) = self.store.strip_prefix("s3://")
+            && rest.split('/').next().is_none_or(str::is_empty)
+        {
+            return Err(("store".into(), "an s3:// URL needs a bucket".into()));
+        }
+        Ok(())
+    }
+}
+
+/// The delivery guarantee of a Kafka pipeline.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Delivery {
+    /// Outputs and offsets commit in one transaction per epoch.
+    #[default]
+    ExactlyOnce,
+    /// Idempotent producer; offsets commit after outputs are acknowledged (replays after a
+    /// crash may repeat Kafka outputs; staged files stay exactly-once).
+    AtLeastOnce,
+}
+
+/// Errors reading or writing checkpoints.
+#[derive(Debug, thiserror::Error)]
+pub enum CheckpointError {
+    /// The store failed.
+    #[error("checkpoint store {store}: {reason}")]
+    Store {
+        /// The store's URL or folder.
+        store: String,
+        /// What failed.
+        reason: String,
+    },
+    /// A checkpoint does not decode.
+    #[error("checkpoint {key} does not decode: {reason}")]
+    Decode {
+        /// Its key.
+        key: String,
+        /// Why.
+        reason: String,
+    },
+    /// The committed offset names a checkpoint the store does not hold.
+    #[error("checkpoint {key}, named by the committed offset, is missing from the store")]
+    Missing {
+        /// Its key.
+        key: String,
+    },
+}
+
+/// Format version of [`PartitionCheckpoint`].
+pub const CHECKPOINT_VERSION: u32 = 1;
+
+/// One partition's checkpoint of one epoch.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PartitionCheckpoint {
+    /// Format version.
+    pub version: u32,
+    /// The next offset to read: the offset committed with this checkpoint.
+    pub offset: i64,
+    /// The partition's state snapshot (watermark, keyed state, timers).
+    pub state: Vec<u8>,
+    /// Steps that publish the epoch's staged output; redone on recovery.
+    pub post_commit: Vec<PostCommit>,
+}
+
+impl PartitionCheckpoint {
+    /// Encodes with postcard.
+    pub fn encode(&self) -> Vec<u8> {
+        postcard::to_allocvec(self).unwrap_or_default()
+    }
+
+    /// Decodes, checking the version.
+    pub fn decode(key: &str, bytes: &[u8]) -> Result<Self, CheckpointError> {
+        let checkpoint: PartitionCheckpoint =
+            postcard::from_bytes(bytes).map_err(|e| CheckpointError::Decode {
+                key: key.to_string(),
+                reason: e.to_string(),
+            })?;
+        if checkpoint.version != CHECKPOINT_VERSION {
+            return Err(CheckpointError::Decode {
+                key: key.to_string(),
+                reason: format!(
+                    "format version {}, this build reads {CHECKPOINT_VERSION}",
+                    checkpoint.version
+                ),
+            });
+        }
+        Ok(checkpoint)
+    }
+}
+
+/// Replaces characters that are not safe in a file or object name.
+pub fn safe_name(raw: &str) -> String {
+    raw.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+/// The folder of one partition's checkpoints: `<group>/<topic>/<partition>`.
+pub fn partition_prefix(group: &str, topic: &str, partition: i32) -> String {
+    format!("{}/{}/{partition}", safe_name(group), safe_name(topic))
+}
+
+/// The key of a checkpoint: `<prefix>/<offset, 20 digits>-<epoch id>.ckpt`. Epoch ids sort
+/// in the order they were made, so keys sort by offset, then by epoch.
+pub fn checkpoint_key(prefix: &str, offset: i64, epoch: &str) -> String {
+    format!("{prefix}/{offset:020}-{epoch}.ckpt")
+}
+
+/// The offset in a checkpoint key; `None` for other objects.
+pub fn offset_of(key: &str) -> Option<i64> {
+    let name = key.rsplit('/').next()?;
+    if !name.ends_with(".ckpt") {
+        return None;
+    }
+    name.get(..20)?.parse().ok()
+}
+
+/// The object under a partition's prefix that names its last committed checkpoint. Written
+/// after each commit; recovery uses it when the broker does not keep offset metadata.
+pub const COMMITTED_MARKER: &str = "committed";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn checkpoints_round_trip_and_keys_sort_by_offset() {
+        let checkpoint = PartitionCheckpoint {
+            version: CHECKPOINT_VERSION,
+            offset: 42,
+            state: vec![1, 2, 3],
+            post_commit: vec![PostCommit::Publish {
+                from: "a".into(),
+                to: "b".into(),
+            }],
+        };
+        let back = PartitionCheckpoint::decode("k", &checkpoint.encode()).unwrap();
+        assert_eq!(back.offset, 42);
+        assert_eq!(back.post_commit, checkpoint.post_commit);
+        assert!(PartitionCheckpoint::decode("k", b"\x07").is_err());
+        let prefix = partition_prefix("my group", "clicks", 3);
+        assert_eq!(prefix, "my_group/clicks/3");
+        assert!(checkpoint_key(&prefix, 9, "e") < checkpoint_key(&prefix, 10, "e"));
+        assert_eq!(offset_of(&checkpoint_key(&prefix, 10, "e")), Some(10));
+        assert_eq!(offset_of("my_group/clicks/3/committed"), None);
+    }
+}

@@ -1,0 +1,550 @@
+//! The [`Coordinator`]: the instance's assigned partitions, its producer and its checkpoint
+//! store, and the epoch protocol over them: checkpoint (stage output, snapshot state, commit
+//! offsets with the transaction, publish), restore on assignment, and rewind after a failed
+//! epoch. The driver and the rebalance callbacks both call it, one at a time.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext};
+use rdkafka::{Offset, TopicPartitionList};
+
+use super::config::{KafkaSourceConfig, StartPosition};
+use super::producer::{OutputProducer, ProducerSettings, is_fatal};
+use super::task::PartitionTask;
+use crate::checkpoint::{
+    CHECKPOINT_VERSION, COMMITTED_MARKER, CheckpointError, CheckpointStore, Delivery,
+    PartitionCheckpoint, checkpoint_key, offset_of, partition_prefix, safe_name,
+};
+use crate::config::PipelineConfig;
+use crate::error::{Error, Result};
+use crate::pipeline::PipelineStats;
+use crate::pipeline::build::PipelineFactory;
+use crate::sinks::SinkContext;
+use crate::sinks::staging::{PostCommit, Scope};
+use crate::source::SourceRecord;
+
+/// Prefix of the offset-commit metadata that names the epoch's checkpoint.
+pub const METADATA_PREFIX: &str = "weir:";
+
+/// A partition: topic and number.
+pub type PartitionKey = (Arc<str>, i32);
+
+/// Counts of the checkpoint protocol.
+#[derive(Debug, Clone, Copy, Default, serde::Serialize)]
+pub struct CheckpointCounts {
+    /// Epochs committed.
+    pub committed: u64,
+    /// Epochs that failed and were rewound.
+    pub failed: u64,
+    /// Recoveries (rewinds to the committed state) that succeeded.
+    pub recoveries: u64,
+}
+
+/// The instance's partitions and epoch protocol.
+pub struct Coordinator {
+    factory: PipelineFactory,
+    source: KafkaSourceConfig,
+    delivery: Delivery,
+    timeout: Duration,
+    properties: BTreeMap<String, String>,
+    transactional_id: String,
+    producer: Option<Arc<OutputProducer>>,
+    in_transaction: bool,
+    store: CheckpointStore,
+    assigned: BTreeSet<PartitionKey>,
+    tasks: BTreeMap<PartitionKey, PartitionTask>,
+    retired: PipelineStats,
+    recovering: bool,
+    epoch_started: Instant,
+    epoch_seq: u64,
+    failures_seen: u64,
+    counts: CheckpointCounts,
+}
+
+fn lost(error: impl std::fmt::Display) -> Error {
+    Error::Checkpoint(CheckpointError::Store {
+        store: "kafka".into(),
+        reason: error.to_string(),
+    })
+}
+
+impl Coordinator {
+    /// Opens the checkpoint store and the producer (with its first transaction).
+    pub fn new(
+        config: &PipelineConfig,
+        source: &KafkaSourceConfig,
+        factory: PipelineFactory,
+        properties: BTreeMap<String, String>,
+        instance_id: &str,
+    ) -> Result<Self> {
+        let store = CheckpointStore::open(&config.checkpoint)?;
+        let transactional_id = format!("weir-{}-{}", safe_name(&source.group), instance_id);
+        let mut coordinator = Coordinator {
+            factory,
+            source: source.clone(),
+            delivery: config.checkpoint.delivery,
+            timeout: config.checkpoint.timeout.0,
+            properties,
+            transactional_id,
+            producer: None,
+            in_transaction: false,
+            store,
+            assigned: BTreeSet::new(),
+            tasks: BTreeMap::new(),
+            retired: PipelineStats::default(),
+            recovering: false,
+            epoch_started: Instant::now(),
+            epoch_seq: 0,
+            failures_seen: 0,
+            counts: CheckpointCounts::default(),
+        };
+        coordinator.open_transaction()?;
+        Ok(coordinator)
+    }
+
+    /// Creates the producer if there is none, and opens a transaction if none is open.
+    fn open_transaction(&mut self) -> Result<Arc<OutputProducer>> {
+        let producer = match &self.producer {
+            Some(producer) => producer.clone(),
+            None => {
+                let producer = Arc::new(OutputProducer::new(&ProducerSettings {
+                    brokers: &self.source.brokers,
+                    properties: &self.properties,
+                    delivery: self.delivery,
+                    transactional_id: &self.transactional_id,
+                    timeout: self.timeout,
+                })?);
+                self.failures_seen = producer.failures();
+                self.producer = Some(producer.clone());
+                producer
+            }
+        };
+        if !self.in_transaction {
+            producer.begin()?;
+            self.in_transaction = true;
+            self.epoch_started = Instant::now();
+        }
+        Ok(producer)
+    }
+
+    /// Whether an epoch has been open for `interval`.
+    pub fn checkpoint_due(&self, interval: Duration) -> bool {
+        self.epoch_started.elapsed() >= interval
+    }
+
+    /// Whether a failed epoch still has to be rewound.
+    pub fn recovering(&self) -> bool {
+        self.recovering
+    }
+
+    /// Protocol counts.
+    pub fn counts(&self) -> CheckpointCounts {
+        self.counts
+    }
+
+    /// Counts of every partition this instance has run, including ones given up.
+    pub fn stats(&self) -> PipelineStats {
+        let mut stats = self.retired.clone();
+        for task in self.tasks.values() {
+            stats.add(&task.stats());
+        }
+        stats
+    }
+
+    /// The assigned partitions' tasks.
+    pub fn tasks(&mut self) -> impl Iterator<Item = &mut PartitionTask> {
+        self.tasks.values_mut()
+    }
+
+    /// Hands a record to its partition's task; records of partitions not (or no longer)
+    /// assigned, or polled while a failed epoch is being rewound, are dropped: they are read
+    /// again from the committed offset.
+    pub fn dispatch(
+        &mut self,
+        topic: &str,
+        partition: i32,
+        make: impl FnOnce(Arc<str>) -> SourceRecord,
+    ) {
+        if self.recovering {
+            return;
+        }
+        let key: PartitionKey = (topic.into(), partition);
+        if let Some(task) = self.tasks.get_mut(&key) {
+            let record = make(task.topic.clone());
+            task.enqueue(record);
+        }
+    }
+
+    /// Runs every task once.
+    pub fn run_tasks(&mut self) -> Result<()> {
+        let batch_size = self.source.batch_size;
+        for task in self.tasks.values_mut() {
+            task.run(batch_size)?;
+        }
+        Ok(())
+    }
+
+    /// Pauses partitions with too much waiting and resumes drained ones.
+    pub fn update_pauses<C: ConsumerContext>(&mut self, consumer: &BaseConsumer<C>) {
+        let mut pause = TopicPartitionList::new();
+        let mut resume = TopicPartitionList::new();
+        for task in self.tasks.values_mut() {
+            if !task.paused && task.queued() > self.source.max_buffered {
+                pause.add_partition(&task.topic, task.partition);
+                task.paused = true;
+            } else if task.paused && task.queued() < self.source.batch_size {
+                resume.add_partition(&task.topic, task.partition);
+                task.paused = false;
+            }
+        }
+        if pause.count() > 0
+            && let Err(e) = consumer.pause(&pause)
+        {
+            tracing::warn!(error = %e, "Pausing partitions failed.");
+        }
+        if resume.count() > 0
+            && let Err(e) = consumer.resume(&resume)
+        {
+            tracing::warn!(error = %e, "Resuming partitions failed.");
+        }
+    }
+
+    /// Partitions were assigned: restore each from its committed checkpoint.
+    pub fn assign<C: ConsumerContext>(
+        &mut self,
+        consumer: &BaseConsumer<C>,
+        partitions: &TopicPartitionList,
+    ) {
+        let keys: Vec<PartitionKey> = partitions
+            .elements()
+            .iter()
+            .map(|e| (Arc::from(e.topic()), e.partition()))
+            .collect();
+        self.assigned.extend(keys.iter().cloned());
+        if self.recovering {
+            return;
+        }
+        if let Err(e) = self.restore(consumer, &keys, false) {
+            tracing::warn!(error = %e, "Restoring assigned partitions failed; will retry.");
+            self.start_recovery(consumer);
+        }
+        tracing::info!(partitions = ?keys, "Partitions assigned.");
+    }
+
+    /// Partitions are being revoked: commit the epoch first, then give them up.
+    pub fn revoke<C: ConsumerContext>(
+        &mut self,
+        consumer: &BaseConsumer<C>,
+        partitions: &TopicPartitionList,
+    ) {
+        if consumer.assignment_lost() {
+            tracing::warn!("Assignment lost; its uncommitted epoch is abandoned.");
+        } else if let Err(e) = self.checkpoint(consumer) {
+            self.fail_epoch(consumer, &e);
+        }
+        for elem in partitions.elements() {
+            let key: PartitionKey = (Arc::from(elem.topic()), elem.partition());
+            self.assigned.remove(&key);
+            if let Some(task) = self.tasks.remove(&key) {
+                self.retired.add(&task.stats());
+            }
+        }
+        tracing::info!(count = partitions.count(), "Partitions revoked.");
+    }
+
+    /// Builds the tasks of `keys` from their committed checkpoints; with `seek`, also moves
+    /// the consumer back to the committed offsets.
+    fn restore<C: ConsumerContext>(
+        &mut self,
+        consumer: &BaseConsumer<C>,
+        keys: &[PartitionKey],
+        seek: bool,
+    ) -> Result<()> {
+        if keys.is_empty() {
+            return Ok(());
+        }
+        let producer = self.open_transaction()?;
+        let mut query = TopicPartitionList::new();
+        for (topic, partition) in keys {
+            query.add_partition(topic, *partition);
+        }
+        let committed = consumer.committed_offsets(query, self.timeout)?;
+        let mut positions = TopicPartitionList::new();
+        for elem in committed.elements() {
+            let topic: Arc<str> = Arc::from(elem.topic());
+            let partition = elem.partition();
+            let offset = match elem.offset() {
+                Offset::Offset(o) => Some(o),
+                _ => None,
+            };
+            let task = self.restore_task(&topic, partition, offset, elem.metadata(), &producer)?;
+            let position = match offset {
+                Some(o) => Offset::Offset(o),
+                None if self.source.start == StartPosition::Latest => Offset::End,
+                None => Offset::Beginning,
+            };
+            positions.add_partition_offset(&topic, partition, position)?;
+            if let Some(old) = self.tasks.insert((topic, partition), task) {
+                self.retired.add(&old.stats());
+            }
+        }
+        if seek {
+            consumer.seek_partitions(positions, self.timeout)?;
+        }
+        Ok(())
+    }
+
+    fn restore_task(
+        &self,
+        topic: &Arc<str>,
+        partition: i32,
+        offset: Option<i64>,
+        metadata: &str,
+        producer: &Arc<OutputProducer>,
+    ) -> Result<PartitionTask> {
+        let context = SinkContext {
+            scope: Some(Scope {
+                topic: topic.to_string(),
+                partition,
+            }),
+            producer: Some(producer.clone()),
+        };
+        let mut pipeline = self.factory.pipeline(&context)?;
+        let prefix = partition_prefix(&self.source.group, topic, partition);
+        let committed = match offset {
+            Some(offset) => self.committed_checkpoint(&prefix, offset, metadata)?,
+            None => None,
+        };
+        if let Some(key) = &committed {
+            let bytes = self
+                .store
+                .get(key)?
+                .ok_or_else(|| CheckpointError::Missing { key: key.clone() })?;
+            let checkpoint = PartitionCheckpoint::decode(key, &bytes)?;
+            pipeline.restore(&checkpoint.state)?;
+            for step in &checkpoint.post_commit {
+                step.apply()?;
+            }
+        } else if let Some(o) = offset {
+            tracing::warn!(%topic, partition, offset = o, "No weir checkpoint matches the committed offset; starting with empty state.");
+        }
+        pipeline.discard_uncommitted()?;
+        for key in self.store.list(&prefix)? {
+            if offset_of(&key).is_some() && committed.as_deref() != Some(key.as_str()) {
+                self.store.delete(&key)?;
+            }
+        }
+        tracing::info!(%topic, partition, offset = ?offset, checkpoint = ?committed, "Partition restored.");
+        Ok(PartitionTask::new(
+            topic.clone(),
+            partition,
+            pipeline,
+            offset,
+            committed,
+        ))
+    }
+
+    /// The checkpoint that matches a committed offset. The offset's metadata names it when
+    /// the broker keeps metadata (Apache Kafka does; Tansu drops it). Otherwise: the one the
+    /// committed marker names if it is at this offset, else the oldest at this offset. The
+    /// marker can only lag when the process died between the commit and writing it; if that
+    /// epoch moved no offset (only timers fired), the older checkpoint is chosen, and the
+    /// epoch's state, staged files and Kafka outputs are redone: the lake and state stay
+    /// exactly-once, its Kafka outputs may repeat (with the same provenance headers).
+    fn committed_checkpoint(
+        &self,
+        prefix: &str,
+        offset: i64,
+        metadata: &str,
+    ) -> Result<Option<String>> {
+        if let Some(name) = metadata.strip_prefix(METADATA_PREFIX) {
+            return Ok(Some(format!("{prefix}/{name}")));
+        }
+        let marker = self
+            .store
+            .get(&format!("{prefix}/{COMMITTED_MARKER}"))?
+            .and_then(|bytes| String::from_utf8(bytes).ok());
+        if let Some(key) = marker.filter(|key| offset_of(key) == Some(offset)) {
+            return Ok(Some(key));
+        }
+        Ok(self
+            .store
+            .list(prefix)?
+            .into_iter()
+            .find(|key| offset_of(key) == Some(offset)))
+    }
+
+    /// Commits an epoch: stages every changed partition's output, writes its checkpoint,
+    /// commits the offsets (naming the checkpoints) with the transaction, then publishes.
+    pub fn checkpoint<C: ConsumerContext>(&mut self, consumer: &BaseConsumer<C>) -> Result<()> {
+        if self.recovering {
+            return Ok(());
+        }
+        let started = Instant::now();
+        if !self.tasks.values().any(|t| t.changed) {
+            self.epoch_started = started;
+            return Ok(());
+        }
+        self.epoch_seq += 1;
+        let epoch = format!(
+            "{}-{:06}",
+            chrono::Utc::now().format("%Y%m%dT%H%M%S%3f"),
+            self.epoch_seq
+        );
+        let mut offsets = TopicPartitionList::new();
+        let mut staged: Vec<(PartitionKey, String, Vec<PostCommit>)> = Vec::new();
+        for (key, task) in &mut self.tasks {
+            let Some(next) = task.next_offset.filter(|_| task.changed) else {
+                continue;
+            };
+            let post_commit = task.pipeline().prepare_commit()?;
+            let name = checkpoint_key("", next, &epoch);
+            let name = name.trim_start_matches('/').to_string();
+            let prefix = partition_prefix(&self.source.group, &task.topic, task.partition);
+            let checkpoint = PartitionCheckpoint {
+                version: CHECKPOINT_VERSION,
+                offset: next,
+                state: task.pipeline().snapshot()?,
+                post_commit: post_commit.clone(),
+            };
+            let object = format!("{prefix}/{name}");
+            self.store.put(&object, checkpoint.encode())?;
+            offsets.add_partition_offset(&task.topic, task.partition, Offset::Offset(next))?;
+            if let Some(mut elem) = offsets.find_partition(&task.topic, task.partition) {
+                elem.set_metadata(format!("{METADATA_PREFIX}{name}"));
+            }
+            staged.push((key.clone(), object, post_commit));
+        }
+        self.commit_offsets(consumer, &offsets)?;
+        self.counts.committed += 1;
+        for (key, object, steps) in staged {
+            for step in &steps {
+                step.apply()?;
+            }
+            let prefix = partition_prefix(&self.source.group, &key.0, key.1);
+            self.store.put(
+                &format!("{prefix}/{COMMITTED_MARKER}"),
+                object.clone().into_bytes(),
+            )?;
+            if let Some(task) = self.tasks.get_mut(&key) {
+                if let Some(old) = task.committed_checkpoint.replace(object) {
+                    self.store.delete(&old)?;
+                }
+                task.changed = false;
+            }
+        }
+        self.open_transaction()?;
+        metrics::histogram!("weir_checkpoint_duration_seconds").record(started.elapsed());
+        metrics::counter!("weir_checkpoint_epochs_total").increment(1);
+        tracing::debug!(epoch, partitions = offsets.count(), took = ?started.elapsed(), "Epoch committed.");
+        Ok(())
+    }
+
+    /// The commit point: the transaction with the offsets, or (at-least-once) an offset
+    /// commit after every output is acknowledged.
+    fn commit_offsets<C: ConsumerContext>(
+        &mut self,
+        consumer: &BaseConsumer<C>,
+        offsets: &TopicPartitionList,
+    ) -> Result<()> {
+        let producer = self.producer.clone().ok_or_else(|| lost("no producer"))?;
+        match self.delivery {
+            Delivery::ExactlyOnce => {
+                let group = consumer
+                    .group_metadata()
+                    .ok_or_else(|| lost("the consumer has no group metadata"))?;
+                producer.commit(offsets, &group)?;
+                self.in_transaction = false;
+            }
+            Delivery::AtLeastOnce => {
+                producer.flush()?;
+                let failures = producer.failures();
+                if failures > self.failures_seen {
+                    self.failures_seen = failures;
+                    return Err(lost("a Kafka output was not delivered"));
+                }
+                consumer.commit(offsets, CommitMode::Sync)?;
+                self.in_transaction = false;
+            }
+        }
+        Ok(())
+    }
+
+    /// An epoch failed: abort its transaction and rewind every partition to its committed
+    /// checkpoint (at the next [`Self::recover`]).
+    pub fn fail_epoch<C: ConsumerContext>(&mut self, consumer: &BaseConsumer<C>, error: &Error) {
+        self.counts.failed += 1;
+        metrics::counter!("weir_checkpoint_failures_total").increment(1);
+        tracing::warn!(%error, "Epoch failed; rewinding to the last committed checkpoint.");
+        if self.in_transaction
+            && let Some(producer) = &self.producer
+            && let Err(e) = producer.abort()
+        {
+            tracing::warn!(error = %e, fatal = is_fatal(&e), "Aborting the transaction failed; the producer will be re-created.");
+            self.producer = None;
+        }
+        self.in_transaction = false;
+        if matches!(error, Error::Kafka(e) if is_fatal(e)) {
+            self.producer = None;
+        }
+        self.start_recovery(consumer);
+    }
+
+    fn start_recovery<C: ConsumerContext>(&mut self, consumer: &BaseConsumer<C>) {
+        self.recovering = true;
+        if let Ok(assignment) = consumer.assignment()
+            && let Err(e) = consumer.pause(&assignment)
+        {
+            tracing::warn!(error = %e, "Pausing partitions failed.");
+        }
+    }
+
+    /// Rebuilds every assigned partition from its committed checkpoint and seeks back to the
+    /// committed offset; partitions resume once this succeeds.
+    pub fn recover<C: ConsumerContext>(&mut self, consumer: &BaseConsumer<C>) -> Result<()> {
+        let keys: Vec<PartitionKey> = self.assigned.iter().cloned().collect();
+        for task in std::mem::take(&mut self.tasks).into_values() {
+            self.retired.add(&task.stats());
+        }
+        self.restore(consumer, &keys, true)?;
+        let assignment = consumer.assignment()?;
+        consumer.resume(&assignment)?;
+        self.recovering = false;
+        self.counts.recoveries += 1;
+        metrics::counter!("weir_checkpoint_recoveries_total").increment(1);
+        tracing::info!(
+            partitions = keys.len(),
+            "Recovered from the last committed checkpoint."
+        );
+        Ok(())
+    }
+
+    /// Bounded runs: whether every assigned partition has been read to its end.
+    pub fn at_end<C: ConsumerContext>(&mut self, consumer: &BaseConsumer<C>) -> Result<bool> {
+        if self.tasks.is_empty() || self.recovering {
+            return Ok(false);
+        }
+        for task in self.tasks.values() {
+            if task.queued() > 0 {
+                return Ok(false);
+            }
+            let (low, high) =
+                consumer.fetch_watermarks(&task.topic, task.partition, self.timeout)?;
+            if task.next_offset.unwrap_or(low) < high {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
+    /// Bounded runs: closes every window and commits the final epoch.
+    pub fn finish<C: ConsumerContext>(&mut self, consumer: &BaseConsumer<C>) -> Result<()> {
+        for task in self.tasks.values_mut() {
+            task.pipeline().drain_windows()?;
+            task.changed = true;
+        }
+        self.checkpoint(consumer)
+    }
+}

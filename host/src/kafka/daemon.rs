@@ -1,0 +1,266 @@
+//! The Kafka source and its driver loop: a consumer group (cooperative-sticky, manual
+//! offsets) whose records go to one [`super::task::PartitionTask`] per assigned partition,
+//! with the [`Coordinator`] committing an epoch every `checkpoint.interval`, on revocation
+//! and on shutdown.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use rdkafka::ClientContext;
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance};
+use rdkafka::error::KafkaError;
+use rdkafka::message::{BorrowedMessage, Message};
+use rdkafka::statistics::Statistics;
+
+use super::config::{KafkaSourceConfig, client_config, resolve_properties};
+use super::coordinator::{CheckpointCounts, Coordinator};
+use super::headers::to_pairs;
+use crate::config::{ConfigError, PipelineConfig, SourceConfig};
+use crate::error::Result;
+use crate::pipeline::PipelineStats;
+use crate::pipeline::build::PipelineFactory;
+use crate::sinks::Provenance;
+use crate::source::SourceRecord;
+
+/// How a daemon run behaves beyond its config.
+#[derive(Clone)]
+pub struct DaemonOptions {
+    /// Names this instance's transactional producer; stable across restarts, unique per
+    /// running instance.
+    pub instance_id: String,
+    /// Stop once every assigned partition is read to its end, closing every window. May be
+    /// set while running (the demo sets it when its producer is done).
+    pub bounded: Arc<AtomicBool>,
+    /// Set to stop: the daemon commits a final epoch and leaves the group.
+    pub shutdown: Arc<AtomicBool>,
+    /// Updated with the instance's counts as it runs (for progress displays).
+    pub progress: Option<Arc<Mutex<PipelineStats>>>,
+}
+
+impl DaemonOptions {
+    /// Options for an unbounded run as `instance_id`.
+    pub fn new(instance_id: &str) -> Self {
+        DaemonOptions {
+            instance_id: instance_id.to_string(),
+            bounded: Arc::new(AtomicBool::new(false)),
+            shutdown: Arc::new(AtomicBool::new(false)),
+            progress: None,
+        }
+    }
+}
+
+/// What a daemon run did.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct DaemonSummary {
+    /// Counts of every partition the instance ran.
+    pub stats: PipelineStats,
+    /// Checkpoint protocol counts.
+    pub checkpoints: CheckpointCounts,
+    /// Wall-clock time.
+    pub elapsed: Duration,
+}
+
+/// Consumer callbacks: rebalances go to the coordinator, errors and statistics to logs and
+/// metrics.
+struct DaemonContext {
+    coordinator: Arc<Mutex<Coordinator>>,
+}
+
+fn lock(coordinator: &Mutex<Coordinator>) -> MutexGuard<'_, Coordinator> {
+    coordinator.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl ClientContext for DaemonContext {
+    fn error(&self, error: KafkaError, reason: &str) {
+        tracing::warn!(%error, reason, "Kafka consumer error.");
+        metrics::counter!("weir_kafka_client_errors_total", "client" => "consumer").increment(1);
+    }
+
+    fn stats(&self, statistics: Statistics) {
+        for (topic, stats) in &statistics.topics {
+            for (partition, p) in &stats.partitions {
+                if *partition >= 0 && p.consumer_lag >= 0 {
+                    metrics::gauge!("weir_source_consumer_lag_records", "topic" => topic.clone(), "partition" => partition.to_string())
+                        .set(p.consumer_lag as f64);
+                }
+            }
+        }
+    }
+}
+
+impl ConsumerContext for DaemonContext {
+    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Revoke(partitions) = rebalance {
+            lock(&self.coordinator).revoke(consumer, partitions);
+        }
+    }
+
+    fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        match rebalance {
+            Rebalance::Assign(partitions) => lock(&self.coordinator).assign(consumer, partitions),
+            Rebalance::Error(e) => tracing::warn!(error = %e, "Rebalance failed."),
+            Rebalance::Revoke(_) => {}
+        }
+    }
+}
+
+fn to_record(message: &BorrowedMessage<'_>, topic: Arc<str>) -> SourceRecord {
+    SourceRecord {
+        key: message.key().map(<[u8]>::to_vec),
+        value: message.payload().unwrap_or_default().to_vec(),
+        timestamp: message.timestamp().to_millis(),
+        headers: message.headers().map(to_pairs).unwrap_or_default(),
+        provenance: Provenance {
+            source: topic,
+            partition: message.partition(),
+            offset: message.offset(),
+        },
+    }
+}
+
+/// Runs a pipeline with a Kafka source until `options.shutdown` is set (or, bounded, until
+/// the input is consumed).
+pub fn run(
+    config: &PipelineConfig,
+    plugin_dir: &std::path::Path,
+    options: &DaemonOptions,
+) -> Result<DaemonSummary> {
+    let SourceConfig::Kafka(source) = &config.source else {
+        return Err(ConfigError::Invalid {
+            field: "source".into(),
+            reason: "the Kafka daemon needs a [source.kafka] table".into(),
+        }
+        .into());
+    };
+    let properties =
+        resolve_properties(&source.properties).map_err(|(field, reason)| ConfigError::Invalid {
+            field: format!("source.kafka.{field}"),
+            reason,
+        })?;
+    let started = Instant::now();
+    let factory = PipelineFactory::new(config, plugin_dir, 16)?;
+    let coordinator = Arc::new(Mutex::new(Coordinator::new(
+        config,
+        source,
+        factory,
+        properties.clone(),
+        &options.instance_id,
+    )?));
+    let consumer = consumer(source, &properties, coordinator.clone())?;
+    let topics: Vec<&str> = source.topics.iter().map(String::as_str).collect();
+    consumer.subscribe(&topics)?;
+    tracing::info!(brokers = %source.brokers, topics = ?source.topics, group = %source.group, instance = %options.instance_id, delivery = ?config.checkpoint.delivery, "Consuming.");
+    let outcome = drive(&consumer, &coordinator, source, config, options);
+    let final_commit = {
+        let mut c = lock(&coordinator);
+        c.checkpoint(&consumer)
+    };
+    consumer.unsubscribe();
+    drop(consumer);
+    outcome?;
+    final_commit?;
+    let c = lock(&coordinator);
+    Ok(DaemonSummary {
+        stats: c.stats(),
+        checkpoints: c.counts(),
+        elapsed: started.elapsed(),
+    })
+}
+
+fn consumer(
+    source: &KafkaSourceConfig,
+    properties: &std::collections::BTreeMap<String, String>,
+    coordinator: Arc<Mutex<Coordinator>>,
+) -> Result<BaseConsumer<DaemonContext>> {
+    let mut config = client_config(&source.brokers, properties);
+    config
+        .set("group.id", &source.group)
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .set("auto.offset.reset", source.start.as_reset())
+        .set("partition.assignment.strategy", "cooperative-sticky")
+        .set("isolation.level", "read_committed")
+        .set("statistics.interval.ms", "5000");
+    for (key, value) in properties {
+        config.set(key, value);
+    }
+    Ok(config.create_with_context(DaemonContext { coordinator })?)
+}
+
+fn drive(
+    consumer: &BaseConsumer<DaemonContext>,
+    coordinator: &Mutex<Coordinator>,
+    source: &KafkaSourceConfig,
+    config: &PipelineConfig,
+    options: &DaemonOptions,
+) -> Result<()> {
+    let interval = config.checkpoint.interval.0;
+    let mut backoff = Duration::from_millis(250);
+    let mut next_recovery = Instant::now();
+    let mut last_progress = Instant::now();
+    let mut messages = Vec::with_capacity(source.batch_size);
+    while !options.shutdown.load(Ordering::Relaxed) {
+        let deadline = Instant::now() + source.batch_timeout.0;
+        while messages.len() < source.batch_size {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match consumer.poll(left) {
+                Some(Ok(message)) => messages.push(message),
+                Some(Err(e)) => {
+                    tracing::warn!(error = %e, "Consuming failed.");
+                    metrics::counter!("weir_source_errors_total").increment(1);
+                }
+                None => break,
+            }
+            if left.is_zero() {
+                break;
+            }
+        }
+        let idle = messages.is_empty();
+        let mut c = lock(coordinator);
+        for message in messages.drain(..) {
+            c.dispatch(message.topic(), message.partition(), |topic| {
+                to_record(&message, topic)
+            });
+        }
+        if c.recovering() {
+            if Instant::now() >= next_recovery {
+                match c.recover(consumer) {
+                    Ok(()) => backoff = Duration::from_millis(250),
+                    Err(e) => {
+                        tracing::warn!(error = %e, retry_in = ?backoff, "Recovery failed.");
+                        next_recovery = Instant::now() + backoff;
+                        backoff = (backoff * 2).min(Duration::from_secs(10));
+                    }
+                }
+            }
+            continue;
+        }
+        if let Err(e) = c.run_tasks() {
+            c.fail_epoch(consumer, &e);
+            continue;
+        }
+        c.update_pauses(consumer);
+        if c.checkpoint_due(interval)
+            && let Err(e) = c.checkpoint(consumer)
+        {
+            c.fail_epoch(consumer, &e);
+            continue;
+        }
+        if let Some(progress) = &options.progress
+            && last_progress.elapsed() >= Duration::from_millis(250)
+        {
+            *progress.lock().unwrap_or_else(|p| p.into_inner()) = c.stats();
+            last_progress = Instant::now();
+        }
+        if idle && options.bounded.load(Ordering::Relaxed) && c.at_end(consumer)? {
+            if let Err(e) = c.finish(consumer) {
+                c.fail_epoch(consumer, &e);
+                continue;
+            }
+            tracing::info!("Input consumed to its end; stopping.");
+            break;
+        }
+    }
+    Ok(())
+}

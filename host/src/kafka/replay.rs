@@ -1,0 +1,256 @@
+//! `weir dlq replay`: re-publishes dead letters' original records (default: to their source
+//! topic), filtered by reason, stage and time. A ledger in the checkpoint store records the
+//! DLQ offsets already replayed, so the same range is never replayed twice by accident.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{Header, Message, OwnedHeaders};
+use rdkafka::{Offset, TopicPartitionList};
+use regex::Regex;
+use serde::{Deserialize, Serialize};
+
+use super::config::{client_config, resolve_properties};
+use super::headers::{DLQ_REASON, DLQ_STAGE, SOURCE_TOPIC, WEIR_PREFIX, to_pairs};
+use super::producer::{OutputProducer, ProducerSettings};
+use crate::checkpoint::{CheckpointStore, Delivery, safe_name};
+use crate::config::{ConfigError, PipelineConfig, SourceConfig};
+use crate::error::{Error, Result};
+
+/// Which dead letters to replay, and where.
+#[derive(Debug, Clone, Default)]
+pub struct ReplayFilter {
+    /// Only reasons matching this.
+    pub reason: Option<Regex>,
+    /// Only dead letters raised at this stage (`decode`, a stage name, `sink:<name>`).
+    pub stage: Option<String>,
+    /// Only dead letters written at or after this time (ms).
+    pub since_ms: Option<i64>,
+    /// Publish here instead of each record's source topic.
+    pub to: Option<String>,
+    /// Count, do not publish or record.
+    pub dry_run: bool,
+}
+
+/// What a replay did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct ReplayReport {
+    /// Dead letters read.
+    pub scanned: u64,
+    /// Skipped because an earlier replay already published them.
+    pub already_replayed: u64,
+    /// Matching the filter.
+    pub matched: u64,
+    /// Published (0 on a dry run).
+    pub replayed: u64,
+    /// Matching but without a source topic header and no `--to`.
+    pub no_target: u64,
+}
+
+/// Replayed offsets per DLQ partition, as sorted, merged `[start, end)` ranges.
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct Ledger {
+    partitions: BTreeMap<i32, Vec<(i64, i64)>>,
+}
+
+impl Ledger {
+    fn contains(&self, partition: i32, offset: i64) -> bool {
+        self.partitions
+            .get(&partition)
+            .is_some_and(|r| r.iter().any(|(s, e)| (*s..*e).contains(&offset)))
+    }
+
+    fn add(&mut self, partition: i32, offset: i64) {
+        let ranges = self.partitions.entry(partition).or_default();
+        ranges.push((offset, offset + 1));
+        ranges.sort_unstable();
+        let mut merged: Vec<(i64, i64)> = Vec::with_capacity(ranges.len());
+        for (s, e) in ranges.drain(..) {
+            match merged.last_mut() {
+                Some(last) if s <= last.1 => last.1 = last.1.max(e),
+                _ => merged.push((s, e)),
+            }
+        }
+        *ranges = merged;
+    }
+}
+
+fn header<'a>(headers: &'a [(String, Vec<u8>)], name: &str) -> Option<&'a str> {
+    headers
+        .iter()
+        .find(|(k, _)| k == name)
+        .and_then(|(_, v)| std::str::from_utf8(v).ok())
+}
+
+/// Replays the dead-letter topic of `config`'s pipeline.
+pub fn replay(config: &PipelineConfig, filter: &ReplayFilter) -> Result<ReplayReport> {
+    let invalid = |field: &str, reason: &str| -> Error {
+        ConfigError::Invalid {
+            field: field.into(),
+            reason: reason.into(),
+        }
+        .into()
+    };
+    let SourceConfig::Kafka(source) = &config.source else {
+        return Err(invalid("source", "dlq replay needs a kafka source"));
+    };
+    let Some(dlq) = &config.dead_letter.topic else {
+        return Err(invalid(
+            "dead_letter.topic",
+            "dlq replay needs a dead-letter topic",
+        ));
+    };
+    let properties = resolve_properties(&source.properties)
+        .map_err(|(field, reason)| invalid(&format!("source.kafka.{field}"), &reason))?;
+    let timeout = config.checkpoint.timeout.0;
+    let store = CheckpointStore::open(&config.checkpoint)?;
+    let ledger_key = format!(
+        "dlq-replay/{}/{}.json",
+        safe_name(&source.group),
+        safe_name(dlq)
+    );
+    let mut ledger: Ledger = match store.get(&ledger_key)? {
+        Some(bytes) => serde_json::from_slice(&bytes).unwrap_or_default(),
+        None => Ledger::default(),
+    };
+
+    let consumer: BaseConsumer = client_config(&source.brokers, &properties)
+        .set("group.id", format!("{}-dlq-replay", source.group))
+        .set("enable.auto.commit", "false")
+        .set("isolation.level", "read_committed")
+        .create()?;
+    let metadata = consumer.fetch_metadata(Some(dlq), timeout)?;
+    let mut ends = BTreeMap::new();
+    let mut assignment = TopicPartitionList::new();
+    for topic in metadata.topics() {
+        for p in topic.partitions() {
+            let (low, high) = consumer.fetch_watermarks(dlq, p.id(), timeout)?;
+            if high > low {
+                ends.insert(p.id(), high);
+                assignment.add_partition_offset(dlq, p.id(), Offset::Offset(low))?;
+            }
+        }
+    }
+    consumer.assign(&assignment)?;
+
+    let producer = if filter.dry_run {
+        None
+    } else {
+        Some(OutputProducer::new(&ProducerSettings {
+            brokers: &source.brokers,
+            properties: &properties,
+            delivery: Delivery::AtLeastOnce,
+            transactional_id: "",
+            timeout,
+        })?)
+    };
+    let mut report = ReplayReport::default();
+    let mut published = Vec::new();
+    let mut done: BTreeMap<i32, bool> = ends.keys().map(|p| (*p, false)).collect();
+    let mut quiet_since = std::time::Instant::now();
+    while done.values().any(|d| !d) {
+        let Some(message) = consumer.poll(Duration::from_millis(200)) else {
+            // A transactional topic ends in a control record, which is never delivered.
+            for elem in consumer.position()?.elements() {
+                if let Offset::Offset(position) = elem.offset()
+                    && ends
+                        .get(&elem.partition())
+                        .is_some_and(|end| position >= *end)
+                {
+                    done.insert(elem.partition(), true);
+                }
+            }
+            if quiet_since.elapsed() > timeout {
+                break;
+            }
+            continue;
+        };
+        quiet_since = std::time::Instant::now();
+        let message = message?;
+        let (partition, offset) = (message.partition(), message.offset());
+        if ends.get(&partition).is_some_and(|end| offset + 1 >= *end) {
+            done.insert(partition, true);
+        }
+        report.scanned += 1;
+        if ledger.contains(partition, offset) {
+            report.already_replayed += 1;
+            continue;
+        }
+        let headers = message.headers().map(to_pairs).unwrap_or_default();
+        let reason = header(&headers, DLQ_REASON).unwrap_or_default();
+        let stage = header(&headers, DLQ_STAGE).unwrap_or_default();
+        let matches = filter.reason.as_ref().is_none_or(|r| r.is_match(reason))
+            && filter.stage.as_ref().is_none_or(|s| s == stage)
+            && filter
+                .since_ms
+                .is_none_or(|since| message.timestamp().to_millis().unwrap_or(0) >= since);
+        if !matches {
+            continue;
+        }
+        report.matched += 1;
+        let Some(target) = filter
+            .to
+            .clone()
+            .or_else(|| header(&headers, SOURCE_TOPIC).map(str::to_string))
+        else {
+            report.no_target += 1;
+            continue;
+        };
+        let Some(producer) = &producer else { continue };
+        let mut original = OwnedHeaders::new();
+        for (key, value) in headers.iter().filter(|(k, _)| !k.starts_with(WEIR_PREFIX)) {
+            original = original.insert(Header {
+                key,
+                value: Some(value),
+            });
+        }
+        let from = format!("{dlq}/{partition}/{offset}");
+        original = original.insert(Header {
+            key: "weir.replayed-from",
+            value: Some(&from),
+        });
+        let time = message.timestamp().to_millis().unwrap_or_default();
+        producer.send(
+            &target,
+            message.key().unwrap_or_default(),
+            message.payload().unwrap_or_default(),
+            original,
+            time,
+        )?;
+        published.push((partition, offset));
+    }
+    if let Some(producer) = &producer {
+        producer.flush()?;
+        if producer.failures() > 0 {
+            return Err(Error::Checkpoint(
+                crate::checkpoint::CheckpointError::Store {
+                    store: "kafka".into(),
+                    reason: "some replayed records were not delivered; nothing was recorded".into(),
+                },
+            ));
+        }
+        report.replayed = published.len() as u64;
+        for (partition, offset) in published {
+            ledger.add(partition, offset);
+        }
+        let bytes = serde_json::to_vec(&ledger).unwrap_or_default();
+        store.put(&ledger_key, bytes)?;
+    }
+    Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_ledger_merges_ranges() {
+        let mut ledger = Ledger::default();
+        for offset in [5, 3, 4, 9] {
+            ledger.add(0, offset);
+        }
+        assert_eq!(ledger.partitions[&0], vec![(3, 6), (9, 10)]);
+        assert!(ledger.contains(0, 4) && !ledger.contains(0, 6) && !ledger.contains(1, 4));
+    }
+}

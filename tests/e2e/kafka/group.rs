@@ -1,0 +1,95 @@
+//! Two `weir` processes in one consumer group split the partitions; when one stops, the other
+//! takes its partitions over from their checkpoints and the open sessions continue.
+
+use std::time::Duration;
+
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+
+use super::{
+    Broker, PARTITIONS, WeirProcess, clickstream, lake_tables, pipeline_config, produce, wait_for,
+};
+
+/// Whether `group` has committed the end of every input partition.
+fn caught_up(bootstrap: &str, group: &str) -> bool {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", group)
+        .create()
+        .unwrap();
+    let timeout = Duration::from_secs(5);
+    let mut query = TopicPartitionList::new();
+    for p in 0..PARTITIONS as i32 {
+        query.add_partition("clicks", p);
+    }
+    let Ok(committed) = consumer.committed_offsets(query, timeout) else {
+        return false;
+    };
+    committed.elements().iter().all(|e| {
+        let (_, high) = consumer
+            .fetch_watermarks("clicks", e.partition(), timeout)
+            .unwrap_or((0, i64::MAX));
+        matches!(e.offset(), Offset::Offset(o) if o >= high)
+    })
+}
+
+#[test]
+fn two_instances_split_the_partitions_and_hand_over_open_sessions() {
+    let broker = Broker::start();
+    let bootstrap = broker.bootstrap();
+    let lines = clickstream(60);
+    let (first, second) = lines.split_at(lines.len() / 2);
+    produce(&bootstrap, "clicks", first);
+
+    let out = tempfile::tempdir().unwrap();
+    let config = pipeline_config(&bootstrap, out.path(), "pair");
+    let a = WeirProcess::start(&config, "a", false);
+    a.wait_log("a to own partitions", Duration::from_secs(60), |log| {
+        log.contains("Partitions assigned")
+    });
+    let b = WeirProcess::start(&config, "b", false);
+    b.wait_log("b to own partitions", Duration::from_secs(60), |log| {
+        log.contains("Partitions assigned")
+    });
+    wait_for(
+        "the first half to be committed",
+        Duration::from_secs(120),
+        || caught_up(&bootstrap, "pair"),
+    );
+    assert!(
+        a.log().contains("Partitions revoked"),
+        "a gave partitions to b:\n{}",
+        a.log()
+    );
+
+    // b drains, commits and leaves; a takes its partitions from their checkpoints.
+    let restored_before = a.log().matches("checkpoint=Some").count();
+    let b_log = b.terminate(Duration::from_secs(60));
+    assert!(b_log.contains("Partition restored"), "{b_log}");
+    a.wait_log(
+        "a to restore b's partitions",
+        Duration::from_secs(60),
+        |log| log.matches("checkpoint=Some").count() > restored_before,
+    );
+    produce(&bootstrap, "clicks", second);
+    wait_for(
+        "the second half to be committed",
+        Duration::from_secs(120),
+        || caught_up(&bootstrap, "pair"),
+    );
+    a.terminate(Duration::from_secs(60));
+    // Close the windows still open at the end of the input.
+    WeirProcess::start(&config, "a", true).wait_success(Duration::from_secs(120));
+
+    // The same input through one uninterrupted instance gives the same lake: open sessions
+    // continued across the handover with the same session ids.
+    let reference = tempfile::tempdir().unwrap();
+    let reference_config = pipeline_config(&bootstrap, reference.path(), "reference");
+    WeirProcess::start(&reference_config, "reference", true).wait_success(Duration::from_secs(180));
+    let expected = lake_tables(reference.path());
+    let actual = lake_tables(out.path());
+    assert!(!expected["sessions"].as_array().unwrap().is_empty());
+    assert_eq!(actual["events"], expected["events"]);
+    assert_eq!(actual["sessions"], expected["sessions"]);
+    assert_eq!(actual["features"], expected["features"]);
+}

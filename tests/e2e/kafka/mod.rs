@@ -1,0 +1,346 @@
+//! Tests against a real Kafka-protocol broker (Tansu, started per test on a free loopback
+//! port) and librdkafka's mock cluster: what a broker holds after `weir run`, a consumer
+//! group of two instances, kill -9 recovery, the dead-letter topic and fault injection.
+
+mod crash;
+mod end_to_end;
+mod faults;
+mod group;
+mod strict;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{Headers, Message};
+use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+use xtask::servers::Tansu;
+
+use crate::harness::{plugin_dir, root};
+
+/// Partitions of the input topic in these tests.
+pub const PARTITIONS: u32 = 4;
+
+/// The output topics of `examples/kafka/pipeline.toml`.
+pub const OUTPUT_TOPICS: &[&str] = &[
+    "weir.sessions",
+    "weir.features",
+    "weir.bots",
+    "weir.late",
+    "weir.dlq",
+];
+
+/// A Tansu broker with the example pipeline's topics.
+pub struct Broker {
+    tansu: Tansu,
+}
+
+impl Broker {
+    /// Starts Tansu (failing with the install command when it is missing) and creates the
+    /// input topic `clicks` and the output topics.
+    pub fn start() -> Broker {
+        let tansu = Tansu::start().unwrap_or_else(|e| panic!("{e:#}"));
+        tansu.create_topic("clicks", PARTITIONS).unwrap();
+        for topic in OUTPUT_TOPICS {
+            tansu.create_topic(topic, 2).unwrap();
+        }
+        Broker { tansu }
+    }
+
+    /// `host:port`.
+    pub fn bootstrap(&self) -> String {
+        self.tansu.bootstrap()
+    }
+}
+
+/// Produces NDJSON lines to `topic`, keyed by their `user_id` when they have one.
+pub fn produce(bootstrap: &str, topic: &str, lines: &[String]) {
+    let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("linger.ms", "5")
+        .set("enable.idempotence", "true")
+        .create()
+        .unwrap();
+    for line in lines {
+        let key = serde_json::from_str::<serde_json::Value>(line)
+            .ok()
+            .and_then(|v| {
+                v.get("user_id")
+                    .and_then(|u| u.as_str())
+                    .map(str::to_string)
+            });
+        let mut record = BaseRecord::<String, String>::to(topic).payload(line);
+        if let Some(key) = &key {
+            record = record.key(key);
+        }
+        producer.send(record).map_err(|(e, _)| e).unwrap();
+    }
+    producer.flush(Duration::from_secs(30)).unwrap();
+}
+
+/// One record read back.
+#[derive(Debug, Clone)]
+pub struct Record {
+    pub key: Option<String>,
+    pub value: serde_json::Value,
+    pub raw: Vec<u8>,
+    pub headers: BTreeMap<String, String>,
+}
+
+impl Record {
+    /// A header's value.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).map(String::as_str)
+    }
+
+    /// `topic/partition/offset` of the source record, from the provenance headers.
+    pub fn provenance(&self) -> String {
+        format!(
+            "{}/{}/{}",
+            self.header("weir.source.topic").unwrap_or("?"),
+            self.header("weir.source.partition").unwrap_or("?"),
+            self.header("weir.source.offset").unwrap_or("?")
+        )
+    }
+}
+
+/// Every record of `topic` up to its current end (read_committed).
+pub fn read_all(bootstrap: &str, topic: &str) -> Vec<Record> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", "weir-test-reader")
+        .set("enable.auto.commit", "false")
+        .set("isolation.level", "read_committed")
+        .create()
+        .unwrap();
+    let timeout = Duration::from_secs(10);
+    let metadata = consumer.fetch_metadata(Some(topic), timeout).unwrap();
+    let mut assignment = TopicPartitionList::new();
+    let mut ends = BTreeMap::new();
+    for p in metadata.topics()[0].partitions() {
+        let (low, high) = consumer.fetch_watermarks(topic, p.id(), timeout).unwrap();
+        if high > low {
+            ends.insert(p.id(), high);
+            assignment
+                .add_partition_offset(topic, p.id(), Offset::Offset(low))
+                .unwrap();
+        }
+    }
+    let mut records = Vec::new();
+    if ends.is_empty() {
+        return records;
+    }
+    consumer.assign(&assignment).unwrap();
+    let mut done = BTreeMap::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while done.len() < ends.len() && Instant::now() < deadline {
+        let Some(message) = consumer.poll(Duration::from_millis(500)) else {
+            // Control records at the end of a partition are never delivered.
+            let position = consumer.position().unwrap();
+            for elem in position.elements() {
+                if let Offset::Offset(o) = elem.offset()
+                    && ends.get(&elem.partition()).is_some_and(|end| o + 1 >= *end)
+                {
+                    done.insert(elem.partition(), ());
+                }
+            }
+            continue;
+        };
+        let message = message.unwrap();
+        if ends
+            .get(&message.partition())
+            .is_some_and(|end| message.offset() + 1 >= *end)
+        {
+            done.insert(message.partition(), ());
+        }
+        let raw = message.payload().unwrap_or_default().to_vec();
+        let headers = message
+            .headers()
+            .map(|h| {
+                h.iter()
+                    .map(|h| {
+                        (
+                            h.key.to_string(),
+                            String::from_utf8_lossy(h.value.unwrap_or_default()).into_owned(),
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        records.push(Record {
+            key: message
+                .key()
+                .map(|k| String::from_utf8_lossy(k).into_owned()),
+            value: serde_json::from_slice(&raw).unwrap_or(serde_json::Value::Null),
+            raw,
+            headers,
+        });
+    }
+    records
+}
+
+/// Writes `examples/kafka/pipeline.toml` pointed at `bootstrap` and `out`, with group
+/// `group`, a 1s checkpoint interval, a short session timeout (a killed instance's
+/// partitions move on quickly) and no processing-time watermark advance (so results do not
+/// depend on timing). Returns the config's path.
+pub fn pipeline_config(bootstrap: &str, out: &Path, group: &str) -> PathBuf {
+    let text = std::fs::read_to_string(root().join("examples/kafka/pipeline.toml"))
+        .unwrap()
+        .replace("127.0.0.1:9092", bootstrap)
+        .replace("group = \"weir-clickstream\"", &format!("group = \"{group}\""))
+        .replace("out/kafka", out.to_str().unwrap())
+        .replace("idle_timeout = \"30s\"", "idle_timeout = \"1h\"")
+        .replace("interval = \"5s\"", "interval = \"1s\"")
+        .replace(
+            "[source.kafka.properties]\n",
+            "[source.kafka.properties]\n\"session.timeout.ms\" = \"6000\"\n\"heartbeat.interval.ms\" = \"500\"\n",
+        );
+    weir::synth::geodb::write(&out.join("geo.mmdb")).unwrap();
+    let path = out.join("pipeline.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// A generated clickstream (deterministic): `users` users, ~1% malformed lines.
+pub fn clickstream(users: usize) -> Vec<String> {
+    weir::synth::clickstream::generate(&weir::synth::clickstream::ClickstreamSpec {
+        users,
+        ..Default::default()
+    })
+}
+
+/// A `weir run` child process with its log in a file.
+pub struct WeirProcess {
+    pub child: Child,
+    pub log: PathBuf,
+}
+
+impl WeirProcess {
+    /// Starts `weir run` on `config` as `instance`.
+    pub fn start(config: &Path, instance: &str, bounded: bool) -> WeirProcess {
+        let log = config.with_file_name(format!(
+            "weir-{instance}-{}.log",
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos()
+        ));
+        let mut command = Command::new(env!("CARGO_BIN_EXE_weir"));
+        command
+            .args(["run", "--config"])
+            .arg(config)
+            .arg("--plugin-dir")
+            .arg(plugin_dir())
+            .args(["--instance-id", instance])
+            .env("WEIR_LOG", "info,librdkafka=warn")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap());
+        if bounded {
+            command.arg("--bounded");
+        }
+        WeirProcess {
+            child: command.spawn().unwrap(),
+            log,
+        }
+    }
+
+    /// The log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Waits until the log satisfies `check`; panics with the log otherwise.
+    pub fn wait_log(&self, what: &str, within: Duration, check: impl Fn(&str) -> bool) {
+        let deadline = Instant::now() + within;
+        while !check(&self.log()) {
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {what}; log:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    /// Waits for the process to exit successfully within `within`.
+    pub fn wait_success(mut self, within: Duration) -> String {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                let log = self.log();
+                assert!(status.success(), "weir exited with {status}:\n{log}");
+                return log;
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                panic!("weir did not finish within {within:?}:\n{}", self.log());
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Sends SIGTERM (drain and leave the group) and waits for a clean exit.
+    pub fn terminate(self, within: Duration) -> String {
+        let pid = i32::try_from(self.child.id()).unwrap();
+        // SAFETY: sending a signal to our own child process.
+        unsafe { libc::kill(pid, libc::SIGTERM) };
+        self.wait_success(within)
+    }
+
+    /// kill -9.
+    pub fn kill(mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+}
+
+/// Waits until `check` holds, polling, or panics with `what`.
+pub fn wait_for(what: &str, within: Duration, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + within;
+    while !check() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// The valid events of an input (what the lake, bots and late outputs must hold together).
+pub fn valid_events(lines: &[String]) -> Vec<serde_json::Value> {
+    lines
+        .iter()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| {
+            v.get("user_id").is_some_and(serde_json::Value::is_string)
+                && v.get("ts")
+                    .and_then(|t| t.as_str())
+                    .is_some_and(|t| chrono::DateTime::parse_from_rfc3339(t).is_ok())
+        })
+        .collect()
+}
+
+/// Python printing the rows of the lake's tables as sorted JSON lines, so two runs can be
+/// compared: events (event_id, session_id), sessions and features.
+pub const TABLES: &str = r#"
+import json, sys
+import duckdb
+out = sys.argv[1]
+con = duckdb.connect()
+con.sql("SET TimeZone = 'UTC'")
+def rows(table, cols):
+    q = f"select {cols} from read_parquet('{out}/lake/{table}/**/*.parquet', hive_partitioning = true) order by all"
+    return [list(map(str, r)) for r in con.sql(q).fetchall()]
+print(json.dumps({
+    "events": rows("events", "event_id, session_id"),
+    "sessions": rows("sessions", "user_id, session_id, epoch_ms(start), epoch_ms(\"end\"), duration_ms, event_count, page_views, first_url, last_url"),
+    "features": rows("features", "user_id, session_count, last_session_duration_ms, last_session_events, total_events, epoch_ms(updated_at)"),
+}))
+"#;
+
+/// The lake's tables of a run in `out`, read by DuckDB.
+pub fn lake_tables(out: &Path) -> serde_json::Value {
+    let script =
+        format!("{TABLES}\n",).replace("sys.argv[1]", &format!("{:?}", out.to_str().unwrap()));
+    serde_json::from_str(&crate::harness::duckdb(&script)).unwrap()
+}

@@ -17,8 +17,9 @@ use clap::{Parser, Subcommand};
 #[command(name = "weir", version, about, long_about = None)]
 pub struct Cli {
     /// Log filter, e.g. `info`, `weir=debug` (also `RUST_LOG`).
-    #[arg(long, global = true, env = "WEIR_LOG", default_value = "info")]
-    pub log: String,
+    /// Default: `info`, or `warn` for `weir demo` (its progress bar shows what happens).
+    #[arg(long, global = true, env = "WEIR_LOG")]
+    pub log: Option<String>,
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
@@ -65,8 +66,13 @@ pub enum Command {
 /// Parses arguments, sets up logging and runs the command.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&cli.log));
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        let default = match cli.command {
+            Command::Demo(_) => "warn",
+            _ => "info",
+        };
+        tracing_subscriber::EnvFilter::new(cli.log.as_deref().unwrap_or(default))
+    });
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

@@ -229,6 +229,12 @@ impl Coordinator {
         if let Err(e) = self.restore(consumer, &keys, false) {
             tracing::warn!(error = %e, "Restoring assigned partitions failed; will retry.");
             self.start_recovery(consumer);
+            return;
+        }
+        // A partition paused by an earlier failed epoch stays paused across a lost and
+        // regained assignment; these are ours afresh.
+        if let Err(e) = consumer.resume(partitions) {
+            tracing::warn!(error = %e, "Resuming assigned partitions failed.");
         }
         tracing::info!(partitions = ?keys, "Partitions assigned.");
     }

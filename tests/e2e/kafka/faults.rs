@@ -61,22 +61,32 @@ fn run(
 
 #[test]
 fn broker_outages_request_errors_and_delay_lose_and_duplicate_nothing() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter("weir=info")
+        .with_test_writer()
+        .try_init();
     let cluster = MockCluster::new(3).unwrap();
     cluster.create_topic("clicks", 4, 3).unwrap();
     for topic in OUTPUT_TOPICS {
         cluster.create_topic(topic, 2, 3).unwrap();
     }
     let bootstrap = cluster.bootstrap_servers();
-    produce(&bootstrap, "clicks", &clickstream(150));
-
+    let lines = clickstream(150);
+    let (first, rest) = lines.split_at(lines.len() / 3);
+    produce(&bootstrap, "clicks", first);
     snapshotter();
-    let reference = tempfile::tempdir().unwrap();
-    run(&bootstrap, reference.path(), "reference", || {});
-
-    let out = tempfile::tempdir().unwrap();
     counters();
-    let summary = {
-        run(&bootstrap, out.path(), "faulty", || {
+
+    // The rest arrives while the faults are injected, so epochs commit through them.
+    let out = tempfile::tempdir().unwrap();
+    let summary = run(&bootstrap, out.path(), "faulty", || {
+        std::thread::scope(|scope| {
+            scope.spawn(|| {
+                for chunk in rest.chunks(rest.len() / 40 + 1) {
+                    produce(&bootstrap, "clicks", chunk);
+                    std::thread::sleep(Duration::from_millis(300));
+                }
+            });
             std::thread::sleep(Duration::from_millis(1500));
             let errors = [RDKafkaRespErr::RD_KAFKA_RESP_ERR_NOT_COORDINATOR; 3];
             for api in [
@@ -89,6 +99,12 @@ fn broker_outages_request_errors_and_delay_lose_and_duplicate_nothing() {
             let produce_errors = [RDKafkaRespErr::RD_KAFKA_RESP_ERR_NOT_LEADER_FOR_PARTITION; 5];
             cluster.request_errors(RDKafkaApiKey::Produce, &produce_errors);
             std::thread::sleep(Duration::from_millis(1500));
+            // A non-retriable error at the commit point: the epoch aborts and rewinds.
+            cluster.request_errors(
+                RDKafkaApiKey::TxnOffsetCommit,
+                &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_GROUP_AUTHORIZATION_FAILED],
+            );
+            std::thread::sleep(Duration::from_millis(2500));
             for broker in 1..=3 {
                 cluster.broker_down(broker).unwrap();
             }
@@ -105,8 +121,13 @@ fn broker_outages_request_errors_and_delay_lose_and_duplicate_nothing() {
                     .broker_round_trip_time(broker, Duration::ZERO)
                     .unwrap();
             }
-        })
-    };
+        });
+    });
+    let counted = counters();
+
+    // A run without faults over the same input gives the same lake.
+    let reference = tempfile::tempdir().unwrap();
+    run(&bootstrap, reference.path(), "reference", || {});
 
     let expected = lake_tables(reference.path());
     let actual = lake_tables(out.path());
@@ -116,7 +137,6 @@ fn broker_outages_request_errors_and_delay_lose_and_duplicate_nothing() {
     assert_eq!(actual["features"], expected["features"]);
 
     // The outage is visible: client errors were counted, and every failed epoch recovered.
-    let counted = counters();
     let count = |name: &str| counted.get(name).copied().unwrap_or(0);
     assert!(
         count("weir_kafka_client_errors_total") > 0,
@@ -125,6 +145,10 @@ fn broker_outages_request_errors_and_delay_lose_and_duplicate_nothing() {
     assert_eq!(
         count("weir_checkpoint_failures_total"),
         summary.checkpoints.failed
+    );
+    assert!(
+        summary.checkpoints.failed >= 1,
+        "the injected commit error failed no epoch"
     );
     assert!(summary.checkpoints.recoveries >= summary.checkpoints.failed);
     eprintln!("checkpoints under faults: {:?}", summary.checkpoints);

@@ -18,14 +18,9 @@ use xtask::servers::Tansu;
 
 const PARTITIONS: u32 = 4;
 
-fn arg(name: &str, default: u64) -> u64 {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
+mod common;
+
+use common::arg;
 
 fn produce(bootstrap: &str, lines: &[String]) {
     let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
@@ -35,10 +30,7 @@ fn produce(bootstrap: &str, lines: &[String]) {
         .create()
         .unwrap();
     for line in lines {
-        let key = serde_json::from_str::<serde_json::Value>(line)
-            .ok()
-            .and_then(|v| v["user_id"].as_str().map(str::to_string))
-            .unwrap_or_default();
+        let key = weir::synth::clickstream::user_key(line).unwrap_or_default();
         let mut record = BaseRecord::to("clicks").payload(line).key(&key);
         loop {
             match producer.send(record) {
@@ -150,7 +142,7 @@ fn weir_run(bootstrap: &str, out: &Path, group: &str, delivery: &str, events: us
 }
 
 fn main() {
-    let events = usize::try_from(arg("--events", 100_000)).unwrap();
+    let events: usize = arg("--events", 100_000);
     xtask::plugins::build_all().unwrap();
     xtask::servers::install_tansu().unwrap();
     let tansu = Tansu::start().unwrap();

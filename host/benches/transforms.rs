@@ -7,9 +7,12 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod common;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use common::arg;
 use weir::config::EventConfig;
 use weir::pipeline::{NativeStage, PartitionPipeline, RecordDecoder, Router, Stage, WasmStage};
 use weir::runtime::{EngineSettings, GeoDb, InstanceSettings, PluginEngine};
@@ -234,15 +237,6 @@ fn json_access(n: usize) {
         full / set,
         full / add
     );
-}
-
-fn arg<T: std::str::FromStr>(name: &str, default: T) -> T {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
 }
 
 fn main() {

@@ -10,6 +10,7 @@ const USAGE: &str = "usage: cargo xtask <command>
 
 commands:
   build-plugins   build every plugin for wasm32-wasip2 into target/plugins/<name>.wasm
+  demo [ARGS]     build everything and run `weir demo` (embedded Kafka cluster, generated clickstream)
   example         build everything and run examples/clickstream end to end into out/clickstream
   install-servers download the servers the tests start (the Tansu Kafka broker)
   test            prepare the wasm target, plugins and the Python reader, then run every test";
@@ -21,6 +22,7 @@ fn main() -> Result<()> {
             let out = plugins::build_all()?;
             println!("plugins built into {}", out.display());
         }
+        "demo" => demo()?,
         "example" => example()?,
         "install-servers" => {
             let tansu = servers::install_tansu()?;
@@ -58,6 +60,15 @@ fn example() -> Result<()> {
     run(weir().args(["generate", "geodb", "--out"]).arg(geo))?;
     run(weir()
         .args(["run", "--config", "examples/clickstream/pipeline.toml"])
+        .env("WEIR_PLUGIN_DIR", plugins::output_dir()))
+}
+
+/// Runs `weir demo` with the plugins just built; extra arguments go to the demo.
+fn demo() -> Result<()> {
+    plugins::build_all()?;
+    run(weir()
+        .arg("demo")
+        .args(std::env::args().skip(2))
         .env("WEIR_PLUGIN_DIR", plugins::output_dir()))
 }
 

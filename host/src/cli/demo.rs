@@ -277,7 +277,7 @@ fn print_table(stats: &PipelineStats, lake: &LakeSummary, elapsed: Duration, out
     }
     println!(
         "  {:<34}{:>12.0}",
-        "throughput (events/s)",
+        "events/s (whole run)",
         stats.records_in as f64 / secs
     );
     println!(

@@ -155,6 +155,16 @@ fn malformed(rng: &mut StdRng, seq: u64, ts: i64) -> String {
     }
 }
 
+/// The Kafka key of a generated line: its `user_id`, so a user's events share a partition.
+/// Malformed lines may have none.
+pub fn user_key(line: &str) -> Option<String> {
+    serde_json::from_str::<serde_json::Value>(line)
+        .ok()?
+        .get("user_id")?
+        .as_str()
+        .map(str::to_string)
+}
+
 /// Generates the clickstream as NDJSON lines in (slightly shuffled) event-time order.
 pub fn generate(spec: &ClickstreamSpec) -> Vec<String> {
     let mut rng = StdRng::seed_from_u64(spec.seed);

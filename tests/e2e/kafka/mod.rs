@@ -65,13 +65,7 @@ pub fn produce(bootstrap: &str, topic: &str, lines: &[String]) {
         .create()
         .unwrap();
     for line in lines {
-        let key = serde_json::from_str::<serde_json::Value>(line)
-            .ok()
-            .and_then(|v| {
-                v.get("user_id")
-                    .and_then(|u| u.as_str())
-                    .map(str::to_string)
-            });
+        let key = weir::synth::clickstream::user_key(line);
         let mut record = BaseRecord::<String, String>::to(topic).payload(line);
         if let Some(key) = &key {
             record = record.key(key);

@@ -25,7 +25,7 @@ fn validate_accepts_the_example_and_refuses_a_bad_field() {
     let refused = weir(&["validate", bad.to_str().unwrap()]);
     assert!(!refused.status.success());
     assert!(
-        String::from_utf8_lossy(&refused.stderr).contains("`source.batch_size`"),
+        String::from_utf8_lossy(&refused.stderr).contains("`source.file.batch_size`"),
         "{}",
         String::from_utf8_lossy(&refused.stderr)
     );

@@ -102,12 +102,21 @@ fn log_span(log: &str, from: &str, to: &str) -> f64 {
     (time(to) - time(from)).as_seconds_f64()
 }
 
-/// Runs `weir run --bounded`; returns (records/s while consuming, CPU µs per event).
-fn weir_run(bootstrap: &str, out: &Path, group: &str, delivery: &str, events: usize) -> (f64, f64) {
+/// Runs `weir run --bounded` on `topic`; returns (records/s while consuming, CPU seconds of
+/// the whole process).
+fn weir_run(
+    bootstrap: &str,
+    out: &Path,
+    group: &str,
+    delivery: &str,
+    topic: &str,
+    events: usize,
+) -> (f64, f64) {
     let root = xtask::workspace_root();
     let config = std::fs::read_to_string(root.join("examples/kafka/pipeline.toml"))
         .unwrap()
         .replace("127.0.0.1:9092", bootstrap)
+        .replace("topics = [\"clicks\"]", &format!("topics = [\"{topic}\"]"))
         .replace(
             "group = \"weir-clickstream\"",
             &format!("group = \"{group}\""),
@@ -135,10 +144,7 @@ fn weir_run(bootstrap: &str, out: &Path, group: &str, delivery: &str, events: us
     let log = String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success(), "weir failed:\n{log}");
     let seconds = log_span(&log, "Partitions assigned", "Input consumed to its end");
-    (
-        events as f64 / seconds,
-        cpu.as_secs_f64() * 1e6 / events as f64,
-    )
+    (events as f64 / seconds.max(1e-9), cpu.as_secs_f64())
 }
 
 fn main() {
@@ -147,6 +153,7 @@ fn main() {
     xtask::servers::install_tansu().unwrap();
     let tansu = Tansu::start().unwrap();
     tansu.create_topic("clicks", PARTITIONS).unwrap();
+    tansu.create_topic("empty", PARTITIONS).unwrap();
     for topic in [
         "weir.sessions",
         "weir.features",
@@ -167,22 +174,28 @@ fn main() {
     produce(&bootstrap, &lines);
 
     let raw = raw_consume(&bootstrap, events);
+    // Start-up and shutdown alone (plugin compilation, group join, final commit): the same run
+    // on an empty topic.
+    let idle = tempfile::tempdir().unwrap();
+    let (_, startup_cpu) = weir_run(&bootstrap, idle.path(), "idle", "exactly-once", "empty", 0);
     let mut results = BTreeMap::new();
     for delivery in ["exactly-once", "at-least-once"] {
         let out = tempfile::tempdir().unwrap();
-        results.insert(
-            delivery,
-            weir_run(&bootstrap, out.path(), delivery, delivery, events),
-        );
+        let run = weir_run(&bootstrap, out.path(), delivery, delivery, "clicks", events);
+        results.insert(delivery, run);
     }
     println!(
         "events: {events} through Tansu, {PARTITIONS} partitions, bot-filter -> ip-geo -> sessionize"
     );
     println!("raw rdkafka consumer:        {raw:>10.0} records/s");
+    println!("weir start-up and shutdown alone: {startup_cpu:.2} CPU s");
     for (delivery, (rate, cpu)) in &results {
+        let per_event = |seconds: f64| seconds * 1e6 / events as f64;
         println!(
-            "weir {delivery:<14}           {rate:>10.0} records/s  ({:.2}x raw)  {cpu:.2} CPU us/event",
-            rate / raw
+            "weir {delivery:<14}           {rate:>10.0} records/s  ({:.2}x raw)  {:.2} CPU us/event ({:.2} without start-up)",
+            rate / raw,
+            per_event(*cpu),
+            per_event(cpu - startup_cpu)
         );
     }
 }

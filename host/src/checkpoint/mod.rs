@@ -195,10 +195,10 @@ pub fn partition_prefix(group: &str, topic: &str, partition: i32) -> String {
     format!("{}/{}/{partition}", safe_name(group), safe_name(topic))
 }
 
-/// The key of a checkpoint: `<prefix>/<offset, 20 digits>-<epoch id>.ckpt`. Epoch ids sort
-/// in the order they were made, so keys sort by offset, then by epoch.
-pub fn checkpoint_key(prefix: &str, offset: i64, epoch: &str) -> String {
-    format!("{prefix}/{offset:020}-{epoch}.ckpt")
+/// The name of a checkpoint under its partition's prefix: `<offset, 20 digits>-<epoch id>.ckpt`.
+/// Epoch ids sort in the order they were made, so names sort by offset, then by epoch.
+pub fn checkpoint_name(offset: i64, epoch: &str) -> String {
+    format!("{offset:020}-{epoch}.ckpt")
 }
 
 /// The offset in a checkpoint key; `None` for other objects.
@@ -235,8 +235,11 @@ mod tests {
         assert!(PartitionCheckpoint::decode("k", b"\x07").is_err());
         let prefix = partition_prefix("my group", "clicks", 3);
         assert_eq!(prefix, "my_group/clicks/3");
-        assert!(checkpoint_key(&prefix, 9, "e") < checkpoint_key(&prefix, 10, "e"));
-        assert_eq!(offset_of(&checkpoint_key(&prefix, 10, "e")), Some(10));
+        assert!(checkpoint_name(9, "e") < checkpoint_name(10, "e"));
+        assert_eq!(
+            offset_of(&format!("{prefix}/{}", checkpoint_name(10, "e"))),
+            Some(10)
+        );
         assert_eq!(offset_of("my_group/clicks/3/committed"), None);
     }
 }

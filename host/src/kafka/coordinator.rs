@@ -15,7 +15,7 @@ use super::producer::{OutputProducer, ProducerSettings, is_fatal};
 use super::task::PartitionTask;
 use crate::checkpoint::{
     CHECKPOINT_VERSION, COMMITTED_MARKER, CheckpointError, CheckpointStore, Delivery,
-    PartitionCheckpoint, checkpoint_key, offset_of, partition_prefix, safe_name,
+    PartitionCheckpoint, checkpoint_name, offset_of, partition_prefix, safe_name,
 };
 use crate::config::PipelineConfig;
 use crate::error::{Error, Result};
@@ -406,8 +406,7 @@ impl Coordinator {
                 continue;
             };
             let post_commit = task.pipeline().prepare_commit()?;
-            let name = checkpoint_key("", next, &epoch);
-            let name = name.trim_start_matches('/').to_string();
+            let name = checkpoint_name(next, &epoch);
             let prefix = partition_prefix(&self.source.group, &task.topic, task.partition);
             let checkpoint = PartitionCheckpoint {
                 version: CHECKPOINT_VERSION,

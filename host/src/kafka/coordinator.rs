@@ -21,8 +21,8 @@ use crate::config::PipelineConfig;
 use crate::error::{Error, Result};
 use crate::pipeline::PipelineStats;
 use crate::pipeline::build::PipelineFactory;
-use crate::sinks::SinkContext;
 use crate::sinks::staging::{PostCommit, Scope};
+use crate::sinks::{Provenance, SinkContext};
 use crate::source::SourceRecord;
 
 /// Prefix of the offset-commit metadata that names the epoch's checkpoint.
@@ -318,6 +318,13 @@ impl Coordinator {
             producer: Some(producer.clone()),
         };
         let mut pipeline = self.factory.pipeline(&context)?;
+        if let Some(next) = offset {
+            pipeline.resume_after(Provenance {
+                source: topic.clone(),
+                partition,
+                offset: next - 1,
+            });
+        }
         let prefix = partition_prefix(&self.source.group, topic, partition);
         let committed = match offset {
             Some(offset) => self.committed_checkpoint(&prefix, offset, metadata)?,

@@ -10,7 +10,7 @@ use super::router::{RouteCounts, Router};
 use super::stage::{FiredTimer, Stage, stage_dead_letter};
 use crate::config::MAIN_ROUTE;
 use crate::error::Result;
-use crate::sinks::DeadLetter;
+use crate::sinks::{DeadLetter, Provenance};
 use crate::source::SourceRecord;
 use crate::state::{PartitionSnapshot, WatermarkTracker};
 
@@ -44,9 +44,13 @@ pub struct PartitionPipeline {
     router: Router,
     watermark: WatermarkTracker,
     stats: PipelineStats,
-    /// Where the last source record came from; records made by timers carry it, so their
-    /// Kafka outputs have provenance headers too.
-    last_provenance: Option<crate::sinks::Provenance>,
+    /// Where the last source record came from: the provenance of records made by timers
+    /// that no record of the current batch fired (idle time, end of input).
+    last_provenance: Option<Provenance>,
+    /// The records of the current batch that raised the watermark candidate, with the
+    /// candidate, increasing: a timer's outputs take the provenance of the first record that
+    /// moved the watermark past it, which does not depend on how records were batched.
+    watermark_raises: Vec<(i64, Provenance)>,
 }
 
 /// Where each record of an in-flight batch came from: an index into the source batch, or
@@ -68,6 +72,7 @@ impl PartitionPipeline {
             watermark,
             stats: PipelineStats::default(),
             last_provenance: None,
+            watermark_raises: Vec::new(),
         }
     }
 
@@ -79,6 +84,7 @@ impl PartitionPipeline {
         let mut origins = Origins::with_capacity(records.len());
         let mut max_time: Option<i64> = None;
         let mut headers = Vec::new();
+        self.watermark_raises.clear();
         for (i, record) in records.iter().enumerate() {
             match self.decoder.decode(record) {
                 Ok(decoded) => {
@@ -88,6 +94,11 @@ impl PartitionPipeline {
                     }
                     batch.push(&decoded.key, &record.value, decoded.time, &headers);
                     origins.push(Some(i));
+                    if max_time < Some(decoded.time) {
+                        let candidate = self.watermark.candidate(decoded.time);
+                        self.watermark_raises
+                            .push((candidate, record.provenance.clone()));
+                    }
                     max_time = max_time.max(Some(decoded.time));
                 }
                 Err(reason) => self.router.dead_letter(DeadLetter {
@@ -106,7 +117,7 @@ impl PartitionPipeline {
         if let Some(last) = records.last() {
             self.last_provenance = Some(last.provenance.clone());
         }
-        self.run_stages(0, batch, origins, records)?;
+        self.run_stages(0, batch, origins, records, None)?;
         self.watermark.observe(max_time, Instant::now());
         self.fire_due_timers()?;
         self.router.write_out()?;
@@ -150,6 +161,12 @@ impl PartitionPipeline {
         Ok(self.router.discard_uncommitted()?)
     }
 
+    /// Sets where the last source record came from, for a pipeline restored at an offset
+    /// (what timers fired at the end of input carry, as in an uninterrupted run).
+    pub fn resume_after(&mut self, last: Provenance) {
+        self.last_provenance = Some(last);
+    }
+
     /// The current watermark.
     pub fn watermark(&self) -> i64 {
         self.watermark.current()
@@ -186,15 +203,27 @@ impl PartitionPipeline {
         Ok(())
     }
 
+    /// The provenance of what a timer at `at` outputs.
+    fn timer_provenance(&self, at: i64) -> Option<Provenance> {
+        let first = self
+            .watermark_raises
+            .partition_point(|(candidate, _)| *candidate < at);
+        self.watermark_raises
+            .get(first)
+            .map(|(_, provenance)| provenance.clone())
+            .or_else(|| self.last_provenance.clone())
+    }
+
     /// Runs `batch` through the stages from `from` on; the last stage's emits go to `main`.
+    /// Records without an origin in `records` (timer outputs) carry `fallback` provenance.
     fn run_stages(
         &mut self,
         from: usize,
         mut batch: Batch,
         mut origins: Origins,
         records: &[SourceRecord],
+        fallback: Option<Provenance>,
     ) -> Result<()> {
-        let fallback = self.last_provenance.clone();
         let provenance = |origin: Option<usize>| {
             origin
                 .and_then(|i| records.get(i))
@@ -307,7 +336,7 @@ impl PartitionPipeline {
             match &output.kind {
                 OutputKind::Emit => emitted.push(key, value, at, &[]),
                 OutputKind::Route(route) => {
-                    let provenance = self.last_provenance.clone();
+                    let provenance = self.timer_provenance(at);
                     self.router.send(route, key, value, at, provenance);
                 }
                 OutputKind::DeadLetter(reason) => {
@@ -324,6 +353,7 @@ impl PartitionPipeline {
             }
         }
         let origins = vec![None; emitted.len()];
-        self.run_stages(idx + 1, emitted, origins, &[])
+        let provenance = self.timer_provenance(at);
+        self.run_stages(idx + 1, emitted, origins, &[], provenance)
     }
 }

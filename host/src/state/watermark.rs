@@ -44,13 +44,18 @@ impl WatermarkTracker {
         self.current = self.current.max(watermark);
     }
 
+    /// The watermark an event time allows: the time minus the out-of-orderness.
+    pub fn candidate(&self, event_time: i64) -> i64 {
+        event_time.saturating_sub(millis(self.config.out_of_orderness))
+    }
+
     /// Takes in the event times of a batch; returns whether the watermark moved.
     pub fn observe(&mut self, max_event_time: Option<i64>, now: Instant) -> bool {
         self.last_record_at = now;
         let Some(max) = max_event_time else {
             return false;
         };
-        self.advance_to(max.saturating_sub(millis(self.config.out_of_orderness)))
+        self.advance_to(self.candidate(max))
     }
 
     /// Advances by processing time when no record arrived for the idle timeout: the watermark

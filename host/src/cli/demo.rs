@@ -23,8 +23,10 @@ use crate::synth::{clickstream, geodb};
 /// The pipeline the demo runs (its brokers and paths are replaced).
 const PIPELINE: &str = include_str!("../../../examples/kafka/pipeline.toml");
 
-/// The mock cluster keeps at most this many messages per partition.
+/// The mock cluster keeps at most this many messages per partition...
 const MOCK_PARTITION_MESSAGES: u64 = 100_000;
+/// ...and this many bytes.
+const MOCK_PARTITION_BYTES: u64 = 5 << 20;
 
 /// `weir demo` options.
 #[derive(Debug, Args)]
@@ -91,13 +93,19 @@ pub fn run(args: DemoArgs) -> Result<()> {
     geodb::write(&args.out.join("geo.mmdb"))?;
 
     let wanted = args.rate.saturating_mul(args.duration.as_secs().max(1));
-    let limit = MOCK_PARTITION_MESSAGES * u64::try_from(args.partitions)? / 2;
     let spec = clickstream::ClickstreamSpec {
         users: args.users,
         crawlers: 6.max(args.users / 150),
         ..Default::default()
     };
     let mut events = clickstream::generate(&spec);
+    // Four fifths of what the mock cluster keeps per partition, in messages and in bytes
+    // (keys spread users over partitions about evenly).
+    let partitions = u64::try_from(args.partitions)?;
+    let mean_len =
+        events.iter().map(|e| e.len() as u64).sum::<u64>() / (events.len() as u64).max(1);
+    let limit = (MOCK_PARTITION_MESSAGES * partitions * 4 / 5)
+        .min(MOCK_PARTITION_BYTES * partitions * 4 / 5 / mean_len.max(1));
     let total = wanted.min(limit).min(events.len() as u64);
     events.truncate(usize::try_from(total)?);
 

@@ -31,6 +31,9 @@ pub enum Error {
     /// The Kafka client failed.
     #[error("kafka: {0}")]
     Kafka(#[from] rdkafka::error::KafkaError),
+    /// Outputs could not be committed (and nothing was).
+    #[error("commit failed: {0}")]
+    Commit(String),
 }
 
 /// Result alias with [`Error`].

@@ -63,13 +63,6 @@ pub struct Coordinator {
     counts: CheckpointCounts,
 }
 
-fn lost(error: impl std::fmt::Display) -> Error {
-    Error::Checkpoint(CheckpointError::Store {
-        store: "kafka".into(),
-        reason: error.to_string(),
-    })
-}
-
 impl Coordinator {
     /// Opens the checkpoint store and the producer (with its first transaction).
     pub fn new(
@@ -461,12 +454,15 @@ impl Coordinator {
         consumer: &BaseConsumer<C>,
         offsets: &TopicPartitionList,
     ) -> Result<()> {
-        let producer = self.producer.clone().ok_or_else(|| lost("no producer"))?;
+        let producer = self
+            .producer
+            .clone()
+            .ok_or_else(|| Error::Commit("no producer".into()))?;
         match self.delivery {
             Delivery::ExactlyOnce => {
                 let group = consumer
                     .group_metadata()
-                    .ok_or_else(|| lost("the consumer has no group metadata"))?;
+                    .ok_or_else(|| Error::Commit("the consumer has no group metadata".into()))?;
                 producer.commit(offsets, &group)?;
                 self.in_transaction = false;
             }
@@ -475,7 +471,7 @@ impl Coordinator {
                 let failures = producer.failures();
                 if failures > self.failures_seen {
                     self.failures_seen = failures;
-                    return Err(lost("a Kafka output was not delivered"));
+                    return Err(Error::Commit("a Kafka output was not delivered".into()));
                 }
                 consumer.commit(offsets, CommitMode::Sync)?;
                 self.in_transaction = false;

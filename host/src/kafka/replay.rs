@@ -223,11 +223,8 @@ pub fn replay(config: &PipelineConfig, filter: &ReplayFilter) -> Result<ReplayRe
     if let Some(producer) = &producer {
         producer.flush()?;
         if producer.failures() > 0 {
-            return Err(Error::Checkpoint(
-                crate::checkpoint::CheckpointError::Store {
-                    store: "kafka".into(),
-                    reason: "some replayed records were not delivered; nothing was recorded".into(),
-                },
+            return Err(Error::Commit(
+                "some replayed records were not delivered; nothing was recorded".into(),
             ));
         }
         report.replayed = published.len() as u64;

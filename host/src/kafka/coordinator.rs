@@ -163,8 +163,12 @@ impl Coordinator {
         if self.recovering {
             return;
         }
-        let key: PartitionKey = (topic.into(), partition);
-        if let Some(task) = self.tasks.get_mut(&key) {
+        // A handful of partitions: a scan, without allocating a key per record.
+        if let Some(task) = self
+            .tasks
+            .values_mut()
+            .find(|t| t.partition == partition && &*t.topic == topic)
+        {
             let record = make(task.topic.clone());
             task.enqueue(record);
         }
@@ -319,8 +323,9 @@ impl Coordinator {
             });
         }
         let prefix = partition_prefix(&self.source.group, topic, partition);
+        let stored = self.store.list(&prefix)?;
         let committed = match offset {
-            Some(offset) => self.committed_checkpoint(&prefix, offset, metadata)?,
+            Some(offset) => self.committed_checkpoint(&prefix, &stored, offset, metadata)?,
             None => None,
         };
         if let Some(key) = &committed {
@@ -337,9 +342,9 @@ impl Coordinator {
             tracing::warn!(%topic, partition, offset = o, "No weir checkpoint matches the committed offset; starting with empty state.");
         }
         pipeline.discard_uncommitted()?;
-        for key in self.store.list(&prefix)? {
-            if offset_of(&key).is_some() && committed.as_deref() != Some(key.as_str()) {
-                self.store.delete(&key)?;
+        for key in &stored {
+            if offset_of(key).is_some() && committed.as_ref() != Some(key) {
+                self.store.delete(key)?;
             }
         }
         tracing::info!(%topic, partition, offset = ?offset, checkpoint = ?committed, "Partition restored.");
@@ -362,6 +367,7 @@ impl Coordinator {
     fn committed_checkpoint(
         &self,
         prefix: &str,
+        stored: &[String],
         offset: i64,
         metadata: &str,
     ) -> Result<Option<String>> {
@@ -375,11 +381,10 @@ impl Coordinator {
         if let Some(key) = marker.filter(|key| offset_of(key) == Some(offset)) {
             return Ok(Some(key));
         }
-        Ok(self
-            .store
-            .list(prefix)?
-            .into_iter()
-            .find(|key| offset_of(key) == Some(offset)))
+        Ok(stored
+            .iter()
+            .find(|key| offset_of(key) == Some(offset))
+            .cloned())
     }
 
     /// Commits an epoch: stages every changed partition's output, writes its checkpoint,
@@ -529,17 +534,24 @@ impl Coordinator {
         Ok(())
     }
 
-    /// Bounded runs: whether every assigned partition has been read to its end.
+    /// Bounded runs: whether every assigned partition has been read to its end, the end
+    /// being the partition's offsets when a task first asks (fetched once per task).
     pub fn at_end<C: ConsumerContext>(&mut self, consumer: &BaseConsumer<C>) -> Result<bool> {
         if self.tasks.is_empty() || self.recovering {
             return Ok(false);
         }
-        for task in self.tasks.values() {
+        for task in self.tasks.values_mut() {
             if task.queued() > 0 {
                 return Ok(false);
             }
-            let (low, high) =
-                consumer.fetch_watermarks(&task.topic, task.partition, self.timeout)?;
+            let (low, high) = match task.end {
+                Some(end) => end,
+                None => {
+                    let end =
+                        consumer.fetch_watermarks(&task.topic, task.partition, self.timeout)?;
+                    *task.end.insert(end)
+                }
+            };
             if task.next_offset.unwrap_or(low) < high {
                 return Ok(false);
             }

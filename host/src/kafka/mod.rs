@@ -11,6 +11,7 @@ pub mod producer;
 pub mod replay;
 pub mod sink;
 pub mod task;
+pub mod topic_reader;
 
 pub use config::{KafkaSinkConfig, KafkaSourceConfig, StartPosition};
 pub use daemon::{DaemonOptions, DaemonSummary};

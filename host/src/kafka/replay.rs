@@ -3,17 +3,16 @@
 //! DLQ offsets already replayed, so the same range is never replayed twice by accident.
 
 use std::collections::BTreeMap;
-use std::time::Duration;
 
-use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::consumer::BaseConsumer;
 use rdkafka::message::{Header, Message, OwnedHeaders};
-use rdkafka::{Offset, TopicPartitionList};
 use regex::Regex;
 use serde::{Deserialize, Serialize};
 
 use super::config::{client_config, resolve_properties};
 use super::headers::{DLQ_REASON, DLQ_STAGE, SOURCE_TOPIC, WEIR_PREFIX, to_pairs};
 use super::producer::{OutputProducer, ProducerSettings};
+use super::topic_reader::read_to_end;
 use crate::checkpoint::{CheckpointStore, Delivery, safe_name};
 use crate::config::{ConfigError, PipelineConfig, SourceConfig};
 use crate::error::{Error, Result};
@@ -120,20 +119,6 @@ pub fn replay(config: &PipelineConfig, filter: &ReplayFilter) -> Result<ReplayRe
         .set("enable.auto.commit", "false")
         .set("isolation.level", "read_committed")
         .create()?;
-    let metadata = consumer.fetch_metadata(Some(dlq), timeout)?;
-    let mut ends = BTreeMap::new();
-    let mut assignment = TopicPartitionList::new();
-    for topic in metadata.topics() {
-        for p in topic.partitions() {
-            let (low, high) = consumer.fetch_watermarks(dlq, p.id(), timeout)?;
-            if high > low {
-                ends.insert(p.id(), high);
-                assignment.add_partition_offset(dlq, p.id(), Offset::Offset(low))?;
-            }
-        }
-    }
-    consumer.assign(&assignment)?;
-
     let producer = if filter.dry_run {
         None
     } else {
@@ -147,35 +132,12 @@ pub fn replay(config: &PipelineConfig, filter: &ReplayFilter) -> Result<ReplayRe
     };
     let mut report = ReplayReport::default();
     let mut published = Vec::new();
-    let mut done: BTreeMap<i32, bool> = ends.keys().map(|p| (*p, false)).collect();
-    let mut quiet_since = std::time::Instant::now();
-    while done.values().any(|d| !d) {
-        let Some(message) = consumer.poll(Duration::from_millis(200)) else {
-            // A transactional topic ends in a control record, which is never delivered.
-            for elem in consumer.position()?.elements() {
-                if let Offset::Offset(position) = elem.offset()
-                    && ends
-                        .get(&elem.partition())
-                        .is_some_and(|end| position >= *end)
-                {
-                    done.insert(elem.partition(), true);
-                }
-            }
-            if quiet_since.elapsed() > timeout {
-                break;
-            }
-            continue;
-        };
-        quiet_since = std::time::Instant::now();
-        let message = message?;
+    read_to_end(&consumer, dlq, timeout, |message| {
         let (partition, offset) = (message.partition(), message.offset());
-        if ends.get(&partition).is_some_and(|end| offset + 1 >= *end) {
-            done.insert(partition, true);
-        }
         report.scanned += 1;
         if ledger.contains(partition, offset) {
             report.already_replayed += 1;
-            continue;
+            return Ok(());
         }
         let headers = message.headers().map(to_pairs).unwrap_or_default();
         let reason = header(&headers, DLQ_REASON).unwrap_or_default();
@@ -186,7 +148,7 @@ pub fn replay(config: &PipelineConfig, filter: &ReplayFilter) -> Result<ReplayRe
                 .since_ms
                 .is_none_or(|since| message.timestamp().to_millis().unwrap_or(0) >= since);
         if !matches {
-            continue;
+            return Ok(());
         }
         report.matched += 1;
         let Some(target) = filter
@@ -195,9 +157,11 @@ pub fn replay(config: &PipelineConfig, filter: &ReplayFilter) -> Result<ReplayRe
             .or_else(|| header(&headers, SOURCE_TOPIC).map(str::to_string))
         else {
             report.no_target += 1;
-            continue;
+            return Ok(());
         };
-        let Some(producer) = &producer else { continue };
+        let Some(producer) = &producer else {
+            return Ok(());
+        };
         let mut original = OwnedHeaders::new();
         for (key, value) in headers.iter().filter(|(k, _)| !k.starts_with(WEIR_PREFIX)) {
             original = original.insert(Header {
@@ -219,7 +183,8 @@ pub fn replay(config: &PipelineConfig, filter: &ReplayFilter) -> Result<ReplayRe
             time,
         )?;
         published.push((partition, offset));
-    }
+        Ok(())
+    })?;
     if let Some(producer) = &producer {
         producer.flush()?;
         if producer.failures() > 0 {

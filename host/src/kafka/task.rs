@@ -24,6 +24,8 @@ pub struct PartitionTask {
     pub changed: bool,
     /// Whether the consumer has paused this partition.
     pub paused: bool,
+    /// Bounded runs: the partition's low and high offsets, once fetched.
+    pub end: Option<(i64, i64)>,
 }
 
 impl PartitionTask {
@@ -44,6 +46,7 @@ impl PartitionTask {
             committed_checkpoint,
             changed: false,
             paused: false,
+            end: None,
         }
     }
 

@@ -13,10 +13,12 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::message::{Headers, Message};
+use rdkafka::ClientConfig;
+use rdkafka::consumer::BaseConsumer;
+use rdkafka::message::Message;
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
-use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+use weir::kafka::headers::to_pairs;
+use weir::kafka::topic_reader::read_to_end;
 use xtask::servers::Tansu;
 
 use crate::harness::{plugin_dir, root};
@@ -110,69 +112,28 @@ pub fn read_all(bootstrap: &str, topic: &str) -> Vec<Record> {
         .set("isolation.level", "read_committed")
         .create()
         .unwrap();
-    let timeout = Duration::from_secs(10);
-    let metadata = consumer.fetch_metadata(Some(topic), timeout).unwrap();
-    let mut assignment = TopicPartitionList::new();
-    let mut ends = BTreeMap::new();
-    for p in metadata.topics()[0].partitions() {
-        let (low, high) = consumer.fetch_watermarks(topic, p.id(), timeout).unwrap();
-        if high > low {
-            ends.insert(p.id(), high);
-            assignment
-                .add_partition_offset(topic, p.id(), Offset::Offset(low))
-                .unwrap();
-        }
-    }
     let mut records = Vec::new();
-    if ends.is_empty() {
-        return records;
-    }
-    consumer.assign(&assignment).unwrap();
-    let mut done = BTreeMap::new();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while done.len() < ends.len() && Instant::now() < deadline {
-        let Some(message) = consumer.poll(Duration::from_millis(500)) else {
-            // Control records at the end of a partition are never delivered.
-            let position = consumer.position().unwrap();
-            for elem in position.elements() {
-                if let Offset::Offset(o) = elem.offset()
-                    && ends.get(&elem.partition()).is_some_and(|end| o + 1 >= *end)
-                {
-                    done.insert(elem.partition(), ());
-                }
-            }
-            continue;
-        };
-        let message = message.unwrap();
-        if ends
-            .get(&message.partition())
-            .is_some_and(|end| message.offset() + 1 >= *end)
-        {
-            done.insert(message.partition(), ());
-        }
+    read_to_end(&consumer, topic, Duration::from_secs(10), |message| {
         let raw = message.payload().unwrap_or_default().to_vec();
-        let headers = message
-            .headers()
-            .map(|h| {
-                h.iter()
-                    .map(|h| {
-                        (
-                            h.key.to_string(),
-                            String::from_utf8_lossy(h.value.unwrap_or_default()).into_owned(),
-                        )
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
         records.push(Record {
             key: message
                 .key()
                 .map(|k| String::from_utf8_lossy(k).into_owned()),
             value: serde_json::from_slice(&raw).unwrap_or(serde_json::Value::Null),
             raw,
-            headers,
+            headers: message
+                .headers()
+                .map(|h| {
+                    to_pairs(h)
+                        .into_iter()
+                        .map(|(k, v)| (k, String::from_utf8_lossy(&v).into_owned()))
+                        .collect()
+                })
+                .unwrap_or_default(),
         });
-    }
+        Ok(())
+    })
+    .unwrap();
     records
 }
 

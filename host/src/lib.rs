@@ -7,12 +7,14 @@ pub mod checkpoint;
 pub mod cli;
 pub mod config;
 pub mod error;
+pub mod failpoint;
 pub mod kafka;
 pub mod pipeline;
 pub mod runtime;
 pub mod sinks;
 pub mod source;
 pub mod state;
+pub mod storage;
 pub mod synth;
 
 pub use error::{Error, Result};

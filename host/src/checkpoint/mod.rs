@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 pub use store::CheckpointStore;
 
 use crate::config::Duration;
-use crate::sinks::staging::PostCommit;
+pub use crate::storage::S3Options;
 
 /// `[checkpoint]`: how often, where, and with which delivery guarantee.
 #[derive(Debug, Clone, Deserialize)]
@@ -46,26 +46,6 @@ impl Default for CheckpointConfig {
     }
 }
 
-/// Options of an S3-compatible checkpoint store.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct S3Options {
-    /// Endpoint URL of an S3-compatible server, e.g. `http://127.0.0.1:9000`.
-    pub endpoint: Option<String>,
-    /// Region (default from `AWS_REGION`, else `us-east-1`).
-    pub region: Option<String>,
-    /// Allow `http://` endpoints.
-    #[serde(default)]
-    pub allow_http: bool,
-    /// Path-style requests (`endpoint/bucket/key`), which most S3-compatible servers need.
-    #[serde(default = "default_true")]
-    pub path_style: bool,
-}
-
-fn default_true() -> bool {
-    true
-}
-
 fn default_interval() -> Duration {
     Duration::from_secs(5)
 }
@@ -84,14 +64,7 @@ impl CheckpointConfig {
         if self.interval.0 < StdDuration::from_millis(100) {
             return Err(("interval".into(), "must be at least 100ms".into()));
         }
-        if self.store.trim().is_empty() {
-            return Err(("store".into(), "must name a folder or a URL".into()));
-        }
-        if let Some(rest) = self.store.strip_prefix("s3://")
-            && rest.split('/').next().is_none_or(str::is_empty)
-        {
-            return Err(("store".into(), "an s3:// URL needs a bucket".into()));
-        }
+        crate::storage::validate_location(&self.store).map_err(|e| ("store".into(), e))?;
         Ok(())
     }
 }
@@ -136,7 +109,7 @@ pub enum CheckpointError {
 }
 
 /// Format version of [`PartitionCheckpoint`].
-pub const CHECKPOINT_VERSION: u32 = 1;
+pub const CHECKPOINT_VERSION: u32 = 2;
 
 /// One partition's checkpoint of one epoch.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -147,8 +120,9 @@ pub struct PartitionCheckpoint {
     pub offset: i64,
     /// The partition's state snapshot (watermark, keyed state, timers).
     pub state: Vec<u8>,
-    /// Steps that publish the epoch's staged output; redone on recovery.
-    pub post_commit: Vec<PostCommit>,
+    /// Each sink's commit record (by sink name): what publishes the epoch's staged output,
+    /// redone on recovery, and what the sink carries into the next epoch.
+    pub sinks: Vec<(String, Vec<u8>)>,
 }
 
 impl PartitionCheckpoint {
@@ -224,14 +198,11 @@ mod tests {
             version: CHECKPOINT_VERSION,
             offset: 42,
             state: vec![1, 2, 3],
-            post_commit: vec![PostCommit::Publish {
-                from: "a".into(),
-                to: "b".into(),
-            }],
+            sinks: vec![("lake".into(), vec![4, 5])],
         };
         let back = PartitionCheckpoint::decode("k", &checkpoint.encode()).unwrap();
         assert_eq!(back.offset, 42);
-        assert_eq!(back.post_commit, checkpoint.post_commit);
+        assert_eq!(back.sinks, checkpoint.sinks);
         assert!(PartitionCheckpoint::decode("k", b"\x07").is_err());
         let prefix = partition_prefix("my group", "clicks", 3);
         assert_eq!(prefix, "my_group/clicks/3");

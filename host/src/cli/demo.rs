@@ -72,7 +72,7 @@ fn demo_config(brokers: &str, out: &Path) -> Result<PipelineConfig> {
     }
     for (name, sink) in &mut config.sinks {
         if let SinkConfig::Parquet(parquet) = sink {
-            parquet.path = out.join("lake").join(name);
+            parquet.path = out.join("lake").join(name).display().to_string();
         }
     }
     config.checkpoint.store = out.join("checkpoints").display().to_string();

@@ -21,8 +21,8 @@ use crate::config::PipelineConfig;
 use crate::error::{Error, Result};
 use crate::pipeline::PipelineStats;
 use crate::pipeline::build::PipelineFactory;
-use crate::sinks::staging::{PostCommit, Scope};
-use crate::sinks::{Provenance, SinkContext};
+use crate::sinks::staging::Scope;
+use crate::sinks::{CommitRecords, Provenance, SinkContext};
 use crate::source::SourceRecord;
 
 /// Prefix of the offset-commit metadata that names the epoch's checkpoint.
@@ -313,6 +313,7 @@ impl Coordinator {
                 partition,
             }),
             producer: Some(producer.clone()),
+            ..SinkContext::default()
         };
         let mut pipeline = self.factory.pipeline(&context)?;
         if let Some(next) = offset {
@@ -328,6 +329,7 @@ impl Coordinator {
             Some(offset) => self.committed_checkpoint(&prefix, &stored, offset, metadata)?,
             None => None,
         };
+        let mut sink_records = None;
         if let Some(key) = &committed {
             let bytes = self
                 .store
@@ -335,13 +337,11 @@ impl Coordinator {
                 .ok_or_else(|| CheckpointError::Missing { key: key.clone() })?;
             let checkpoint = PartitionCheckpoint::decode(key, &bytes)?;
             pipeline.restore(&checkpoint.state)?;
-            for step in &checkpoint.post_commit {
-                step.apply()?;
-            }
+            sink_records = Some(checkpoint.sinks);
         } else if let Some(o) = offset {
             tracing::warn!(%topic, partition, offset = o, "No weir checkpoint matches the committed offset; starting with empty state.");
         }
-        pipeline.discard_uncommitted()?;
+        pipeline.recover_sinks(sink_records.as_deref())?;
         for key in &stored {
             if offset_of(key).is_some() && committed.as_ref() != Some(key) {
                 self.store.delete(key)?;
@@ -377,7 +377,7 @@ impl Coordinator {
         let marker = self
             .store
             .get(&format!("{prefix}/{COMMITTED_MARKER}"))?
-            .and_then(|bytes| String::from_utf8(bytes).ok());
+            .and_then(|bytes| String::from_utf8(bytes.to_vec()).ok());
         if let Some(key) = marker.filter(|key| offset_of(key) == Some(offset)) {
             return Ok(Some(key));
         }
@@ -394,6 +394,9 @@ impl Coordinator {
             return Ok(());
         }
         let started = Instant::now();
+        for task in self.tasks.values_mut() {
+            task.changed |= task.pipeline().wants_commit();
+        }
         if !self.tasks.values().any(|t| t.changed) {
             self.epoch_started = started;
             return Ok(());
@@ -405,33 +408,35 @@ impl Coordinator {
             self.epoch_seq
         );
         let mut offsets = TopicPartitionList::new();
-        let mut staged: Vec<(PartitionKey, String, Vec<PostCommit>)> = Vec::new();
+        let mut staged: Vec<(PartitionKey, String, CommitRecords)> = Vec::new();
         for (key, task) in &mut self.tasks {
             let Some(next) = task.next_offset.filter(|_| task.changed) else {
                 continue;
             };
-            let post_commit = task.pipeline().prepare_commit()?;
+            let sinks = task.pipeline().prepare_commit()?;
             let name = checkpoint_name(next, &epoch);
             let prefix = partition_prefix(&self.source.group, &task.topic, task.partition);
             let checkpoint = PartitionCheckpoint {
                 version: CHECKPOINT_VERSION,
                 offset: next,
                 state: task.pipeline().snapshot()?,
-                post_commit: post_commit.clone(),
+                sinks,
             };
             let object = format!("{prefix}/{name}");
             self.store.put(&object, checkpoint.encode())?;
+            crate::failpoint::hit("checkpoint-written");
             offsets.add_partition_offset(&task.topic, task.partition, Offset::Offset(next))?;
             if let Some(mut elem) = offsets.find_partition(&task.topic, task.partition) {
                 elem.set_metadata(format!("{METADATA_PREFIX}{name}"));
             }
-            staged.push((key.clone(), object, post_commit));
+            staged.push((key.clone(), object, checkpoint.sinks));
         }
         self.commit_offsets(consumer, &offsets)?;
         self.counts.committed += 1;
-        for (key, object, steps) in staged {
-            for step in &steps {
-                step.apply()?;
+        crate::failpoint::hit("committed");
+        for (key, object, sink_records) in staged {
+            if let Some(task) = self.tasks.get_mut(&key) {
+                task.pipeline().commit(&sink_records)?;
             }
             let prefix = partition_prefix(&self.source.group, &key.0, key.1);
             self.store.put(
@@ -563,6 +568,7 @@ impl Coordinator {
     pub fn finish<C: ConsumerContext>(&mut self, consumer: &BaseConsumer<C>) -> Result<()> {
         for task in self.tasks.values_mut() {
             task.pipeline().drain_windows()?;
+            task.pipeline().finish_files();
             task.changed = true;
         }
         self.checkpoint(consumer)

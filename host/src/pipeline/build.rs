@@ -14,6 +14,7 @@ use crate::error::Result;
 use crate::kafka::DeadLetterTopic;
 use crate::runtime::{EngineSettings, GeoDb, InstanceSettings, Plugin, PluginEngine};
 use crate::sinks::dead_letter::DeadLetterFile;
+use crate::sinks::resilience::Breakers;
 use crate::sinks::{DeadLetterSink, SinkContext, SinkError};
 use crate::source::Source;
 use crate::source::file::FileSource;
@@ -35,6 +36,7 @@ pub struct PipelineFactory {
     engine: Arc<PluginEngine>,
     geo: Option<Arc<GeoDb>>,
     plugins: Vec<Plugin>,
+    breakers: Breakers,
 }
 
 /// The engine settings a config needs for `partitions` partitions at once.
@@ -76,6 +78,7 @@ impl PipelineFactory {
             engine,
             geo,
             plugins,
+            breakers: Breakers::default(),
         })
     }
 
@@ -103,9 +106,13 @@ impl PipelineFactory {
 
     /// A whole partition pipeline: stages, sinks and dead-letter output for `context`.
     pub fn pipeline(&self, context: &SinkContext) -> Result<PartitionPipeline> {
+        let context = SinkContext {
+            breakers: self.breakers.clone(),
+            ..context.clone()
+        };
         let mut sinks = Vec::new();
         for (name, sink) in &self.config.sinks {
-            sinks.push((sink.build(name, context)?, sink.routes().to_vec()));
+            sinks.push((sink.build(name, &context)?, sink.routes().to_vec()));
         }
         let dead_letters: Box<dyn DeadLetterSink> = match (
             &self.config.dead_letter.topic,
@@ -135,6 +142,11 @@ impl PipelineFactory {
             router,
             watermark,
         ))
+    }
+
+    /// The sinks' circuit breakers, shared by every pipeline this factory builds.
+    pub fn breakers(&self) -> &Breakers {
+        &self.breakers
     }
 
     /// The config this factory builds.

@@ -151,14 +151,29 @@ impl PartitionPipeline {
         Ok(())
     }
 
-    /// Ends a checkpoint epoch in the sinks; returns the steps that publish its output.
-    pub fn prepare_commit(&mut self) -> Result<Vec<crate::sinks::staging::PostCommit>> {
+    /// Ends a checkpoint epoch in the sinks; returns each sink's commit record.
+    pub fn prepare_commit(&mut self) -> Result<Vec<(String, Vec<u8>)>> {
         Ok(self.router.prepare_commit()?)
     }
 
-    /// Drops output of epochs that never committed (on recovery).
-    pub fn discard_uncommitted(&mut self) -> Result<()> {
-        Ok(self.router.discard_uncommitted()?)
+    /// The epoch committed: the sinks publish its output.
+    pub fn commit(&mut self, records: &[(String, Vec<u8>)]) -> Result<()> {
+        Ok(self.router.commit(records)?)
+    }
+
+    /// Starts the sinks from the committed checkpoint's records (on assignment and recovery).
+    pub fn recover_sinks(&mut self, records: Option<&[(String, Vec<u8>)]>) -> Result<()> {
+        Ok(self.router.recover(records)?)
+    }
+
+    /// Whether a sink needs an epoch to end even without new input.
+    pub fn wants_commit(&self) -> bool {
+        self.router.wants_commit()
+    }
+
+    /// The input has ended: the next epoch finishes every open file.
+    pub fn finish_files(&mut self) {
+        self.router.finish_files();
     }
 
     /// Sets where the last source record came from, for a pipeline restored at an offset

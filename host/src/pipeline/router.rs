@@ -5,7 +5,6 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use crate::sinks::staging::PostCommit;
 use crate::sinks::{DeadLetter, DeadLetterSink, Provenance, Sink, SinkError, SinkRecord};
 
 /// Per-route and per-reason counts.
@@ -166,27 +165,55 @@ impl Router {
         Ok(())
     }
 
-    /// Writes out and ends the epoch in every sink; returns the steps that publish it.
-    pub fn prepare_commit(&mut self) -> Result<Vec<PostCommit>, SinkError> {
+    /// Writes out and ends the epoch in every sink; returns each sink's commit record.
+    pub fn prepare_commit(&mut self) -> Result<Vec<(String, Vec<u8>)>, SinkError> {
         self.write_out()?;
-        let mut steps = Vec::new();
+        let mut records = Vec::new();
         for sink in &mut self.sinks {
-            steps.extend(sink.prepare_commit()?);
+            if let Some(record) = sink.prepare_commit()? {
+                records.push((sink.name().to_string(), record));
+            }
         }
         self.dead_letters.flush()?;
-        Ok(steps)
+        Ok(records)
     }
 
-    /// Drops what uncommitted epochs left staged in every sink.
-    pub fn discard_uncommitted(&mut self) -> Result<(), SinkError> {
+    /// The epoch committed: each sink publishes what its record names.
+    pub fn commit(&mut self, records: &[(String, Vec<u8>)]) -> Result<(), SinkError> {
+        for (name, record) in records {
+            if let Some(sink) = self.sinks.iter_mut().find(|s| s.name() == name) {
+                sink.commit(record)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Starts every sink from the committed checkpoint's records (none without one),
+    /// dropping what uncommitted epochs left staged.
+    pub fn recover(&mut self, records: Option<&[(String, Vec<u8>)]>) -> Result<(), SinkError> {
         for buffer in &mut self.buffers {
             buffer.clear();
         }
         self.dead.clear();
         for sink in &mut self.sinks {
-            sink.discard_uncommitted()?;
+            let record = records
+                .and_then(|r| r.iter().find(|(name, _)| name == sink.name()))
+                .map(|(_, record)| record.as_slice());
+            sink.recover(record)?;
         }
         Ok(())
+    }
+
+    /// Whether a sink needs the epoch to end without new input.
+    pub fn wants_commit(&self) -> bool {
+        self.sinks.iter().any(|s| s.wants_commit())
+    }
+
+    /// The input has ended: the next epoch finishes every open file.
+    pub fn finish_files(&mut self) {
+        for sink in &mut self.sinks {
+            sink.finish_files();
+        }
     }
 
     /// Writes out and closes every sink.

@@ -6,6 +6,8 @@ pub mod dead_letter;
 pub mod memory;
 pub mod ndjson;
 pub mod parquet;
+pub mod redis;
+pub mod resilience;
 pub mod staging;
 
 use std::sync::Arc;
@@ -13,7 +15,8 @@ use std::sync::Arc;
 use serde::Deserialize;
 
 use crate::kafka::{KafkaSink, KafkaSinkConfig, OutputProducer};
-use staging::{PostCommit, Scope};
+use resilience::Breakers;
+use staging::Scope;
 
 /// A sink failed as a whole (not one record).
 #[derive(Debug, thiserror::Error)]
@@ -78,9 +81,12 @@ pub struct Rejection {
 /// fails. After `flush` returns, everything written so far is durable. After `close`, nothing
 /// more is written and everything is visible.
 ///
-/// Under checkpoints, `prepare_commit` ends an epoch: everything written is durable but need
-/// not be visible, and the returned [`PostCommit`] steps make it visible once the epoch has
-/// committed. `discard_uncommitted` drops what epochs that never committed left staged.
+/// Under checkpoints, an epoch ends with `prepare_commit`: everything written is durable but
+/// need not be visible, and the sink returns its commit record, which the partition's
+/// checkpoint keeps. Once the epoch has committed, `commit` makes the output the record names
+/// visible; it is idempotent, because recovery redoes it. `recover` starts a sink from the
+/// committed checkpoint's record (or from nothing): it redoes the commit, carries on from the
+/// record and drops whatever epochs that never committed left staged.
 pub trait Sink: Send {
     /// The sink's name from the config.
     fn name(&self) -> &str;
@@ -90,16 +96,30 @@ pub trait Sink: Send {
     fn flush(&mut self) -> Result<(), SinkError>;
     /// Flushes, finalizes files and releases resources.
     fn close(&mut self) -> Result<(), SinkError>;
-    /// Ends the epoch: makes its output durable and returns the steps that publish it.
-    fn prepare_commit(&mut self) -> Result<Vec<PostCommit>, SinkError> {
+    /// Ends the epoch: makes its output durable and returns the sink's commit record.
+    fn prepare_commit(&mut self) -> Result<Option<Vec<u8>>, SinkError> {
         self.flush()?;
-        Ok(Vec::new())
+        Ok(None)
     }
-    /// Drops output staged by epochs that never committed.
-    fn discard_uncommitted(&mut self) -> Result<(), SinkError> {
+    /// The epoch of `record` committed: makes its output visible. Idempotent.
+    fn commit(&mut self, _record: &[u8]) -> Result<(), SinkError> {
         Ok(())
     }
+    /// Starts from the committed checkpoint's record: redoes its commit, carries on from it
+    /// and drops output staged by epochs that never committed.
+    fn recover(&mut self, _record: Option<&[u8]>) -> Result<(), SinkError> {
+        Ok(())
+    }
+    /// Whether the sink needs an epoch to end even without new input (a file due to roll).
+    fn wants_commit(&self) -> bool {
+        false
+    }
+    /// The input has ended (a bounded run): the next epoch finishes every open file.
+    fn finish_files(&mut self) {}
 }
+
+/// Each sink's commit record of one epoch, by sink name.
+pub type CommitRecords = Vec<(String, Vec<u8>)>;
 
 /// A record that could not be processed, with why and where.
 #[derive(Debug, Clone, PartialEq)]
@@ -145,6 +165,8 @@ pub enum SinkConfig {
     Ndjson(ndjson::NdjsonSinkConfig),
     /// Kafka topics, produced inside the checkpoint's transaction.
     Kafka(KafkaSinkConfig),
+    /// Redis hashes: a feature store.
+    Redis(redis::RedisSinkConfig),
 }
 
 /// What a sink instance is built for: the partition whose output it stages (Kafka source),
@@ -155,6 +177,8 @@ pub struct SinkContext {
     pub scope: Option<Scope>,
     /// The instance's Kafka producer.
     pub producer: Option<Arc<OutputProducer>>,
+    /// The instance's circuit breakers, one per sink name, shared by its partitions.
+    pub breakers: Breakers,
 }
 
 impl SinkConfig {
@@ -164,6 +188,7 @@ impl SinkConfig {
             SinkConfig::Parquet(c) => &c.routes,
             SinkConfig::Ndjson(c) => &c.routes,
             SinkConfig::Kafka(c) => &c.routes,
+            SinkConfig::Redis(c) => &c.routes,
         }
     }
 
@@ -176,15 +201,25 @@ impl SinkConfig {
             SinkConfig::Parquet(c) => c.validate(),
             SinkConfig::Ndjson(_) => Ok(()),
             SinkConfig::Kafka(c) => c.validate(),
+            SinkConfig::Redis(c) => c.validate(),
         }
     }
 
     /// Builds the sink (creates folders and files).
     pub fn build(&self, name: &str, context: &SinkContext) -> Result<Box<dyn Sink>, SinkError> {
         Ok(match self {
-            SinkConfig::Parquet(c) => {
-                Box::new(parquet::ParquetSink::new(name, c, context.scope.clone())?)
-            }
+            SinkConfig::Parquet(c) => Box::new(parquet::ParquetSink::new(
+                name,
+                c,
+                context.scope.clone(),
+                context.breakers.get(name, &c.retry),
+            )?),
+            SinkConfig::Redis(c) => Box::new(redis::RedisSink::new(
+                name,
+                c,
+                context.scope.clone(),
+                context.breakers.get(name, &c.retry),
+            )?),
             SinkConfig::Ndjson(c) => Box::new(ndjson::NdjsonSink::new(name, c)?),
             SinkConfig::Kafka(c) => {
                 let producer = context.producer.clone().ok_or_else(|| SinkError::Setup {

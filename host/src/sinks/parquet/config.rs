@@ -1,19 +1,23 @@
 //! Settings of the Parquet sink.
 
-use std::path::PathBuf;
-
 use serde::Deserialize;
 
 use crate::config::{ByteSize, Duration};
+use crate::sinks::resilience::RetryConfig;
+use crate::storage::S3Options;
 
-/// A Parquet sink on the local filesystem.
+/// A Parquet sink on a local folder or an S3-compatible bucket.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ParquetSinkConfig {
     /// The routes this sink takes.
     pub routes: Vec<String>,
-    /// Root folder of the table; files go under `dt=YYYY-MM-DD/hour=HH/`.
-    pub path: PathBuf,
+    /// Root of the table: a folder, `file:///abs/path` or `s3://bucket/prefix`; files go
+    /// under `dt=YYYY-MM-DD/hour=HH/`.
+    pub path: String,
+    /// Settings of an `s3://` path.
+    #[serde(default)]
+    pub s3: S3Options,
     /// Columns, in order. Fields of a record not listed here are not stored.
     pub schema: Vec<ColumnConfig>,
     /// A file is closed and a new one started past this size.
@@ -28,6 +32,9 @@ pub struct ParquetSinkConfig {
     /// zstd compression level (1-22).
     #[serde(default = "default_zstd_level")]
     pub zstd_level: i32,
+    /// Retries and circuit breaker of the store.
+    #[serde(default)]
+    pub retry: RetryConfig,
 }
 
 /// One column of the declared schema.
@@ -68,6 +75,8 @@ fn default_nullable() -> bool {
 impl ParquetSinkConfig {
     /// Checks the schema and limits; errors are `(field, reason)`.
     pub fn validate(&self) -> Result<(), (String, String)> {
+        crate::storage::validate_location(&self.path).map_err(|e| ("path".into(), e))?;
+        self.retry.validate()?;
         if self.schema.is_empty() {
             return Err(("schema".into(), "must declare at least one column".into()));
         }

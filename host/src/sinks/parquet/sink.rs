@@ -1,47 +1,93 @@
-//! Writes routed records as Parquet: one open file per `dt=/hour=` folder, written under a
-//! hidden in-progress name and renamed into place when it rolls (on size or age) or when the
-//! sink closes, so readers only ever see whole files. Under checkpoints (a [`Scope`] is set)
-//! finished files wait in the scope's staging folder until their epoch commits, and every
-//! epoch's files are finished at its end.
+//! Writes routed records as Parquet on a [`Storage`]. Each epoch's rows of one
+//! `dt=YYYY-MM-DD/hour=HH` folder become a staged part (a whole small Parquet file under
+//! `_staging/<scope>/`). A file is made of the parts of several epochs and rolls on size or
+//! age; once the epoch that rolled it has committed, its parts are joined into the final file
+//! and deleted. Readers only ever see whole files of committed rows. Without a scope (the file
+//! source) there are no epochs: a file is published as soon as it is due, and at close.
 
-use std::collections::HashMap;
-use std::fs::File;
-use std::path::PathBuf;
-use std::time::Instant;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
 
 use arrow_array::RecordBatch;
 use arrow_json::ReaderBuilder;
 use arrow_schema::SchemaRef;
+use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::WriterProperties;
+use serde::{Deserialize, Serialize};
 
+use super::compose::concat;
 use super::{ParquetSinkConfig, schema_of};
-use crate::sinks::staging::{self, PostCommit, Scope};
+use crate::sinks::resilience::Breaker;
+use crate::sinks::staging::{STAGING_DIR, Scope};
 use crate::sinks::{Rejection, Sink, SinkError, SinkRecord, io_error};
+use crate::storage::Storage;
 
-/// A file being written.
+/// Largest part buffered in memory before it is staged, even mid-epoch.
+const MAX_PART_SIZE: usize = 32 << 20;
+
+/// A staged part of a file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct Part {
+    key: String,
+    bytes: u64,
+}
+
+/// A file that has staged parts and has not rolled yet.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 struct OpenFile {
-    writer: ArrowWriter<File>,
-    in_progress: PathBuf,
-    final_path: PathBuf,
-    opened_at: Instant,
+    folder: String,
+    name: String,
+    opened_at_ms: i64,
+    parts: Vec<Part>,
+}
+
+impl OpenFile {
+    fn final_key(&self) -> String {
+        format!("{}/{}", self.folder, self.name)
+    }
+}
+
+/// A rolled file: its parts are joined into `to` once the epoch commits.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct Publish {
+    parts: Vec<String>,
+    to: String,
+}
+
+/// What the checkpoint keeps for this sink.
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct CommitRecord {
+    publish: Vec<Publish>,
+    open: Vec<OpenFile>,
+}
+
+impl CommitRecord {
+    fn decode(sink: &str, bytes: &[u8]) -> Result<Self, SinkError> {
+        postcard::from_bytes(bytes)
+            .map_err(|e| io_error(sink, format!("commit record does not decode: {e}")))
+    }
 }
 
 /// The Parquet sink.
 pub struct ParquetSink {
     name: String,
-    root: PathBuf,
+    storage: Storage,
+    breaker: Arc<Breaker>,
     schema: SchemaRef,
     props: WriterProperties,
-    roll_size: usize,
-    roll_interval: std::time::Duration,
-    run_id: String,
+    roll_size: u64,
+    roll_interval_ms: i64,
+    part_size: usize,
+    staging: String,
+    file_prefix: String,
     next_file: u64,
-    open: HashMap<String, OpenFile>,
-    scope: Option<Scope>,
-    staged: Vec<PostCommit>,
+    buffers: BTreeMap<String, ArrowWriter<Vec<u8>>>,
+    files: BTreeMap<String, OpenFile>,
+    scoped: bool,
+    finishing: bool,
 }
 
 /// The Hive partition folder of an event time.
@@ -50,13 +96,17 @@ pub fn partition_of(time_ms: i64) -> String {
     t.format("dt=%Y-%m-%d/hour=%H").to_string()
 }
 
+fn now_ms() -> i64 {
+    Utc::now().timestamp_millis()
+}
+
 impl ParquetSink {
-    /// Creates the sink; the table folder is created on first write. With a `scope`, files
-    /// are staged until [`Sink::prepare_commit`]'s steps publish them.
+    /// Creates the sink. With a `scope`, output is staged until the epoch commits.
     pub fn new(
         name: &str,
         config: &ParquetSinkConfig,
         scope: Option<Scope>,
+        breaker: Arc<Breaker>,
     ) -> Result<Self, SinkError> {
         let setup = |reason: String| SinkError::Setup {
             sink: name.to_string(),
@@ -68,109 +118,183 @@ impl ParquetSink {
             .set_compression(Compression::ZSTD(level))
             .set_max_row_group_row_count(Some(config.row_group_rows))
             .build();
+        let storage = Storage::open(&config.path, &config.s3).map_err(|e| setup(e.to_string()))?;
+        let label = scope.as_ref().map_or_else(|| "local".to_string(), Scope::label);
         let run_id = format!(
             "{}-{:04x}",
-            Utc::now().format("%Y%m%dT%H%M%SZ"),
+            Utc::now().format("%Y%m%dT%H%M%S%3fZ"),
             rand::random::<u16>()
         );
+        let roll_size = config.roll_size.0 as u64;
         Ok(ParquetSink {
             name: name.to_string(),
-            root: config.path.clone(),
+            storage,
+            breaker,
             schema,
             props,
-            roll_size: config.roll_size.0,
-            roll_interval: config.roll_interval.0,
-            run_id,
+            roll_size,
+            roll_interval_ms: config.roll_interval.0.as_millis() as i64,
+            part_size: (roll_size as usize).min(MAX_PART_SIZE),
+            staging: match &scope {
+                Some(_) => format!("{STAGING_DIR}/{label}"),
+                None => format!("{STAGING_DIR}/{label}-{run_id}"),
+            },
+            file_prefix: format!("part-{label}-{run_id}"),
             next_file: 0,
-            open: HashMap::new(),
-            scope,
-            staged: Vec::new(),
+            buffers: BTreeMap::new(),
+            files: BTreeMap::new(),
+            scoped: scope.is_some(),
+            finishing: false,
         })
     }
 
-    fn open_file(&mut self, partition: &str) -> Result<OpenFile, SinkError> {
-        self.next_file += 1;
-        let (file_name, in_progress) = match &self.scope {
-            Some(scope) => {
-                let name = format!(
-                    "part-{}-{}-{:05}.zstd.parquet",
-                    scope.label(),
-                    self.run_id,
-                    self.next_file
-                );
-                let staged = scope
-                    .staging_dir(&self.root)
-                    .join(partition)
-                    .join(format!("{name}.staged"));
-                (name, staged)
-            }
-            None => {
-                let name = format!("part-{}-{:05}.zstd.parquet", self.run_id, self.next_file);
-                let hidden = self
-                    .root
-                    .join(partition)
-                    .join(format!(".{name}.inprogress"));
-                (name, hidden)
-            }
-        };
-        if let Some(dir) = in_progress.parent() {
-            std::fs::create_dir_all(dir)
-                .map_err(|e| io_error(&self.name, format!("creating {}: {e}", dir.display())))?;
+    fn write_batch(&mut self, folder: &str, batch: &RecordBatch) -> Result<(), SinkError> {
+        if !self.buffers.contains_key(folder) {
+            let writer =
+                ArrowWriter::try_new(Vec::new(), self.schema.clone(), Some(self.props.clone()))
+                    .map_err(|e| io_error(&self.name, e))?;
+            self.buffers.insert(folder.to_string(), writer);
         }
-        let file = File::create(&in_progress).map_err(|e| {
-            io_error(
-                &self.name,
-                format!("creating {}: {e}", in_progress.display()),
-            )
+        let Some(writer) = self.buffers.get_mut(folder) else {
+            return Ok(());
+        };
+        writer.write(batch).map_err(|e| io_error(&self.name, e))?;
+        if writer.memory_size() + writer.bytes_written() >= self.part_size {
+            self.stage(folder)?;
+        }
+        Ok(())
+    }
+
+    /// Stages the buffered rows of `folder` as the next part of its open file.
+    fn stage(&mut self, folder: &str) -> Result<(), SinkError> {
+        let Some(writer) = self.buffers.remove(folder) else {
+            return Ok(());
+        };
+        let bytes = Bytes::from(writer.into_inner().map_err(|e| io_error(&self.name, e))?);
+        if !self.files.contains_key(folder) {
+            self.next_file += 1;
+            let file = OpenFile {
+                folder: folder.to_string(),
+                name: format!("{}-{:05}.zstd.parquet", self.file_prefix, self.next_file),
+                opened_at_ms: now_ms(),
+                parts: Vec::new(),
+            };
+            self.files.insert(folder.to_string(), file);
+        }
+        let Some(file) = self.files.get_mut(folder) else {
+            return Ok(());
+        };
+        let key = format!("{}/{}/{:05}.parquet", self.staging, file.name, file.parts.len());
+        let storage = &self.storage;
+        self.breaker
+            .call("staging a part", || storage.put(&key, bytes.clone()))?;
+        file.parts.push(Part {
+            key,
+            bytes: bytes.len() as u64,
+        });
+        crate::failpoint::hit("part-staged");
+        Ok(())
+    }
+
+    fn stage_all(&mut self) -> Result<(), SinkError> {
+        let folders: Vec<String> = self.buffers.keys().cloned().collect();
+        for folder in folders {
+            self.stage(&folder)?;
+        }
+        Ok(())
+    }
+
+    fn due(&self, file: &OpenFile, now: i64) -> bool {
+        let buffered = self
+            .buffers
+            .get(&file.folder)
+            .map_or(0, |w| (w.memory_size() + w.bytes_written()) as u64);
+        let size: u64 = file.parts.iter().map(|p| p.bytes).sum::<u64>() + buffered;
+        size >= self.roll_size || now - file.opened_at_ms >= self.roll_interval_ms
+    }
+
+    /// Takes the files due to roll (every file with `force`), staging their last rows.
+    fn roll(&mut self, force: bool) -> Result<Vec<Publish>, SinkError> {
+        let now = now_ms();
+        let due: Vec<String> = self
+            .files
+            .values()
+            .filter(|f| force || self.due(f, now))
+            .map(|f| f.folder.clone())
+            .collect();
+        let mut rolled = Vec::new();
+        for folder in due {
+            self.stage(&folder)?;
+            if let Some(file) = self.files.remove(&folder) {
+                rolled.push(Publish {
+                    to: file.final_key(),
+                    parts: file.parts.into_iter().map(|p| p.key).collect(),
+                });
+            }
+        }
+        Ok(rolled)
+    }
+
+    /// Makes a rolled file visible and deletes its parts. Idempotent: a published file
+    /// counts as done.
+    fn publish(&self, publish: &Publish) -> Result<(), SinkError> {
+        let storage = &self.storage;
+        self.breaker.call("publishing a file", || {
+            if !storage.exists(&publish.to)? {
+                if let [only] = publish.parts.as_slice() {
+                    storage.copy(only, &publish.to)?;
+                } else {
+                    let mut parts = Vec::with_capacity(publish.parts.len());
+                    for key in &publish.parts {
+                        let part = storage.get(key)?.ok_or_else(|| {
+                            io_error(
+                                &self.name,
+                                format!("staged part {key} of committed file {} is missing", publish.to),
+                            )
+                        })?;
+                        parts.push(part);
+                    }
+                    let joined = concat(&parts).map_err(|e| io_error(&self.name, e))?;
+                    storage.put(&publish.to, joined)?;
+                }
+                crate::failpoint::hit("file-published");
+            }
+            for key in &publish.parts {
+                storage.delete(key)?;
+            }
+            Ok::<(), PublishError>(())
         })?;
-        let writer = ArrowWriter::try_new(file, self.schema.clone(), Some(self.props.clone()))
-            .map_err(|e| io_error(&self.name, e))?;
-        Ok(OpenFile {
-            writer,
-            in_progress,
-            final_path: self.root.join(partition).join(file_name),
-            opened_at: Instant::now(),
-        })
+        metrics::counter!("weir_sink_files_published_total", "sink" => self.name.clone())
+            .increment(1);
+        Ok(())
     }
 
-    fn finish(&mut self, file: OpenFile) -> Result<(), SinkError> {
-        let OpenFile {
-            writer,
-            in_progress,
-            final_path,
-            ..
-        } = file;
-        let file = writer.into_inner().map_err(|e| io_error(&self.name, e))?;
-        file.sync_all().map_err(|e| io_error(&self.name, e))?;
-        let publish = PostCommit::Publish {
-            from: in_progress,
-            to: final_path,
-        };
-        if self.scope.is_some() {
-            self.staged.push(publish);
-            Ok(())
-        } else {
-            publish.apply()
+    /// Deletes staged objects no open file refers to: parts of epochs that never committed.
+    fn discard_unreferenced(&self) -> Result<(), SinkError> {
+        let keep: BTreeSet<&str> = self
+            .files
+            .values()
+            .flat_map(|f| f.parts.iter().map(|p| p.key.as_str()))
+            .collect();
+        let storage = &self.storage;
+        let staged = self
+            .breaker
+            .call("listing staged parts", || storage.list_all(&self.staging))?;
+        for key in staged.iter().filter(|k| !keep.contains(k.as_str())) {
+            self.breaker
+                .call("discarding a staged part", || storage.delete(key))?;
         }
+        Ok(())
     }
+}
 
-    fn write_partition(&mut self, partition: &str, batch: &RecordBatch) -> Result<(), SinkError> {
-        let file = match self.open.remove(partition) {
-            Some(file) => file,
-            None => self.open_file(partition)?,
-        };
-        let mut file = file;
-        file.writer
-            .write(batch)
-            .map_err(|e| io_error(&self.name, e))?;
-        let size = file.writer.bytes_written() + file.writer.in_progress_size();
-        if size >= self.roll_size || file.opened_at.elapsed() >= self.roll_interval {
-            self.finish(file)
-        } else {
-            self.open.insert(partition.to_string(), file);
-            Ok(())
-        }
-    }
+/// A failure while publishing: the store's or the sink's.
+#[derive(Debug, thiserror::Error)]
+enum PublishError {
+    #[error(transparent)]
+    Storage(#[from] crate::storage::StorageError),
+    #[error(transparent)]
+    Sink(#[from] SinkError),
 }
 
 /// Decodes JSON values into one record batch of `schema`.
@@ -212,10 +336,10 @@ impl Sink for ParquetSink {
         for (i, r) in records.iter().enumerate() {
             groups.entry(partition_of(r.time)).or_default().push(i);
         }
-        let mut partitions: Vec<_> = groups.into_iter().collect();
-        partitions.sort();
+        let mut folders: Vec<_> = groups.into_iter().collect();
+        folders.sort();
         let mut rejections = Vec::new();
-        for (partition, indices) in partitions {
+        for (folder, indices) in folders {
             let values: Vec<&[u8]> = indices
                 .iter()
                 .map(|i| records[*i].value.as_slice())
@@ -223,7 +347,7 @@ impl Sink for ParquetSink {
             match decode(&self.schema, &values) {
                 Ok(batches) => {
                     for batch in batches {
-                        self.write_partition(&partition, &batch)?;
+                        self.write_batch(&folder, &batch)?;
                     }
                 }
                 // Decoding is all or nothing: find the records that do not fit one by one.
@@ -232,7 +356,7 @@ impl Sink for ParquetSink {
                         match decode(&self.schema, &[value]) {
                             Ok(batches) => {
                                 for batch in batches {
-                                    self.write_partition(&partition, &batch)?;
+                                    self.write_batch(&folder, &batch)?;
                                 }
                             }
                             Err(e) => rejections.push(Rejection {
@@ -244,61 +368,82 @@ impl Sink for ParquetSink {
                 }
             }
         }
+        if !self.scoped {
+            for publish in self.roll(false)? {
+                self.publish(&publish)?;
+            }
+        }
         Ok(rejections)
     }
 
     fn flush(&mut self) -> Result<(), SinkError> {
-        for file in self.open.values_mut() {
-            file.writer.flush().map_err(|e| io_error(&self.name, e))?;
-        }
-        let expired: Vec<String> = self
-            .open
-            .iter()
-            .filter(|(_, f)| f.opened_at.elapsed() >= self.roll_interval)
-            .map(|(k, _)| k.clone())
-            .collect();
-        for partition in expired {
-            if let Some(file) = self.open.remove(&partition) {
-                self.finish(file)?;
-            }
-        }
-        Ok(())
+        self.stage_all()
     }
 
     fn close(&mut self) -> Result<(), SinkError> {
-        let mut open: Vec<_> = self.open.drain().collect();
-        open.sort_by(|a, b| a.0.cmp(&b.0));
-        for (_, file) in open {
-            self.finish(file)?;
+        self.stage_all()?;
+        for publish in self.roll(true)? {
+            self.publish(&publish)?;
         }
         Ok(())
     }
 
-    fn prepare_commit(&mut self) -> Result<Vec<PostCommit>, SinkError> {
-        self.close()?;
-        Ok(std::mem::take(&mut self.staged))
+    fn prepare_commit(&mut self) -> Result<Option<Vec<u8>>, SinkError> {
+        self.stage_all()?;
+        let record = CommitRecord {
+            publish: self.roll(self.finishing)?,
+            open: self.files.values().cloned().collect(),
+        };
+        postcard::to_allocvec(&record)
+            .map(Some)
+            .map_err(|e| io_error(&self.name, e))
     }
 
-    fn discard_uncommitted(&mut self) -> Result<(), SinkError> {
-        self.open.clear();
-        self.staged.clear();
-        match &self.scope {
-            Some(scope) => staging::discard(&scope.staging_dir(&self.root)),
-            None => Ok(()),
+    fn commit(&mut self, record: &[u8]) -> Result<(), SinkError> {
+        for publish in CommitRecord::decode(&self.name, record)?.publish {
+            self.publish(&publish)?;
         }
+        Ok(())
+    }
+
+    fn recover(&mut self, record: Option<&[u8]>) -> Result<(), SinkError> {
+        self.buffers.clear();
+        self.files.clear();
+        if let Some(bytes) = record {
+            let record = CommitRecord::decode(&self.name, bytes)?;
+            for publish in &record.publish {
+                self.publish(publish)?;
+            }
+            self.files = record
+                .open
+                .into_iter()
+                .map(|f| (f.folder.clone(), f))
+                .collect();
+        }
+        self.discard_unreferenced()
+    }
+
+    fn wants_commit(&self) -> bool {
+        let now = now_ms();
+        self.scoped && (self.finishing || self.files.values().any(|f| self.due(f, now)))
+    }
+
+    fn finish_files(&mut self) {
+        self.finishing = true;
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use std::path::{Path, PathBuf};
     use std::sync::Arc;
 
-    use std::path::Path;
-
-    use parquet::file::reader::{FileReader, SerializedFileReader};
+    use arrow_array::{Array, StringArray};
+    use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
     use super::*;
     use crate::sinks::parquet::ColumnConfig;
+    use crate::sinks::resilience::RetryConfig;
 
     fn config(root: &Path) -> ParquetSinkConfig {
         let column = |name: &str, ty: &str, nullable: bool| ColumnConfig {
@@ -308,7 +453,8 @@ mod tests {
         };
         ParquetSinkConfig {
             routes: vec!["main".into()],
-            path: root.to_path_buf(),
+            path: root.display().to_string(),
+            s3: Default::default(),
             schema: vec![
                 column("id", "string", false),
                 column("n", "int64", true),
@@ -318,7 +464,13 @@ mod tests {
             roll_interval: crate::config::Duration::from_secs(300),
             row_group_rows: 1024,
             zstd_level: 3,
+            retry: RetryConfig::default(),
         }
+    }
+
+    fn sink(root: &Path, scope: Option<Scope>) -> ParquetSink {
+        let breaker = Arc::new(Breaker::new("lake", &RetryConfig::default()));
+        ParquetSink::new("lake", &config(root), scope, breaker).unwrap()
     }
 
     fn record(value: &str, time: i64) -> SinkRecord {
@@ -331,10 +483,35 @@ mod tests {
         }
     }
 
+    /// Published files (not staged ones) and the ids they hold.
+    fn visible(root: &Path) -> (Vec<PathBuf>, Vec<String>) {
+        let mut files = Vec::new();
+        for hour in ["hour=00", "hour=01"] {
+            if let Ok(entries) = std::fs::read_dir(root.join("dt=1970-01-01").join(hour)) {
+                files.extend(entries.map(|e| e.unwrap().path()));
+            }
+        }
+        files.sort();
+        let mut ids = Vec::new();
+        for file in &files {
+            let bytes = Bytes::from(std::fs::read(file).unwrap());
+            for batch in ParquetRecordBatchReaderBuilder::try_new(bytes)
+                .unwrap()
+                .build()
+                .unwrap()
+            {
+                let batch = batch.unwrap();
+                let column = batch.column(0).as_any().downcast_ref::<StringArray>().unwrap();
+                ids.extend((0..column.len()).map(|i| column.value(i).to_string()));
+            }
+        }
+        (files, ids)
+    }
+
     #[test]
     fn refuses_records_that_do_not_fit_naming_the_field_and_writes_the_rest() {
         let dir = tempfile::tempdir().unwrap();
-        let mut sink = ParquetSink::new("lake", &config(dir.path()), None).unwrap();
+        let mut sink = sink(dir.path(), None);
         let hour = 3_600_000;
         let records = [
             record(r#"{"id":"a","n":1,"tags":["x"]}"#, 0),
@@ -357,35 +534,57 @@ mod tests {
             "{}",
             rejections[1].reason
         );
-
-        // Nothing is visible before the file rolls or the sink closes.
-        let visible = |dir: &Path| -> Vec<PathBuf> {
-            let mut files = Vec::new();
-            for part in ["dt=1970-01-01/hour=00", "dt=1970-01-01/hour=01"] {
-                if let Ok(entries) = std::fs::read_dir(dir.join(part)) {
-                    files.extend(
-                        entries
-                            .map(|e| e.unwrap().path())
-                            .filter(|p| p.extension().is_some_and(|e| e == "parquet")),
-                    );
-                }
-            }
-            files
-        };
-        assert!(visible(dir.path()).is_empty());
+        assert!(visible(dir.path()).0.is_empty(), "nothing before a roll");
         sink.close().unwrap();
-        let files = visible(dir.path());
+        let (files, ids) = visible(dir.path());
         assert_eq!(files.len(), 2);
-        let rows: i64 = files
-            .iter()
-            .map(|f| {
-                SerializedFileReader::new(File::open(f).unwrap())
-                    .unwrap()
-                    .metadata()
-                    .file_metadata()
-                    .num_rows()
+        assert_eq!(ids, ["a", "d"]);
+    }
+
+    #[test]
+    fn a_file_spans_epochs_and_only_committed_parts_survive_a_recovery() {
+        let dir = tempfile::tempdir().unwrap();
+        let scope = Scope {
+            topic: "clicks".into(),
+            partition: 0,
+        };
+        let mut first = sink(dir.path(), Some(scope.clone()));
+        first.write(&[record(r#"{"id":"e1"}"#, 0)]).unwrap();
+        let committed = first.prepare_commit().unwrap().unwrap();
+        first.commit(&committed).unwrap();
+        assert!(!first.wants_commit(), "a young file does not roll");
+        // The next epoch stages its part, then the process dies before the commit.
+        first.write(&[record(r#"{"id":"lost"}"#, 0)]).unwrap();
+        first.prepare_commit().unwrap();
+        assert!(visible(dir.path()).0.is_empty());
+        drop(first);
+
+        let mut second = sink(dir.path(), Some(scope));
+        second.recover(Some(&committed)).unwrap();
+        second.write(&[record(r#"{"id":"e2"}"#, 0)]).unwrap();
+        second.finish_files();
+        assert!(second.wants_commit());
+        let last = second.prepare_commit().unwrap().unwrap();
+        assert!(visible(dir.path()).0.is_empty(), "visible only after the commit");
+        second.commit(&last).unwrap();
+        second.commit(&last).unwrap();
+        let (files, ids) = visible(dir.path());
+        assert_eq!(files.len(), 1, "one file for both epochs");
+        assert_eq!(ids, ["e1", "e2"]);
+        let staged = dir.path().join(STAGING_DIR).join("clicks-0");
+        let left: Vec<_> = walk(&staged);
+        assert!(left.is_empty(), "staged parts are gone: {left:?}");
+    }
+
+    fn walk(dir: &Path) -> Vec<PathBuf> {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return Vec::new();
+        };
+        entries
+            .flat_map(|e| {
+                let path = e.unwrap().path();
+                if path.is_dir() { walk(&path) } else { vec![path] }
             })
-            .sum();
-        assert_eq!(rows, 2);
+            .collect()
     }
 }

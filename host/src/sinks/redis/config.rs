@@ -1,0 +1,74 @@
+//! Settings of the Redis feature sink.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+
+use crate::config::Duration;
+use crate::sinks::resilience::RetryConfig;
+
+/// A Redis feature sink.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RedisSinkConfig {
+    /// The routes this sink takes.
+    pub routes: Vec<String>,
+    /// Server URL as fred reads it: `redis://[user:pass@]host:port/db`, `rediss://` for TLS,
+    /// `redis-cluster://host:port?node=host2:port2` or
+    /// `redis-sentinel://host:port?sentinelServiceName=NAME`.
+    pub url: String,
+    /// Key prefix: a record for entity `E` updates the hash `<prefix>:E`.
+    pub prefix: String,
+    /// Hash field → JSON field of the record (`a.b` reaches into objects). Empty: every
+    /// top-level field under its own name.
+    #[serde(default)]
+    pub fields: BTreeMap<String, String>,
+    /// Expiry of each hash, renewed by every write. None: the hashes do not expire.
+    #[serde(default)]
+    pub ttl: Option<Duration>,
+    /// Writes sent per pipelined round trip.
+    #[serde(default = "default_pipeline")]
+    pub pipeline: usize,
+    /// Timeout of one command (and of connecting).
+    #[serde(default = "default_timeout")]
+    pub timeout: Duration,
+    /// Retries and circuit breaker.
+    #[serde(default)]
+    pub retry: RetryConfig,
+}
+
+fn default_pipeline() -> usize {
+    256
+}
+
+fn default_timeout() -> Duration {
+    Duration::from_secs(5)
+}
+
+impl RedisSinkConfig {
+    /// Checks the values; errors are `(field, reason)`.
+    pub fn validate(&self) -> Result<(), (String, String)> {
+        fred::prelude::Config::from_url(&self.url)
+            .map_err(|e| ("url".to_string(), e.details().to_string()))?;
+        if self.prefix.is_empty() {
+            return Err(("prefix".into(), "must not be empty".into()));
+        }
+        if self.pipeline == 0 {
+            return Err(("pipeline".into(), "must be at least 1".into()));
+        }
+        if let Some((field, _)) = self
+            .fields
+            .iter()
+            .find(|(field, path)| field.is_empty() || path.is_empty() || field.starts_with("_weir"))
+        {
+            return Err((
+                format!("fields.{field}"),
+                "names and paths must be non-empty and names must not start with `_weir`".into(),
+            ));
+        }
+        if self.ttl.as_ref().is_some_and(|ttl| ttl.0.as_millis() == 0) {
+            return Err(("ttl".into(), "must be positive".into()));
+        }
+        self.retry.validate()
+    }
+}

@@ -41,6 +41,21 @@ pub struct S3Options {
     /// Path-style requests (`endpoint/bucket/key`), which most S3-compatible servers need.
     #[serde(default = "default_true")]
     pub path_style: bool,
+    /// Access key id; `"${NAME}"` reads the variable `NAME`. Default: `AWS_ACCESS_KEY_ID`,
+    /// else the standard AWS chain.
+    #[serde(default)]
+    pub access_key_id: Option<String>,
+    /// Secret access key; `"${NAME}"` reads the variable `NAME`.
+    #[serde(default)]
+    pub secret_access_key: Option<String>,
+}
+
+/// A setting's value, reading `"${NAME}"` from the environment.
+fn setting(value: &str) -> Result<String, String> {
+    match value.strip_prefix("${").and_then(|v| v.strip_suffix('}')) {
+        Some(name) => std::env::var(name).map_err(|_| format!("environment variable {name} is not set")),
+        None => Ok(value.to_string()),
+    }
 }
 
 fn default_true() -> bool {
@@ -98,6 +113,12 @@ impl Storage {
                     .with_virtual_hosted_style_request(!s3.path_style);
                 if let Some(endpoint) = &s3.endpoint {
                     builder = builder.with_endpoint(endpoint);
+                }
+                if let Some(key) = &s3.access_key_id {
+                    builder = builder.with_access_key_id(setting(key).map_err(error)?);
+                }
+                if let Some(secret) = &s3.secret_access_key {
+                    builder = builder.with_secret_access_key(setting(secret).map_err(error)?);
                 }
                 let region = s3
                     .region

@@ -10,3 +10,4 @@ mod example;
 mod harness;
 mod isolation;
 mod kafka;
+mod sinks;

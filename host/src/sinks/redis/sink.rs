@@ -183,6 +183,7 @@ impl RedisSink {
                             args.push(name.clone().into());
                             args.push(value.clone().into());
                         }
+                        let key = fred::types::Key::from(bytes::Bytes::from(key));
                         self.script
                             .evalsha_with_reload::<i64, _, _>(&self.client, key, args)
                     });

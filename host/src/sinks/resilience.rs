@@ -246,7 +246,9 @@ impl Breakers {
     /// Every sink's breaker state, for health reports.
     pub fn states(&self) -> Vec<(String, BreakerState)> {
         let map = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        map.iter().map(|(name, b)| (name.clone(), b.state())).collect()
+        map.iter()
+            .map(|(name, b)| (name.clone(), b.state()))
+            .collect()
     }
 }
 
@@ -285,7 +287,12 @@ mod tests {
             Ok(())
         });
         assert!(!called);
-        assert!(refused.unwrap_err().to_string().contains("circuit breaker open"));
+        assert!(
+            refused
+                .unwrap_err()
+                .to_string()
+                .contains("circuit breaker open")
+        );
 
         std::thread::sleep(StdDuration::from_millis(60));
         assert_eq!(breaker.state(), BreakerState::HalfOpen);
@@ -309,6 +316,13 @@ mod tests {
             let full = (config.initial_backoff.0 * (1 << retry)).min(config.max_backoff.0);
             assert!(wait >= full / 2 && wait <= full, "{retry}: {wait:?}");
         }
-        assert!(RetryConfig { attempts: 0, ..fast() }.validate().is_err());
+        assert!(
+            RetryConfig {
+                attempts: 0,
+                ..fast()
+            }
+            .validate()
+            .is_err()
+        );
     }
 }

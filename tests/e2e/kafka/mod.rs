@@ -6,6 +6,7 @@ mod crash;
 mod end_to_end;
 mod faults;
 mod group;
+mod lakehouse;
 mod strict;
 
 use std::collections::BTreeMap;
@@ -176,6 +177,16 @@ pub struct WeirProcess {
 impl WeirProcess {
     /// Starts `weir run` on `config` as `instance`.
     pub fn start(config: &Path, instance: &str, bounded: bool) -> WeirProcess {
+        Self::start_with_env(config, instance, bounded, &[])
+    }
+
+    /// Starts `weir run` with extra environment variables.
+    pub fn start_with_env(
+        config: &Path,
+        instance: &str,
+        bounded: bool,
+        env: &[(&str, &str)],
+    ) -> WeirProcess {
         let log = config.with_file_name(format!(
             "weir-{instance}-{}.log",
             std::time::SystemTime::now()
@@ -191,6 +202,7 @@ impl WeirProcess {
             .arg(plugin_dir())
             .args(["--instance-id", instance])
             .env("WEIR_LOG", "info,librdkafka=warn")
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap());
         if bounded {
@@ -221,20 +233,10 @@ impl WeirProcess {
     }
 
     /// Waits for the process to exit successfully within `within`.
-    pub fn wait_success(mut self, within: Duration) -> String {
-        let deadline = Instant::now() + within;
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                let log = self.log();
-                assert!(status.success(), "weir exited with {status}:\n{log}");
-                return log;
-            }
-            if Instant::now() > deadline {
-                let _ = self.child.kill();
-                panic!("weir did not finish within {within:?}:\n{}", self.log());
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
+    pub fn wait_success(self, within: Duration) -> String {
+        let (succeeded, log) = self.wait_exit(within);
+        assert!(succeeded, "weir failed:\n{log}");
+        log
     }
 
     /// Sends SIGTERM (drain and leave the group) and waits for a clean exit.
@@ -243,6 +245,21 @@ impl WeirProcess {
         // SAFETY: sending a signal to our own child process.
         unsafe { libc::kill(pid, libc::SIGTERM) };
         self.wait_success(within)
+    }
+
+    /// Waits for the process to exit, successfully or not; returns whether it succeeded.
+    pub fn wait_exit(mut self, within: Duration) -> (bool, String) {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return (status.success(), self.log());
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                panic!("weir did not exit within {within:?}:\n{}", self.log());
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
     }
 
     /// kill -9.
@@ -284,7 +301,7 @@ out = sys.argv[1]
 con = duckdb.connect()
 con.sql("SET TimeZone = 'UTC'")
 def rows(table, cols):
-    q = f"select {cols} from read_parquet('{out}/lake/{table}/**/*.parquet', hive_partitioning = true) order by all"
+    q = f"select {cols} from read_parquet('{out}/lake/{table}/dt=*/hour=*/*.parquet', hive_partitioning = true) order by all"
     return [list(map(str, r)) for r in con.sql(q).fetchall()]
 print(json.dumps({
     "events": rows("events", "event_id, session_id"),

@@ -1,7 +1,8 @@
 //! The sink conformance suite. Every sink goes through the same story, driven through the
 //! [`Sink`] trait exactly as the checkpoint protocol drives it:
 //!
-//! 1. write, flush (prepare), commit: the records are visible;
+//! 1. write, flush (prepare), commit, over two epochs: the records are visible (Parquet: once
+//!    the file rolls, as one file made of both epochs' parts);
 //! 2. write, prepare, crash before the commit point: nothing of that epoch is visible after
 //!    recovery from the last committed record;
 //! 3. replay of that epoch after recovery, then commit: visible exactly once;
@@ -20,8 +21,6 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use fred::prelude::{ClientLike, HashesInterface};
-use fred::types::{ClusterHash, CustomCommand};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::{Offset, TopicPartitionList};
@@ -34,8 +33,10 @@ use weir::sinks::redis::{RedisSink, RedisSinkConfig};
 use weir::sinks::resilience::{Breaker, RetryConfig};
 use weir::sinks::staging::Scope;
 use weir::sinks::{Provenance, Sink, SinkRecord};
-use weir::storage::{S3Options, Storage, io_runtime};
-use xtask::servers::{RedisServer, S3_ACCESS_KEY, S3_SECRET_KEY, S3Server, Tansu};
+use weir::storage::{S3Options, Storage};
+use xtask::servers::{RedisServer, S3Server, Tansu};
+
+use super::{redis_hashes, s3_options};
 
 /// How a sink shows what it was given.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -82,7 +83,9 @@ fn records(items: &[(&str, i64)], first: i64) -> Vec<SinkRecord> {
         .map(|(i, (id, n))| SinkRecord {
             route: Arc::from("main"),
             key: id.as_bytes().to_vec(),
-            value: serde_json::json!({ "id": id, "n": n }).to_string().into_bytes(),
+            value: serde_json::json!({ "id": id, "n": n })
+                .to_string()
+                .into_bytes(),
             time: 1_700_000_000_000,
             provenance: Some(Provenance {
                 source: Arc::from("conf"),
@@ -98,7 +101,9 @@ fn expected(model: Model, committed: &[&[(&str, i64)]]) -> Vec<String> {
     let all = committed.iter().flat_map(|batch| batch.iter());
     let mut shown: Vec<String> = if model == Model::Upsert {
         let last: BTreeMap<&str, i64> = all.map(|(id, n)| (*id, *n)).collect();
-        last.into_iter().map(|(id, n)| format!("{id}:{n}")).collect()
+        last.into_iter()
+            .map(|(id, n)| format!("{id}:{n}"))
+            .collect()
     } else {
         all.map(|(id, n)| format!("{id}:{n}")).collect()
     };
@@ -126,10 +131,27 @@ fn run_suite(target: &dyn Target) {
     let b: &[(&str, i64)] = &[("b1", 2), ("u", 2)];
     let c: &[(&str, i64)] = &[("c1", 3), ("u", 3)];
 
-    // 1. Write, flush, commit.
+    // 1. Write, flush, commit: over two epochs, the first of which does not end the input.
     let mut sink = target.build();
     sink.recover(None).unwrap();
-    assert!(sink.write(&records(a, 0)).unwrap().is_empty());
+    assert!(sink.write(&records(&a[..1], 0)).unwrap().is_empty());
+    let early = sink.prepare_commit().unwrap();
+    target.commit_point(true);
+    if let Some(record) = &early {
+        sink.commit(record).unwrap();
+    }
+    // Parquet files roll on size or age, not at every checkpoint.
+    let shown = if model == Model::Staged {
+        &[][..]
+    } else {
+        &a[..1]
+    };
+    assert_visible(
+        target,
+        &expected(model, &[shown]),
+        "after a commit before a roll",
+    );
+    assert!(sink.write(&records(&a[1..], 1)).unwrap().is_empty());
     let first = end_epoch(target, sink.as_mut(), true);
     if let Some(record) = &first {
         sink.commit(record).unwrap();
@@ -144,7 +166,11 @@ fn run_suite(target: &dyn Target) {
     sink.recover(first.as_deref()).unwrap();
     match model {
         Model::Staged | Model::Upsert => {
-            assert_visible(target, &expected(model, &[a]), "after a crash before commit");
+            assert_visible(
+                target,
+                &expected(model, &[a]),
+                "after a crash before commit",
+            );
         }
         Model::Transactional => {}
         Model::Rewrite => assert_visible(target, &[], "after a restart"),
@@ -230,8 +256,16 @@ impl Target for ParquetTarget {
                 .unwrap()
             {
                 let batch = batch.unwrap();
-                let ids = batch.column(0).as_any().downcast_ref::<arrow_array::StringArray>().unwrap();
-                let ns = batch.column(1).as_any().downcast_ref::<arrow_array::Int64Array>().unwrap();
+                let ids = batch
+                    .column(0)
+                    .as_any()
+                    .downcast_ref::<arrow_array::StringArray>()
+                    .unwrap();
+                let ns = batch
+                    .column(1)
+                    .as_any()
+                    .downcast_ref::<arrow_array::Int64Array>()
+                    .unwrap();
                 for i in 0..batch.num_rows() {
                     shown.push(format!("{}:{}", ids.value(i), ns.value(i)));
                 }
@@ -249,18 +283,6 @@ fn parquet_on_a_local_folder_conforms() {
     run_suite(&ParquetTarget {
         config: parquet_config(path, S3Options::default()),
     });
-}
-
-/// S3 options for the test server.
-pub fn s3_options(server: &S3Server) -> S3Options {
-    S3Options {
-        endpoint: Some(server.endpoint()),
-        region: Some("us-east-1".into()),
-        allow_http: true,
-        path_style: true,
-        access_key_id: Some(S3_ACCESS_KEY.into()),
-        secret_access_key: Some(S3_SECRET_KEY.into()),
-    }
 }
 
 #[test]
@@ -283,7 +305,9 @@ impl Target for RedisTarget {
     }
 
     fn build(&self) -> Box<dyn Sink> {
-        Box::new(RedisSink::new("features", &self.config, Some(scope()), breaker("features")).unwrap())
+        Box::new(
+            RedisSink::new("features", &self.config, Some(scope()), breaker("features")).unwrap(),
+        )
     }
 
     fn visible(&self) -> Vec<String> {
@@ -298,26 +322,6 @@ impl Target for RedisTarget {
         shown.sort();
         shown
     }
-}
-
-/// Every hash matching `pattern`, without weir's fence fields.
-pub fn redis_hashes(url: &str, pattern: &str) -> BTreeMap<String, BTreeMap<String, String>> {
-    io_runtime().block_on(async {
-        let client = fred::prelude::Builder::from_config(fred::prelude::Config::from_url(url).unwrap())
-            .build()
-            .unwrap();
-        client.init().await.unwrap();
-        let keys_command = CustomCommand::new_static("KEYS", ClusterHash::FirstKey, false);
-        let keys: Vec<String> = client.custom(keys_command, vec![pattern]).await.unwrap();
-        let mut hashes = BTreeMap::new();
-        for key in keys {
-            let mut fields: BTreeMap<String, String> = client.hgetall(&key).await.unwrap();
-            fields.retain(|name, _| !name.starts_with("_weir"));
-            hashes.insert(key, fields);
-        }
-        client.quit().await.unwrap();
-        hashes
-    })
 }
 
 #[test]
@@ -418,8 +422,14 @@ impl Target for KafkaTarget {
     fn visible(&self) -> Vec<String> {
         let mut by_provenance: BTreeMap<String, String> = BTreeMap::new();
         for record in crate::kafka::read_all(&self.bootstrap, "conf.out") {
-            let shown = format!("{}:{}", record.value["id"].as_str().unwrap(), record.value["n"]);
-            let seen = by_provenance.entry(record.provenance()).or_insert_with(|| shown.clone());
+            let shown = format!(
+                "{}:{}",
+                record.value["id"].as_str().unwrap(),
+                record.value["n"]
+            );
+            let seen = by_provenance
+                .entry(record.provenance())
+                .or_insert_with(|| shown.clone());
             assert_eq!(*seen, shown, "two records with one provenance differ");
         }
         let mut shown: Vec<String> = by_provenance.into_values().collect();

@@ -81,13 +81,12 @@ mod tests {
 
     fn part(ids: &[i64]) -> Bytes {
         let batch = RecordBatch::try_from_iter([
-            (
-                "id",
-                Arc::new(Int64Array::from(ids.to_vec())) as ArrayRef,
-            ),
+            ("id", Arc::new(Int64Array::from(ids.to_vec())) as ArrayRef),
             (
                 "name",
-                Arc::new(StringArray::from_iter_values(ids.iter().map(|i| format!("n{i}")))),
+                Arc::new(StringArray::from_iter_values(
+                    ids.iter().map(|i| format!("n{i}")),
+                )),
             ),
         ])
         .unwrap();
@@ -106,7 +105,11 @@ mod tests {
         let mut ids = Vec::new();
         for batch in reader {
             let batch = batch.unwrap();
-            let column = batch.column(0).as_any().downcast_ref::<Int64Array>().unwrap();
+            let column = batch
+                .column(0)
+                .as_any()
+                .downcast_ref::<Int64Array>()
+                .unwrap();
             ids.extend(column.values().iter().copied());
         }
         assert_eq!(ids, [1, 2, 3, 4, 5, 6]);

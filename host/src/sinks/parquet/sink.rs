@@ -119,7 +119,9 @@ impl ParquetSink {
             .set_max_row_group_row_count(Some(config.row_group_rows))
             .build();
         let storage = Storage::open(&config.path, &config.s3).map_err(|e| setup(e.to_string()))?;
-        let label = scope.as_ref().map_or_else(|| "local".to_string(), Scope::label);
+        let label = scope
+            .as_ref()
+            .map_or_else(|| "local".to_string(), Scope::label);
         let run_id = format!(
             "{}-{:04x}",
             Utc::now().format("%Y%m%dT%H%M%S%3fZ"),
@@ -184,7 +186,12 @@ impl ParquetSink {
         let Some(file) = self.files.get_mut(folder) else {
             return Ok(());
         };
-        let key = format!("{}/{}/{:05}.parquet", self.staging, file.name, file.parts.len());
+        let key = format!(
+            "{}/{}/{:05}.parquet",
+            self.staging,
+            file.name,
+            file.parts.len()
+        );
         let storage = &self.storage;
         self.breaker
             .call("staging a part", || storage.put(&key, bytes.clone()))?;
@@ -249,7 +256,10 @@ impl ParquetSink {
                         let part = storage.get(key)?.ok_or_else(|| {
                             io_error(
                                 &self.name,
-                                format!("staged part {key} of committed file {} is missing", publish.to),
+                                format!(
+                                    "staged part {key} of committed file {} is missing",
+                                    publish.to
+                                ),
                             )
                         })?;
                         parts.push(part);
@@ -266,6 +276,7 @@ impl ParquetSink {
         })?;
         metrics::counter!("weir_sink_files_published_total", "sink" => self.name.clone())
             .increment(1);
+        tracing::debug!(sink = %self.name, file = %publish.to, parts = publish.parts.len(), "File published.");
         Ok(())
     }
 
@@ -394,6 +405,7 @@ impl Sink for ParquetSink {
             publish: self.roll(self.finishing)?,
             open: self.files.values().cloned().collect(),
         };
+        tracing::debug!(sink = %self.name, rolled = record.publish.len(), open = record.open.len(), finishing = self.finishing, "Epoch prepared.");
         postcard::to_allocvec(&record)
             .map(Some)
             .map_err(|e| io_error(&self.name, e))
@@ -501,7 +513,11 @@ mod tests {
                 .unwrap()
             {
                 let batch = batch.unwrap();
-                let column = batch.column(0).as_any().downcast_ref::<StringArray>().unwrap();
+                let column = batch
+                    .column(0)
+                    .as_any()
+                    .downcast_ref::<StringArray>()
+                    .unwrap();
                 ids.extend((0..column.len()).map(|i| column.value(i).to_string()));
             }
         }
@@ -565,7 +581,10 @@ mod tests {
         second.finish_files();
         assert!(second.wants_commit());
         let last = second.prepare_commit().unwrap().unwrap();
-        assert!(visible(dir.path()).0.is_empty(), "visible only after the commit");
+        assert!(
+            visible(dir.path()).0.is_empty(),
+            "visible only after the commit"
+        );
         second.commit(&last).unwrap();
         second.commit(&last).unwrap();
         let (files, ids) = visible(dir.path());
@@ -583,7 +602,11 @@ mod tests {
         entries
             .flat_map(|e| {
                 let path = e.unwrap().path();
-                if path.is_dir() { walk(&path) } else { vec![path] }
+                if path.is_dir() {
+                    walk(&path)
+                } else {
+                    vec![path]
+                }
             })
             .collect()
     }

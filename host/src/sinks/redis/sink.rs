@@ -77,10 +77,12 @@ fn client_for(config: &RedisSinkConfig) -> Result<fred::clients::Client, fred::e
         })
         .set_policy(ReconnectPolicy::new_exponential(0, 100, 2_000, 2))
         .build()?;
-    {
-        let _runtime = io_runtime().enter();
+    // Connect in the background, reconnecting forever; wait (bounded) for the first
+    // connection so the first epoch does not fail while it is made.
+    io_runtime().block_on(async {
         client.connect();
-    }
+        let _ = tokio::time::timeout(timeout, client.wait_for_connect()).await;
+    });
     clients.insert(config.url.clone(), client.clone());
     Ok(client)
 }
@@ -110,7 +112,9 @@ impl RedisSink {
             sink: name.to_string(),
             reason: format!("url: {}", e.details()),
         })?;
-        let label = scope.as_ref().map_or_else(|| "local".to_string(), Scope::label);
+        let label = scope
+            .as_ref()
+            .map_or_else(|| "local".to_string(), Scope::label);
         Ok(RedisSink {
             name: name.to_string(),
             client,
@@ -132,8 +136,8 @@ impl RedisSink {
         if record.key.is_empty() {
             return Err("missing key: a feature needs an entity key".into());
         }
-        let value: serde_json::Value = serde_json::from_slice(&record.value)
-            .map_err(|e| format!("invalid json: {e}"))?;
+        let value: serde_json::Value =
+            serde_json::from_slice(&record.value).map_err(|e| format!("invalid json: {e}"))?;
         let serde_json::Value::Object(object) = &value else {
             return Err("not an object: a feature record must be a JSON object".into());
         };
@@ -169,6 +173,14 @@ impl RedisSink {
     fn apply(&self, seq: i64, writes: &[EntityWrite]) -> Result<(), SinkError> {
         for chunk in writes.chunks(self.pipeline) {
             let applied = self.breaker.call("writing features", || {
+                // Commands would wait for a reconnection until they time out: fail at once
+                // and let the breaker pace the retries.
+                if !self.client.is_connected() {
+                    return Err(fred::error::Error::new(
+                        fred::error::ErrorKind::IO,
+                        "not connected to Redis (reconnecting)",
+                    ));
+                }
                 io_runtime().block_on(async {
                     let calls = chunk.iter().map(|(entity, fields)| {
                         let mut key = Vec::with_capacity(self.prefix.len() + 1 + entity.len());

@@ -46,6 +46,9 @@ pub fn run(args: RunArgs) -> Result<()> {
         "checkpoints       {:>10}  ({} failed, {} recoveries)",
         counts.committed, counts.failed, counts.recoveries
     );
+    for (sink, state) in &summary.breakers {
+        println!("breaker {sink:<9} {state:>10?}");
+    }
     Ok(())
 }
 

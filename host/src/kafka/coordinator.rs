@@ -137,6 +137,11 @@ impl Coordinator {
         self.counts
     }
 
+    /// Each sink's circuit breaker state.
+    pub fn breakers(&self) -> Vec<(String, crate::sinks::resilience::BreakerState)> {
+        self.factory.breakers().states()
+    }
+
     /// Counts of every partition this instance has run, including ones given up.
     pub fn stats(&self) -> PipelineStats {
         let mut stats = self.retired.clone();

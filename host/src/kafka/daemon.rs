@@ -59,6 +59,8 @@ pub struct DaemonSummary {
     pub checkpoints: CheckpointCounts,
     /// Wall-clock time.
     pub elapsed: Duration,
+    /// Each sink's circuit breaker at the end.
+    pub breakers: Vec<(String, crate::sinks::resilience::BreakerState)>,
 }
 
 /// Consumer callbacks: rebalances go to the coordinator, errors and statistics to logs and
@@ -165,6 +167,7 @@ pub fn run(
         stats: c.stats(),
         checkpoints: c.counts(),
         elapsed: started.elapsed(),
+        breakers: c.breakers(),
     })
 }
 

@@ -10,4 +10,4 @@ mod sink;
 pub use compose::concat;
 pub use config::{ColumnConfig, ParquetSinkConfig};
 pub use schema::{parse_type, schema_of};
-pub use sink::ParquetSink;
+pub use sink::{ParquetSink, partition_of};

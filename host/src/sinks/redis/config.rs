@@ -72,3 +72,37 @@ impl RedisSinkConfig {
         self.retry.validate()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(url: &str) -> RedisSinkConfig {
+        RedisSinkConfig {
+            routes: vec!["features".into()],
+            url: url.into(),
+            prefix: "user".into(),
+            fields: BTreeMap::new(),
+            ttl: None,
+            pipeline: 256,
+            timeout: default_timeout(),
+            retry: RetryConfig::default(),
+        }
+    }
+
+    #[test]
+    fn takes_standalone_cluster_and_sentinel_urls_and_names_bad_fields() {
+        for url in [
+            "redis://127.0.0.1:6379/2",
+            "rediss://user:secret@cache.example:6380",
+            "redis-cluster://10.0.0.1:7000?node=10.0.0.2:7000",
+            "redis-sentinel://10.0.0.1:26379?sentinelServiceName=features",
+        ] {
+            assert!(config(url).validate().is_ok(), "{url}");
+        }
+        assert_eq!(config("http://x").validate().unwrap_err().0, "url");
+        let mut bad = config("redis://h");
+        bad.fields.insert("_weir_x".into(), "a".into());
+        assert_eq!(bad.validate().unwrap_err().0, "fields._weir_x");
+    }
+}

@@ -131,37 +131,6 @@ impl RedisSink {
         })
     }
 
-    /// The fields a record sets, or why it cannot be stored.
-    fn fields_of(&self, record: &SinkRecord) -> Result<Fields, String> {
-        if record.key.is_empty() {
-            return Err("missing key: a feature needs an entity key".into());
-        }
-        let value: serde_json::Value =
-            serde_json::from_slice(&record.value).map_err(|e| format!("invalid json: {e}"))?;
-        let serde_json::Value::Object(object) = &value else {
-            return Err("not an object: a feature record must be a JSON object".into());
-        };
-        let mut fields = Fields::new();
-        if self.fields.is_empty() {
-            for (name, v) in object {
-                if let Some(v) = field_value(v) {
-                    fields.insert(name.clone(), v);
-                }
-            }
-        } else {
-            for (name, path) in &self.fields {
-                let found = path
-                    .split('.')
-                    .try_fold(&value, |v, part| v.get(part))
-                    .and_then(field_value);
-                if let Some(v) = found {
-                    fields.insert(name.clone(), v);
-                }
-            }
-        }
-        Ok(fields)
-    }
-
     /// The next sequence number: above the last one, and at least the wall clock, so a
     /// pipeline started afresh (new group, no checkpoint) still passes older fences.
     fn next_seq(&mut self) -> i64 {
@@ -232,6 +201,38 @@ impl RedisSink {
     }
 }
 
+/// The fields a record sets through `mapping` (hash field → JSON path; empty: every
+/// top-level field), or why it cannot be stored.
+fn fields_of(mapping: &BTreeMap<String, String>, record: &SinkRecord) -> Result<Fields, String> {
+    if record.key.is_empty() {
+        return Err("missing key: a feature needs an entity key".into());
+    }
+    let value: serde_json::Value =
+        serde_json::from_slice(&record.value).map_err(|e| format!("invalid json: {e}"))?;
+    let serde_json::Value::Object(object) = &value else {
+        return Err("not an object: a feature record must be a JSON object".into());
+    };
+    let mut fields = Fields::new();
+    if mapping.is_empty() {
+        for (name, v) in object {
+            if let Some(v) = field_value(v) {
+                fields.insert(name.clone(), v);
+            }
+        }
+    } else {
+        for (name, path) in mapping {
+            let found = path
+                .split('.')
+                .try_fold(&value, |v, part| v.get(part))
+                .and_then(field_value);
+            if let Some(v) = found {
+                fields.insert(name.clone(), v);
+            }
+        }
+    }
+    Ok(fields)
+}
+
 impl Sink for RedisSink {
     fn name(&self) -> &str {
         &self.name
@@ -240,7 +241,7 @@ impl Sink for RedisSink {
     fn write(&mut self, records: &[SinkRecord]) -> Result<Vec<Rejection>, SinkError> {
         let mut rejections = Vec::new();
         for (index, record) in records.iter().enumerate() {
-            match self.fields_of(record) {
+            match fields_of(&self.fields, record) {
                 Ok(fields) if fields.is_empty() => {}
                 Ok(fields) => self
                     .pending
@@ -288,5 +289,52 @@ impl Sink for RedisSink {
             self.last_seq = record.seq;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(key: &str, value: &str) -> SinkRecord {
+        SinkRecord {
+            route: Arc::from("features"),
+            key: key.as_bytes().to_vec(),
+            value: value.as_bytes().to_vec(),
+            time: 0,
+            provenance: None,
+        }
+    }
+
+    #[test]
+    fn maps_fields_and_refuses_what_cannot_be_a_feature() {
+        let all = BTreeMap::new();
+        let value = r#"{"n":3,"name":"x","tags":["a"],"geo":{"cc":"NL"},"gone":null}"#;
+        let fields = fields_of(&all, &record("u", value)).unwrap();
+        assert_eq!(fields["n"], "3");
+        assert_eq!(fields["name"], "x");
+        assert_eq!(fields["tags"], r#"["a"]"#);
+        assert!(!fields.contains_key("gone"));
+        let mapping = BTreeMap::from([
+            ("country".to_string(), "geo.cc".to_string()),
+            ("missing".to_string(), "geo.nope".to_string()),
+        ]);
+        let fields = fields_of(&mapping, &record("u", value)).unwrap();
+        assert_eq!(fields, BTreeMap::from([("country".into(), "NL".into())]));
+        assert!(
+            fields_of(&all, &record("", value))
+                .unwrap_err()
+                .starts_with("missing key")
+        );
+        assert!(
+            fields_of(&all, &record("u", "[1]"))
+                .unwrap_err()
+                .starts_with("not an object")
+        );
+        assert!(
+            fields_of(&all, &record("u", "{"))
+                .unwrap_err()
+                .starts_with("invalid json")
+        );
     }
 }

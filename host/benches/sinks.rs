@@ -1,0 +1,350 @@
+//! Sink throughput against bare baselines, measured in the same run:
+//!
+//! - rows/s of the Parquet sink (epochs of staged parts, files rolled at the end and joined)
+//!   to a local folder and to s3s-fs, against the bare Arrow Parquet writer (arrow-json decode
+//!   and `ArrowWriter` with the same settings, one local file per hour folder) on the same
+//!   batches;
+//! - feature writes/s of the Redis sink (per-entity merge, fenced Lua script, pipelined)
+//!   against a plain pipelined `HSET` loop over the same entities and fields.
+//!
+//! `cargo bench -p weir --bench sinks -- --rows 200000 --entities 50000 --rounds 3`
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use arrow_json::ReaderBuilder;
+use fred::prelude::{ClientLike, Config, HashesInterface};
+use parquet::arrow::ArrowWriter;
+use parquet::basic::{Compression, ZstdLevel};
+use parquet::file::properties::WriterProperties;
+use weir::config::PipelineConfig;
+use weir::sinks::parquet::{ParquetSink, ParquetSinkConfig, partition_of, schema_of};
+use weir::sinks::redis::{RedisSink, RedisSinkConfig};
+use weir::sinks::resilience::{Breaker, RetryConfig};
+use weir::sinks::staging::Scope;
+use weir::sinks::{Provenance, Sink, SinkConfig, SinkRecord};
+use weir::storage::{S3Options, io_runtime};
+use xtask::servers::{RedisServer, S3_ACCESS_KEY, S3_SECRET_KEY, S3Server};
+
+use common::arg;
+
+/// Records per write call, as the pipeline hands them to sinks.
+const BATCH: usize = 1024;
+
+/// Write calls per checkpoint epoch.
+const BATCHES_PER_EPOCH: usize = 50;
+
+/// The lake sink of the Kafka example, for its schema and writer settings.
+fn lake_config() -> ParquetSinkConfig {
+    let text =
+        std::fs::read_to_string(xtask::workspace_root().join("examples/kafka/pipeline.toml"))
+            .unwrap();
+    let config: PipelineConfig = toml::from_str(&text).unwrap();
+    match config.sinks.get("lake") {
+        Some(SinkConfig::Parquet(lake)) => lake.clone(),
+        _ => panic!("examples/kafka/pipeline.toml has no parquet sink `lake`"),
+    }
+}
+
+/// Lake rows: the example's events after the three stages (geo fields and a session id).
+fn lake_rows(rows: usize) -> Vec<Vec<SinkRecord>> {
+    let events = weir::synth::clickstream::generate(&weir::synth::clickstream::ClickstreamSpec {
+        users: (rows / 40).max(10),
+        ..Default::default()
+    });
+    let mut records = Vec::with_capacity(rows);
+    for (offset, line) in events.iter().cycle().take(rows * 2).enumerate() {
+        if records.len() == rows {
+            break;
+        }
+        let Ok(mut event) = serde_json::from_str::<serde_json::Value>(line) else {
+            continue;
+        };
+        let Some(ts) = event["ts"]
+            .as_str()
+            .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+        else {
+            continue;
+        };
+        let time = ts.timestamp_millis();
+        let Some(object) = event.as_object_mut() else {
+            continue;
+        };
+        object.insert("ts".into(), time.into());
+        object.insert("geo_status".into(), "ok".into());
+        object.insert("geo_country".into(), "NL".into());
+        object.insert("geo_city".into(), "Amsterdam".into());
+        object.insert("geo_latitude".into(), 52.37.into());
+        object.insert("geo_longitude".into(), 4.89.into());
+        object.insert("session_id".into(), format!("s-{}", offset % 997).into());
+        records.push(SinkRecord {
+            route: Arc::from("main"),
+            key: object["user_id"]
+                .as_str()
+                .unwrap_or("u")
+                .as_bytes()
+                .to_vec(),
+            value: serde_json::to_vec(&event).unwrap(),
+            time,
+            provenance: Some(Provenance {
+                source: Arc::from("clicks"),
+                partition: 0,
+                offset: offset as i64,
+            }),
+        });
+    }
+    records.chunks(BATCH).map(<[SinkRecord]>::to_vec).collect()
+}
+
+/// The bare writer: arrow-json decode and one `ArrowWriter` per hour folder, to local files.
+fn bare_writer(
+    config: &ParquetSinkConfig,
+    batches: &[Vec<SinkRecord>],
+    dir: &std::path::Path,
+) -> f64 {
+    let schema = schema_of(&config.schema).unwrap();
+    let props = WriterProperties::builder()
+        .set_compression(Compression::ZSTD(
+            ZstdLevel::try_new(config.zstd_level).unwrap(),
+        ))
+        .set_max_row_group_row_count(Some(config.row_group_rows))
+        .build();
+    let started = Instant::now();
+    let mut writers: BTreeMap<String, ArrowWriter<std::fs::File>> = BTreeMap::new();
+    let mut rows = 0;
+    for batch in batches {
+        let mut by_folder: BTreeMap<String, Vec<&SinkRecord>> = BTreeMap::new();
+        for record in batch {
+            by_folder
+                .entry(partition_of(record.time))
+                .or_default()
+                .push(record);
+        }
+        for (folder, records) in by_folder {
+            let mut decoder = ReaderBuilder::new(schema.clone())
+                .with_batch_size(records.len())
+                .build_decoder()
+                .unwrap();
+            for record in &records {
+                decoder.decode(&record.value).unwrap();
+                decoder.decode(b"\n").unwrap();
+            }
+            let decoded = decoder.flush().unwrap().unwrap();
+            rows += decoded.num_rows();
+            let writer = writers.entry(folder.clone()).or_insert_with(|| {
+                let path = dir.join(folder.replace('/', "_") + ".parquet");
+                ArrowWriter::try_new(
+                    std::fs::File::create(path).unwrap(),
+                    schema.clone(),
+                    Some(props.clone()),
+                )
+                .unwrap()
+            });
+            writer.write(&decoded).unwrap();
+        }
+    }
+    for (_, writer) in writers {
+        writer.into_inner().unwrap().sync_all().unwrap();
+    }
+    rows as f64 / started.elapsed().as_secs_f64()
+}
+
+/// The Parquet sink, scoped, with an epoch every [`BATCHES_PER_EPOCH`] batches; all files roll
+/// at the end (joined from their parts) and are published.
+fn parquet_sink(config: &ParquetSinkConfig, batches: &[Vec<SinkRecord>]) -> f64 {
+    let breaker = Arc::new(Breaker::new("lake", &config.retry));
+    let scope = Scope {
+        topic: "clicks".into(),
+        partition: 0,
+    };
+    let started = Instant::now();
+    let mut sink = ParquetSink::new("lake", config, Some(scope), breaker).unwrap();
+    sink.recover(None).unwrap();
+    let mut rows = 0;
+    for (i, batch) in batches.iter().enumerate() {
+        let refused = sink.write(batch).unwrap();
+        assert!(refused.is_empty(), "{:?}", refused.first());
+        rows += batch.len();
+        let last = i + 1 == batches.len();
+        if last || (i + 1) % BATCHES_PER_EPOCH == 0 {
+            if last {
+                sink.finish_files();
+            }
+            let record = sink.prepare_commit().unwrap().unwrap();
+            sink.commit(&record).unwrap();
+        }
+    }
+    rows as f64 / started.elapsed().as_secs_f64()
+}
+
+/// Feature records: `entities` users, each with a handful of numeric and text fields.
+fn feature_rows(entities: usize) -> Vec<Vec<SinkRecord>> {
+    let records: Vec<SinkRecord> = (0..entities)
+        .map(|i| SinkRecord {
+            route: Arc::from("features"),
+            key: format!("user-{i:07}").into_bytes(),
+            value: serde_json::json!({
+                "user_id": format!("user-{i:07}"),
+                "session_count": i % 17,
+                "last_session_duration_ms": i * 31 % 100_000,
+                "last_session_events": i % 23,
+                "total_events": i * 7 % 5_000,
+                "updated_at": 1_764_000_000_000_i64 + i as i64,
+            })
+            .to_string()
+            .into_bytes(),
+            time: 0,
+            provenance: None,
+        })
+        .collect();
+    records.chunks(BATCH).map(<[SinkRecord]>::to_vec).collect()
+}
+
+/// The plain loop: a pipeline of `HSET key field value ...` per entity, 256 per round trip.
+fn plain_hset(url: &str, batches: &[Vec<SinkRecord>]) -> f64 {
+    io_runtime().block_on(async {
+        let client = fred::prelude::Builder::from_config(Config::from_url(url).unwrap())
+            .build()
+            .unwrap();
+        client.init().await.unwrap();
+        let started = Instant::now();
+        let mut writes = 0;
+        for batch in batches {
+            for chunk in batch.chunks(256) {
+                let pipeline = client.pipeline();
+                for record in chunk {
+                    let value: serde_json::Map<String, serde_json::Value> =
+                        serde_json::from_slice(&record.value).unwrap();
+                    let fields: Vec<(String, String)> = value
+                        .into_iter()
+                        .map(|(k, v)| (k, v.as_str().map_or_else(|| v.to_string(), str::to_string)))
+                        .collect();
+                    let key = format!("plain:{}", String::from_utf8_lossy(&record.key));
+                    let _: () = pipeline.hset(key, fields).await.unwrap();
+                }
+                let _: Vec<i64> = pipeline.all().await.unwrap();
+                writes += chunk.len();
+            }
+        }
+        let rate = writes as f64 / started.elapsed().as_secs_f64();
+        client.quit().await.unwrap();
+        rate
+    })
+}
+
+/// The Redis sink, scoped, one epoch per batch (its writes applied at the epoch's commit).
+fn redis_sink(url: &str, batches: &[Vec<SinkRecord>]) -> f64 {
+    let config = RedisSinkConfig {
+        routes: vec!["features".into()],
+        url: url.to_string(),
+        prefix: "sink".into(),
+        fields: BTreeMap::new(),
+        ttl: None,
+        pipeline: 256,
+        timeout: weir::config::Duration::from_secs(5),
+        retry: RetryConfig::default(),
+    };
+    let breaker = Arc::new(Breaker::new("features", &config.retry));
+    let scope = Scope {
+        topic: "clicks".into(),
+        partition: 0,
+    };
+    let mut sink = RedisSink::new("features", &config, Some(scope), breaker).unwrap();
+    sink.recover(None).unwrap();
+    let started = Instant::now();
+    let mut writes = 0;
+    for batch in batches {
+        assert!(sink.write(batch).unwrap().is_empty());
+        let record = sink.prepare_commit().unwrap().unwrap();
+        sink.commit(&record).unwrap();
+        writes += batch.len();
+    }
+    writes as f64 / started.elapsed().as_secs_f64()
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
+
+fn main() {
+    let rows: usize = arg("--rows", 200_000);
+    let entities: usize = arg("--entities", 50_000);
+    let rounds: usize = arg("--rounds", 3);
+    let dir = tempfile::tempdir().unwrap();
+    let s3 = S3Server::start(dir.path()).unwrap_or_else(|e| panic!("{e:#}"));
+    s3.create_bucket("bench").unwrap();
+    let redis = RedisServer::start(dir.path()).unwrap_or_else(|e| panic!("{e:#}"));
+
+    let lake = lake_config();
+    let batches = lake_rows(rows);
+    let features = feature_rows(entities);
+    let (mut bare, mut local, mut remote, mut plain, mut sink) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for round in 0..rounds {
+        let bare_dir = dir.path().join(format!("bare-{round}"));
+        std::fs::create_dir_all(&bare_dir).unwrap();
+        bare.push(bare_writer(&lake, &batches, &bare_dir));
+        local.push(parquet_sink(
+            &ParquetSinkConfig {
+                path: dir
+                    .path()
+                    .join(format!("local-{round}"))
+                    .display()
+                    .to_string(),
+                ..lake.clone()
+            },
+            &batches,
+        ));
+        remote.push(parquet_sink(
+            &ParquetSinkConfig {
+                path: format!("s3://bench/round-{round}"),
+                s3: S3Options {
+                    endpoint: Some(s3.endpoint()),
+                    region: Some("us-east-1".into()),
+                    allow_http: true,
+                    path_style: true,
+                    access_key_id: Some(S3_ACCESS_KEY.into()),
+                    secret_access_key: Some(S3_SECRET_KEY.into()),
+                },
+                ..lake.clone()
+            },
+            &batches,
+        ));
+        plain.push(plain_hset(&redis.url(), &features));
+        sink.push(redis_sink(&redis.url(), &features));
+        eprintln!("round {} of {rounds} done", round + 1);
+    }
+    let (bare, local, remote, plain, sink) = (
+        median(bare),
+        median(local),
+        median(remote),
+        median(plain),
+        median(sink),
+    );
+    println!(
+        "{rows} lake rows in batches of {BATCH}, an epoch every {BATCHES_PER_EPOCH} batches; \
+         {entities} feature writes; medians of {rounds} rounds\n"
+    );
+    println!("| run | rate | vs baseline |");
+    println!("| --- | ---: | ---: |");
+    println!("| bare Arrow Parquet writer, local files | {bare:.0} rows/s | |");
+    println!(
+        "| Parquet sink, local folder | {local:.0} rows/s | {:.2}x |",
+        local / bare
+    );
+    println!(
+        "| Parquet sink, s3s-fs | {remote:.0} rows/s | {:.2}x |",
+        remote / bare
+    );
+    println!("| plain pipelined HSET loop | {plain:.0} writes/s | |");
+    println!(
+        "| Redis feature sink | {sink:.0} writes/s | {:.2}x |",
+        sink / plain
+    );
+}

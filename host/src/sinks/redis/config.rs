@@ -37,6 +37,22 @@ pub struct RedisSinkConfig {
     pub retry: RetryConfig,
 }
 
+/// URL schemes fred understands (TLS with a trailing `s`).
+const SCHEMES: &[&str] = &[
+    "redis",
+    "rediss",
+    "redis-cluster",
+    "rediss-cluster",
+    "redis-sentinel",
+    "rediss-sentinel",
+    "valkey",
+    "valkeys",
+    "valkey-cluster",
+    "valkeys-cluster",
+    "valkey-sentinel",
+    "valkeys-sentinel",
+];
+
 fn default_pipeline() -> usize {
     256
 }
@@ -48,6 +64,13 @@ fn default_timeout() -> Duration {
 impl RedisSinkConfig {
     /// Checks the values; errors are `(field, reason)`.
     pub fn validate(&self) -> Result<(), (String, String)> {
+        let scheme = self.url.split("://").next().unwrap_or_default();
+        if !SCHEMES.contains(&scheme) || !self.url.contains("://") {
+            return Err((
+                "url".into(),
+                format!("scheme must be one of {}", SCHEMES.join(", ")),
+            ));
+        }
         fred::prelude::Config::from_url(&self.url)
             .map_err(|e| ("url".to_string(), e.details().to_string()))?;
         if self.prefix.is_empty() {

@@ -75,6 +75,13 @@ fn lake_rows(rows: usize) -> Vec<Vec<SinkRecord>> {
         let Some(object) = event.as_object_mut() else {
             continue;
         };
+        let Some(user) = object.get("user_id").and_then(|u| u.as_str()).map(str::to_string)
+        else {
+            continue;
+        };
+        if !object.get("event_id").is_some_and(serde_json::Value::is_string) {
+            continue;
+        }
         object.insert("ts".into(), time.into());
         object.insert("geo_status".into(), "ok".into());
         object.insert("geo_country".into(), "NL".into());
@@ -84,11 +91,7 @@ fn lake_rows(rows: usize) -> Vec<Vec<SinkRecord>> {
         object.insert("session_id".into(), format!("s-{}", offset % 997).into());
         records.push(SinkRecord {
             route: Arc::from("main"),
-            key: object["user_id"]
-                .as_str()
-                .unwrap_or("u")
-                .as_bytes()
-                .to_vec(),
+            key: user.into_bytes(),
             value: serde_json::to_vec(&event).unwrap(),
             time,
             provenance: Some(Provenance {

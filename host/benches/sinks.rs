@@ -75,11 +75,17 @@ fn lake_rows(rows: usize) -> Vec<Vec<SinkRecord>> {
         let Some(object) = event.as_object_mut() else {
             continue;
         };
-        let Some(user) = object.get("user_id").and_then(|u| u.as_str()).map(str::to_string)
+        let Some(user) = object
+            .get("user_id")
+            .and_then(|u| u.as_str())
+            .map(str::to_string)
         else {
             continue;
         };
-        if !object.get("event_id").is_some_and(serde_json::Value::is_string) {
+        if !object
+            .get("event_id")
+            .is_some_and(serde_json::Value::is_string)
+        {
             continue;
         }
         object.insert("ts".into(), time.into());

@@ -280,6 +280,28 @@ impl ParquetSink {
         Ok(())
     }
 
+    /// Forgets open files that are already published. Only a committed epoch publishes, so
+    /// such a file rolled in an epoch this record does not know of (one that committed
+    /// without moving the offset, when recovery had to choose by offset); appending to it
+    /// would write rows into a file that is never published again.
+    fn drop_published_files(&mut self) -> Result<(), SinkError> {
+        let storage = &self.storage;
+        let mut published = Vec::new();
+        for file in self.files.values() {
+            let key = file.final_key();
+            if self
+                .breaker
+                .call("checking a published file", || storage.exists(&key))?
+            {
+                published.push(file.folder.clone());
+            }
+        }
+        for folder in published {
+            self.files.remove(&folder);
+        }
+        Ok(())
+    }
+
     /// Deletes staged objects no open file refers to: parts of epochs that never committed.
     fn discard_unreferenced(&self) -> Result<(), SinkError> {
         let keep: BTreeSet<&str> = self
@@ -431,6 +453,7 @@ impl Sink for ParquetSink {
                 .into_iter()
                 .map(|f| (f.folder.clone(), f))
                 .collect();
+            self.drop_published_files()?;
         }
         self.discard_unreferenced()
     }
@@ -593,6 +616,35 @@ mod tests {
         let staged = dir.path().join(STAGING_DIR).join("clicks-0");
         let left: Vec<_> = walk(&staged);
         assert!(left.is_empty(), "staged parts are gone: {left:?}");
+    }
+
+    #[test]
+    fn a_file_published_by_an_epoch_recovery_cannot_see_is_not_appended_to() {
+        let dir = tempfile::tempdir().unwrap();
+        let scope = Scope {
+            topic: "clicks".into(),
+            partition: 0,
+        };
+        let mut first = sink(dir.path(), Some(scope.clone()));
+        first.write(&[record(r#"{"id":"e1"}"#, 0)]).unwrap();
+        let older = first.prepare_commit().unwrap().unwrap();
+        first.commit(&older).unwrap();
+        // An epoch that only rolls the file commits and publishes it; recovery then has to
+        // start from the older record, which still lists the file as open.
+        first.finish_files();
+        let rolled = first.prepare_commit().unwrap().unwrap();
+        first.commit(&rolled).unwrap();
+        drop(first);
+
+        let mut second = sink(dir.path(), Some(scope));
+        second.recover(Some(&older)).unwrap();
+        second.write(&[record(r#"{"id":"e2"}"#, 0)]).unwrap();
+        second.finish_files();
+        let last = second.prepare_commit().unwrap().unwrap();
+        second.commit(&last).unwrap();
+        let (files, ids) = visible(dir.path());
+        assert_eq!(ids, ["e1", "e2"]);
+        assert_eq!(files.len(), 2, "the new row went to a new file");
     }
 
     fn walk(dir: &Path) -> Vec<PathBuf> {

@@ -136,6 +136,7 @@ fn weir_run(
         .arg("--plugin-dir")
         .arg(xtask::plugins::output_dir())
         .env("WEIR_LOG", "info,librdkafka=error")
+        .env("WEIR_ADMIN_LISTEN", "127.0.0.1:0")
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .output()

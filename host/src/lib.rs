@@ -3,6 +3,7 @@
 //!
 //! See `ARCHITECTURE.md` for the data path and who owns what.
 
+pub mod admin;
 pub mod checkpoint;
 pub mod cli;
 pub mod config;

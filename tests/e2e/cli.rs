@@ -115,3 +115,57 @@ fn plugin_test_prints_one_json_object_per_output() {
         "{trapped}"
     );
 }
+
+#[test]
+fn json_logs_are_one_object_per_line_and_plugin_logs_name_the_plugin_and_version() {
+    let dir = tempfile::tempdir().unwrap();
+    let events = dir.path().join("events.ndjson");
+    std::fs::write(
+        &events,
+        "{\"user_id\":\"u1\",\"ts\":1700000000000,\"action\":\"log\"}\n",
+    )
+    .unwrap();
+    let config = dir.path().join("pipeline.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[source.file]\npath = {events:?}\n\n[[stages]]\nname = \"hostile\"\nplugin = \"hostile\"\n\n[sinks.out]\ntype = \"ndjson\"\nroutes = [\"main\"]\n\
+             path = {:?}\n\n[dead_letter]\npath = {:?}\n",
+            dir.path().join("out.ndjson"),
+            dir.path().join("dead.ndjson"),
+        ),
+    )
+    .unwrap();
+    let run = weir(&[
+        "--log",
+        "info",
+        "--log-format",
+        "json",
+        "run",
+        "--config",
+        config.to_str().unwrap(),
+        "--plugin-dir",
+        crate::harness::plugin_dir().to_str().unwrap(),
+    ]);
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(run.status.success(), "{stderr}");
+    let lines: Vec<serde_json::Value> = stderr
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    assert!(
+        lines
+            .iter()
+            .all(|l| l["level"].is_string() && l["fields"].is_object())
+    );
+    let from_plugin = lines
+        .iter()
+        .find(|l| l["fields"]["message"] == "hostile plugin says hello")
+        .unwrap_or_else(|| panic!("no plugin log line:\n{stderr}"));
+    assert_eq!(from_plugin["fields"]["stage"], "hostile");
+    assert!(
+        from_plugin["fields"]["version"]
+            .as_str()
+            .is_some_and(|v| v.len() == 12)
+    );
+}

@@ -123,6 +123,8 @@ pub fn weir(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_weir"))
         .args(args)
         .env("WEIR_LOG", "warn")
+        // Tests run in parallel: each admin endpoint takes a free port.
+        .env("WEIR_ADMIN_LISTEN", "127.0.0.1:0")
         .output()
         .expect("running weir")
 }

@@ -20,9 +20,21 @@ pub struct Cli {
     /// Default: `info`, or `warn` for `weir demo` (its progress bar shows what happens).
     #[arg(long, global = true, env = "WEIR_LOG")]
     pub log: Option<String>,
+    /// Log format: `text` for people, `json` (one object per line) for log pipelines.
+    #[arg(long, global = true, env = "WEIR_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines (colours on a terminal).
+    Text,
+    /// One JSON object per line, with the event's fields and span.
+    Json,
 }
 
 /// The commands.
@@ -44,6 +56,10 @@ pub enum Command {
         /// instances (names its transactional producer). Default: the host name.
         #[arg(long, env = "WEIR_INSTANCE_ID")]
         instance_id: Option<String>,
+        /// Where the admin endpoint listens (`host:port`, port 0 for any, or `off`);
+        /// overrides `[admin] listen`.
+        #[arg(long, env = "WEIR_ADMIN_LISTEN")]
+        admin_listen: Option<String>,
     },
     /// Run the whole pipeline on an embedded Kafka cluster with a generated clickstream.
     Demo(demo::DemoArgs),
@@ -73,22 +89,28 @@ pub fn main() -> ExitCode {
         };
         tracing_subscriber::EnvFilter::new(cli.log.as_deref().unwrap_or(default))
     });
-    tracing_subscriber::fmt()
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+        .with_writer(std::io::stderr);
+    match cli.log_format {
+        LogFormat::Json => logs.json().init(),
+        LogFormat::Text => logs
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init(),
+    }
     let outcome = match cli.command {
         Command::Run {
             config,
             plugin_dir,
             bounded,
             instance_id,
+            admin_listen,
         } => run::run(run::RunArgs {
             config,
             plugin_dir,
             bounded,
             instance_id,
+            admin_listen,
         }),
         Command::Demo(args) => demo::run(args),
         Command::Dlq(cmd) => dlq::execute(cmd),

@@ -6,6 +6,7 @@ use std::sync::atomic::AtomicBool;
 
 use anyhow::Result;
 
+use crate::admin::{self, AdminConfig};
 use crate::config::{PipelineConfig, SourceConfig};
 use crate::kafka::daemon::{self, DaemonOptions};
 use crate::pipeline::PipelineStats;
@@ -22,15 +23,24 @@ pub struct RunArgs {
     pub bounded: bool,
     /// Kafka: this instance's stable id.
     pub instance_id: Option<String>,
+    /// Overrides `[admin] listen`.
+    pub admin_listen: Option<String>,
 }
 
 /// Runs a pipeline and prints its summary: a file source to its end, a Kafka source until
 /// SIGTERM/SIGINT (or, bounded, the end of its input).
 pub fn run(args: RunArgs) -> Result<()> {
-    let config = PipelineConfig::load(&args.config)?;
+    let mut config = PipelineConfig::load(&args.config)?;
+    if let Some(listen) = args.admin_listen {
+        config.admin.listen = listen;
+    }
     let plugin_dir = args.plugin_dir.unwrap_or_else(|| config.plugin_dir.clone());
+    let status = admin::Status::new(&config);
+    start_admin(&config.admin, &status)?;
     if let SourceConfig::File(_) = config.source {
-        let summary = run_to_end(build(&config, &plugin_dir)?)?;
+        let built = build(&config, &plugin_dir)?;
+        status.set_ready(true);
+        let summary = run_to_end(built)?;
         print_summary(&summary.stats, summary.elapsed);
         return Ok(());
     }
@@ -39,6 +49,7 @@ pub fn run(args: RunArgs) -> Result<()> {
         .bounded
         .store(args.bounded, std::sync::atomic::Ordering::Relaxed);
     options.shutdown = shutdown_flag()?;
+    options.status = Some(status);
     let summary = daemon::run(&config, &plugin_dir, &options)?;
     print_summary(&summary.stats, summary.elapsed);
     let counts = summary.checkpoints;
@@ -49,6 +60,22 @@ pub fn run(args: RunArgs) -> Result<()> {
     for (sink, state) in &summary.breakers {
         println!("breaker {sink:<9} {state:>10?}");
     }
+    Ok(())
+}
+
+/// Installs the Prometheus recorder and serves the admin endpoint, unless it is `off`.
+fn start_admin(config: &AdminConfig, status: &Arc<admin::Status>) -> Result<()> {
+    let Some(address) = config
+        .address()
+        .map_err(|e| anyhow::anyhow!("admin.listen: {e}"))?
+    else {
+        return Ok(());
+    };
+    let metrics = admin::install_prometheus()
+        .map_err(|e| anyhow::anyhow!("installing the metrics recorder: {e}"))?;
+    let bound = admin::serve(address, status.clone(), Some(metrics))
+        .map_err(|e| anyhow::anyhow!("admin.listen: binding {address}: {e}"))?;
+    tracing::info!(address = %bound, "Admin endpoint listening (/metrics, /healthz, /readyz, /plugins, /pipeline).");
     Ok(())
 }
 

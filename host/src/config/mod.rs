@@ -79,6 +79,9 @@ pub struct PipelineConfig {
     /// Checkpoints of a Kafka source: interval, store and delivery guarantee.
     #[serde(default)]
     pub checkpoint: CheckpointConfig,
+    /// The admin HTTP endpoint.
+    #[serde(default)]
+    pub admin: crate::admin::AdminConfig,
 }
 
 fn default_plugin_dir() -> PathBuf {
@@ -260,6 +263,9 @@ impl PipelineConfig {
     /// Checks what the types cannot: names, limits, routes. Does no I/O.
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.validate_source()?;
+        self.admin
+            .address()
+            .map_err(|reason| invalid("admin.listen", &reason))?;
         if self.event.key_field.is_empty() {
             return Err(invalid("event.key_field", "must not be empty"));
         }

@@ -57,6 +57,7 @@ pub struct Coordinator {
     tasks: BTreeMap<PartitionKey, PartitionTask>,
     retired: PipelineStats,
     recovering: bool,
+    assigned_once: bool,
     epoch_started: Instant,
     epoch_seq: u64,
     failures_seen: u64,
@@ -88,6 +89,7 @@ impl Coordinator {
             tasks: BTreeMap::new(),
             retired: PipelineStats::default(),
             recovering: false,
+            assigned_once: false,
             epoch_started: Instant::now(),
             epoch_seq: 0,
             failures_seen: 0,
@@ -135,6 +137,11 @@ impl Coordinator {
     /// Protocol counts.
     pub fn counts(&self) -> CheckpointCounts {
         self.counts
+    }
+
+    /// Ready: partitions were assigned (possibly none) and restored, and no rewind is due.
+    pub fn ready(&self) -> bool {
+        self.assigned_once && !self.recovering
     }
 
     /// Each sink's circuit breaker state.
@@ -238,6 +245,7 @@ impl Coordinator {
         if let Err(e) = consumer.resume(partitions) {
             tracing::warn!(error = %e, "Resuming assigned partitions failed.");
         }
+        self.assigned_once = true;
         tracing::info!(partitions = ?keys, "Partitions assigned.");
     }
 

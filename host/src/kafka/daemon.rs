@@ -36,6 +36,8 @@ pub struct DaemonOptions {
     pub shutdown: Arc<AtomicBool>,
     /// Updated with the instance's counts as it runs (for progress displays).
     pub progress: Option<Arc<Mutex<PipelineStats>>>,
+    /// Readiness and breaker states for the admin endpoint.
+    pub status: Option<Arc<crate::admin::Status>>,
 }
 
 impl DaemonOptions {
@@ -46,6 +48,7 @@ impl DaemonOptions {
             bounded: Arc::new(AtomicBool::new(false)),
             shutdown: Arc::new(AtomicBool::new(false)),
             progress: None,
+            status: None,
         }
     }
 }
@@ -142,6 +145,9 @@ pub fn run(
         })?;
     let started = Instant::now();
     let factory = PipelineFactory::new(config, plugin_dir, 16)?;
+    if let Some(status) = &options.status {
+        status.set_plugins(factory.plugin_statuses());
+    }
     let coordinator = Arc::new(Mutex::new(Coordinator::new(
         config,
         source,
@@ -227,6 +233,10 @@ fn drive(
             });
         }
         if c.recovering() {
+            if let Some(status) = &options.status {
+                status.set_ready(false);
+                status.set_breakers(c.breakers());
+            }
             if Instant::now() >= next_recovery {
                 match c.recover(consumer) {
                     Ok(()) => backoff = Duration::from_millis(250),
@@ -250,10 +260,14 @@ fn drive(
             c.fail_epoch(consumer, &e);
             continue;
         }
-        if let Some(progress) = &options.progress
-            && last_progress.elapsed() >= Duration::from_millis(250)
-        {
-            *progress.lock().unwrap_or_else(|p| p.into_inner()) = c.stats();
+        if last_progress.elapsed() >= Duration::from_millis(250) {
+            if let Some(progress) = &options.progress {
+                *progress.lock().unwrap_or_else(|p| p.into_inner()) = c.stats();
+            }
+            if let Some(status) = &options.status {
+                status.set_ready(c.ready());
+                status.set_breakers(c.breakers());
+            }
             last_progress = Instant::now();
         }
         if idle && options.bounded.load(Ordering::Relaxed) && c.at_end(consumer)? {

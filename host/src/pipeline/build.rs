@@ -144,6 +144,22 @@ impl PipelineFactory {
         ))
     }
 
+    /// Each stage's plugin, as the admin endpoint lists them.
+    pub fn plugin_statuses(&self) -> Vec<crate::admin::PluginStatus> {
+        let loaded_at = chrono::Utc::now().to_rfc3339();
+        self.config
+            .stages
+            .iter()
+            .zip(&self.plugins)
+            .map(|(stage, plugin)| crate::admin::PluginStatus {
+                stage: stage.name.clone(),
+                plugin: stage.plugin.clone(),
+                sha256: plugin.sha256.to_string(),
+                loaded_at: loaded_at.clone(),
+            })
+            .collect()
+    }
+
     /// The sinks' circuit breakers, shared by every pipeline this factory builds.
     pub fn breakers(&self) -> &Breakers {
         &self.breakers

@@ -96,13 +96,14 @@ impl timers::Host for StoreData {
 
 impl log::Host for StoreData {
     fn log(&mut self, level: log::Level, message: String) {
-        let (stage, plugin) = (&*self.labels.stage, &*self.labels.plugin);
+        let labels = &self.labels;
+        let (stage, plugin, version) = (&*labels.stage, &*labels.plugin, &*labels.version);
         match level {
-            log::Level::Trace => tracing::trace!(stage, plugin, "{message}"),
-            log::Level::Debug => tracing::debug!(stage, plugin, "{message}"),
-            log::Level::Info => tracing::info!(stage, plugin, "{message}"),
-            log::Level::Warn => tracing::warn!(stage, plugin, "{message}"),
-            log::Level::Error => tracing::error!(stage, plugin, "{message}"),
+            log::Level::Trace => tracing::trace!(stage, plugin, version, "{message}"),
+            log::Level::Debug => tracing::debug!(stage, plugin, version, "{message}"),
+            log::Level::Info => tracing::info!(stage, plugin, version, "{message}"),
+            log::Level::Warn => tracing::warn!(stage, plugin, version, "{message}"),
+            log::Level::Error => tracing::error!(stage, plugin, version, "{message}"),
         }
     }
 }

@@ -2,6 +2,7 @@
 //! port) and librdkafka's mock cluster: what a broker holds after `weir run`, a consumer
 //! group of two instances, kill -9 recovery, the dead-letter topic and fault injection.
 
+mod admin;
 mod crash;
 mod end_to_end;
 mod faults;
@@ -202,6 +203,7 @@ impl WeirProcess {
             .arg(plugin_dir())
             .args(["--instance-id", instance])
             .env("WEIR_LOG", "info,librdkafka=warn")
+            .env("WEIR_ADMIN_LISTEN", "127.0.0.1:0")
             .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap());

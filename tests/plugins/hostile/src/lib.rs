@@ -1,10 +1,11 @@
 //! A test plugin that misbehaves on request, to prove the host isolates failures: a record
 //! whose `action` is `trap` panics, `spin` loops forever, `hog` allocates without bound,
 //! `dead-letter` is dead-lettered by the plugin itself, `sandbox` reports what of the
-//! environment, filesystem and network it can reach, and anything else is emitted with
+//! environment, filesystem and network it can reach, `log` logs a line through the host, and
+//! anything else is emitted with
 //! `"seen": true`. `on_timer` traps for keys starting with `trap`.
 
-use weir_sdk::{Config, Context, Event, Transform};
+use weir_sdk::{Config, Context, Event, Level, Transform};
 
 /// The misbehaving transform.
 pub struct Hostile;
@@ -35,6 +36,10 @@ impl Transform for Hostile {
                 }
             }
             Some("dead-letter") => ctx.dead_letter("asked to dead-letter", &event),
+            Some("log") => {
+                ctx.log(Level::Info, "hostile plugin says hello");
+                ctx.emit(&event);
+            }
             Some("sandbox") => {
                 // What a plugin can reach of the outside world: all of it should be denied.
                 event.set_i64("env_vars", std::env::vars().count() as i64);

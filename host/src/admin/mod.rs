@@ -1,0 +1,191 @@
+//! The admin HTTP endpoint (`[admin] listen`, 127.0.0.1:9898 by default): Prometheus metrics,
+//! liveness and readiness, the loaded plugins and the pipeline's shape with its breakers. A
+//! small blocking server on its own thread; the data path only updates [`Status`].
+
+mod http;
+mod metrics_exporter;
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use serde::Deserialize;
+
+pub use http::serve;
+pub use metrics_exporter::install_prometheus;
+
+use crate::config::PipelineConfig;
+use crate::sinks::SinkConfig;
+use crate::sinks::resilience::BreakerState;
+
+/// `[admin]`: where the admin endpoint listens.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminConfig {
+    /// `host:port` to listen on (port 0 picks a free one), or `off`.
+    #[serde(default = "default_listen")]
+    pub listen: String,
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        AdminConfig {
+            listen: default_listen(),
+        }
+    }
+}
+
+fn default_listen() -> String {
+    "127.0.0.1:9898".into()
+}
+
+impl AdminConfig {
+    /// The address to listen on; `None` when the endpoint is off.
+    pub fn address(&self) -> Result<Option<SocketAddr>, String> {
+        if self.listen == "off" {
+            return Ok(None);
+        }
+        self.listen
+            .parse()
+            .map(Some)
+            .map_err(|e| format!("{:?} is not `host:port` or `off`: {e}", self.listen))
+    }
+}
+
+/// What the running pipeline tells the endpoint.
+pub struct Status {
+    started: Instant,
+    ready: AtomicBool,
+    breakers: Mutex<Vec<(String, BreakerState)>>,
+    pipeline: serde_json::Value,
+    plugins: Mutex<Vec<PluginStatus>>,
+}
+
+/// One loaded plugin, as `/plugins` lists it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct PluginStatus {
+    /// The stage running it.
+    pub stage: String,
+    /// Plugin name.
+    pub plugin: String,
+    /// sha256 of the component: its version.
+    pub sha256: String,
+    /// When it was loaded (RFC 3339).
+    pub loaded_at: String,
+}
+
+impl Status {
+    /// The status of a pipeline about to start: not ready yet.
+    pub fn new(config: &PipelineConfig) -> Arc<Self> {
+        Arc::new(Status {
+            started: Instant::now(),
+            ready: AtomicBool::new(false),
+            breakers: Mutex::new(Vec::new()),
+            pipeline: describe(config),
+            plugins: Mutex::new(Vec::new()),
+        })
+    }
+
+    /// Ready: partitions assigned and their state restored (a file source: running).
+    pub fn set_ready(&self, ready: bool) {
+        self.ready.store(ready, Ordering::Relaxed);
+    }
+
+    /// Whether the pipeline is ready.
+    pub fn ready(&self) -> bool {
+        self.ready.load(Ordering::Relaxed)
+    }
+
+    /// The sinks' breaker states now.
+    pub fn set_breakers(&self, states: Vec<(String, BreakerState)>) {
+        *self.breakers.lock().unwrap_or_else(|p| p.into_inner()) = states;
+    }
+
+    /// The plugins now loaded.
+    pub fn set_plugins(&self, plugins: Vec<PluginStatus>) {
+        *self.plugins.lock().unwrap_or_else(|p| p.into_inner()) = plugins;
+    }
+
+    fn breakers(&self) -> Vec<(String, BreakerState)> {
+        self.breakers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// `/healthz`: the process answers; with its uptime and breakers.
+    fn health(&self) -> serde_json::Value {
+        serde_json::json!({
+            "status": "ok",
+            "uptime_seconds": self.started.elapsed().as_secs(),
+            "ready": self.ready(),
+            "breakers": self.breakers().into_iter().collect::<std::collections::BTreeMap<_, _>>(),
+        })
+    }
+
+    /// `/pipeline`: stages, routes and sinks, with each sink's breaker.
+    fn pipeline(&self) -> serde_json::Value {
+        let mut pipeline = self.pipeline.clone();
+        let breakers: std::collections::BTreeMap<_, _> = self.breakers().into_iter().collect();
+        if let Some(sinks) = pipeline["sinks"].as_array_mut() {
+            for sink in sinks {
+                let name = sink["name"].as_str().unwrap_or_default().to_string();
+                sink["breaker"] = serde_json::json!(breakers.get(&name));
+            }
+        }
+        pipeline
+    }
+
+    fn plugins(&self) -> serde_json::Value {
+        serde_json::json!(*self.plugins.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+}
+
+/// The shape of a pipeline: source, stages, sinks and the routes they take.
+fn describe(config: &PipelineConfig) -> serde_json::Value {
+    let source = match &config.source {
+        crate::config::SourceConfig::File(f) => {
+            serde_json::json!({ "type": "file", "path": f.path })
+        }
+        crate::config::SourceConfig::Kafka(k) => serde_json::json!({
+            "type": "kafka", "topics": k.topics, "group": k.group,
+        }),
+    };
+    let stages: Vec<_> = config
+        .stages
+        .iter()
+        .map(|s| serde_json::json!({ "name": s.name, "plugin": s.plugin }))
+        .collect();
+    let sinks: Vec<_> = config
+        .sinks
+        .iter()
+        .map(|(name, sink)| {
+            let kind = match sink {
+                SinkConfig::Parquet(_) => "parquet",
+                SinkConfig::Ndjson(_) => "ndjson",
+                SinkConfig::Kafka(_) => "kafka",
+                SinkConfig::Redis(_) => "redis",
+            };
+            serde_json::json!({ "name": name, "type": kind, "routes": sink.routes() })
+        })
+        .collect();
+    serde_json::json!({ "source": source, "stages": stages, "sinks": sinks })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn listens_on_an_address_or_not_at_all_and_names_bad_values() {
+        let listen = |s: &str| AdminConfig { listen: s.into() }.address();
+        assert_eq!(
+            listen("127.0.0.1:9898").unwrap(),
+            Some("127.0.0.1:9898".parse().unwrap())
+        );
+        assert_eq!(AdminConfig::default().listen, "127.0.0.1:9898");
+        assert_eq!(listen("off").unwrap(), None);
+        assert!(listen("localhost").unwrap_err().contains("host:port"));
+    }
+}

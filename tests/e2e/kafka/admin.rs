@@ -1,0 +1,106 @@
+//! The admin endpoint of a running `weir run` on Kafka: liveness at once, readiness only
+//! after the partitions are assigned and restored, Prometheus metrics with real histograms,
+//! the loaded plugins with their hashes, and the pipeline with its breakers.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+use super::{Broker, WeirProcess, clickstream, pipeline_config, produce};
+
+/// `GET path` (or another method): status code and body.
+fn request(port: u16, method: &str, path: &str) -> Option<(u16, String)> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(
+        stream,
+        "{method} {path} HTTP/1.1\r\nHost: weir\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).ok()?;
+    let code = response.split_whitespace().nth(1)?.parse().ok()?;
+    let body = response.split_once("\r\n\r\n")?.1.to_string();
+    Some((code, body))
+}
+
+/// Polls `path` until `check` accepts the answer.
+fn wait_for_answer(port: u16, path: &str, check: impl Fn(u16, &str) -> bool) -> String {
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        if let Some((code, body)) = request(port, "GET", path)
+            && check(code, &body)
+        {
+            return body;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{path} never gave the expected answer"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn admin_endpoint_reports_health_readiness_metrics_plugins_and_pipeline() {
+    let broker = Broker::start();
+    let bootstrap = broker.bootstrap();
+    produce(&bootstrap, "clicks", &clickstream(30));
+    let out = tempfile::tempdir().unwrap();
+    let config = pipeline_config(&bootstrap, out.path(), "admin");
+    let port = xtask::servers::free_port().unwrap();
+    let listen = format!("127.0.0.1:{port}");
+    let process =
+        WeirProcess::start_with_env(&config, "admin", false, &[("WEIR_ADMIN_LISTEN", &listen)]);
+
+    let health: serde_json::Value =
+        serde_json::from_str(&wait_for_answer(port, "/healthz", |code, _| code == 200)).unwrap();
+    assert_eq!(health["status"], "ok");
+    wait_for_answer(port, "/readyz", |code, _| code == 200);
+    assert!(
+        process.log().contains("Partitions assigned"),
+        "ready before the partitions were assigned:\n{}",
+        process.log()
+    );
+
+    // A histogram with explicit buckets (a summary would have quantiles instead).
+    let metrics = wait_for_answer(port, "/metrics", |_, body| {
+        body.contains("weir_checkpoint_duration_seconds_bucket{le=\"0.005\"}")
+    });
+    assert!(metrics.contains("# TYPE weir_checkpoint_duration_seconds histogram"));
+    assert!(metrics.contains("weir_checkpoint_epochs_total"));
+    assert!(metrics.contains("weir_sink_breaker_state{sink=\"lake\"} 0"));
+
+    let plugins: serde_json::Value =
+        serde_json::from_str(&wait_for_answer(port, "/plugins", |code, _| code == 200)).unwrap();
+    let names: Vec<&str> = plugins
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["plugin"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["bot-filter", "ip-geo", "sessionize"]);
+    assert!(plugins.as_array().unwrap().iter().all(|p| {
+        p["sha256"].as_str().is_some_and(|h| h.len() == 64) && p["loaded_at"].is_string()
+    }));
+
+    let pipeline: serde_json::Value =
+        serde_json::from_str(&wait_for_answer(port, "/pipeline", |code, body| {
+            code == 200 && body.contains("\"breaker\":\"closed\"")
+        }))
+        .unwrap();
+    assert_eq!(pipeline["source"]["type"], "kafka");
+    assert_eq!(pipeline["stages"].as_array().unwrap().len(), 3);
+    let lake = pipeline["sinks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "lake")
+        .unwrap();
+    assert_eq!(lake["type"], "parquet");
+    assert_eq!(lake["breaker"], "closed");
+
+    assert_eq!(request(port, "GET", "/nothing").unwrap().0, 404);
+    assert_eq!(request(port, "POST", "/metrics").unwrap().0, 405);
+    process.terminate(Duration::from_secs(60));
+}

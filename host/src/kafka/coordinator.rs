@@ -144,6 +144,14 @@ impl Coordinator {
         self.assigned_once && !self.recovering
     }
 
+    /// Sets every partition's gauges (watermark lag, state size).
+    pub fn publish_gauges(&mut self) {
+        for task in self.tasks.values_mut() {
+            let (topic, partition) = (task.topic.clone(), task.partition);
+            task.pipeline().publish_gauges(&topic, partition);
+        }
+    }
+
     /// Each sink's circuit breaker state.
     pub fn breakers(&self) -> Vec<(String, crate::sinks::resilience::BreakerState)> {
         self.factory.breakers().states()
@@ -435,6 +443,8 @@ impl Coordinator {
                 state: task.pipeline().snapshot()?,
                 sinks,
             };
+            metrics::gauge!("weir_state_snapshot_bytes", "topic" => task.topic.to_string(), "partition" => task.partition.to_string())
+                .set(checkpoint.state.len() as f64);
             let object = format!("{prefix}/{name}");
             self.store.put(&object, checkpoint.encode())?;
             crate::failpoint::hit("checkpoint-written");

@@ -267,6 +267,7 @@ fn drive(
             if let Some(status) = &options.status {
                 status.set_ready(c.ready());
                 status.set_breakers(c.breakers());
+                c.publish_gauges();
             }
             last_progress = Instant::now();
         }

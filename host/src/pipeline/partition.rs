@@ -80,6 +80,7 @@ impl PartitionPipeline {
     /// fires due timers and writes to the sinks.
     pub fn process(&mut self, records: &[SourceRecord]) -> Result<()> {
         self.stats.records_in += records.len() as u64;
+        metrics::counter!("weir_source_records_total").increment(records.len() as u64);
         let mut batch = Batch::default();
         let mut origins = Origins::with_capacity(records.len());
         let mut max_time: Option<i64> = None;
@@ -182,6 +183,26 @@ impl PartitionPipeline {
         self.last_provenance = Some(last);
     }
 
+    /// Sets this partition's gauges: watermark lag behind the wall clock, and state keys and
+    /// pending timers per stage.
+    pub fn publish_gauges(&self, topic: &str, partition: i32) {
+        let labels = [
+            ("topic", topic.to_string()),
+            ("partition", partition.to_string()),
+        ];
+        let watermark = self.watermark.current();
+        if watermark > i64::MIN / 2 && watermark < i64::MAX / 2 {
+            let lag = (chrono::Utc::now().timestamp_millis() - watermark) as f64 / 1000.0;
+            metrics::gauge!("weir_source_watermark_lag_seconds", &labels).set(lag);
+        }
+        for stage in &self.stages {
+            let mut labels = labels.to_vec();
+            labels.push(("stage", stage.name().to_string()));
+            metrics::gauge!("weir_state_keys", &labels).set(stage.state().entry_count() as f64);
+            metrics::gauge!("weir_state_timers", &labels).set(stage.state().timer_count() as f64);
+        }
+    }
+
     /// The current watermark.
     pub fn watermark(&self) -> i64 {
         self.watermark.current()
@@ -249,7 +270,10 @@ impl PartitionPipeline {
             if batch.is_empty() {
                 return Ok(());
             }
+            let started = Instant::now();
             let result = self.stages[idx].process(&mut batch, self.watermark.current())?;
+            metrics::histogram!("weir_stage_batch_duration_seconds", "stage" => self.stages[idx].name().to_string())
+                .record(started.elapsed());
             let mut next = Batch::default();
             let mut next_origins = Origins::with_capacity(result.outputs.len());
             for (output, value) in result.iter() {

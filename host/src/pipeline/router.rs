@@ -118,11 +118,10 @@ impl Router {
 
     /// Queues a dead letter.
     pub fn dead_letter(&mut self, letter: DeadLetter) {
-        *self
-            .counts
-            .dead_letters
-            .entry(reason_class(&letter.reason).to_string())
-            .or_default() += 1;
+        let class = reason_class(&letter.reason).to_string();
+        metrics::counter!("weir_dead_letters_total", "stage" => letter.stage.clone(), "reason" => class.clone())
+            .increment(1);
+        *self.counts.dead_letters.entry(class).or_default() += 1;
         self.dead.push(letter);
     }
 
@@ -135,6 +134,7 @@ impl Router {
             let records = std::mem::take(&mut self.buffers[i]);
             let rejections = self.sinks[i].write(&records)?;
             let sink = self.sinks[i].name().to_string();
+            count_written(&sink, &records, rejections.len());
             for rejection in rejections {
                 let Some(record) = records.get(rejection.index) else {
                     continue;
@@ -228,5 +228,27 @@ impl Router {
     /// Counts so far.
     pub fn counts(&self) -> &RouteCounts {
         &self.counts
+    }
+}
+
+/// `weir_sink_records_total{sink, route}`: records a sink took (refused ones are subtracted
+/// from the route they came on, which for almost every sink is its only route).
+fn count_written(sink: &str, records: &[SinkRecord], refused: usize) {
+    let mut by_route: Vec<(&str, u64)> = Vec::new();
+    for record in records {
+        match by_route
+            .iter_mut()
+            .find(|(route, _)| *route == &*record.route)
+        {
+            Some((_, n)) => *n += 1,
+            None => by_route.push((&record.route, 1)),
+        }
+    }
+    if let Some((_, n)) = by_route.first_mut() {
+        *n = n.saturating_sub(refused as u64);
+    }
+    for (route, n) in by_route {
+        metrics::counter!("weir_sink_records_total", "sink" => sink.to_string(), "route" => route.to_string())
+            .increment(n);
     }
 }

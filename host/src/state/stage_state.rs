@@ -104,6 +104,11 @@ impl StageState {
         self.timers.len()
     }
 
+    /// Number of stored `(key, name)` entries.
+    pub fn entry_count(&self) -> usize {
+        self.entries.len()
+    }
+
     /// Keeps every change since the last commit or rollback.
     pub fn commit(&mut self) {
         self.journal.clear();

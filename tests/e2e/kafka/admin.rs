@@ -70,6 +70,42 @@ fn admin_endpoint_reports_health_readiness_metrics_plugins_and_pipeline() {
     assert!(metrics.contains("# TYPE weir_checkpoint_duration_seconds histogram"));
     assert!(metrics.contains("weir_checkpoint_epochs_total"));
     assert!(metrics.contains("weir_sink_breaker_state{sink=\"lake\"} 0"));
+    let metrics = wait_for_answer(port, "/metrics", |_, body| {
+        body.contains("weir_source_watermark_lag_seconds")
+    });
+    for name in [
+        "weir_source_records_total",
+        "weir_sink_records_total{sink=\"lake\",route=\"main\"}",
+        "weir_stage_batch_duration_seconds_bucket{stage=\"bot-filter\"",
+        "weir_dead_letters_total{stage=\"decode\"",
+        "weir_state_keys{",
+        "weir_state_snapshot_bytes{",
+        "weir_checkpoint_epochs_total",
+    ] {
+        assert!(
+            metrics.contains(name),
+            "{name} missing from /metrics:\n{metrics}"
+        );
+    }
+    // Names follow `weir_<subsystem>_<what>_<unit>`: counters end in `_total`, histograms in
+    // their unit.
+    // Plugin-defined metrics (`weir_plugin_*`) carry the plugin's own names as labels.
+    for line in metrics
+        .lines()
+        .filter(|l| l.starts_with("# TYPE weir_") && !l.starts_with("# TYPE weir_plugin_"))
+    {
+        let mut words = line.split_whitespace().skip(2);
+        let (name, kind) = (words.next().unwrap(), words.next().unwrap());
+        assert!(
+            name.matches('_').count() >= 2,
+            "{name} lacks a subsystem or unit"
+        );
+        match kind {
+            "counter" => assert!(name.ends_with("_total"), "counter {name}"),
+            "histogram" => assert!(name.ends_with("_seconds"), "histogram {name}"),
+            _ => {}
+        }
+    }
 
     let plugins: serde_json::Value =
         serde_json::from_str(&wait_for_answer(port, "/plugins", |code, _| code == 200)).unwrap();

@@ -6,6 +6,7 @@
 mod bundled;
 mod cli;
 mod configs;
+mod deploy;
 mod example;
 mod harness;
 mod isolation;

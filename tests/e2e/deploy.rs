@@ -1,0 +1,137 @@
+//! `deploy/`: the Prometheus alert rules pass their promtool unit tests, the Grafana
+//! dashboard and the alerts query only metrics weir exports, the Kubernetes pipeline is a
+//! valid config, and the systemd unit and the Dockerfile run `weir` with options it has.
+
+use std::collections::BTreeSet;
+use std::process::Command;
+
+use crate::harness::{root, weir};
+
+/// Every metric name the host emits (`counter!`, `gauge!`, `histogram!` with a literal name).
+fn exported_metrics() -> BTreeSet<String> {
+    let macro_call =
+        regex::Regex::new(r#"(?:counter|gauge|histogram)!\(\s*"(weir_[a-z0-9_]+)""#).unwrap();
+    let mut names = BTreeSet::new();
+    let mut dirs = vec![root().join("host/src")];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(dir).unwrap().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                dirs.push(path);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                let text = std::fs::read_to_string(&path).unwrap();
+                names.extend(macro_call.captures_iter(&text).map(|c| c[1].to_string()));
+            }
+        }
+    }
+    names
+}
+
+/// The `weir_*` metrics a file refers to, histogram series mapped to their histogram.
+fn referenced_metrics(text: &str) -> BTreeSet<String> {
+    let name = regex::Regex::new(r"weir_[a-z0-9_]+").unwrap();
+    name.find_iter(text)
+        .map(|m| {
+            let n = m.as_str();
+            ["_bucket", "_sum", "_count"]
+                .iter()
+                .find_map(|suffix| n.strip_suffix(suffix))
+                .unwrap_or(n)
+                .to_string()
+        })
+        .collect()
+}
+
+#[test]
+fn alert_rules_pass_their_promtool_unit_tests() {
+    let dir = root().join("deploy/prometheus");
+    for args in [
+        &["check", "rules", "weir-alerts.yml"][..],
+        &["test", "rules", "weir-alerts.test.yml"][..],
+    ] {
+        let output = Command::new("promtool")
+            .args(args)
+            .current_dir(&dir)
+            .output()
+            .unwrap_or_else(|e| {
+                panic!("promtool is missing ({e}): run `apt-get install -y prometheus`")
+            });
+        assert!(
+            output.status.success(),
+            "promtool {args:?} failed:\n{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+}
+
+#[test]
+fn dashboard_and_alerts_query_only_metrics_weir_exports() {
+    let exported = exported_metrics();
+    assert!(
+        exported.contains("weir_source_records_total"),
+        "{exported:?}"
+    );
+    let dashboard: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(root().join("deploy/grafana/weir-dashboard.json")).unwrap(),
+    )
+    .unwrap();
+    let exprs: Vec<String> = dashboard["panels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|p| p["targets"].as_array().unwrap().iter())
+        .map(|t| t["expr"].as_str().unwrap().to_string())
+        .collect();
+    assert!(exprs.len() >= 10);
+    let rules = std::fs::read_to_string(root().join("deploy/prometheus/weir-alerts.yml")).unwrap();
+    for (what, text) in [("dashboard", exprs.join("\n")), ("alert rules", rules)] {
+        let referenced = referenced_metrics(&text);
+        assert!(!referenced.is_empty());
+        let unknown: Vec<_> = referenced.difference(&exported).collect();
+        assert!(
+            unknown.is_empty(),
+            "the {what} query metrics weir does not export: {unknown:?}"
+        );
+    }
+}
+
+#[test]
+fn the_kubernetes_pipeline_is_a_valid_config() {
+    let path = root().join("deploy/kubernetes/pipeline.toml");
+    let config = weir::config::PipelineConfig::load(&path).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(config.admin.listen, "0.0.0.0:9898");
+    let kustomization =
+        std::fs::read_to_string(root().join("deploy/kubernetes/kustomization.yaml")).unwrap();
+    assert!(kustomization.contains("pipeline.toml"));
+}
+
+#[test]
+fn the_systemd_unit_and_the_dockerfile_use_options_weir_has() {
+    let help = String::from_utf8_lossy(&weir(&["run", "--help"]).stdout).to_string();
+    let unit = std::fs::read_to_string(root().join("deploy/systemd/weir.service")).unwrap();
+    let exec = unit
+        .lines()
+        .find_map(|l| l.strip_prefix("ExecStart="))
+        .unwrap();
+    let dockerfile = std::fs::read_to_string(root().join("deploy/docker/Dockerfile")).unwrap();
+    let cmd = dockerfile
+        .lines()
+        .find_map(|l| l.strip_prefix("CMD "))
+        .unwrap();
+    for command in [exec, cmd] {
+        assert!(command.contains("run"), "{command}");
+        for flag in command.split(|c: char| c.is_whitespace() || c == '"' || c == ',') {
+            if flag.starts_with("--") {
+                assert!(help.contains(flag), "`weir run` has no {flag}:\n{help}");
+            }
+        }
+    }
+    for variable in ["WEIR_LOG_FORMAT", "WEIR_ADMIN_LISTEN", "WEIR_PLUGIN_DIR"] {
+        assert!(
+            dockerfile.contains(variable) && help.contains(variable)
+                || !dockerfile.contains(variable),
+            "{variable}"
+        );
+    }
+}

@@ -169,3 +169,83 @@ fn json_logs_are_one_object_per_line_and_plugin_logs_name_the_plugin_and_version
             .is_some_and(|v| v.len() == 12)
     );
 }
+
+#[test]
+fn plugin_new_scaffolds_a_crate_that_passes_its_tests_builds_and_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let sdk = root().join("sdk");
+    let made = weir(&[
+        "plugin",
+        "new",
+        "page-marker",
+        "--path",
+        dir.path().to_str().unwrap(),
+        "--sdk",
+        sdk.to_str().unwrap(),
+    ]);
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    let crate_dir = dir.path().join("page-marker");
+    // Its own target folder: the outer build may hold the shared one's lock.
+    let target = xtask::target_dir().join("scaffolded-plugin");
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    for args in [
+        &["test", "--quiet"][..],
+        &["build", "--release", "--target", "wasm32-wasip2"][..],
+    ] {
+        let run = std::process::Command::new(&cargo)
+            .args(args)
+            .current_dir(&crate_dir)
+            .env("CARGO_TARGET_DIR", &target)
+            .output()
+            .unwrap();
+        assert!(
+            run.status.success(),
+            "cargo {args:?} failed:\n{}{}",
+            String::from_utf8_lossy(&run.stdout),
+            String::from_utf8_lossy(&run.stderr)
+        );
+    }
+    let wasm = target.join("wasm32-wasip2/release/page_marker.wasm");
+    let input = dir.path().join("events.ndjson");
+    std::fs::write(
+        &input,
+        "{\"user_id\":\"u1\",\"ts\":0,\"type\":\"page_view\"}\n{\"user_id\":\"u1\",\"ts\":1}\n",
+    )
+    .unwrap();
+    let test = weir(&[
+        "plugin",
+        "test",
+        wasm.to_str().unwrap(),
+        "--input",
+        input.to_str().unwrap(),
+    ]);
+    let stdout = String::from_utf8_lossy(&test.stdout);
+    assert!(
+        test.status.success(),
+        "{}",
+        String::from_utf8_lossy(&test.stderr)
+    );
+    let outputs: Vec<serde_json::Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(outputs[0]["event"]["page_marker"], true);
+    assert_eq!(outputs[1]["kind"], "dead-letter");
+    let again = weir(&[
+        "plugin",
+        "new",
+        "page-marker",
+        "--path",
+        dir.path().to_str().unwrap(),
+    ]);
+    assert!(
+        !again.status.success(),
+        "an existing folder is not overwritten"
+    );
+    let bad = weir(&["plugin", "new", "Bad_Name"]);
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("lowercase"));
+}

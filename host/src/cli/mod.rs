@@ -6,6 +6,7 @@ mod dlq;
 mod generate;
 mod plugin;
 mod run;
+mod scaffold;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

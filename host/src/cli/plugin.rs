@@ -1,4 +1,4 @@
-//! `weir plugin test` and `weir plugin inspect`.
+//! `weir plugin test`, `weir plugin inspect` and `weir plugin new`.
 
 use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
@@ -56,12 +56,32 @@ pub enum PluginCommand {
         /// The plugin component.
         plugin: PathBuf,
     },
+    /// Create a plugin crate against the SDK, with tests, that builds with
+    /// `cargo build --release --target wasm32-wasip2`.
+    New {
+        /// Plugin name: lowercase letters, digits and `-`.
+        name: String,
+        /// Folder to create the crate in.
+        #[arg(long, default_value = ".")]
+        path: PathBuf,
+        /// The `sdk` folder of a weir checkout (default: the one this weir was built from).
+        #[arg(long)]
+        sdk: Option<PathBuf>,
+    },
 }
 
 /// Runs a plugin command.
 pub fn execute(cmd: PluginCommand) -> Result<()> {
     match cmd {
         PluginCommand::Inspect { plugin } => inspect(&plugin),
+        PluginCommand::New { name, path, sdk } => {
+            let dir = super::scaffold::new_plugin(&name, &path, sdk)?;
+            println!(
+                "created {}: `cargo test` runs its tests, `cargo build --release --target wasm32-wasip2` builds it (see its README)",
+                dir.display()
+            );
+            Ok(())
+        }
         PluginCommand::Test {
             plugin,
             input,

@@ -1,0 +1,152 @@
+//! `weir plugin new NAME`: a plugin crate against the SDK that builds with one command and
+//! passes its own tests out of the box.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+
+/// Where this build of weir found the SDK: the default `weir-sdk` path of new plugins.
+const BUILT_WITH_SDK: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../sdk");
+
+const CARGO_TOML: &str = r#"[package]
+name = "{name}"
+description = "A weir transform."
+version = "0.1.0"
+edition = "2024"
+rust-version = "1.95"
+publish = false
+
+[lib]
+crate-type = ["cdylib", "rlib"]
+
+[dependencies]
+weir-sdk = { path = "{sdk}" }
+
+[dev-dependencies]
+serde_json = "1"
+
+[profile.release]
+lto = true
+codegen-units = 1
+opt-level = 3
+strip = "debuginfo"
+
+# Not part of any enclosing workspace.
+[workspace]
+"#;
+
+const LIB_RS: &str = r#"//! {name}: a weir transform. It marks events of the configured `type` (default `page_view`)
+//! with `{field}: true`, counts them per key in host-owned state, and dead-letters events
+//! without a `type`.
+
+use weir_sdk::{Config, Context, Event, Transform};
+
+/// The transform's settings, read once in `init`.
+pub struct Plugin {
+    wanted: String,
+}
+
+impl Transform for Plugin {
+    fn init(config: &Config) -> Result<Self, String> {
+        Ok(Plugin {
+            wanted: config.get("type").unwrap_or("page_view").to_string(),
+        })
+    }
+
+    fn process(&mut self, mut event: Event<'_>, ctx: &mut Context<'_>) {
+        let Some(kind) = event.get_str("type") else {
+            ctx.dead_letter("missing field `type`", &event);
+            return;
+        };
+        if kind == self.wanted {
+            let seen: u64 = ctx.state(event.key(), "seen").unwrap_or(0) + 1;
+            ctx.set_state(event.key(), "seen", &seen);
+            event.set_bool("{field}", true);
+            event.set_i64("{field}_count", seen as i64);
+        }
+        ctx.emit(&event);
+    }
+}
+
+weir_sdk::export_transform!(Plugin);
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+    use weir_sdk::testing::TestHarness;
+
+    use super::Plugin;
+
+    #[test]
+    fn marks_and_counts_wanted_events_and_dead_letters_untyped_ones() {
+        let mut h = TestHarness::<Plugin>::new(&[]).unwrap();
+        let out = h.process_one("u1", 0, json!({"user_id": "u1", "type": "page_view"}));
+        assert_eq!(out[0].value["{field}"], json!(true));
+        let out = h.process_one("u1", 1, json!({"user_id": "u1", "type": "page_view"}));
+        assert_eq!(out[0].value["{field}_count"], json!(2));
+        let out = h.process_one("u1", 2, json!({"user_id": "u1", "type": "click"}));
+        assert!(out[0].value.get("{field}").is_none());
+        let out = h.process_one("u1", 3, json!({"user_id": "u1"}));
+        assert_eq!(out[0].dead_letter_reason(), Some("missing field `type`"));
+    }
+}
+"#;
+
+const README_MD: &str = r#"# {name}
+
+A weir transform, made by `weir plugin new {name}`.
+
+```sh
+cargo test                                            # the plugin's own tests, natively
+cargo build --release --target wasm32-wasip2          # the component
+cp target/wasm32-wasip2/release/{crate}.wasm PLUGIN_DIR/{name}.wasm
+```
+
+Then add a stage to the pipeline, `[[stages]] name = "{name}"`, `plugin = "{name}"`
+(`[stages.config] type = "..."` picks the events to mark). Try it on a file first:
+`weir plugin test target/wasm32-wasip2/release/{crate}.wasm --input events.ndjson`.
+"#;
+
+/// Writes the crate `name` under `parent`; `sdk` is the `weir-sdk` folder it depends on.
+pub fn new_plugin(name: &str, parent: &Path, sdk: Option<PathBuf>) -> Result<PathBuf> {
+    let valid = name.chars().next().is_some_and(|c| c.is_ascii_lowercase())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+    if !valid {
+        bail!(
+            "plugin name {name:?}: use lowercase letters, digits and `-`, starting with a letter"
+        );
+    }
+    let sdk = sdk.unwrap_or_else(|| PathBuf::from(BUILT_WITH_SDK));
+    let sdk = sdk.canonicalize().with_context(|| {
+        format!(
+            "the weir SDK is not at {}: pass --sdk PATH (the `sdk` folder of a weir checkout)",
+            sdk.display()
+        )
+    })?;
+    let dir = parent.join(name);
+    if dir.exists() {
+        bail!("{} already exists", dir.display());
+    }
+    let crate_name = name.replace('-', "_");
+    let fill = |template: &str| {
+        template
+            .replace("{name}", name)
+            .replace("{crate}", &crate_name)
+            .replace("{field}", &crate_name)
+            .replace("{sdk}", &sdk.display().to_string())
+    };
+    std::fs::create_dir_all(dir.join("src"))
+        .with_context(|| format!("creating {}", dir.display()))?;
+    for (file, template) in [
+        ("Cargo.toml", CARGO_TOML),
+        ("src/lib.rs", LIB_RS),
+        ("README.md", README_MD),
+        (".gitignore", "/target\n"),
+    ] {
+        std::fs::write(dir.join(file), fill(template))
+            .with_context(|| format!("writing {file}"))?;
+    }
+    Ok(dir)
+}

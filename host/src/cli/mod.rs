@@ -61,6 +61,10 @@ pub enum Command {
         /// overrides `[admin] listen`.
         #[arg(long, env = "WEIR_ADMIN_LISTEN")]
         admin_listen: Option<String>,
+        /// Kafka: how long SIGTERM may take to drain (finish the batch, commit, leave the
+        /// group) before the process exits anyway; recovery then redoes the epoch.
+        #[arg(long, env = "WEIR_DRAIN_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
+        drain_timeout: std::time::Duration,
     },
     /// Run the whole pipeline on an embedded Kafka cluster with a generated clickstream.
     Demo(demo::DemoArgs),
@@ -106,12 +110,14 @@ pub fn main() -> ExitCode {
             bounded,
             instance_id,
             admin_listen,
+            drain_timeout,
         } => run::run(run::RunArgs {
             config,
             plugin_dir,
             bounded,
             instance_id,
             admin_listen,
+            drain_timeout,
         }),
         Command::Demo(args) => demo::run(args),
         Command::Dlq(cmd) => dlq::execute(cmd),

@@ -25,6 +25,8 @@ pub struct RunArgs {
     pub instance_id: Option<String>,
     /// Overrides `[admin] listen`.
     pub admin_listen: Option<String>,
+    /// Kafka: longest drain after SIGTERM.
+    pub drain_timeout: std::time::Duration,
 }
 
 /// Runs a pipeline and prints its summary: a file source to its end, a Kafka source until
@@ -49,6 +51,7 @@ pub fn run(args: RunArgs) -> Result<()> {
         .bounded
         .store(args.bounded, std::sync::atomic::Ordering::Relaxed);
     options.shutdown = shutdown_flag()?;
+    drain_watchdog(options.shutdown.clone(), args.drain_timeout)?;
     options.status = Some(status);
     let summary = daemon::run(&config, &plugin_dir, &options)?;
     print_summary(&summary.stats, summary.elapsed);
@@ -88,6 +91,27 @@ pub fn shutdown_flag() -> Result<Arc<AtomicBool>> {
         signal_hook::flag::register(signal, flag.clone())?;
     }
     Ok(flag)
+}
+
+/// Once shutdown is asked for, gives the drain `timeout`, then exits the process: a drain
+/// stuck on an unanswering broker or store must not keep a rolling restart waiting. The
+/// uncommitted epoch is redone by whoever takes the partitions, as after a crash.
+fn drain_watchdog(shutdown: Arc<AtomicBool>, timeout: std::time::Duration) -> Result<()> {
+    std::thread::Builder::new()
+        .name("weir-drain".into())
+        .spawn(move || {
+            while !shutdown.load(std::sync::atomic::Ordering::Relaxed) {
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
+            std::thread::sleep(timeout);
+            tracing::error!(
+                ?timeout,
+                "Drain did not finish within the drain timeout; exiting without the final commit."
+            );
+            eprintln!("weir: drain timed out after {timeout:?}");
+            std::process::exit(3);
+        })?;
+    Ok(())
 }
 
 /// The host name: stable across restarts of the same machine or pod.

@@ -8,6 +8,7 @@ mod end_to_end;
 mod faults;
 mod group;
 mod lakehouse;
+mod signals;
 mod strict;
 
 use std::collections::BTreeMap;

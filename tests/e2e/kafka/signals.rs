@@ -1,0 +1,50 @@
+//! SIGTERM while the epoch's commit hangs (a failure point makes it stop answering): the
+//! process exits once the drain timeout has passed, and the next run finishes the input with
+//! the lake exactly as an uninterrupted run leaves it.
+
+use std::time::{Duration, Instant};
+
+use super::{Broker, WeirProcess, clickstream, lake_tables, pipeline_config, produce};
+
+#[test]
+fn a_stuck_drain_exits_after_the_drain_timeout_and_recovery_holds() {
+    let broker = Broker::start();
+    let bootstrap = broker.bootstrap();
+    produce(&bootstrap, "clicks", &clickstream(60));
+
+    let out = tempfile::tempdir().unwrap();
+    let config = pipeline_config(&bootstrap, out.path(), "stuck");
+    let process = WeirProcess::start_with_env(
+        &config,
+        "stuck",
+        false,
+        &[
+            ("WEIR_FAILPOINT", "checkpoint-written@hang"),
+            ("WEIR_DRAIN_TIMEOUT", "2s"),
+        ],
+    );
+    process.wait_log("the commit to hang", Duration::from_secs(90), |log| {
+        log.contains("failpoint checkpoint-written reached; hanging")
+    });
+    let pid = i32::try_from(process.child.id()).unwrap();
+    let signalled = Instant::now();
+    // SAFETY: sending a signal to our own child process.
+    unsafe { libc::kill(pid, libc::SIGTERM) };
+    let (succeeded, log) = process.wait_exit(Duration::from_secs(30));
+    let took = signalled.elapsed();
+    assert!(!succeeded, "a timed-out drain is not a clean exit:\n{log}");
+    assert!(log.contains("drain timed out after 2s"), "{log}");
+    assert!(
+        took >= Duration::from_secs(2) && took < Duration::from_secs(10),
+        "exited {took:?} after SIGTERM"
+    );
+
+    WeirProcess::start(&config, "stuck", true).wait_success(Duration::from_secs(300));
+    let reference = tempfile::tempdir().unwrap();
+    let reference_config = pipeline_config(&bootstrap, reference.path(), "reference");
+    WeirProcess::start(&reference_config, "reference", true).wait_success(Duration::from_secs(300));
+    let expected = lake_tables(reference.path());
+    let actual = lake_tables(out.path());
+    assert!(!expected["events"].as_array().unwrap().is_empty());
+    assert_eq!(actual, expected, "the lake after a timed-out drain differs");
+}

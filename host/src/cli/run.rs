@@ -52,6 +52,7 @@ pub fn run(args: RunArgs) -> Result<()> {
         .store(args.bounded, std::sync::atomic::Ordering::Relaxed);
     options.shutdown = shutdown_flag()?;
     drain_watchdog(options.shutdown.clone(), args.drain_timeout)?;
+    ignore_hangup()?;
     options.status = Some(status);
     let summary = daemon::run(&config, &plugin_dir, &options)?;
     print_summary(&summary.stats, summary.elapsed);
@@ -110,6 +111,24 @@ fn drain_watchdog(shutdown: Arc<AtomicBool>, timeout: std::time::Duration) -> Re
             );
             eprintln!("weir: drain timed out after {timeout:?}");
             std::process::exit(3);
+        })?;
+    Ok(())
+}
+
+/// SIGHUP would end the process by default; until it reloads the config, it is logged and
+/// changes nothing.
+fn ignore_hangup() -> Result<()> {
+    let hangup = Arc::new(AtomicBool::new(false));
+    signal_hook::flag::register(signal_hook::consts::SIGHUP, hangup.clone())?;
+    std::thread::Builder::new()
+        .name("weir-sighup".into())
+        .spawn(move || {
+            loop {
+                std::thread::sleep(std::time::Duration::from_millis(200));
+                if hangup.swap(false, std::sync::atomic::Ordering::Relaxed) {
+                    tracing::warn!("SIGHUP received: reloading the config is not supported yet; nothing changed.");
+                }
+            }
         })?;
     Ok(())
 }

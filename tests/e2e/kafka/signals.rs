@@ -1,3 +1,4 @@
+//! SIGHUP changes nothing (config reload is not built yet) and does not end the process.
 //! SIGTERM while the epoch's commit hangs (a failure point makes it stop answering): the
 //! process exits once the drain timeout has passed, and the next run finishes the input with
 //! the lake exactly as an uninterrupted run leaves it.
@@ -14,7 +15,7 @@ fn a_stuck_drain_exits_after_the_drain_timeout_and_recovery_holds() {
 
     let out = tempfile::tempdir().unwrap();
     let config = pipeline_config(&bootstrap, out.path(), "stuck");
-    let process = WeirProcess::start_with_env(
+    let mut process = WeirProcess::start_with_env(
         &config,
         "stuck",
         false,
@@ -27,6 +28,15 @@ fn a_stuck_drain_exits_after_the_drain_timeout_and_recovery_holds() {
         log.contains("failpoint checkpoint-written reached; hanging")
     });
     let pid = i32::try_from(process.child.id()).unwrap();
+    // SAFETY: sending a signal to our own child process.
+    unsafe { libc::kill(pid, libc::SIGHUP) };
+    process.wait_log("SIGHUP to be logged", Duration::from_secs(10), |log| {
+        log.contains("SIGHUP received")
+    });
+    assert!(
+        process.child.try_wait().unwrap().is_none(),
+        "SIGHUP ended the process"
+    );
     let signalled = Instant::now();
     // SAFETY: sending a signal to our own child process.
     unsafe { libc::kill(pid, libc::SIGTERM) };

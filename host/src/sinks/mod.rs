@@ -232,6 +232,11 @@ impl SinkConfig {
     }
 }
 
+/// The wall clock in epoch milliseconds (file ages, Redis fence numbers).
+pub(crate) fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
 pub(crate) fn io_error(sink: &str, what: impl std::fmt::Display) -> SinkError {
     SinkError::Io {
         sink: sink.to_string(),

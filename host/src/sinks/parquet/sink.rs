@@ -22,7 +22,7 @@ use super::compose::concat;
 use super::{ParquetSinkConfig, schema_of};
 use crate::sinks::resilience::Breaker;
 use crate::sinks::staging::{STAGING_DIR, Scope};
-use crate::sinks::{Rejection, Sink, SinkError, SinkRecord, io_error};
+use crate::sinks::{Rejection, Sink, SinkError, SinkRecord, io_error, now_ms};
 use crate::storage::Storage;
 
 /// Largest part buffered in memory before it is staged, even mid-epoch.
@@ -94,10 +94,6 @@ pub struct ParquetSink {
 pub fn partition_of(time_ms: i64) -> String {
     let t = DateTime::<Utc>::from_timestamp_millis(time_ms).unwrap_or_default();
     t.format("dt=%Y-%m-%d/hour=%H").to_string()
-}
-
-fn now_ms() -> i64 {
-    Utc::now().timestamp_millis()
 }
 
 impl ParquetSink {

@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use super::RedisSinkConfig;
 use crate::sinks::resilience::Breaker;
 use crate::sinks::staging::Scope;
-use crate::sinks::{Rejection, Sink, SinkError, SinkRecord, io_error};
+use crate::sinks::{Rejection, Sink, SinkError, SinkRecord, io_error, now_ms};
 use crate::storage::io_runtime;
 
 /// KEYS[1]: the hash. ARGV: fence field, sequence, ttl in ms (0: none), then field/value pairs.
@@ -85,10 +85,6 @@ fn client_for(config: &RedisSinkConfig) -> Result<fred::clients::Client, fred::e
     });
     clients.insert(config.url.clone(), client.clone());
     Ok(client)
-}
-
-fn now_ms() -> i64 {
-    chrono::Utc::now().timestamp_millis()
 }
 
 /// A JSON value as a hash field value: strings as they are, the rest as JSON text.

@@ -16,6 +16,7 @@ pub use http::serve;
 pub use metrics_exporter::install_prometheus;
 
 use crate::config::PipelineConfig;
+use crate::pipeline::plugins::PluginRegistry;
 use crate::sinks::SinkConfig;
 use crate::sinks::resilience::BreakerState;
 
@@ -58,21 +59,8 @@ pub struct Status {
     started: Instant,
     ready: AtomicBool,
     breakers: Mutex<Vec<(String, BreakerState)>>,
-    pipeline: serde_json::Value,
-    plugins: Mutex<Vec<PluginStatus>>,
-}
-
-/// One loaded plugin, as `/plugins` lists it.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct PluginStatus {
-    /// The stage running it.
-    pub stage: String,
-    /// Plugin name.
-    pub plugin: String,
-    /// sha256 of the component: its version.
-    pub sha256: String,
-    /// When it was loaded (RFC 3339).
-    pub loaded_at: String,
+    pipeline: Mutex<serde_json::Value>,
+    plugins: Mutex<Option<Arc<PluginRegistry>>>,
 }
 
 impl Status {
@@ -82,8 +70,8 @@ impl Status {
             started: Instant::now(),
             ready: AtomicBool::new(false),
             breakers: Mutex::new(Vec::new()),
-            pipeline: describe(config),
-            plugins: Mutex::new(Vec::new()),
+            pipeline: Mutex::new(describe(config)),
+            plugins: Mutex::new(None),
         })
     }
 
@@ -102,9 +90,14 @@ impl Status {
         *self.breakers.lock().unwrap_or_else(|p| p.into_inner()) = states;
     }
 
-    /// The plugins now loaded.
-    pub fn set_plugins(&self, plugins: Vec<PluginStatus>) {
-        *self.plugins.lock().unwrap_or_else(|p| p.into_inner()) = plugins;
+    /// The pipeline's shape after a config reload.
+    pub fn set_pipeline(&self, config: &PipelineConfig) {
+        *self.pipeline.lock().unwrap_or_else(|p| p.into_inner()) = describe(config);
+    }
+
+    /// Where `/plugins` reads the stages' versions, calls and rejections.
+    pub fn set_plugins(&self, registry: Arc<PluginRegistry>) {
+        *self.plugins.lock().unwrap_or_else(|p| p.into_inner()) = Some(registry);
     }
 
     fn breakers(&self) -> Vec<(String, BreakerState)> {
@@ -126,7 +119,11 @@ impl Status {
 
     /// `/pipeline`: stages, routes and sinks, with each sink's breaker.
     fn pipeline(&self) -> serde_json::Value {
-        let mut pipeline = self.pipeline.clone();
+        let mut pipeline = self
+            .pipeline
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
         let breakers: std::collections::BTreeMap<_, _> = self.breakers().into_iter().collect();
         if let Some(sinks) = pipeline["sinks"].as_array_mut() {
             for sink in sinks {
@@ -138,7 +135,9 @@ impl Status {
     }
 
     fn plugins(&self) -> serde_json::Value {
-        serde_json::json!(*self.plugins.lock().unwrap_or_else(|p| p.into_inner()))
+        let registry = self.plugins.lock().unwrap_or_else(|p| p.into_inner());
+        let statuses = registry.as_ref().map(|r| r.statuses()).unwrap_or_default();
+        serde_json::json!(statuses)
     }
 }
 

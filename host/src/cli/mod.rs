@@ -1,6 +1,7 @@
 //! The `weir` command line: run a pipeline, validate a config, test and inspect plugins, and
 //! generate synthetic inputs.
 
+mod config_reload;
 mod demo;
 mod dlq;
 mod generate;

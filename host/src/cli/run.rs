@@ -6,6 +6,7 @@ use std::sync::atomic::AtomicBool;
 
 use anyhow::Result;
 
+use super::config_reload::ConfigReloader;
 use crate::admin::{self, AdminConfig};
 use crate::config::{PipelineConfig, SourceConfig};
 use crate::kafka::daemon::{self, DaemonOptions};
@@ -41,6 +42,9 @@ pub fn run(args: RunArgs) -> Result<()> {
     start_admin(&config.admin, &status)?;
     if let SourceConfig::File(_) = config.source {
         let built = build(&config, &plugin_dir)?;
+        status.set_plugins(built.factory.registry().clone());
+        ConfigReloader::new(args.config.clone(), built.factory.registry().clone(), None)?
+            .reload_on_hangup()?;
         status.set_ready(true);
         let summary = run_to_end(built)?;
         print_summary(&summary.stats, summary.elapsed);
@@ -52,9 +56,13 @@ pub fn run(args: RunArgs) -> Result<()> {
         .store(args.bounded, std::sync::atomic::Ordering::Relaxed);
     options.shutdown = shutdown_flag()?;
     drain_watchdog(options.shutdown.clone(), args.drain_timeout)?;
-    ignore_hangup()?;
+    let factory = daemon::factory(&config, &plugin_dir)?;
+    status.set_plugins(factory.registry().clone());
     options.status = Some(status);
-    let summary = daemon::run(&config, &plugin_dir, &options)?;
+    let sinks = options.new_config.clone();
+    ConfigReloader::new(args.config.clone(), factory.registry().clone(), Some(sinks))?
+        .reload_on_hangup()?;
+    let summary = daemon::run_with(factory, &config, &options)?;
     print_summary(&summary.stats, summary.elapsed);
     let counts = summary.checkpoints;
     println!(
@@ -111,24 +119,6 @@ fn drain_watchdog(shutdown: Arc<AtomicBool>, timeout: std::time::Duration) -> Re
             );
             eprintln!("weir: drain timed out after {timeout:?}");
             std::process::exit(3);
-        })?;
-    Ok(())
-}
-
-/// SIGHUP would end the process by default; until it reloads the config, it is logged and
-/// changes nothing.
-fn ignore_hangup() -> Result<()> {
-    let hangup = Arc::new(AtomicBool::new(false));
-    signal_hook::flag::register(signal_hook::consts::SIGHUP, hangup.clone())?;
-    std::thread::Builder::new()
-        .name("weir-sighup".into())
-        .spawn(move || {
-            loop {
-                std::thread::sleep(std::time::Duration::from_millis(200));
-                if hangup.swap(false, std::sync::atomic::Ordering::Relaxed) {
-                    tracing::warn!("SIGHUP received: reloading the config is not supported yet; nothing changed.");
-                }
-            }
         })?;
     Ok(())
 }

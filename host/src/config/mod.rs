@@ -2,6 +2,7 @@
 //! [`PipelineConfig::validate`] that names the bad field. Building the running pipeline from
 //! it (which does I/O) lives in [`crate::pipeline::build`].
 
+pub mod reload;
 pub mod units;
 
 use std::collections::BTreeMap;

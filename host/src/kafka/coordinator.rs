@@ -587,6 +587,23 @@ impl Coordinator {
         Ok(true)
     }
 
+    /// A config reload changed the sinks: commits the epoch, then rebuilds every partition
+    /// from that checkpoint with sinks and routes from `config`. Should the commit fail, the
+    /// rewind that follows rebuilds with `config` too.
+    pub fn reconfigure<C: ConsumerContext>(
+        &mut self,
+        consumer: &BaseConsumer<C>,
+        config: PipelineConfig,
+    ) -> Result<()> {
+        self.factory.set_config(config);
+        self.checkpoint(consumer)?;
+        self.start_recovery(consumer);
+        if let Err(e) = self.recover(consumer) {
+            tracing::warn!(error = %e, "Rebuilding with the new sinks failed; retrying.");
+        }
+        Ok(())
+    }
+
     /// Bounded runs: closes every window and commits the final epoch.
     pub fn finish<C: ConsumerContext>(&mut self, consumer: &BaseConsumer<C>) -> Result<()> {
         for task in self.tasks.values_mut() {

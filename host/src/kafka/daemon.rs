@@ -38,7 +38,12 @@ pub struct DaemonOptions {
     pub progress: Option<Arc<Mutex<PipelineStats>>>,
     /// Readiness and breaker states for the admin endpoint.
     pub status: Option<Arc<crate::admin::Status>>,
+    /// A reloaded config whose sink changes the daemon applies at its next epoch boundary.
+    pub new_config: PendingConfig,
 }
+
+/// A reloaded config waiting for the daemon.
+pub type PendingConfig = Arc<Mutex<Option<PipelineConfig>>>;
 
 impl DaemonOptions {
     /// Options for an unbounded run as `instance_id`.
@@ -49,6 +54,7 @@ impl DaemonOptions {
             shutdown: Arc::new(AtomicBool::new(false)),
             progress: None,
             status: None,
+            new_config: Arc::default(),
         }
     }
 }
@@ -124,11 +130,31 @@ fn to_record(message: &BorrowedMessage<'_>, topic: Arc<str>) -> SourceRecord {
     }
 }
 
+/// The factory of a Kafka pipeline: plugins loaded for up to 16 partitions and watched.
+pub fn factory(config: &PipelineConfig, plugin_dir: &std::path::Path) -> Result<PipelineFactory> {
+    let mut factory = PipelineFactory::new(config, plugin_dir, 16)?;
+    factory.watch_plugins()?;
+    Ok(factory)
+}
+
 /// Runs a pipeline with a Kafka source until `options.shutdown` is set (or, bounded, until
 /// the input is consumed).
 pub fn run(
     config: &PipelineConfig,
     plugin_dir: &std::path::Path,
+    options: &DaemonOptions,
+) -> Result<DaemonSummary> {
+    let factory = factory(config, plugin_dir)?;
+    if let Some(status) = &options.status {
+        status.set_plugins(factory.registry().clone());
+    }
+    run_with(factory, config, options)
+}
+
+/// Runs the pipelines `factory` builds, as [`run`] does.
+pub fn run_with(
+    factory: PipelineFactory,
+    config: &PipelineConfig,
     options: &DaemonOptions,
 ) -> Result<DaemonSummary> {
     let SourceConfig::Kafka(source) = &config.source else {
@@ -144,10 +170,6 @@ pub fn run(
             reason,
         })?;
     let started = Instant::now();
-    let factory = PipelineFactory::new(config, plugin_dir, 16)?;
-    if let Some(status) = &options.status {
-        status.set_plugins(factory.plugin_statuses());
-    }
     let coordinator = Arc::new(Mutex::new(Coordinator::new(
         config,
         source,
@@ -251,6 +273,20 @@ fn drive(
         }
         if let Err(e) = c.run_tasks() {
             c.fail_epoch(consumer, &e);
+            continue;
+        }
+        let reloaded = options
+            .new_config
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        if let Some(new) = reloaded {
+            if let Some(status) = &options.status {
+                status.set_pipeline(&new);
+            }
+            if let Err(e) = c.reconfigure(consumer, new) {
+                c.fail_epoch(consumer, &e);
+            }
             continue;
         }
         c.update_pauses(consumer);

@@ -1,18 +1,21 @@
 //! Builds running pipelines from a validated config. A [`PipelineFactory`] opens the geo
-//! database and compiles every stage's plugin once; it then builds one [`PartitionPipeline`]
-//! per source partition (fresh instances, state and sinks), and [`build`] wires a file source.
+//! database and loads every stage's plugin once into the [`PluginRegistry`] (and can watch
+//! the plugin folder for new versions); it then builds one [`PartitionPipeline`] per source
+//! partition (fresh instances, state and sinks), and [`build`] wires a file source.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use super::decode::RecordDecoder;
 use super::partition::PartitionPipeline;
+use super::plugins::PluginRegistry;
 use super::router::Router;
 use super::stage::{Stage, WasmStage};
+use super::watcher::{DEBOUNCE, PluginWatcher};
 use crate::config::{ConfigError, PipelineConfig, SourceConfig};
 use crate::error::Result;
 use crate::kafka::DeadLetterTopic;
-use crate::runtime::{EngineSettings, GeoDb, InstanceSettings, Plugin, PluginEngine};
+use crate::runtime::{EngineSettings, GeoDb, PluginEngine};
 use crate::sinks::dead_letter::DeadLetterFile;
 use crate::sinks::resilience::Breakers;
 use crate::sinks::{DeadLetterSink, SinkContext, SinkError};
@@ -28,15 +31,18 @@ pub struct BuiltPipeline {
     pub source: Box<dyn Source>,
     /// Records per batch.
     pub batch_size: usize,
+    /// What built it: the plugin registry (watching for new versions) and the config.
+    pub factory: PipelineFactory,
 }
 
-/// Builds partition pipelines for one config; plugins are compiled once.
+/// Builds partition pipelines for one config; plugins are compiled once, into a
+/// [`PluginRegistry`] whose new versions every pipeline it built picks up.
 pub struct PipelineFactory {
     config: PipelineConfig,
-    engine: Arc<PluginEngine>,
-    geo: Option<Arc<GeoDb>>,
-    plugins: Vec<Plugin>,
+    plugin_dir: PathBuf,
+    registry: Arc<PluginRegistry>,
     breakers: Breakers,
+    watcher: Option<PluginWatcher>,
 }
 
 /// The engine settings a config needs for `partitions` partitions at once.
@@ -44,6 +50,7 @@ pub fn engine_settings(config: &PipelineConfig, partitions: u32) -> EngineSettin
     let stages = u32::try_from(config.stages.len()).unwrap_or(u32::MAX);
     EngineSettings {
         max_memory_bytes: config.max_memory_limit(),
+        // Room for a reload: a trial instance per stage, and each partition's swap.
         max_instances: 16 + stages * 4 * partitions.max(1),
         ..Default::default()
     }
@@ -58,47 +65,38 @@ impl PipelineFactory {
             Some(geo) => Some(Arc::new(GeoDb::open(&geo.database)?)),
             None => None,
         };
-        let mut plugins = Vec::new();
-        for (i, stage) in config.stages.iter().enumerate() {
-            let path = plugin_dir.join(format!("{}.wasm", stage.plugin));
-            if !path.is_file() {
-                return Err(ConfigError::Invalid {
-                    field: format!("stages[{i}].plugin"),
-                    reason: format!(
-                        "{} does not exist (build plugins with `cargo xtask build-plugins`)",
-                        path.display()
-                    ),
-                }
-                .into());
-            }
-            plugins.push(engine.load_file(&path)?);
-        }
+        let registry = PluginRegistry::load(config, plugin_dir, engine, geo)?;
         Ok(PipelineFactory {
             config: config.clone(),
-            engine,
-            geo,
-            plugins,
+            plugin_dir: plugin_dir.to_path_buf(),
+            registry: Arc::new(registry),
             breakers: Breakers::default(),
+            watcher: None,
         })
     }
 
-    /// Instantiates and initializes every stage (fresh state).
+    /// Starts watching the plugin folder: new versions of the stages' plugins are loaded and
+    /// swapped in while the pipelines run.
+    pub fn watch_plugins(&mut self) -> Result<()> {
+        let watcher = PluginWatcher::start(self.registry.clone(), &self.plugin_dir, DEBOUNCE)
+            .map_err(|e| ConfigError::Invalid {
+                field: "plugin_dir".into(),
+                reason: format!("cannot watch {}: {e}", self.plugin_dir.display()),
+            })?;
+        self.watcher = Some(watcher);
+        Ok(())
+    }
+
+    /// Instantiates and initializes every stage (fresh state) at its current version.
     pub fn stages(&self) -> Result<Vec<Box<dyn Stage>>> {
         let mut stages: Vec<Box<dyn Stage>> = Vec::new();
-        for (stage, plugin) in self.config.stages.iter().zip(&self.plugins) {
-            let settings = InstanceSettings {
-                memory_limit: stage.memory_limit.0,
-                cpu_limit: stage.cpu_limit.0,
-            };
-            let wasm = WasmStage::new(
-                self.engine.clone(),
-                &stage.name,
-                plugin.clone(),
-                settings,
-                self.geo.clone(),
-                stage.plugin_config(),
+        for slot in self.registry.slots() {
+            let wasm = WasmStage::in_slot(
+                self.registry.engine().clone(),
+                slot.clone(),
+                self.registry.geo().cloned(),
             )?;
-            tracing::debug!(stage = %stage.name, plugin = %stage.plugin, version = wasm.plugin().1.get(..12).unwrap_or(""), "Instantiated stage.");
+            tracing::debug!(stage = %slot.stage(), version = wasm.plugin().1.get(..12).unwrap_or(""), "Instantiated stage.");
             stages.push(Box::new(wasm));
         }
         Ok(stages)
@@ -144,20 +142,16 @@ impl PipelineFactory {
         ))
     }
 
-    /// Each stage's plugin, as the admin endpoint lists them.
-    pub fn plugin_statuses(&self) -> Vec<crate::admin::PluginStatus> {
-        let loaded_at = chrono::Utc::now().to_rfc3339();
-        self.config
-            .stages
-            .iter()
-            .zip(&self.plugins)
-            .map(|(stage, plugin)| crate::admin::PluginStatus {
-                stage: stage.name.clone(),
-                plugin: stage.plugin.clone(),
-                sha256: plugin.sha256.to_string(),
-                loaded_at: loaded_at.clone(),
-            })
-            .collect()
+    /// The plugin registry: each stage's version, for reloads and the admin endpoint.
+    pub fn registry(&self) -> &Arc<PluginRegistry> {
+        &self.registry
+    }
+
+    /// Replaces the config that sinks and routes are built from (a config reload; the
+    /// stages' `config` tables go through [`PluginRegistry::reconfigure`]). Pipelines built
+    /// before keep theirs.
+    pub fn set_config(&mut self, config: PipelineConfig) {
+        self.config = config;
     }
 
     /// The sinks' circuit breakers, shared by every pipeline this factory builds.
@@ -180,13 +174,15 @@ pub fn build(config: &PipelineConfig, plugin_dir: &Path) -> Result<BuiltPipeline
         }
         .into());
     };
-    let factory = PipelineFactory::new(config, plugin_dir, 1)?;
+    let mut factory = PipelineFactory::new(config, plugin_dir, 1)?;
     for stage in &config.stages {
         tracing::info!(stage = %stage.name, plugin = %stage.plugin, "Loaded stage.");
     }
+    factory.watch_plugins()?;
     Ok(BuiltPipeline {
         pipeline: factory.pipeline(&SinkContext::default())?,
         source: Box::new(FileSource::open(&file.path)?),
         batch_size: file.batch_size,
+        factory,
     })
 }

@@ -6,9 +6,11 @@ pub mod build;
 mod decode;
 mod native_stage;
 mod partition;
+pub mod plugins;
 mod router;
 pub mod run;
 mod stage;
+pub mod watcher;
 
 pub use decode::{Decoded, RecordDecoder};
 pub use native_stage::NativeStage;

@@ -119,7 +119,12 @@ impl Router {
     /// Queues a dead letter.
     pub fn dead_letter(&mut self, letter: DeadLetter) {
         let class = reason_class(&letter.reason).to_string();
-        metrics::counter!("weir_dead_letters_total", "stage" => letter.stage.clone(), "reason" => class.clone())
+        let version = letter
+            .plugin
+            .as_ref()
+            .map(|(_, sha)| sha.get(..12).unwrap_or(sha).to_string())
+            .unwrap_or_default();
+        metrics::counter!("weir_dead_letters_total", "stage" => letter.stage.clone(), "reason" => class.clone(), "version" => version)
             .increment(1);
         *self.counts.dead_letters.entry(class).or_default() += 1;
         self.dead.push(letter);

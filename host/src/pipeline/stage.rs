@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use weir_sdk::abi::{Batch, BatchResult, OutputKind, segment};
 
+use super::plugins::{StageSlot, StageVersion};
 use crate::runtime::{
     CallFailure, GeoDb, InstanceLabels, InstanceSettings, Plugin, PluginEngine, PluginInstance,
     RuntimeError, WitBatch, WitBatchResult,
@@ -82,20 +83,23 @@ pub trait Stage: Send {
     fn replace_state(&mut self, state: StageState);
 }
 
-/// A stage running a Wasm plugin.
+/// A stage running a Wasm plugin. Before each batch or timer it checks its [`StageSlot`]; when
+/// a new version was published there, it instantiates that version and swaps it in, keeping
+/// the host-owned state and pending timers.
 pub struct WasmStage {
     engine: Arc<PluginEngine>,
-    plugin: Plugin,
+    slot: Arc<StageSlot>,
+    generation: u64,
+    version: Arc<StageVersion>,
     labels: InstanceLabels,
-    settings: InstanceSettings,
     geo: Option<Arc<GeoDb>>,
-    config: Vec<(String, String)>,
     instance: Option<PluginInstance>,
     state: StageState,
 }
 
 impl WasmStage {
-    /// Creates the stage and its first instance (running `init`, so a bad config fails here).
+    /// A stage of its own, outside any registry (tools and tests): it runs `plugin` with
+    /// `config` and never reloads.
     pub fn new(
         engine: Arc<PluginEngine>,
         name: &str,
@@ -104,18 +108,25 @@ impl WasmStage {
         geo: Option<Arc<GeoDb>>,
         config: Vec<(String, String)>,
     ) -> Result<Self, RuntimeError> {
-        let labels = InstanceLabels {
-            stage: name.into(),
-            plugin: plugin.name().into(),
-            version: plugin.version().into(),
-        };
+        let slot = StageSlot::new(name, plugin, settings, config);
+        WasmStage::in_slot(engine, Arc::new(slot), geo)
+    }
+
+    /// Creates the stage and its first instance of the slot's current version (running
+    /// `init`, so a bad config fails here).
+    pub fn in_slot(
+        engine: Arc<PluginEngine>,
+        slot: Arc<StageSlot>,
+        geo: Option<Arc<GeoDb>>,
+    ) -> Result<Self, RuntimeError> {
+        let (generation, version) = slot.current();
         let mut stage = WasmStage {
             engine,
-            plugin,
-            labels,
-            settings,
+            labels: slot.labels(&version),
+            slot,
+            generation,
+            version,
             geo,
-            config,
             instance: None,
             state: StageState::default(),
         };
@@ -123,28 +134,70 @@ impl WasmStage {
         Ok(stage)
     }
 
+    fn new_instance(
+        &self,
+        version: &StageVersion,
+        labels: InstanceLabels,
+    ) -> Result<PluginInstance, RuntimeError> {
+        PluginInstance::new(
+            &self.engine,
+            &version.plugin,
+            labels,
+            self.slot.settings(),
+            self.geo.clone(),
+            &version.config,
+        )
+    }
+
     /// The live instance, created (and `init`ed) first if the last one failed.
     fn instance(&mut self) -> Result<&mut PluginInstance, RuntimeError> {
-        match &mut self.instance {
-            Some(instance) => Ok(instance),
-            slot @ None => {
-                let instance = PluginInstance::new(
-                    &self.engine,
-                    &self.plugin,
-                    self.labels.clone(),
-                    self.settings,
-                    self.geo.clone(),
-                    &self.config,
-                )?;
-                Ok(slot.insert(instance))
+        let instance = match self.instance.take() {
+            Some(instance) => instance,
+            None => self.new_instance(&self.version, self.labels.clone())?,
+        };
+        Ok(self.instance.insert(instance))
+    }
+
+    /// At a batch boundary: swaps in the slot's newer version, if one was published. The
+    /// registry `init`ed it once already; should this `init` fail, the old version stays.
+    fn refresh(&mut self) {
+        if self.slot.generation() == self.generation {
+            return;
+        }
+        let (generation, version) = self.slot.current();
+        self.generation = generation;
+        let labels = self.slot.labels(&version);
+        match self.new_instance(&version, labels.clone()) {
+            Ok(instance) => {
+                tracing::info!(stage = %self.labels.stage, plugin = %labels.plugin, from = %self.labels.version, to = %labels.version, "Stage swapped to the new version.");
+                self.instance = Some(instance);
+                self.version = version;
+                self.labels = labels;
+            }
+            Err(e) => {
+                tracing::error!(stage = %self.labels.stage, error = %e, running = %self.labels.version, "New version failed to start here; the running version stays.");
             }
         }
+    }
+
+    /// Runs one call on the live instance, timing it into the version's statistics.
+    fn timed_call<R>(
+        &mut self,
+        state: &mut StageState,
+        call: impl FnOnce(&mut PluginInstance, &mut StageState) -> Result<R, CallFailure>,
+    ) -> Result<Result<R, CallFailure>, RuntimeError> {
+        let started = std::time::Instant::now();
+        let outcome = call(self.instance()?, state);
+        self.version
+            .stats
+            .record(started.elapsed(), outcome.as_ref().err());
+        Ok(outcome)
     }
 
     fn on_failure(&mut self, failure: &CallFailure) {
         self.state.rollback();
         self.instance = None;
-        ::metrics::counter!("weir_stage_failures_total", "stage" => self.labels.stage.to_string(), "kind" => failure_kind(failure))
+        ::metrics::counter!("weir_stage_failures_total", "stage" => self.labels.stage.to_string(), "kind" => failure_kind(failure), "version" => self.labels.version.to_string())
             .increment(1);
     }
 
@@ -154,8 +207,9 @@ impl WasmStage {
         for i in 0..batch.times.len() {
             let single = single_record(batch, i);
             let mut state = std::mem::take(&mut self.state);
-            let outcome = self.instance()?.process(&single, &mut state, watermark);
+            let outcome = self.timed_call(&mut state, |i, s| i.process(&single, s, watermark));
             self.state = state;
+            let outcome = outcome?;
             let index = u32::try_from(i).unwrap_or(u32::MAX);
             match outcome {
                 Ok(out) => {
@@ -251,18 +305,17 @@ impl Stage for WasmStage {
     }
 
     fn plugin(&self) -> (&str, &str) {
-        (self.plugin.name(), self.plugin.sha256())
+        (self.version.plugin.name(), self.version.plugin.sha256())
     }
 
     fn process(&mut self, batch: &mut Batch, watermark: i64) -> Result<BatchResult, RuntimeError> {
         if batch.is_empty() {
             return Ok(BatchResult::default());
         }
+        self.refresh();
         let wit = to_wit(batch);
         let mut state = std::mem::take(&mut self.state);
-        let outcome = self
-            .instance()
-            .map(|instance| instance.process(&wit, &mut state, watermark));
+        let outcome = self.timed_call(&mut state, |i, s| i.process(&wit, s, watermark));
         self.state = state;
         let result = match outcome {
             Ok(Ok(out)) => {
@@ -288,10 +341,9 @@ impl Stage for WasmStage {
         let Some((at, key)) = self.state.pop_due_timer(watermark) else {
             return Ok(None);
         };
+        self.refresh();
         let mut state = std::mem::take(&mut self.state);
-        let outcome = self
-            .instance()
-            .map(|instance| instance.on_timer(&key, at, &mut state, watermark));
+        let outcome = self.timed_call(&mut state, |i, s| i.on_timer(&key, at, s, watermark));
         self.state = state;
         match outcome? {
             Ok(out) => {

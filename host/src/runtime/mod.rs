@@ -4,6 +4,7 @@
 //! per-call deadline.
 
 mod bindings;
+mod call_stats;
 mod engine;
 mod geo;
 mod host_impl;
@@ -14,6 +15,7 @@ mod plugin;
 use std::path::PathBuf;
 
 pub use bindings::{WitBatch, WitBatchResult, WitOutputKind};
+pub use call_stats::{CallStats, CallSummary};
 pub use engine::{EngineSettings, PluginEngine};
 pub use geo::GeoDb;
 pub use host_impl::InstanceLabels;

@@ -136,3 +136,107 @@ pub fn build_all() -> Result<PathBuf> {
     }
     Ok(out)
 }
+
+/// Builds a variant of the plugin crate `name` the way a user makes a new version: its folder
+/// is copied, the package renamed `variant`, and `edit` changes the copy. The copy builds in
+/// a workspace of its own under `<target>/plugin-variants/<variant>` (the workspace manifest
+/// with the copy as its only member), sharing the plugins' build folder. Returns the built
+/// component.
+pub fn build_variant(
+    name: &str,
+    variant: &str,
+    edit: impl FnOnce(&Path) -> Result<()>,
+) -> Result<PathBuf> {
+    let _guard = BUILD_LOCK.lock().unwrap_or_else(|p| p.into_inner());
+    ensure_wasm_target()?;
+    let source = discover()?
+        .into_iter()
+        .find(|c| c.name == name)
+        .with_context(|| format!("no plugin crate named {name}"))?;
+    let workspace = target_dir().join("plugin-variants").join(variant);
+    let member = workspace.join(variant);
+    if workspace.exists() {
+        std::fs::remove_dir_all(&workspace)?;
+    }
+    copy_tree(&source.dir, &member)?;
+    let manifest = member.join("Cargo.toml");
+    let text = std::fs::read_to_string(&manifest)?;
+    let renamed = text.replacen(
+        &format!("name = \"{name}\""),
+        &format!("name = \"{variant}\""),
+        1,
+    );
+    if renamed == text {
+        bail!("{} does not name package {name}", manifest.display());
+    }
+    std::fs::write(&manifest, renamed)?;
+    edit(&member)?;
+    std::fs::write(workspace.join("Cargo.toml"), variant_workspace(variant)?)?;
+    std::fs::copy(
+        workspace_root().join("Cargo.lock"),
+        workspace.join("Cargo.lock"),
+    )?;
+    let build_dir = target_dir().join("wasm-build");
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
+    let status = Command::new(cargo)
+        .current_dir(&workspace)
+        .args(["build", "--profile", PROFILE, "--target", WASM_TARGET])
+        .args(["--package", variant])
+        .env("CARGO_TARGET_DIR", &build_dir)
+        .env_remove("RUSTFLAGS")
+        .env_remove("CARGO_ENCODED_RUSTFLAGS")
+        .status()
+        .context("running cargo to build the plugin variant")?;
+    if !status.success() {
+        bail!("building {variant} for {WASM_TARGET} failed");
+    }
+    let built = build_dir
+        .join(WASM_TARGET)
+        .join(PROFILE)
+        .join(format!("{}.wasm", variant.replace('-', "_")));
+    let out = workspace.join(format!("{variant}.wasm"));
+    std::fs::copy(&built, &out).with_context(|| format!("copying {}", built.display()))?;
+    Ok(out)
+}
+
+/// The workspace manifest with `member` as its only member and path dependencies made
+/// absolute, so the copy builds against the same SDK, versions, lints and profiles.
+fn variant_workspace(member: &str) -> Result<String> {
+    let root = workspace_root();
+    let mut manifest: toml::Table =
+        toml::from_str(&std::fs::read_to_string(root.join("Cargo.toml"))?)?;
+    let workspace = manifest
+        .get_mut("workspace")
+        .and_then(toml::Value::as_table_mut)
+        .context("the root manifest has no [workspace]")?;
+    workspace.insert("members".into(), toml::Value::Array(vec![member.into()]));
+    if let Some(deps) = workspace
+        .get_mut("dependencies")
+        .and_then(toml::Value::as_table_mut)
+    {
+        for (_, dep) in deps.iter_mut() {
+            if let Some(path) = dep.get_mut("path") {
+                let absolute = root.join(path.as_str().unwrap_or_default());
+                *path = toml::Value::String(absolute.to_string_lossy().into_owned());
+            }
+        }
+    }
+    Ok(toml::to_string(&manifest)?)
+}
+
+fn copy_tree(from: &Path, to: &Path) -> Result<()> {
+    std::fs::create_dir_all(to)?;
+    for entry in std::fs::read_dir(from)? {
+        let entry = entry?;
+        let path = entry.path();
+        if path.file_name().is_some_and(|n| n == "target") {
+            continue;
+        }
+        if entry.file_type()?.is_dir() {
+            copy_tree(&path, &to.join(entry.file_name()))?;
+        } else {
+            std::fs::copy(&path, to.join(entry.file_name()))?;
+        }
+    }
+    Ok(())
+}

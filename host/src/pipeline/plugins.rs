@@ -162,7 +162,7 @@ pub struct PluginRegistry {
     engine: Arc<PluginEngine>,
     geo: Option<Arc<GeoDb>>,
     slots: Vec<Arc<StageSlot>>,
-    compiled: Mutex<HashMap<String, Plugin>>,
+    compiled: Mutex<HashMap<(String, String), Plugin>>,
     rejections: Mutex<BTreeMap<String, Rejection>>,
 }
 
@@ -235,11 +235,12 @@ impl PluginRegistry {
         &self.slots
     }
 
-    /// Compiles and type-checks `bytes`, or takes the compiled version with the same sha256.
+    /// Compiles and type-checks `bytes`, or takes the compiled version with the same name
+    /// and sha256.
     fn compile(&self, name: &str, bytes: &[u8]) -> std::result::Result<Plugin, RuntimeError> {
-        let sha = sha256_hex(bytes);
+        let key = (name.to_string(), sha256_hex(bytes));
         let mut compiled = self.compiled.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(plugin) = compiled.get(&sha).filter(|p| p.name() == name) {
+        if let Some(plugin) = compiled.get(&key) {
             return Ok(plugin.clone());
         }
         drop(compiled);
@@ -248,7 +249,7 @@ impl PluginRegistry {
         if compiled.len() >= CACHED_VERSIONS {
             compiled.clear();
         }
-        compiled.insert(sha, plugin.clone());
+        compiled.insert(key, plugin.clone());
         Ok(plugin)
     }
 

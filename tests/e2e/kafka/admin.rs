@@ -2,44 +2,9 @@
 //! after the partitions are assigned and restored, Prometheus metrics with real histograms,
 //! the loaded plugins with their hashes, and the pipeline with its breakers.
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use super::{Broker, WeirProcess, clickstream, pipeline_config, produce};
-
-/// `GET path` (or another method): status code and body.
-fn request(port: u16, method: &str, path: &str) -> Option<(u16, String)> {
-    let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
-    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(
-        stream,
-        "{method} {path} HTTP/1.1\r\nHost: weir\r\nConnection: close\r\n\r\n"
-    )
-    .ok()?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response).ok()?;
-    let code = response.split_whitespace().nth(1)?.parse().ok()?;
-    let body = response.split_once("\r\n\r\n")?.1.to_string();
-    Some((code, body))
-}
-
-/// Polls `path` until `check` accepts the answer.
-fn wait_for_answer(port: u16, path: &str, check: impl Fn(u16, &str) -> bool) -> String {
-    let deadline = Instant::now() + Duration::from_secs(90);
-    loop {
-        if let Some((code, body)) = request(port, "GET", path)
-            && check(code, &body)
-        {
-            return body;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{path} never gave the expected answer"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
+use super::{Broker, WeirProcess, clickstream, pipeline_config, produce, request, wait_for_answer};
 
 #[test]
 fn admin_endpoint_reports_health_readiness_metrics_plugins_and_pipeline() {
@@ -117,7 +82,12 @@ fn admin_endpoint_reports_health_readiness_metrics_plugins_and_pipeline() {
         .collect();
     assert_eq!(names, ["bot-filter", "ip-geo", "sessionize"]);
     assert!(plugins.as_array().unwrap().iter().all(|p| {
-        p["sha256"].as_str().is_some_and(|h| h.len() == 64) && p["loaded_at"].is_string()
+        p["sha256"].as_str().is_some_and(|h| h.len() == 64)
+            && p["loaded_at"].is_string()
+            && p["calls"].as_u64().is_some()
+            && p["errors"] == 0
+            && p["traps"] == 0
+            && p["last_rejection"].is_null()
     }));
 
     let pipeline: serde_json::Value =

@@ -8,10 +8,13 @@ mod end_to_end;
 mod faults;
 mod group;
 mod lakehouse;
+mod reload;
 mod signals;
 mod strict;
 
 use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -53,6 +56,11 @@ impl Broker {
             tansu.create_topic(topic, 2).unwrap();
         }
         Broker { tansu }
+    }
+
+    /// Creates one more topic.
+    pub fn create_topic(&self, topic: &str, partitions: u32) {
+        self.tansu.create_topic(topic, partitions).unwrap();
     }
 
     /// `host:port`.
@@ -189,6 +197,17 @@ impl WeirProcess {
         bounded: bool,
         env: &[(&str, &str)],
     ) -> WeirProcess {
+        Self::start_with(config, instance, bounded, plugin_dir(), env)
+    }
+
+    /// Starts `weir run` with plugins from `plugins` and extra environment variables.
+    pub fn start_with(
+        config: &Path,
+        instance: &str,
+        bounded: bool,
+        plugins: &Path,
+        env: &[(&str, &str)],
+    ) -> WeirProcess {
         let log = config.with_file_name(format!(
             "weir-{instance}-{}.log",
             std::time::SystemTime::now()
@@ -201,7 +220,7 @@ impl WeirProcess {
             .args(["run", "--config"])
             .arg(config)
             .arg("--plugin-dir")
-            .arg(plugin_dir())
+            .arg(plugins)
             .args(["--instance-id", instance])
             .env("WEIR_LOG", "info,librdkafka=warn")
             .env("WEIR_ADMIN_LISTEN", "127.0.0.1:0")
@@ -242,6 +261,13 @@ impl WeirProcess {
         log
     }
 
+    /// Sends SIGHUP (reload the config).
+    pub fn hangup(&self) {
+        let pid = i32::try_from(self.child.id()).unwrap();
+        // SAFETY: sending a signal to our own child process.
+        unsafe { libc::kill(pid, libc::SIGHUP) };
+    }
+
     /// Sends SIGTERM (drain and leave the group) and waits for a clean exit.
     pub fn terminate(self, within: Duration) -> String {
         let pid = i32::try_from(self.child.id()).unwrap();
@@ -269,6 +295,39 @@ impl WeirProcess {
     pub fn kill(mut self) {
         self.child.kill().unwrap();
         self.child.wait().unwrap();
+    }
+}
+
+/// `GET path` (or another method): status code and body.
+pub fn request(port: u16, method: &str, path: &str) -> Option<(u16, String)> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(
+        stream,
+        "{method} {path} HTTP/1.1\r\nHost: weir\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).ok()?;
+    let code = response.split_whitespace().nth(1)?.parse().ok()?;
+    let body = response.split_once("\r\n\r\n")?.1.to_string();
+    Some((code, body))
+}
+
+/// Polls `path` until `check` accepts the answer.
+pub fn wait_for_answer(port: u16, path: &str, check: impl Fn(u16, &str) -> bool) -> String {
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        if let Some((code, body)) = request(port, "GET", path)
+            && check(code, &body)
+        {
+            return body;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{path} never gave the expected answer"
+        );
+        std::thread::sleep(Duration::from_millis(100));
     }
 }
 

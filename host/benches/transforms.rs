@@ -12,86 +12,13 @@ mod common;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::arg;
-use weir::config::EventConfig;
-use weir::pipeline::{NativeStage, PartitionPipeline, RecordDecoder, Router, Stage, WasmStage};
+use common::{arg, cpu_time, events, pipeline};
+use weir::pipeline::{NativeStage, PartitionPipeline, Stage, WasmStage};
 use weir::runtime::{EngineSettings, GeoDb, InstanceSettings, PluginEngine};
-use weir::sinks::memory::{MemoryDeadLetters, MemorySink};
-use weir::sinks::{Provenance, Sink};
+use weir::sinks::memory::MemorySink;
 use weir::source::SourceRecord;
-use weir::state::{WatermarkConfig, WatermarkTracker};
 
-const ROUTES: &[&str] = &["main", "bots", "sessions", "features", "late"];
 const BATCH: usize = 512;
-
-/// CPU time of this process (user + system).
-fn cpu_time() -> Duration {
-    let mut usage = std::mem::MaybeUninit::<libc::rusage>::zeroed();
-    // SAFETY: getrusage writes a rusage into the pointer we pass and reads nothing else.
-    let usage = unsafe {
-        libc::getrusage(libc::RUSAGE_SELF, usage.as_mut_ptr());
-        usage.assume_init()
-    };
-    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, (t.tv_usec as u32) * 1000);
-    tv(usage.ru_utime) + tv(usage.ru_stime)
-}
-
-/// `n` events of about 200 bytes: 5,000 users, times advancing ~40 ms per event, 2% crawlers.
-fn events(n: usize) -> Vec<SourceRecord> {
-    let ips = [
-        "81.2.69.12",
-        "89.160.20.7",
-        "175.16.199.3",
-        "10.1.2.3",
-        "93.184.216.9",
-        "2a02:cf40:1::9",
-    ];
-    (0..n)
-        .map(|i| {
-            let ua = if i % 50 == 0 { "Googlebot/2.1" } else { "Mozilla/5.0 (X11; Linux x86_64) Firefox/133.0" };
-            let value = format!(
-                r#"{{"event_id":"e{i:08}","user_id":"u{:05}","ts":{},"type":"page_view","url":"https://shop.example.com/p/{}","referrer":"https://www.google.com/","user_agent":"{ua}","ip":"{}"}}"#,
-                (i * 7919) % 5_000,
-                1_767_225_600_000i64 + (i as i64) * 40,
-                i % 977,
-                ips[i % ips.len()],
-            );
-            SourceRecord {
-                key: None,
-                value: value.into_bytes(),
-                timestamp: None,
-                headers: Vec::new(),
-                provenance: Provenance { source: "bench".into(), partition: 0, offset: i as i64 },
-            }
-        })
-        .collect()
-}
-
-fn pipeline(stages: Vec<Box<dyn Stage>>) -> (PartitionPipeline, Vec<MemorySink>) {
-    let sinks: Vec<MemorySink> = ROUTES.iter().map(|r| MemorySink::counting(r)).collect();
-    let boxed = sinks
-        .iter()
-        .zip(ROUTES)
-        .map(|(s, r)| (Box::new(s.clone()) as Box<dyn Sink>, vec![r.to_string()]))
-        .collect();
-    let router = Router::new(boxed, Box::new(MemoryDeadLetters::default()));
-    let watermark = WatermarkTracker::new(WatermarkConfig {
-        out_of_orderness: Duration::from_secs(5),
-        idle_timeout: Duration::from_secs(3600),
-    });
-    (
-        PartitionPipeline::new(
-            RecordDecoder::new(&EventConfig {
-                key_field: "user_id".into(),
-                time_field: "ts".into(),
-            }),
-            stages,
-            router,
-            watermark,
-        ),
-        sinks,
-    )
-}
 
 /// Sessionize with its defaults (30-minute gap): with 5,000 users and an event every 40 ms,
 /// a user comes back every ~200 s, so sessions run long and close at the end.

@@ -203,6 +203,11 @@ impl PartitionPipeline {
         }
     }
 
+    /// The sha256 of the plugin each stage runs now, in order (they change at hot reloads).
+    pub fn plugin_versions(&self) -> Vec<&str> {
+        self.stages.iter().map(|s| s.plugin().1).collect()
+    }
+
     /// The current watermark.
     pub fn watermark(&self) -> i64 {
         self.watermark.current()

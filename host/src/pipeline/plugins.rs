@@ -9,13 +9,11 @@ use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use sha2::{Digest, Sha256};
-
 use crate::config::{ConfigError, PipelineConfig, StageConfig};
 use crate::error::Result;
 use crate::runtime::{
     CallStats, CallSummary, GeoDb, InstanceLabels, InstanceSettings, Plugin, PluginEngine,
-    PluginInstance, RuntimeError,
+    PluginInstance, RuntimeError, sha256_hex,
 };
 
 /// Compiled components kept by sha256, so switching back to a recent version skips compiling.
@@ -172,10 +170,6 @@ impl std::fmt::Debug for PluginRegistry {
             .field("slots", &self.slots)
             .finish_non_exhaustive()
     }
-}
-
-fn sha256_hex(bytes: &[u8]) -> String {
-    hex::encode(Sha256::digest(bytes))
 }
 
 impl PluginRegistry {

@@ -20,7 +20,7 @@ pub use engine::{EngineSettings, PluginEngine};
 pub use geo::GeoDb;
 pub use host_impl::InstanceLabels;
 pub use instance::{CallFailure, InstanceSettings, PluginInstance};
-pub use plugin::{Plugin, PluginInfo};
+pub use plugin::{Plugin, PluginInfo, sha256_hex};
 
 /// Errors of the runtime, each naming the plugin or file concerned.
 #[derive(Debug, thiserror::Error)]

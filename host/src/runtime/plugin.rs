@@ -27,6 +27,11 @@ impl std::fmt::Debug for Plugin {
     }
 }
 
+/// The sha256 of a plugin file, hex: its version.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
 /// What `weir plugin inspect` shows.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct PluginInfo {
@@ -51,7 +56,7 @@ impl Plugin {
         component: Component,
         pre: TransformPre<StoreData>,
     ) -> Self {
-        let sha256 = hex::encode(Sha256::digest(bytes));
+        let sha256 = sha256_hex(bytes);
         Plugin {
             name: name.into(),
             sha256: sha256.into(),

@@ -1,4 +1,5 @@
-//! SIGHUP changes nothing (config reload is not built yet) and does not end the process.
+//! SIGHUP with an unchanged config changes nothing, even while a commit hangs, and does not
+//! end the process (`reload.rs` tests config changes).
 //! SIGTERM while the epoch's commit hangs (a failure point makes it stop answering): the
 //! process exits once the drain timeout has passed, and the next run finishes the input with
 //! the lake exactly as an uninterrupted run leaves it.
@@ -31,7 +32,7 @@ fn a_stuck_drain_exits_after_the_drain_timeout_and_recovery_holds() {
     // SAFETY: sending a signal to our own child process.
     unsafe { libc::kill(pid, libc::SIGHUP) };
     process.wait_log("SIGHUP to be logged", Duration::from_secs(10), |log| {
-        log.contains("SIGHUP received")
+        log.contains("SIGHUP: the config is unchanged")
     });
     assert!(
         process.child.try_wait().unwrap().is_none(),

@@ -42,7 +42,10 @@ impl PluginWatcher {
         watcher.watch(dir, RecursiveMode::NonRecursive)?;
         std::thread::Builder::new()
             .name("weir-plugins".into())
-            .spawn(move || debounce_loop(&changes, &registry, debounce))
+            .spawn(move || {
+                crate::runtime::lower_thread_priority();
+                debounce_loop(&changes, &registry, debounce);
+            })
             .map_err(|e| notify::Error::generic(&format!("cannot start the watcher: {e}")))?;
         tracing::info!(dir = %dir.display(), "Watching the plugin folder for new versions.");
         Ok(PluginWatcher { _watcher: watcher })

@@ -75,10 +75,39 @@ fn engine_config(settings: &EngineSettings, pooling: bool) -> Config {
     config
 }
 
+/// Lowers the scheduling priority of the calling thread (nice 10), so work on it yields to the
+/// data path when the cores are busy. Linux applies it to this thread only.
+pub fn lower_thread_priority() {
+    // SAFETY: gettid and setpriority only read their integer arguments.
+    let result = unsafe {
+        let tid = libc::gettid();
+        libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, 10)
+    };
+    if result != 0 {
+        tracing::debug!(error = %std::io::Error::last_os_error(), "Could not lower a thread's priority.");
+    }
+}
+
+/// Wasmtime compiles on rayon's global pool. Its threads run at a lower priority, so compiling
+/// a new plugin version while the pipeline runs takes the cores the data path leaves idle.
+fn lower_compile_priority() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let built = rayon::ThreadPoolBuilder::new()
+            .thread_name(|i| format!("weir-compile-{i}"))
+            .start_handler(|_| lower_thread_priority())
+            .build_global();
+        if let Err(e) = built {
+            tracing::debug!(error = %e, "The compile pool was already set up.");
+        }
+    });
+}
+
 impl PluginEngine {
     /// Creates the engine with the pooling allocator (falling back to on-demand allocation
     /// when the machine cannot reserve the pool) and starts the epoch ticker.
     pub fn new(settings: &EngineSettings) -> Result<Self> {
+        lower_compile_priority();
         let engine = match Engine::new(&engine_config(settings, true)) {
             Ok(engine) => engine,
             Err(e) => {

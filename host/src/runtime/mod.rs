@@ -16,7 +16,7 @@ use std::path::PathBuf;
 
 pub use bindings::{WitBatch, WitBatchResult, WitOutputKind};
 pub use call_stats::{CallStats, CallSummary};
-pub use engine::{EngineSettings, PluginEngine};
+pub use engine::{EngineSettings, PluginEngine, lower_thread_priority};
 pub use geo::GeoDb;
 pub use host_impl::InstanceLabels;
 pub use instance::{CallFailure, InstanceSettings, PluginInstance};

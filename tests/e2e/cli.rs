@@ -1,6 +1,10 @@
 //! The `weir` command line as a user runs it: validate, plugin inspect, plugin test.
 
-use crate::harness::{plugin, root, weir};
+use std::io::Write;
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+use crate::harness::{plugin, request, root, wait_for_answer, weir};
 
 #[test]
 fn validate_accepts_the_example_and_refuses_a_bad_field() {
@@ -235,6 +239,7 @@ fn plugin_new_scaffolds_a_crate_that_passes_its_tests_builds_and_runs() {
         .collect();
     assert_eq!(outputs[0]["event"]["page_marker"], true);
     assert_eq!(outputs[1]["kind"], "dead-letter");
+    hot_reload_a_rebuilt_version(dir.path(), &crate_dir, &target, &wasm);
     let again = weir(&[
         "plugin",
         "new",
@@ -248,4 +253,96 @@ fn plugin_new_scaffolds_a_crate_that_passes_its_tests_builds_and_runs() {
     );
     let bad = weir(&["plugin", "new", "Bad_Name"]);
     assert!(String::from_utf8_lossy(&bad.stderr).contains("lowercase"));
+}
+
+/// The tutorial's last step: `weir run` reads events from stdin with the scaffolded plugin;
+/// the crate is edited and rebuilt, and the new component is copied in beside the old one and
+/// renamed over it. The events after the swap show the new behaviour, those before the old.
+fn hot_reload_a_rebuilt_version(dir: &Path, crate_dir: &Path, target: &Path, wasm: &Path) {
+    let plugins = dir.join("plugins");
+    std::fs::create_dir_all(&plugins).unwrap();
+    std::fs::copy(wasm, plugins.join("page-marker.wasm")).unwrap();
+    let (out, config) = (dir.join("out.ndjson"), dir.join("pipeline.toml"));
+    std::fs::write(
+        &config,
+        format!(
+            "plugin_dir = {plugins:?}\n[source.file]\npath = \"-\"\nbatch_size = 1\n\
+             [[stages]]\nname = \"page-marker\"\nplugin = \"page-marker\"\n\
+             [sinks.out]\ntype = \"ndjson\"\nroutes = [\"main\"]\npath = {out:?}\n\
+             [dead_letter]\npath = {:?}\n",
+            dir.join("dlq.ndjson")
+        ),
+    )
+    .unwrap();
+    let port = xtask::servers::free_port().unwrap();
+    let mut run = Command::new(env!("CARGO_BIN_EXE_weir"))
+        .args(["run", "--config", config.to_str().unwrap()])
+        .env("WEIR_ADMIN_LISTEN", format!("127.0.0.1:{port}"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = run.stdin.take().unwrap();
+    let event = |i: u32| format!("{{\"user_id\":\"u{i}\",\"ts\":{i},\"type\":\"page_view\"}}\n");
+    let calls = |at_least: u64| {
+        wait_for_answer(port, "/plugins", |_, body| {
+            serde_json::from_str::<serde_json::Value>(body)
+                .is_ok_and(|p| p[0]["calls"].as_u64().is_some_and(|c| c >= at_least))
+        })
+    };
+    for i in 0..3 {
+        stdin.write_all(event(i).as_bytes()).unwrap();
+    }
+    stdin.flush().unwrap();
+    calls(3);
+
+    let lib = crate_dir.join("src/lib.rs");
+    let text = std::fs::read_to_string(&lib).unwrap();
+    let edited = text.replacen("\"page_marker\", true)", "\"page_marker\", false)", 1);
+    assert_ne!(
+        edited, text,
+        "the scaffold no longer sets page_marker this way"
+    );
+    std::fs::write(&lib, edited).unwrap();
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let build = Command::new(cargo)
+        .args(["build", "--release", "--target", "wasm32-wasip2"])
+        .current_dir(crate_dir)
+        .env("CARGO_TARGET_DIR", target)
+        .output()
+        .unwrap();
+    assert!(
+        build.status.success(),
+        "{}",
+        String::from_utf8_lossy(&build.stderr)
+    );
+    let tmp = plugins.join(".page-marker.wasm.tmp");
+    std::fs::copy(wasm, &tmp).unwrap();
+    std::fs::rename(&tmp, plugins.join("page-marker.wasm")).unwrap();
+    let sha = weir::runtime::sha256_hex(&std::fs::read(wasm).unwrap());
+    wait_for_answer(port, "/plugins", |_, body| body.contains(&sha));
+
+    for i in 3..6 {
+        stdin.write_all(event(i).as_bytes()).unwrap();
+    }
+    drop(stdin);
+    let finished = run.wait_with_output().unwrap();
+    let log = String::from_utf8_lossy(&finished.stderr);
+    assert!(finished.status.success(), "{log}");
+    assert!(log.contains("Stage swapped to the new version"), "{log}");
+    let markers: Vec<bool> = std::fs::read_to_string(&out)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["page_marker"]
+                .as_bool()
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(markers, [true, true, true, false, false, false]);
+    assert!(
+        request(port, "GET", "/plugins").is_none(),
+        "the endpoint outlived the run"
+    );
 }

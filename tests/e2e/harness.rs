@@ -1,10 +1,12 @@
 //! Shared test setup: plugins built once through `xtask`, the `weir` binary, the DuckDB venv,
 //! and pipelines assembled in memory around real Wasm stages.
 
+use std::io::{Read, Write};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::{Arc, OnceLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use weir::pipeline::{PartitionPipeline, RecordDecoder, Router, Stage, WasmStage};
 use weir::runtime::{EngineSettings, GeoDb, InstanceSettings, PluginEngine};
@@ -147,4 +149,37 @@ pub fn duckdb(script: &str) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8(out.stdout).unwrap()
+}
+
+/// `GET path` (or another method): status code and body.
+pub fn request(port: u16, method: &str, path: &str) -> Option<(u16, String)> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(
+        stream,
+        "{method} {path} HTTP/1.1\r\nHost: weir\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).ok()?;
+    let code = response.split_whitespace().nth(1)?.parse().ok()?;
+    let body = response.split_once("\r\n\r\n")?.1.to_string();
+    Some((code, body))
+}
+
+/// Polls `path` until `check` accepts the answer.
+pub fn wait_for_answer(port: u16, path: &str, check: impl Fn(u16, &str) -> bool) -> String {
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        if let Some((code, body)) = request(port, "GET", path)
+            && check(code, &body)
+        {
+            return body;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{path} never gave the expected answer"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }

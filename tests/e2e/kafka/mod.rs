@@ -13,8 +13,6 @@ mod signals;
 mod strict;
 
 use std::collections::BTreeMap;
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -28,6 +26,7 @@ use weir::kafka::topic_reader::read_to_end;
 use xtask::servers::Tansu;
 
 use crate::harness::{plugin_dir, root};
+pub use crate::harness::{request, wait_for_answer};
 
 /// Partitions of the input topic in these tests.
 pub const PARTITIONS: u32 = 4;
@@ -295,39 +294,6 @@ impl WeirProcess {
     pub fn kill(mut self) {
         self.child.kill().unwrap();
         self.child.wait().unwrap();
-    }
-}
-
-/// `GET path` (or another method): status code and body.
-pub fn request(port: u16, method: &str, path: &str) -> Option<(u16, String)> {
-    let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
-    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(
-        stream,
-        "{method} {path} HTTP/1.1\r\nHost: weir\r\nConnection: close\r\n\r\n"
-    )
-    .ok()?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response).ok()?;
-    let code = response.split_whitespace().nth(1)?.parse().ok()?;
-    let body = response.split_once("\r\n\r\n")?.1.to_string();
-    Some((code, body))
-}
-
-/// Polls `path` until `check` accepts the answer.
-pub fn wait_for_answer(port: u16, path: &str, check: impl Fn(u16, &str) -> bool) -> String {
-    let deadline = Instant::now() + Duration::from_secs(90);
-    loop {
-        if let Some((code, body)) = request(port, "GET", path)
-            && check(code, &body)
-        {
-            return body;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{path} never gave the expected answer"
-        );
-        std::thread::sleep(Duration::from_millis(100));
     }
 }
 

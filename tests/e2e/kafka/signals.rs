@@ -1,8 +1,9 @@
 //! SIGHUP with an unchanged config changes nothing, even while a commit hangs, and does not
 //! end the process (`reload.rs` tests config changes).
 //! SIGTERM while the epoch's commit hangs (a failure point makes it stop answering): the
-//! process exits once the drain timeout has passed, and the next run finishes the input with
-//! the lake exactly as an uninterrupted run leaves it.
+//! process exits once the drain timeout has passed; in the next run a second signal during the
+//! drain exits at once; and the run after that finishes the input with the lake exactly as an
+//! uninterrupted run leaves it.
 
 use std::time::{Duration, Instant};
 
@@ -48,6 +49,44 @@ fn a_stuck_drain_exits_after_the_drain_timeout_and_recovery_holds() {
     assert!(
         took >= Duration::from_secs(2) && took < Duration::from_secs(10),
         "exited {took:?} after SIGTERM"
+    );
+
+    // A second signal during a drain exits at once (code 130), without waiting for the timeout.
+    let process = WeirProcess::start_with_env(
+        &config,
+        "stuck",
+        false,
+        &[
+            ("WEIR_FAILPOINT", "checkpoint-written@hang"),
+            ("WEIR_DRAIN_TIMEOUT", "60s"),
+        ],
+    );
+    process.wait_log("the commit to hang again", Duration::from_secs(90), |log| {
+        log.contains("failpoint checkpoint-written reached; hanging")
+    });
+    let pid = i32::try_from(process.child.id()).unwrap();
+    // SAFETY: sending signals to our own child process.
+    unsafe { libc::kill(pid, libc::SIGTERM) };
+    std::thread::sleep(Duration::from_millis(500));
+    let signalled = Instant::now();
+    // SAFETY: as above.
+    unsafe { libc::kill(pid, libc::SIGINT) };
+    let mut child = process.child;
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            signalled.elapsed() < Duration::from_secs(10),
+            "the second signal did not end the process"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(status.code(), Some(130));
+    assert!(
+        signalled.elapsed() < Duration::from_secs(2),
+        "took {:?}",
+        signalled.elapsed()
     );
 
     WeirProcess::start(&config, "stuck", true).wait_success(Duration::from_secs(300));

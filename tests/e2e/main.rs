@@ -11,4 +11,5 @@ mod example;
 mod harness;
 mod isolation;
 mod kafka;
+mod registry;
 mod sinks;

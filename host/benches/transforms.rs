@@ -50,6 +50,7 @@ fn wasm_stages(
     let settings = InstanceSettings {
         memory_limit: 64 << 20,
         cpu_limit: Duration::from_secs(2),
+        ..InstanceSettings::default()
     };
     names
         .iter()

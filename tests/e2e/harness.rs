@@ -57,6 +57,7 @@ pub fn limits() -> InstanceSettings {
     InstanceSettings {
         memory_limit: 32 << 20,
         cpu_limit: Duration::from_millis(300),
+        ..InstanceSettings::default()
     }
 }
 

@@ -138,3 +138,134 @@ fn plugins_reach_no_environment_filesystem_or_network() {
     assert_eq!(out[0]["fs_write"], false);
     assert_eq!(out[0]["net"], false);
 }
+
+#[test]
+fn each_kind_of_runaway_record_is_stopped_by_its_limit_and_rolled_back() {
+    let settings = weir::runtime::InstanceSettings {
+        output_limit: 256 << 10,
+        state_limit: 1 << 20,
+        timer_limit: 10_000,
+        ..limits()
+    };
+    let stage = wasm_stage("hostile", &[], settings, None);
+    let mut t = TestPipeline::new(vec![Box::new(stage)], &["main", "timers"]);
+    let ts = 1_700_000_000_000i64;
+    let actions = [
+        "ok", "recurse", "ok", "flood", "ok", "timers", "ok", "hoard", "ok",
+    ];
+    let input: Vec<_> = actions
+        .iter()
+        .enumerate()
+        .map(|(i, action)| json!({"user_id": "u1", "ts": ts + i as i64, "action": action, "n": i}))
+        .collect();
+    t.pipeline.process(&records(&input)).unwrap();
+
+    let main = t.route("main");
+    let seen =
+        |field: &str| -> Vec<u64> { main.iter().map(|v| v[field].as_u64().unwrap()).collect() };
+    assert_eq!(seen("n"), [0, 2, 4, 6, 8]);
+    assert_eq!(
+        seen("count"),
+        [1, 2, 3, 4, 5],
+        "state of failed calls was kept"
+    );
+    let reasons: Vec<String> = t.dead.letters().iter().map(|d| d.reason.clone()).collect();
+    assert_eq!(reasons.len(), 4, "{reasons:?}");
+    // Rust's stack lives in linear memory: overflowing it is an out-of-bounds access there
+    // (or, for deep frames without locals, wasm's own call stack running out).
+    assert!(
+        reasons[0].starts_with("trap: ") && reasons[0].contains("depth"),
+        "{reasons:?}"
+    );
+    assert!(reasons[1].starts_with("output limit: 4194"), "{reasons:?}");
+    assert_eq!(
+        reasons[2],
+        "timer limit: the stage would hold more than 10000 pending timers"
+    );
+    assert_eq!(
+        reasons[3],
+        "state limit: the stage's state would pass 1048576 bytes"
+    );
+    // Nothing the refused calls stored or scheduled survived: one counter, no timers.
+    let snapshot = t.pipeline.snapshot().unwrap();
+    assert!(
+        snapshot.len() < 1024,
+        "{} bytes of state left",
+        snapshot.len()
+    );
+}
+
+#[test]
+fn a_stage_whose_records_mostly_fail_opens_its_breaker_for_every_partition() {
+    let config: weir::config::PipelineConfig = toml::from_str(&format!(
+        r#"
+        plugin_dir = {dir:?}
+        [source.file]
+        path = "unused.ndjson"
+        [[stages]]
+        name = "hostile"
+        plugin = "hostile"
+        cpu_limit = "100ms"
+        breaker_open = "1s"
+        [sinks.out]
+        type = "ndjson"
+        routes = ["main"]
+        path = "unused-out.ndjson"
+        [dead_letter]
+        path = "unused-dlq.ndjson"
+        "#,
+        dir = plugin("hostile").parent().unwrap()
+    ))
+    .unwrap();
+    config.validate().unwrap();
+    let factory =
+        weir::pipeline::build::PipelineFactory::new(&config, &config.plugin_dir, 2).unwrap();
+    let routes = ["main", "timers"];
+    let mut first = TestPipeline::new(factory.stages().unwrap(), &routes);
+    let mut second = TestPipeline::new(factory.stages().unwrap(), &routes);
+    let ts = 1_700_000_000_000i64;
+    let batch = |action: &str, from: i64| -> Vec<serde_json::Value> {
+        (0..20)
+            .map(|i| json!({"user_id": format!("u{i}"), "ts": ts + from + i, "action": action}))
+            .collect()
+    };
+    let status = || factory.registry().statuses().remove(0);
+
+    // One batch call and three records alone time out; the other 17 records are not tried.
+    first.pipeline.process(&records(&batch("spin", 0))).unwrap();
+    let calls = status();
+    assert_eq!((calls.calls.calls, calls.calls.timeouts), (4, 4));
+    assert_eq!(calls.breaker, "open");
+    let reasons: Vec<String> = first
+        .dead
+        .letters()
+        .iter()
+        .map(|d| d.reason.clone())
+        .collect();
+    assert_eq!(reasons.len(), 20);
+    assert_eq!(reasons[..3], ["timeout", "timeout", "timeout"]);
+    assert!(
+        reasons[3..]
+            .iter()
+            .all(|r| r == "stage breaker open: timeout"),
+        "{reasons:?}"
+    );
+
+    // Another partition's records skip the stage while it is open: no call at all.
+    second
+        .pipeline
+        .process(&records(&batch("ok", 100)))
+        .unwrap();
+    assert_eq!(status().calls.calls, 4);
+    assert!(second.route("main").is_empty());
+    assert_eq!(second.dead.letters().len(), 20);
+
+    // Once open time is over, a good batch is the trial that closes it.
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    second
+        .pipeline
+        .process(&records(&batch("ok", 200)))
+        .unwrap();
+    assert_eq!(second.route("main").len(), 20);
+    assert_eq!(status().breaker, "closed");
+}

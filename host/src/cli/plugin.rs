@@ -106,6 +106,7 @@ pub fn execute(cmd: PluginCommand) -> Result<()> {
             let settings = InstanceSettings {
                 memory_limit,
                 cpu_limit,
+                ..InstanceSettings::default()
             };
             let geo = geo_db
                 .as_deref()

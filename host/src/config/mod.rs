@@ -195,6 +195,19 @@ pub struct StageConfig {
     /// Time budget of one call into the plugin.
     #[serde(default = "default_cpu_limit")]
     pub cpu_limit: Duration,
+    /// Largest output (all outputs' bytes together) one input record or timer may produce.
+    #[serde(default = "default_output_limit")]
+    pub output_limit: ByteSize,
+    /// Largest state (keys and values) the stage may hold in one partition.
+    #[serde(default = "default_state_limit")]
+    pub state_limit: ByteSize,
+    /// Most pending timers the stage may hold in one partition.
+    #[serde(default = "default_timer_limit")]
+    pub timer_limit: usize,
+    /// How long the stage's breaker stays open once most of a batch failed: records skip the
+    /// plugin and go to the dead-letter output, and timers wait.
+    #[serde(default = "default_breaker_open")]
+    pub breaker_open: Duration,
     /// Key/value settings passed to the plugin's `init`.
     #[serde(default)]
     pub config: BTreeMap<String, toml::Value>,
@@ -204,11 +217,38 @@ fn default_memory_limit() -> ByteSize {
     ByteSize(64 << 20)
 }
 
+fn default_output_limit() -> ByteSize {
+    ByteSize(1 << 20)
+}
+
+fn default_state_limit() -> ByteSize {
+    ByteSize(1 << 30)
+}
+
+fn default_timer_limit() -> usize {
+    1_000_000
+}
+
+fn default_breaker_open() -> Duration {
+    Duration(crate::pipeline::stage_breaker::DEFAULT_OPEN)
+}
+
 fn default_cpu_limit() -> Duration {
     Duration::from_millis(500)
 }
 
 impl StageConfig {
+    /// The per-call limits of the stage's instances.
+    pub fn instance_settings(&self) -> crate::runtime::InstanceSettings {
+        crate::runtime::InstanceSettings {
+            memory_limit: self.memory_limit.0,
+            cpu_limit: self.cpu_limit.0,
+            output_limit: self.output_limit.0,
+            state_limit: self.state_limit.0,
+            timer_limit: self.timer_limit,
+        }
+    }
+
     /// The `config` table as the string pairs `init` receives.
     pub fn plugin_config(&self) -> Vec<(String, String)> {
         self.config
@@ -306,6 +346,18 @@ impl PipelineConfig {
                 || stage.cpu_limit.0 > std::time::Duration::from_secs(600)
             {
                 return Err(invalid(field("cpu_limit"), "must be between 1ms and 10m"));
+            }
+            if stage.output_limit.0 < 1024 {
+                return Err(invalid(field("output_limit"), "must be at least 1KiB"));
+            }
+            if stage.state_limit.0 < 1024 {
+                return Err(invalid(field("state_limit"), "must be at least 1KiB"));
+            }
+            if stage.timer_limit == 0 {
+                return Err(invalid(field("timer_limit"), "must be at least 1"));
+            }
+            if stage.breaker_open.0.is_zero() {
+                return Err(invalid(field("breaker_open"), "must be longer than zero"));
             }
         }
         if self.sinks.is_empty() {

@@ -10,6 +10,7 @@ pub mod plugins;
 mod router;
 pub mod run;
 mod stage;
+pub mod stage_breaker;
 pub mod watcher;
 
 pub use decode::{Decoded, RecordDecoder};

@@ -200,6 +200,7 @@ impl PartitionPipeline {
             labels.push(("stage", stage.name().to_string()));
             metrics::gauge!("weir_state_keys", &labels).set(stage.state().entry_count() as f64);
             metrics::gauge!("weir_state_timers", &labels).set(stage.state().timer_count() as f64);
+            metrics::gauge!("weir_state_bytes", &labels).set(stage.state().bytes() as f64);
         }
     }
 

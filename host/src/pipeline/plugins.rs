@@ -8,7 +8,9 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
+use super::stage_breaker::StageBreaker;
 use crate::config::{ConfigError, PipelineConfig, StageConfig};
 use crate::error::Result;
 use crate::runtime::{
@@ -30,15 +32,24 @@ pub struct StageVersion {
     pub loaded_at: String,
     /// Calls into this version, over every partition.
     pub stats: CallStats,
+    /// Opens when most of this version's records fail; a new version starts closed.
+    pub breaker: StageBreaker,
 }
 
 impl StageVersion {
-    fn new(plugin: Plugin, config: Vec<(String, String)>) -> Self {
+    /// A version of `stage`: `plugin` with `config`, loaded now, its breaker closed.
+    fn new(
+        stage: &str,
+        breaker_open: Duration,
+        plugin: Plugin,
+        config: Vec<(String, String)>,
+    ) -> Self {
         StageVersion {
             plugin,
             config,
             loaded_at: chrono::Utc::now().to_rfc3339(),
             stats: CallStats::default(),
+            breaker: StageBreaker::new(stage, breaker_open),
         }
     }
 }
@@ -50,24 +61,33 @@ pub struct StageSlot {
     stage: String,
     plugin: String,
     settings: InstanceSettings,
+    breaker_open: Duration,
     generation: AtomicU64,
     current: Mutex<Arc<StageVersion>>,
 }
 
 impl StageSlot {
-    /// The slot of stage `stage`, running `plugin` with `config`.
+    /// The slot of stage `stage`, running `plugin` with `config`; its breaker stays open
+    /// `breaker_open` once tripped.
     pub fn new(
         stage: &str,
         plugin: Plugin,
         settings: InstanceSettings,
         config: Vec<(String, String)>,
+        breaker_open: Duration,
     ) -> Self {
         StageSlot {
             stage: stage.to_string(),
             plugin: plugin.name().to_string(),
             settings,
+            breaker_open,
             generation: AtomicU64::new(0),
-            current: Mutex::new(Arc::new(StageVersion::new(plugin, config))),
+            current: Mutex::new(Arc::new(StageVersion::new(
+                stage,
+                breaker_open,
+                plugin,
+                config,
+            ))),
         }
     }
 
@@ -101,7 +121,8 @@ impl StageSlot {
         }
     }
 
-    fn publish(&self, version: StageVersion) {
+    fn publish(&self, plugin: Plugin, config: Vec<(String, String)>) {
+        let version = StageVersion::new(&self.stage, self.breaker_open, plugin, config);
         let mut current = self.current.lock().unwrap_or_else(|p| p.into_inner());
         *current = Arc::new(version);
         self.generation.fetch_add(1, Ordering::AcqRel);
@@ -153,6 +174,8 @@ pub struct PluginStatus {
     pub calls: CallSummary,
     /// The last file of this plugin that was refused, if any.
     pub last_rejection: Option<Rejection>,
+    /// `open` while the stage's breaker refuses calls (see `StageBreaker`), else `closed`.
+    pub breaker: &'static str,
 }
 
 /// Every stage's slot, the engine that compiles for them and the cache of compiled versions.
@@ -204,11 +227,13 @@ impl PluginRegistry {
                 source,
             })?;
             let plugin = registry.compile(&stage.plugin, &bytes)?;
-            let settings = InstanceSettings {
-                memory_limit: stage.memory_limit.0,
-                cpu_limit: stage.cpu_limit.0,
-            };
-            let slot = StageSlot::new(&stage.name, plugin, settings, stage.plugin_config());
+            let slot = StageSlot::new(
+                &stage.name,
+                plugin,
+                stage.instance_settings(),
+                stage.plugin_config(),
+                stage.breaker_open.0,
+            );
             registry.slots.push(Arc::new(slot));
         }
         Ok(registry)
@@ -305,7 +330,7 @@ impl PluginRegistry {
         }
         for slot in &slots {
             let config = slot.current().1.config.clone();
-            slot.publish(StageVersion::new(plugin.clone(), config));
+            slot.publish(plugin.clone(), config);
         }
         let stages: Vec<String> = slots.iter().map(|s| s.stage.clone()).collect();
         metrics::counter!("weir_plugin_reloads_total", "plugin" => name.clone(), "result" => "loaded")
@@ -358,7 +383,7 @@ impl PluginRegistry {
         }
         let names = changes.iter().map(|(s, _, _)| s.stage.clone()).collect();
         for (slot, plugin, config) in changes {
-            slot.publish(StageVersion::new(plugin, config));
+            slot.publish(plugin, config);
         }
         Ok(names)
     }
@@ -377,6 +402,11 @@ impl PluginRegistry {
                     loaded_at: version.loaded_at.clone(),
                     calls: version.stats.summary(),
                     last_rejection: rejections.get(&slot.plugin).cloned(),
+                    breaker: if version.breaker.is_open() {
+                        "open"
+                    } else {
+                        "closed"
+                    },
                 }
             })
             .collect()

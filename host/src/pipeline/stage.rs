@@ -8,6 +8,7 @@ use std::sync::Arc;
 use weir_sdk::abi::{Batch, BatchResult, OutputKind, segment};
 
 use super::plugins::{StageSlot, StageVersion};
+use super::stage_breaker::DEFAULT_OPEN;
 use crate::runtime::{
     CallFailure, GeoDb, InstanceLabels, InstanceSettings, Plugin, PluginEngine, PluginInstance,
     RuntimeError, WitBatch, WitBatchResult,
@@ -108,7 +109,7 @@ impl WasmStage {
         geo: Option<Arc<GeoDb>>,
         config: Vec<(String, String)>,
     ) -> Result<Self, RuntimeError> {
-        let slot = StageSlot::new(name, plugin, settings, config);
+        let slot = StageSlot::new(name, plugin, settings, config, DEFAULT_OPEN);
         WasmStage::in_slot(engine, Arc::new(slot), geo)
     }
 
@@ -201,19 +202,27 @@ impl WasmStage {
             .increment(1);
     }
 
-    /// Re-runs `batch` one record at a time after a failed batch call.
+    /// Re-runs `batch` one record at a time after a failed batch call. Each result feeds the
+    /// stage's breaker; once it opens, the rest of the batch is dead-lettered uncalled.
     fn isolate(&mut self, batch: &WitBatch, watermark: i64) -> Result<BatchResult, RuntimeError> {
         let mut result = BatchResult::default();
+        let mut failed = 0;
+        let mut refused: Option<String> = None;
         for i in 0..batch.times.len() {
+            let index = u32::try_from(i).unwrap_or(u32::MAX);
+            let value = segment(&batch.values, &batch.value_ends, i);
+            if let Some(reason) = &refused {
+                result.push(index, OutputKind::DeadLetter(reason.clone()), value);
+                continue;
+            }
             let single = single_record(batch, i);
             let mut state = std::mem::take(&mut self.state);
             let outcome = self.timed_call(&mut state, |i, s| i.process(&single, s, watermark));
             self.state = state;
-            let outcome = outcome?;
-            let index = u32::try_from(i).unwrap_or(u32::MAX);
-            match outcome {
+            match outcome? {
                 Ok(out) => {
                     self.state.commit();
+                    self.version.breaker.observe(None);
                     for (o, value) in from_wit(out).iter() {
                         result.push(index, o.kind.clone(), value);
                     }
@@ -221,16 +230,31 @@ impl WasmStage {
                 Err(failure) => {
                     tracing::warn!(stage = %self.labels.stage, plugin = %self.labels.plugin, record = i, reason = %failure, "Record failed alone; dead-lettering it.");
                     self.on_failure(&failure);
-                    result.push(
-                        index,
-                        OutputKind::DeadLetter(failure.to_string()),
-                        segment(&batch.values, &batch.value_ends, i),
-                    );
+                    failed += 1;
+                    let reason = failure.to_string();
+                    if self.version.breaker.observe(Some(&reason)) {
+                        refused = self.version.breaker.refusing();
+                    }
+                    result.push(index, OutputKind::DeadLetter(reason), value);
                 }
             }
         }
+        if refused.is_none() && failed * 2 <= batch.times.len() {
+            self.version.breaker.batch_passed();
+        }
         Ok(result)
     }
+}
+
+/// Every record of `batch` dead-lettered with `reason`, uncalled.
+fn refuse_all(batch: &Batch, reason: &str) -> BatchResult {
+    let mut result = BatchResult::default();
+    for i in 0..batch.len() {
+        let index = u32::try_from(i).unwrap_or(u32::MAX);
+        let value = segment(&batch.values, &batch.value_ends, i);
+        result.push(index, OutputKind::DeadLetter(reason.to_string()), value);
+    }
+    result
 }
 
 fn failure_kind(failure: &CallFailure) -> &'static str {
@@ -239,6 +263,9 @@ fn failure_kind(failure: &CallFailure) -> &'static str {
         CallFailure::Timeout => "timeout",
         CallFailure::MemoryLimit => "memory_limit",
         CallFailure::InvalidResult(_) => "invalid_result",
+        CallFailure::OutputLimit { .. } => "output_limit",
+        CallFailure::StateLimit(_) => "state_limit",
+        CallFailure::TimerLimit(_) => "timer_limit",
     }
 }
 
@@ -313,6 +340,9 @@ impl Stage for WasmStage {
             return Ok(BatchResult::default());
         }
         self.refresh();
+        if let Some(reason) = self.version.breaker.refusing() {
+            return Ok(refuse_all(batch, &reason));
+        }
         let wit = to_wit(batch);
         let mut state = std::mem::take(&mut self.state);
         let outcome = self.timed_call(&mut state, |i, s| i.process(&wit, s, watermark));
@@ -320,6 +350,7 @@ impl Stage for WasmStage {
         let result = match outcome {
             Ok(Ok(out)) => {
                 self.state.commit();
+                self.version.breaker.batch_passed();
                 Ok(from_wit(out))
             }
             Ok(Err(failure)) => {
@@ -334,20 +365,28 @@ impl Stage for WasmStage {
     }
 
     fn next_timer(&self) -> Option<i64> {
+        // While the breaker is open, timers wait.
+        if self.version.breaker.refuses() {
+            return None;
+        }
         self.state.next_timer().map(|(at, _)| *at)
     }
 
     fn fire_due_timer(&mut self, watermark: i64) -> Result<Option<FiredTimer>, RuntimeError> {
+        self.refresh();
+        if self.version.breaker.refuses() {
+            return Ok(None);
+        }
         let Some((at, key)) = self.state.pop_due_timer(watermark) else {
             return Ok(None);
         };
-        self.refresh();
         let mut state = std::mem::take(&mut self.state);
         let outcome = self.timed_call(&mut state, |i, s| i.on_timer(&key, at, s, watermark));
         self.state = state;
         match outcome? {
             Ok(out) => {
                 self.state.commit();
+                self.version.breaker.observe(None);
                 Ok(Some(FiredTimer {
                     key,
                     at,
@@ -356,6 +395,7 @@ impl Stage for WasmStage {
             }
             Err(failure) => {
                 self.on_failure(&failure);
+                self.version.breaker.observe(Some(&failure.to_string()));
                 // The rollback put the timer back; drop it so a failing timer cannot loop.
                 self.state.cancel_timer(&key, at);
                 self.state.commit();

@@ -19,6 +19,7 @@ pub struct CallStats {
     traps: AtomicU64,
     timeouts: AtomicU64,
     memory_limits: AtomicU64,
+    other_limits: AtomicU64,
     latency: [AtomicU64; BUCKETS],
 }
 
@@ -30,6 +31,7 @@ impl Default for CallStats {
             traps: AtomicU64::new(0),
             timeouts: AtomicU64::new(0),
             memory_limits: AtomicU64::new(0),
+            other_limits: AtomicU64::new(0),
             latency: std::array::from_fn(|_| AtomicU64::new(0)),
         }
     }
@@ -48,6 +50,8 @@ pub struct CallSummary {
     pub timeouts: u64,
     /// Calls that hit the memory limit.
     pub memory_limits: u64,
+    /// Calls that hit the output, state or timer limit.
+    pub other_limits: u64,
     /// The 99th percentile call latency in milliseconds (upper bound of its bucket).
     pub p99_ms: Option<f64>,
 }
@@ -73,6 +77,9 @@ impl CallStats {
             CallFailure::Trap(_) => &self.traps,
             CallFailure::Timeout => &self.timeouts,
             CallFailure::MemoryLimit => &self.memory_limits,
+            CallFailure::OutputLimit { .. }
+            | CallFailure::StateLimit(_)
+            | CallFailure::TimerLimit(_) => &self.other_limits,
             CallFailure::InvalidResult(_) => return,
         };
         kind.fetch_add(1, Ordering::Relaxed);
@@ -103,6 +110,7 @@ impl CallStats {
             traps: self.traps.load(Ordering::Relaxed),
             timeouts: self.timeouts.load(Ordering::Relaxed),
             memory_limits: self.memory_limits.load(Ordering::Relaxed),
+            other_limits: self.other_limits.load(Ordering::Relaxed),
             p99_ms,
         }
     }

@@ -10,6 +10,7 @@ use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
 use super::bindings::weir::transform::{geo, log, metrics, state, timers, types};
 use super::geo::GeoDb;
+use super::instance::{CallFailure, InstanceSettings};
 use super::limits::MemoryLimiter;
 use crate::state::StageState;
 
@@ -29,6 +30,11 @@ pub struct StoreData {
     wasi: WasiCtx,
     table: ResourceTable,
     pub(crate) limiter: MemoryLimiter,
+    /// Set when the call asked for more state or timers than the stage allows; the host
+    /// refused the change and the call fails with this.
+    pub(crate) refused: Option<CallFailure>,
+    state_limit: usize,
+    timer_limit: usize,
     /// The stage's state, swapped in for the duration of a call.
     pub(crate) state: StageState,
     /// The partition's watermark during the call.
@@ -39,7 +45,11 @@ pub struct StoreData {
 
 impl StoreData {
     /// Fresh store data with an empty WASI sandbox.
-    pub fn new(labels: InstanceLabels, memory_limit: usize, geo: Option<Arc<GeoDb>>) -> Self {
+    pub fn new(
+        labels: InstanceLabels,
+        settings: &InstanceSettings,
+        geo: Option<Arc<GeoDb>>,
+    ) -> Self {
         // The builder's defaults grant nothing: no preopened directories, no environment, no
         // arguments, stdin empty, stdout/stderr discarded, and no socket address allowed.
         let wasi = WasiCtxBuilder::new()
@@ -50,7 +60,10 @@ impl StoreData {
         StoreData {
             wasi,
             table: ResourceTable::new(),
-            limiter: MemoryLimiter::new(memory_limit),
+            limiter: MemoryLimiter::new(settings.memory_limit),
+            refused: None,
+            state_limit: settings.state_limit,
+            timer_limit: settings.timer_limit,
             state: StageState::default(),
             watermark: i64::MIN,
             geo,
@@ -75,7 +88,9 @@ impl state::Host for StoreData {
         self.state.get(&key, &name)
     }
     fn put(&mut self, key: Vec<u8>, name: String, value: Vec<u8>) {
-        self.state.put(&key, &name, value);
+        if !self.state.put_within(&key, &name, value, self.state_limit) {
+            self.refused = Some(CallFailure::StateLimit(self.state_limit));
+        }
     }
     fn delete(&mut self, key: Vec<u8>, name: String) {
         self.state.delete(&key, &name);
@@ -84,7 +99,9 @@ impl state::Host for StoreData {
 
 impl timers::Host for StoreData {
     fn set(&mut self, key: Vec<u8>, at: i64) {
-        self.state.set_timer(&key, at);
+        if !self.state.set_timer_within(&key, at, self.timer_limit) {
+            self.refused = Some(CallFailure::TimerLimit(self.timer_limit));
+        }
     }
     fn cancel(&mut self, key: Vec<u8>, at: i64) {
         self.state.cancel_timer(&key, at);

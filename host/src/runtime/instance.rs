@@ -21,6 +21,24 @@ pub struct InstanceSettings {
     pub memory_limit: usize,
     /// Wall-clock budget of one call (`init`, `process` or `on-timer`).
     pub cpu_limit: Duration,
+    /// Most output bytes per input record (or per timer) of one call.
+    pub output_limit: usize,
+    /// Most state bytes (keys and values) of the stage in one partition.
+    pub state_limit: usize,
+    /// Most pending timers of the stage in one partition.
+    pub timer_limit: usize,
+}
+
+impl Default for InstanceSettings {
+    fn default() -> Self {
+        InstanceSettings {
+            memory_limit: 64 << 20,
+            cpu_limit: Duration::from_millis(500),
+            output_limit: 1 << 20,
+            state_limit: 1 << 30,
+            timer_limit: 1_000_000,
+        }
+    }
 }
 
 /// Why a call failed. Its `Display` is the dead-letter reason.
@@ -35,6 +53,24 @@ pub enum CallFailure {
     /// The guest tried to grow its memory past the stage's limit.
     #[error("memory limit")]
     MemoryLimit,
+    /// One record's (or timer's) outputs were larger than the stage's `output_limit`.
+    #[error(
+        "output limit: {bytes} bytes of output from {inputs} record(s), limit {limit} per record"
+    )]
+    OutputLimit {
+        /// Output bytes of the call.
+        bytes: usize,
+        /// Inputs of the call.
+        inputs: usize,
+        /// The limit per input.
+        limit: usize,
+    },
+    /// The call tried to grow the stage's state past its `state_limit`.
+    #[error("state limit: the stage's state would pass {0} bytes")]
+    StateLimit(usize),
+    /// The call tried to hold more timers than the stage's `timer_limit`.
+    #[error("timer limit: the stage would hold more than {0} pending timers")]
+    TimerLimit(usize),
     /// The guest returned outputs that do not fit together (offsets past the values, an
     /// output naming an input the batch does not have...). Using them could lose or corrupt
     /// records, so the call counts as failed.
@@ -47,6 +83,7 @@ pub struct PluginInstance {
     store: Store<StoreData>,
     bindings: Transform,
     deadline_ticks: u64,
+    output_limit: usize,
 }
 
 impl PluginInstance {
@@ -69,7 +106,7 @@ impl PluginInstance {
             .unwrap_or(u64::MAX)
             .max(1)
             + 1;
-        let data = StoreData::new(labels.clone(), settings.memory_limit, geo);
+        let data = StoreData::new(labels.clone(), &settings, geo);
         let mut store = Store::new(engine.engine(), data);
         store.limiter(|data| &mut data.limiter);
         store.epoch_deadline_trap();
@@ -82,6 +119,7 @@ impl PluginInstance {
             store,
             bindings,
             deadline_ticks,
+            output_limit: settings.output_limit,
         };
         let mut unused = StageState::default();
         match instance.call(&mut unused, i64::MIN, |b, s| b.call_init(s, config)) {
@@ -100,6 +138,7 @@ impl PluginInstance {
     ) -> Result<WitBatchResult, CallFailure> {
         let result = self.call(state, watermark, |b, s| b.call_process(s, batch))?;
         check_result(&result, Some(batch.times.len())).map_err(CallFailure::InvalidResult)?;
+        self.check_output(&result, batch.times.len())?;
         Ok(result)
     }
 
@@ -113,7 +152,23 @@ impl PluginInstance {
     ) -> Result<WitBatchResult, CallFailure> {
         let result = self.call(state, watermark, |b, s| b.call_on_timer(s, key, at))?;
         check_result(&result, None).map_err(CallFailure::InvalidResult)?;
+        self.check_output(&result, 1)?;
         Ok(result)
+    }
+
+    /// Refuses a result larger than `output_limit` per input: a plugin that multiplies its
+    /// input must not flood the sinks.
+    fn check_output(&self, result: &WitBatchResult, inputs: usize) -> Result<(), CallFailure> {
+        let bytes = result.values.len();
+        let limit = self.output_limit;
+        if bytes > limit.saturating_mul(inputs.max(1)) {
+            return Err(CallFailure::OutputLimit {
+                bytes,
+                inputs,
+                limit,
+            });
+        }
+        Ok(())
     }
 
     /// Runs one export with `state` swapped into the store, a fresh deadline and a reset
@@ -128,11 +183,17 @@ impl PluginInstance {
         std::mem::swap(&mut data.state, state);
         data.watermark = watermark;
         data.limiter.reset();
+        data.refused = None;
         self.store.set_epoch_deadline(self.deadline_ticks);
         let outcome = f(&self.bindings, &mut self.store);
         let data = self.store.data_mut();
         std::mem::swap(&mut data.state, state);
         let exceeded = data.limiter.exceeded();
+        // A refused state or timer change fails the call even if the plugin carried on: its
+        // state would not be what it computed.
+        if let Some(refused) = data.refused.take() {
+            return Err(refused);
+        }
         outcome.map_err(|e| classify(&e, exceeded))
     }
 }

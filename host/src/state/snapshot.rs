@@ -56,10 +56,13 @@ impl PartitionSnapshot {
 
     /// Decodes a snapshot.
     pub fn decode(bytes: &[u8]) -> Result<Self, SnapshotError> {
-        let snapshot: PartitionSnapshot =
+        let mut snapshot: PartitionSnapshot =
             postcard::from_bytes(bytes).map_err(SnapshotError::Decode)?;
         if snapshot.version != SNAPSHOT_VERSION {
             return Err(SnapshotError::Version(snapshot.version, SNAPSHOT_VERSION));
+        }
+        for (_, state) in &mut snapshot.stages {
+            state.recount();
         }
         Ok(snapshot)
     }

@@ -26,6 +26,9 @@ pub struct StageState {
     timers: BTreeSet<(i64, Vec<u8>)>,
     #[serde(skip)]
     journal: Vec<Undo>,
+    /// Bytes of every entry's key and value; recounted after a snapshot is decoded.
+    #[serde(skip)]
+    bytes: usize,
     #[serde(skip)]
     scratch: Vec<u8>,
 }
@@ -47,21 +50,40 @@ impl StageState {
 
     /// Stores a value, journaling the previous one.
     pub fn put(&mut self, key: &[u8], name: &str, value: Vec<u8>) {
+        self.put_within(key, name, value, usize::MAX);
+    }
+
+    /// Stores a value unless that would grow the state past `limit` bytes; returns whether
+    /// it was stored. Shrinking is always allowed.
+    pub fn put_within(&mut self, key: &[u8], name: &str, value: Vec<u8>, limit: usize) -> bool {
         entry_key(&mut self.scratch, key, name);
+        let new_len = value.len();
         if let Some(slot) = self.entries.get_mut(self.scratch.as_slice()) {
+            let bytes = self.bytes - slot.len() + new_len;
+            if bytes > limit && new_len > slot.len() {
+                return false;
+            }
+            self.bytes = bytes;
             let previous = std::mem::replace(slot, value);
             self.journal
                 .push(Undo::Entry(self.scratch.clone(), Some(previous)));
         } else {
+            let bytes = self.bytes + self.scratch.len() + new_len;
+            if bytes > limit {
+                return false;
+            }
+            self.bytes = bytes;
             self.entries.insert(self.scratch.clone(), value);
             self.journal.push(Undo::Entry(self.scratch.clone(), None));
         }
+        true
     }
 
     /// Deletes a value, journaling it.
     pub fn delete(&mut self, key: &[u8], name: &str) {
         entry_key(&mut self.scratch, key, name);
         if let Some(previous) = self.entries.remove(self.scratch.as_slice()) {
+            self.bytes -= self.scratch.len() + previous.len();
             self.journal
                 .push(Undo::Entry(self.scratch.clone(), Some(previous)));
         }
@@ -69,9 +91,22 @@ impl StageState {
 
     /// Registers a timer.
     pub fn set_timer(&mut self, key: &[u8], at: i64) {
-        if self.timers.insert((at, key.to_vec())) {
-            self.journal.push(Undo::TimerAdded(at, key.to_vec()));
+        self.set_timer_within(key, at, usize::MAX);
+    }
+
+    /// Registers a timer unless `limit` timers are already pending; returns whether the timer
+    /// is pending now.
+    pub fn set_timer_within(&mut self, key: &[u8], at: i64, limit: usize) -> bool {
+        let timer = (at, key.to_vec());
+        if self.timers.contains(&timer) {
+            return true;
         }
+        if self.timers.len() >= limit {
+            return false;
+        }
+        self.timers.insert(timer);
+        self.journal.push(Undo::TimerAdded(at, key.to_vec()));
+        true
     }
 
     /// Removes a timer.
@@ -109,6 +144,16 @@ impl StageState {
         self.entries.len()
     }
 
+    /// Bytes of the stored keys and values.
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+
+    /// Counts the stored bytes again (after decoding a snapshot, which does not carry them).
+    pub fn recount(&mut self) {
+        self.bytes = self.entries.iter().map(|(k, v)| k.len() + v.len()).sum();
+    }
+
     /// Keeps every change since the last commit or rollback.
     pub fn commit(&mut self) {
         self.journal.clear();
@@ -119,10 +164,16 @@ impl StageState {
         while let Some(undo) = self.journal.pop() {
             match undo {
                 Undo::Entry(k, Some(v)) => {
-                    self.entries.insert(k, v);
+                    let (key_len, value_len) = (k.len(), v.len());
+                    match self.entries.insert(k, v) {
+                        Some(now) => self.bytes = self.bytes - now.len() + value_len,
+                        None => self.bytes += key_len + value_len,
+                    }
                 }
                 Undo::Entry(k, None) => {
-                    self.entries.remove(&k);
+                    if let Some(v) = self.entries.remove(&k) {
+                        self.bytes -= k.len() + v.len();
+                    }
                 }
                 Undo::TimerAdded(at, k) => {
                     self.timers.remove(&(at, k));
@@ -158,6 +209,43 @@ mod tests {
         assert_eq!(s.get(b"u2", "a"), None);
         assert_eq!(s.next_timer(), Some(&(10, b"u1".to_vec())));
         assert_eq!(s.timer_count(), 1);
+    }
+
+    #[test]
+    fn bytes_follow_puts_deletes_and_rollbacks_and_limits_refuse_growth() {
+        let mut state = StageState::default();
+        assert!(state.put_within(b"k", "a", vec![0; 10], 100));
+        state.commit();
+        let one = state.bytes();
+        assert_eq!(one, 4 + 1 + 1 + 10);
+        assert!(state.put_within(b"k", "a", vec![0; 20], 100));
+        assert!(state.put_within(b"j", "a", vec![0; 5], 100));
+        state.delete(b"k", "a");
+        state.rollback();
+        assert_eq!(state.bytes(), one);
+        assert!(
+            !state.put_within(b"k", "a", vec![0; 200], 100),
+            "grows past the limit"
+        );
+        assert!(
+            !state.put_within(b"x", "b", vec![0; 90], 100),
+            "a new entry past the limit"
+        );
+        assert!(
+            state.put_within(b"k", "a", vec![0; 1], 10),
+            "shrinking is allowed"
+        );
+        state.commit();
+        let mut copy: StageState =
+            postcard::from_bytes(&postcard::to_allocvec(&state).unwrap()).unwrap();
+        copy.recount();
+        assert_eq!(copy.bytes(), state.bytes());
+        assert!(state.set_timer_within(b"k", 1, 1));
+        assert!(
+            state.set_timer_within(b"k", 1, 1),
+            "an existing timer is not a new one"
+        );
+        assert!(!state.set_timer_within(b"k", 2, 1));
     }
 
     #[test]

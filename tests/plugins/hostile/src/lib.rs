@@ -1,9 +1,10 @@
 //! A test plugin that misbehaves on request, to prove the host isolates failures: a record
 //! whose `action` is `trap` panics, `spin` loops forever, `hog` allocates without bound,
-//! `dead-letter` is dead-lettered by the plugin itself, `sandbox` reports what of the
-//! environment, filesystem and network it can reach, `log` logs a line through the host, and
-//! anything else is emitted with
-//! `"seen": true`. `on_timer` traps for keys starting with `trap`.
+//! `recurse` overflows the stack, `flood` emits 64 copies of a 64 KiB value, `timers` sets
+//! timers until the host stops it, `hoard` stores ever more state, `dead-letter` is
+//! dead-lettered by the plugin itself, `sandbox` reports what of the environment, filesystem
+//! and network it can reach, `log` logs a line through the host, and anything else is emitted
+//! with `"seen": true`. `on_timer` traps for keys starting with `trap`.
 
 use weir_sdk::{Config, Context, Event, Level, Transform};
 
@@ -34,6 +35,28 @@ impl Transform for Hostile {
                     hoard.push(vec![1u8; 1 << 20]);
                     std::hint::black_box(&hoard);
                 }
+            }
+            Some("recurse") => {
+                ctx.counter("depth", depth(std::hint::black_box(1)));
+            }
+            Some("flood") => {
+                let big = Event::new(format!("{{\"pad\":\"{}\"}}", "x".repeat(64 << 10)), 0);
+                for _ in 0..64 {
+                    ctx.emit(&big);
+                }
+            }
+            Some("timers") => {
+                for at in 0..10_000_000 {
+                    ctx.set_timer(event.key(), at);
+                }
+                ctx.emit(&event);
+            }
+            Some("hoard") => {
+                let block = vec![7u8; 64 << 10];
+                for i in 0..1_000_000u32 {
+                    ctx.set_state(event.key(), &format!("block-{i}"), &block);
+                }
+                ctx.emit(&event);
             }
             Some("dead-letter") => ctx.dead_letter("asked to dead-letter", &event),
             Some("log") => {
@@ -79,3 +102,13 @@ impl Transform for Hostile {
 }
 
 weir_sdk::export_transform!(Hostile);
+
+/// Recursion the optimizer cannot turn into a loop: it overflows the stack.
+#[expect(
+    unconditional_recursion,
+    reason = "this plugin overflows its stack on purpose"
+)]
+fn depth(n: u64) -> u64 {
+    let frame = std::hint::black_box([n; 64]);
+    depth(frame[(n % 64) as usize] + 1) + frame[0]
+}

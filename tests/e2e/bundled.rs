@@ -1,20 +1,9 @@
 //! The three bundled plugins as built Wasm components, against a MaxMind database generated
 //! by the test: known ranges enrich to known places, bots leave, sessions close.
 
-use std::sync::Arc;
-
 use serde_json::json;
-use weir::runtime::GeoDb;
 
-use crate::harness::{TestPipeline, limits, records, wasm_stage};
-
-fn geo() -> (tempfile::TempDir, Arc<GeoDb>) {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("geo.mmdb");
-    weir::synth::geodb::write(&path).unwrap();
-    let db = Arc::new(GeoDb::open(&path).unwrap());
-    (dir, db)
-}
+use crate::harness::{TestPipeline, geo, limits, records, wasm_stage};
 
 #[test]
 fn ip_geo_enriches_known_ranges_and_tags_the_rest() {

@@ -52,6 +52,15 @@ pub fn wasm_stage(
     WasmStage::new(engine, name, plugin, settings, geo, config).unwrap()
 }
 
+/// A generated MaxMind database, opened (keep the folder while it is used).
+pub fn geo() -> (tempfile::TempDir, Arc<GeoDb>) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("geo.mmdb");
+    weir::synth::geodb::write(&path).unwrap();
+    let db = Arc::new(GeoDb::open(&path).unwrap());
+    (dir, db)
+}
+
 /// Default instance limits for tests.
 pub fn limits() -> InstanceSettings {
     InstanceSettings {

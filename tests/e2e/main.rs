@@ -11,5 +11,6 @@ mod example;
 mod harness;
 mod isolation;
 mod kafka;
+mod malformed;
 mod registry;
 mod sinks;

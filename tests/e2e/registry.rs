@@ -129,7 +129,7 @@ fn a_stage_swapped_mid_stream_keeps_its_state_and_timers() {
         .map(|i| {
             serde_json::json!({
                 "event_id": format!("e{i}"), "user_id": format!("u{}", i % 4),
-                "ts": 1_800_000_000_000i64 + i * 20_000, "type": "page_view",
+                "ts": 1_790_000_000_000i64 + i * 20_000, "type": "page_view",
                 "url": format!("/p/{i}"), "user_agent": "Mozilla/5.0 Firefox/133.0",
             })
         })

@@ -91,6 +91,7 @@ pub fn pipeline(stages: Vec<Box<dyn Stage>>) -> (PartitionPipeline, Vec<MemorySi
             RecordDecoder::new(&EventConfig {
                 key_field: "user_id".into(),
                 time_field: "ts".into(),
+                ..EventConfig::default()
             }),
             stages,
             router,

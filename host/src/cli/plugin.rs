@@ -117,6 +117,7 @@ pub fn execute(cmd: PluginCommand) -> Result<()> {
             let decoder = RecordDecoder::new(&EventConfig {
                 key_field,
                 time_field,
+                ..EventConfig::default()
             });
             let mut out = std::io::stdout().lock();
             test(stage, &decoder, &input, out_of_orderness, &mut out)

@@ -125,6 +125,14 @@ pub struct EventConfig {
     /// back to the record timestamp.
     #[serde(default = "default_time_field")]
     pub time_field: String,
+    /// Largest record value accepted; a larger one is dead-lettered (`too large`).
+    #[serde(default = "default_max_bytes")]
+    pub max_bytes: ByteSize,
+    /// How far ahead of the wall clock an event time may be. A time further ahead (a device
+    /// with a wrong clock) would move the watermark and make every other event late, so it is
+    /// dead-lettered (`invalid time`), as are times before 1970.
+    #[serde(default = "default_max_future")]
+    pub max_future: Duration,
 }
 
 impl Default for EventConfig {
@@ -132,8 +140,18 @@ impl Default for EventConfig {
         EventConfig {
             key_field: default_key_field(),
             time_field: default_time_field(),
+            max_bytes: default_max_bytes(),
+            max_future: default_max_future(),
         }
     }
+}
+
+fn default_max_bytes() -> ByteSize {
+    ByteSize(1 << 20)
+}
+
+fn default_max_future() -> Duration {
+    Duration::from_secs(24 * 3600)
 }
 
 fn default_key_field() -> String {

@@ -1,0 +1,4 @@
+//! Fuzz target: `weir_fuzz_checks::sdk_fields` on arbitrary bytes.
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| weir_fuzz_checks::sdk_fields(data));

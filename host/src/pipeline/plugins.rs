@@ -112,12 +112,12 @@ impl StageSlot {
         (self.generation(), current.clone())
     }
 
-    /// The labels an instance of `version` logs and counts with.
-    pub fn labels(&self, version: &StageVersion) -> InstanceLabels {
+    /// The labels an instance of `plugin` in this stage logs and counts with.
+    pub fn labels(&self, plugin: &Plugin) -> InstanceLabels {
         InstanceLabels {
             stage: self.stage.as_str().into(),
             plugin: self.plugin.as_str().into(),
-            version: version.plugin.version().into(),
+            version: plugin.version().into(),
         }
     }
 
@@ -279,15 +279,10 @@ impl PluginRegistry {
         plugin: &Plugin,
         config: &[(String, String)],
     ) -> std::result::Result<(), RuntimeError> {
-        let labels = InstanceLabels {
-            stage: slot.stage.as_str().into(),
-            plugin: slot.plugin.as_str().into(),
-            version: plugin.version().into(),
-        };
         PluginInstance::new(
             &self.engine,
             plugin,
-            labels,
+            slot.labels(plugin),
             slot.settings,
             self.geo.clone(),
             config,

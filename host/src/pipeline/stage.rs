@@ -123,7 +123,7 @@ impl WasmStage {
         let (generation, version) = slot.current();
         let mut stage = WasmStage {
             engine,
-            labels: slot.labels(&version),
+            labels: slot.labels(&version.plugin),
             slot,
             generation,
             version,
@@ -167,7 +167,7 @@ impl WasmStage {
         }
         let (generation, version) = self.slot.current();
         self.generation = generation;
-        let labels = self.slot.labels(&version);
+        let labels = self.slot.labels(&version.plugin);
         match self.new_instance(&version, labels.clone()) {
             Ok(instance) => {
                 tracing::info!(stage = %self.labels.stage, plugin = %labels.plugin, from = %self.labels.version, to = %labels.version, "Stage swapped to the new version.");

@@ -16,7 +16,7 @@ use crate::sinks::{redis_hashes, s3_options};
 /// `examples/kafka/pipeline.toml` with its lake tables and checkpoints under
 /// `s3://weir/<run>/`, files rolling every 3s (so they span epochs and roll mid-run), and a
 /// Redis feature sink writing `<run>:user:<id>`.
-fn lakehouse_config(
+pub(super) fn lakehouse_config(
     bootstrap: &str,
     out: &Path,
     run: &str,
@@ -63,7 +63,10 @@ fn lakehouse_config(
 }
 
 /// The features of a run by user, read from Redis.
-fn features(redis: &RedisServer, run: &str) -> BTreeMap<String, BTreeMap<String, String>> {
+pub(super) fn features(
+    redis: &RedisServer,
+    run: &str,
+) -> BTreeMap<String, BTreeMap<String, String>> {
     redis_hashes(&redis.url(), &format!("{run}:user:*"))
         .into_iter()
         .map(|(key, fields)| (key.rsplit(':').next().unwrap().to_string(), fields))
@@ -71,7 +74,7 @@ fn features(redis: &RedisServer, run: &str) -> BTreeMap<String, BTreeMap<String,
 }
 
 /// Files left in the staging folders of a run's tables.
-fn staged(s3: &S3Server, run: &str) -> Vec<PathBuf> {
+pub(super) fn staged(s3: &S3Server, run: &str) -> Vec<PathBuf> {
     let mut left = Vec::new();
     let mut dirs = vec![s3.data_dir().join("weir").join(run).join("lake")];
     while let Some(dir) = dirs.pop() {

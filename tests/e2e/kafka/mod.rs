@@ -3,6 +3,7 @@
 //! group of two instances, kill -9 recovery, the dead-letter topic and fault injection.
 
 mod admin;
+mod chaos;
 mod crash;
 mod end_to_end;
 mod faults;
@@ -240,6 +241,18 @@ impl WeirProcess {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
+    /// Whether the log satisfies `check` within `within`.
+    pub fn log_within(&self, within: Duration, check: impl Fn(&str) -> bool) -> bool {
+        let deadline = Instant::now() + within;
+        while !check(&self.log()) {
+            if Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        true
+    }
+
     /// Waits until the log satisfies `check`; panics with the log otherwise.
     pub fn wait_log(&self, what: &str, within: Duration, check: impl Fn(&str) -> bool) {
         let deadline = Instant::now() + within;
@@ -260,11 +273,37 @@ impl WeirProcess {
         log
     }
 
-    /// Sends SIGHUP (reload the config).
-    pub fn hangup(&self) {
+    /// Sends `signal` to the process.
+    pub fn signal(&self, signal: i32) {
         let pid = i32::try_from(self.child.id()).unwrap();
         // SAFETY: sending a signal to our own child process.
-        unsafe { libc::kill(pid, libc::SIGHUP) };
+        unsafe { libc::kill(pid, signal) };
+    }
+
+    /// Sends SIGHUP (reload the config).
+    pub fn hangup(&self) {
+        self.signal(libc::SIGHUP);
+    }
+
+    /// Sends SIGTERM and waits for the process to exit; returns whether it exited cleanly.
+    pub fn terminate_and_wait(self, within: Duration) -> (bool, String) {
+        self.signal(libc::SIGTERM);
+        self.wait_exit(within)
+    }
+
+    /// How long after its first log line the process logged its first assignment.
+    pub fn assigned_after_start(&self) -> Option<Duration> {
+        let log = self.log();
+        let time = |line: &str| {
+            let stamp = line.split_whitespace().next()?;
+            chrono::DateTime::parse_from_rfc3339(stamp).ok()
+        };
+        let first = log.lines().find_map(time)?;
+        let assigned = log
+            .lines()
+            .find(|l| l.contains("Partitions assigned"))
+            .and_then(time)?;
+        (assigned - first).to_std().ok()
     }
 
     /// Sends SIGTERM (drain and leave the group) and waits for a clean exit.
@@ -294,6 +333,14 @@ impl WeirProcess {
     pub fn kill(mut self) {
         self.child.kill().unwrap();
         self.child.wait().unwrap();
+    }
+}
+
+/// A test that fails midway must not leave its `weir` behind.
+impl Drop for WeirProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 

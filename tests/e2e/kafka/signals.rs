@@ -71,9 +71,9 @@ fn a_stuck_drain_exits_after_the_drain_timeout_and_recovery_holds() {
     let signalled = Instant::now();
     // SAFETY: as above.
     unsafe { libc::kill(pid, libc::SIGINT) };
-    let mut child = process.child;
+    let mut process = process;
     let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
+        if let Some(status) = process.child.try_wait().unwrap() {
             break status;
         }
         assert!(

@@ -69,7 +69,11 @@ fn client_for(config: &RedisSinkConfig) -> Result<fred::clients::Client, fred::e
         return Ok(client.clone());
     }
     let timeout = config.timeout.0;
-    let client = fred::types::Builder::from_config(Config::from_url(&config.url)?)
+    let mut server = Config::from_url(&config.url)?;
+    // Keep trying when the server is down at start, as after a disconnection: with fail_fast
+    // a first failed connection would end the client's connection task for good.
+    server.fail_fast = false;
+    let client = fred::types::Builder::from_config(server)
         .with_performance_config(|p| p.default_command_timeout = timeout)
         .with_connection_config(|c| {
             c.connection_timeout = timeout;

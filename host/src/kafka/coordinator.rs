@@ -454,6 +454,14 @@ impl Coordinator {
             }
             staged.push((key.clone(), object, checkpoint.sinks));
         }
+        // A member the group has already dropped (its heartbeats or polls stopped for too
+        // long) must not commit: the partitions' new owner is processing them.
+        if consumer.assignment_lost() {
+            return Err(Error::Commit(
+                "the group took this instance's partitions (assignment lost); epoch abandoned"
+                    .into(),
+            ));
+        }
         self.commit_offsets(consumer, &offsets)?;
         self.counts.committed += 1;
         crate::failpoint::hit("committed");
@@ -545,6 +553,13 @@ impl Coordinator {
     /// Rebuilds every assigned partition from its committed checkpoint and seeks back to the
     /// committed offset; partitions resume once this succeeds.
     pub fn recover<C: ConsumerContext>(&mut self, consumer: &BaseConsumer<C>) -> Result<()> {
+        // Rebuilding partitions the group gave away would redo and clean up their sinks under
+        // the new owner: wait for the rebalance to say what is ours.
+        if consumer.assignment_lost() {
+            return Err(Error::Commit(
+                "assignment lost; waiting for the rebalance before recovering".into(),
+            ));
+        }
         let keys: Vec<PartitionKey> = self.assigned.iter().cloned().collect();
         for task in std::mem::take(&mut self.tasks).into_values() {
             self.retired.add(&task.stats());

@@ -57,15 +57,6 @@ fn config(dir: &Path) -> PipelineConfig {
     config
 }
 
-/// `bytes` with a custom section `name` appended: the same code under a new sha256.
-fn rebuilt(bytes: &[u8], name: &str) -> Vec<u8> {
-    assert!(name.len() < 128);
-    let mut out = bytes.to_vec();
-    out.extend_from_slice(&[0, name.len() as u8 + 1, name.len() as u8]);
-    out.extend_from_slice(name.as_bytes());
-    out
-}
-
 /// What the pipeline thread saw: when each batch ended, and when each version first ran.
 #[derive(Default)]
 struct Timeline {
@@ -141,7 +132,7 @@ fn main() {
     let mut renames = Vec::new();
     let mut published = Vec::new();
     for swap in 0..swaps {
-        let bytes = rebuilt(&v1, &format!("swap-{swap}"));
+        let bytes = xtask::plugins::with_custom_section(&v1, &format!("swap-{swap}"));
         let sha = weir::runtime::sha256_hex(&bytes);
         let tmp = plugins.join(".bot-filter.wasm.tmp");
         std::fs::write(&tmp, &bytes).unwrap();

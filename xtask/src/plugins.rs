@@ -101,19 +101,58 @@ pub fn ensure_wasm_target() -> Result<()> {
     Ok(())
 }
 
+/// `cargo build` of plugins in the workspace at `dir`, for the wasm target with the plugin
+/// profile, into the plugins' own build folder (without the caller's RUSTFLAGS).
+fn plugin_build(dir: &Path) -> Command {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
+    let mut cmd = Command::new(cargo);
+    cmd.current_dir(dir)
+        .args(["build", "--profile", PROFILE, "--target", WASM_TARGET])
+        .env("CARGO_TARGET_DIR", target_dir().join("wasm-build"))
+        .env_remove("RUSTFLAGS")
+        .env_remove("CARGO_ENCODED_RUSTFLAGS");
+    cmd
+}
+
+/// Where `plugin_build` leaves the component of package `name`.
+fn built_component(name: &str) -> PathBuf {
+    target_dir()
+        .join("wasm-build")
+        .join(WASM_TARGET)
+        .join(PROFILE)
+        .join(format!("{}.wasm", name.replace('-', "_")))
+}
+
+/// `component` with a custom section `name` appended: the same code under another sha256,
+/// as a rebuild of unchanged source would give.
+pub fn with_custom_section(component: &[u8], name: &str) -> Vec<u8> {
+    fn leb128(mut n: usize, out: &mut Vec<u8>) {
+        loop {
+            let byte = (n & 0x7f) as u8;
+            n >>= 7;
+            if n == 0 {
+                out.push(byte);
+                return;
+            }
+            out.push(byte | 0x80);
+        }
+    }
+    let mut body = Vec::new();
+    leb128(name.len(), &mut body);
+    body.extend_from_slice(name.as_bytes());
+    let mut out = component.to_vec();
+    out.push(0);
+    leb128(body.len(), &mut out);
+    out.extend_from_slice(&body);
+    out
+}
+
 /// Builds every plugin and returns the output folder. Cheap when nothing changed.
 pub fn build_all() -> Result<PathBuf> {
     let _guard = BUILD_LOCK.lock().unwrap_or_else(|p| p.into_inner());
     ensure_wasm_target()?;
     let crates = discover()?;
-    let build_dir = target_dir().join("wasm-build");
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
-    let mut cmd = Command::new(cargo);
-    cmd.current_dir(workspace_root())
-        .args(["build", "--profile", PROFILE, "--target", WASM_TARGET])
-        .env("CARGO_TARGET_DIR", &build_dir)
-        .env_remove("RUSTFLAGS")
-        .env_remove("CARGO_ENCODED_RUSTFLAGS");
+    let mut cmd = plugin_build(&workspace_root());
     for c in &crates {
         cmd.args(["--package", &c.name]);
     }
@@ -124,10 +163,7 @@ pub fn build_all() -> Result<PathBuf> {
     let out = output_dir();
     std::fs::create_dir_all(&out)?;
     for c in &crates {
-        let built = build_dir
-            .join(WASM_TARGET)
-            .join(PROFILE)
-            .join(format!("{}.wasm", c.name.replace('-', "_")));
+        let built = built_component(&c.name);
         let dest = wasm_path(&c.name);
         // Copy then rename, so a daemon watching the folder never sees half a file.
         let tmp = out.join(format!(".{}.wasm.tmp", c.name));
@@ -176,24 +212,14 @@ pub fn build_variant(
         workspace_root().join("Cargo.lock"),
         workspace.join("Cargo.lock"),
     )?;
-    let build_dir = target_dir().join("wasm-build");
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
-    let status = Command::new(cargo)
-        .current_dir(&workspace)
-        .args(["build", "--profile", PROFILE, "--target", WASM_TARGET])
+    let status = plugin_build(&workspace)
         .args(["--package", variant])
-        .env("CARGO_TARGET_DIR", &build_dir)
-        .env_remove("RUSTFLAGS")
-        .env_remove("CARGO_ENCODED_RUSTFLAGS")
         .status()
         .context("running cargo to build the plugin variant")?;
     if !status.success() {
         bail!("building {variant} for {WASM_TARGET} failed");
     }
-    let built = build_dir
-        .join(WASM_TARGET)
-        .join(PROFILE)
-        .join(format!("{}.wasm", variant.replace('-', "_")));
+    let built = built_component(variant);
     let out = workspace.join(format!("{variant}.wasm"));
     std::fs::copy(&built, &out).with_context(|| format!("copying {}", built.display()))?;
     Ok(out)

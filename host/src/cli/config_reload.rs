@@ -23,10 +23,12 @@ pub struct ConfigReloader {
     sinks: Option<PendingConfig>,
 }
 
-fn read_table(path: &std::path::Path) -> Result<toml::Table, String> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    toml::from_str(&text).map_err(|e| format!("invalid config {}: {e}", path.display()))
+fn read_text(path: &std::path::Path) -> Result<String, String> {
+    std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))
+}
+
+fn table(path: &std::path::Path, text: &str) -> Result<toml::Table, String> {
+    toml::from_str(text).map_err(|e| format!("invalid config {}: {e}", path.display()))
 }
 
 impl ConfigReloader {
@@ -37,7 +39,9 @@ impl ConfigReloader {
         registry: Arc<PluginRegistry>,
         sinks: Option<PendingConfig>,
     ) -> Result<Self> {
-        let running = read_table(&path).map_err(anyhow::Error::msg)?;
+        let running = read_text(&path)
+            .and_then(|text| table(&path, &text))
+            .map_err(anyhow::Error::msg)?;
         Ok(ConfigReloader {
             path,
             running,
@@ -48,8 +52,10 @@ impl ConfigReloader {
 
     /// Reads the file again and applies what changed, or refuses it all with the reasons.
     pub fn reload(&mut self) -> Result<ReloadPlan, String> {
-        let config = PipelineConfig::load(&self.path).map_err(|e| e.to_string())?;
-        let table = read_table(&self.path)?;
+        // Read once: the file the config and the comparison come from must be the same.
+        let text = read_text(&self.path)?;
+        let config = PipelineConfig::parse(&self.path, &text).map_err(|e| e.to_string())?;
+        let table = table(&self.path, &text)?;
         let plan = plan(&self.running, &table).map_err(|refused| refused.join("; "))?;
         let sinks = match (&self.sinks, plan.sinks.is_empty()) {
             (_, true) => None,

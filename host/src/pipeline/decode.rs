@@ -5,6 +5,7 @@
 //! `missing time`, `invalid time`.
 
 use std::borrow::Cow;
+use std::cell::Cell;
 use std::collections::HashSet;
 use std::fmt;
 
@@ -32,6 +33,9 @@ pub struct RecordDecoder {
     time_field: String,
     max_bytes: usize,
     max_future_ms: i64,
+    /// The latest event time known to be allowed (wall clock + max_future when last read):
+    /// times below it need no clock read, since the clock only moves on.
+    allowed_until: Cell<i64>,
 }
 
 impl RecordDecoder {
@@ -42,6 +46,7 @@ impl RecordDecoder {
             time_field: config.time_field.clone(),
             max_bytes: config.max_bytes.0,
             max_future_ms: i64::try_from(config.max_future.0.as_millis()).unwrap_or(i64::MAX),
+            allowed_until: Cell::new(i64::MIN),
         }
     }
 
@@ -80,8 +85,13 @@ impl RecordDecoder {
                 self.time_field
             ));
         }
+        if time <= self.allowed_until.get() {
+            return Ok(time);
+        }
         let now = chrono::Utc::now().timestamp_millis();
-        if time > now.saturating_add(self.max_future_ms) {
+        self.allowed_until
+            .set(now.saturating_add(self.max_future_ms));
+        if time > self.allowed_until.get() {
             return Err(format!(
                 "invalid time: field `{}` is {} s ahead of the wall clock, more than event.max_future",
                 self.time_field,

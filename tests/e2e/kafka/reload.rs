@@ -41,30 +41,6 @@ fn install(dir: &Path, name: &str, bytes: &[u8]) {
     std::fs::rename(&tmp, dir.join(format!("{name}.wasm"))).unwrap();
 }
 
-/// `bytes` with a custom section appended: the same behaviour under another sha256.
-fn with_custom_section(bytes: &[u8], name: &str) -> Vec<u8> {
-    fn leb128(mut n: usize, out: &mut Vec<u8>) {
-        loop {
-            let byte = (n & 0x7f) as u8;
-            n >>= 7;
-            if n == 0 {
-                out.push(byte);
-                return;
-            }
-            out.push(byte | 0x80);
-        }
-    }
-    let mut body = Vec::new();
-    leb128(name.len(), &mut body);
-    body.extend_from_slice(name.as_bytes());
-    body.extend_from_slice(b"rebuilt");
-    let mut out = bytes.to_vec();
-    out.push(0);
-    leb128(body.len(), &mut out);
-    out.extend_from_slice(&body);
-    out
-}
-
 /// bot-filter v2: the same crate with one edit, built as a user would, that prefixes every
 /// `bot_reason` with `v2:`.
 fn bot_filter_v2() -> Vec<u8> {
@@ -209,7 +185,7 @@ fn plugins_swap_at_batch_boundaries_and_bad_files_are_rejected_while_the_stream_
     install(&plugins, "bot-filter", &v2);
 
     produced_at_least(35);
-    let sessionize_v2 = with_custom_section(&sessionize, "weir-test-v2");
+    let sessionize_v2 = xtask::plugins::with_custom_section(&sessionize, "weir-test-v2");
     install(&plugins, "sessionize", &sessionize_v2);
     wait_for_answer(port, "/plugins", |_, body| {
         body.contains(&sha256(&sessionize_v2))

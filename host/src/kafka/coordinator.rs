@@ -243,15 +243,22 @@ impl Coordinator {
         if self.recovering {
             return;
         }
-        if let Err(e) = self.restore(consumer, &keys, false) {
-            tracing::warn!(error = %e, "Restoring assigned partitions failed; will retry.");
-            self.start_recovery(consumer);
-            return;
-        }
-        // A partition paused by an earlier failed epoch stays paused across a lost and
-        // regained assignment; these are ours afresh.
-        if let Err(e) = consumer.resume(partitions) {
-            tracing::warn!(error = %e, "Resuming assigned partitions failed.");
+        match self.restore(consumer, &keys, false) {
+            // The consumer would start at the broker's offset, not the checkpoint's: the
+            // driver's rewind seeks every partition to its checkpoint and resumes them.
+            Ok(true) => self.start_recovery(consumer),
+            Ok(false) => {
+                // A partition paused by an earlier failed epoch stays paused across a lost
+                // and regained assignment; these are ours afresh.
+                if let Err(e) = consumer.resume(partitions) {
+                    tracing::warn!(error = %e, "Resuming assigned partitions failed.");
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "Restoring assigned partitions failed; will retry.");
+                self.start_recovery(consumer);
+                return;
+            }
         }
         self.assigned_once = true;
         tracing::info!(partitions = ?keys, "Partitions assigned.");
@@ -279,15 +286,17 @@ impl Coordinator {
     }
 
     /// Builds the tasks of `keys` from their committed checkpoints; with `seek`, also moves
-    /// the consumer back to the committed offsets.
+    /// the consumer to the checkpoints' offsets. Without it, returns whether the consumer
+    /// must still be moved: the broker's committed offset, where it starts reading, is not
+    /// the checkpoint's.
     fn restore<C: ConsumerContext>(
         &mut self,
         consumer: &BaseConsumer<C>,
         keys: &[PartitionKey],
         seek: bool,
-    ) -> Result<()> {
+    ) -> Result<bool> {
         if keys.is_empty() {
-            return Ok(());
+            return Ok(false);
         }
         let producer = self.open_transaction()?;
         let mut query = TopicPartitionList::new();
@@ -296,14 +305,17 @@ impl Coordinator {
         }
         let committed = consumer.committed_offsets(query, self.timeout)?;
         let mut positions = TopicPartitionList::new();
+        let mut moved = false;
         for elem in committed.elements() {
             let topic: Arc<str> = Arc::from(elem.topic());
             let partition = elem.partition();
-            let offset = match elem.offset() {
+            let broker_offset = match elem.offset() {
                 Offset::Offset(o) => Some(o),
                 _ => None,
             };
-            let task = self.restore_task(&topic, partition, offset, elem.metadata(), &producer)?;
+            let (task, offset) =
+                self.restore_task(&topic, partition, broker_offset, elem.metadata(), &producer)?;
+            moved |= offset != broker_offset;
             let position = match offset {
                 Some(o) => Offset::Offset(o),
                 None if self.source.start == StartPosition::Latest => Offset::End,
@@ -316,18 +328,22 @@ impl Coordinator {
         }
         if seek {
             consumer.seek_partitions(positions, self.timeout)?;
+            return Ok(false);
         }
-        Ok(())
+        Ok(moved)
     }
 
+    /// Builds one partition's task from its committed checkpoint. Returns the task and the
+    /// offset to read from: the checkpoint's, which can differ from the broker's (see
+    /// [`Self::committed_checkpoint`]).
     fn restore_task(
         &self,
         topic: &Arc<str>,
         partition: i32,
-        offset: Option<i64>,
+        broker_offset: Option<i64>,
         metadata: &str,
         producer: &Arc<OutputProducer>,
-    ) -> Result<PartitionTask> {
+    ) -> Result<(PartitionTask, Option<i64>)> {
         let context = SinkContext {
             scope: Some(Scope {
                 topic: topic.to_string(),
@@ -337,19 +353,10 @@ impl Coordinator {
             ..SinkContext::default()
         };
         let mut pipeline = self.factory.pipeline(&context)?;
-        if let Some(next) = offset {
-            pipeline.resume_after(Provenance {
-                source: topic.clone(),
-                partition,
-                offset: next - 1,
-            });
-        }
         let prefix = partition_prefix(&self.source.group, topic, partition);
         let stored = self.store.list(&prefix)?;
-        let committed = match offset {
-            Some(offset) => self.committed_checkpoint(&prefix, &stored, offset, metadata)?,
-            None => None,
-        };
+        let committed = self.committed_checkpoint(&prefix, &stored, broker_offset, metadata)?;
+        let mut offset = broker_offset;
         let mut sink_records = None;
         if let Some(key) = &committed {
             let bytes = self
@@ -358,9 +365,20 @@ impl Coordinator {
                 .ok_or_else(|| CheckpointError::Missing { key: key.clone() })?;
             let checkpoint = PartitionCheckpoint::decode(key, &bytes)?;
             pipeline.restore(&checkpoint.state)?;
+            if broker_offset != Some(checkpoint.offset) {
+                tracing::warn!(%topic, partition, broker = ?broker_offset, checkpoint = checkpoint.offset, "The broker's committed offset differs from the committed checkpoint's; reading from the checkpoint's.");
+            }
+            offset = Some(checkpoint.offset);
             sink_records = Some(checkpoint.sinks);
-        } else if let Some(o) = offset {
+        } else if let Some(o) = broker_offset {
             tracing::warn!(%topic, partition, offset = o, "No weir checkpoint matches the committed offset; starting with empty state.");
+        }
+        if let Some(next) = offset {
+            pipeline.resume_after(Provenance {
+                source: topic.clone(),
+                partition,
+                offset: next - 1,
+            });
         }
         pipeline.recover_sinks(sink_records.as_deref())?;
         for key in &stored {
@@ -369,27 +387,25 @@ impl Coordinator {
             }
         }
         tracing::info!(%topic, partition, offset = ?offset, checkpoint = ?committed, "Partition restored.");
-        Ok(PartitionTask::new(
-            topic.clone(),
-            partition,
-            pipeline,
-            offset,
-            committed,
-        ))
+        let task = PartitionTask::new(topic.clone(), partition, pipeline, offset, committed);
+        Ok((task, offset))
     }
 
-    /// The checkpoint that matches a committed offset. The offset's metadata names it when
-    /// the broker keeps metadata (Apache Kafka does; Tansu drops it). Otherwise: the one the
-    /// committed marker names if it is at this offset, else the oldest at this offset. The
-    /// marker can only lag when the process died between the commit and writing it; if that
-    /// epoch moved no offset (only timers fired), the older checkpoint is chosen, and the
-    /// epoch's state, staged files and Kafka outputs are redone: the lake and state stay
-    /// exactly-once, its Kafka outputs may repeat (with the same provenance headers).
+    /// The committed checkpoint. The offset's metadata names it when the broker keeps
+    /// metadata (Apache Kafka does). Otherwise the committed marker names it: weir writes the
+    /// marker right after each commit, before publishing anything, and the broker's offset is
+    /// not trusted, because a broker that drops metadata may also apply offsets late or from
+    /// aborted transactions (Tansu applies a transaction's offsets only when it also carried
+    /// records, and keeps an aborted transaction's offsets for the next commit). Without a
+    /// marker, the checkpoint at the broker's offset, if any. The marker lags only when the
+    /// process died between the commit and writing it: that epoch is then redone, so the lake
+    /// and state stay exactly-once and its Kafka outputs may repeat (with the same
+    /// provenance headers).
     fn committed_checkpoint(
         &self,
         prefix: &str,
         stored: &[String],
-        offset: i64,
+        broker_offset: Option<i64>,
         metadata: &str,
     ) -> Result<Option<String>> {
         if let Some(name) = metadata.strip_prefix(METADATA_PREFIX) {
@@ -399,13 +415,15 @@ impl Coordinator {
             .store
             .get(&format!("{prefix}/{COMMITTED_MARKER}"))?
             .and_then(|bytes| String::from_utf8(bytes.to_vec()).ok());
-        if let Some(key) = marker.filter(|key| offset_of(key) == Some(offset)) {
-            return Ok(Some(key));
+        if marker.is_some() {
+            return Ok(marker);
         }
-        Ok(stored
-            .iter()
-            .find(|key| offset_of(key) == Some(offset))
-            .cloned())
+        Ok(broker_offset.and_then(|offset| {
+            stored
+                .iter()
+                .find(|key| offset_of(key) == Some(offset))
+                .cloned()
+        }))
     }
 
     /// Commits an epoch: stages every changed partition's output, writes its checkpoint,
@@ -465,16 +483,18 @@ impl Coordinator {
         self.commit_offsets(consumer, &offsets)?;
         self.counts.committed += 1;
         crate::failpoint::hit("committed");
-        for (key, object, sink_records) in staged {
-            if let Some(task) = self.tasks.get_mut(&key) {
-                task.pipeline().commit(&sink_records)?;
-            }
+        // The markers first: a broker without offset metadata leaves them the only record of
+        // which checkpoint committed, so nothing is published before they are written.
+        for (key, object, _) in &staged {
             let prefix = partition_prefix(&self.source.group, &key.0, key.1);
             self.store.put(
                 &format!("{prefix}/{COMMITTED_MARKER}"),
                 object.clone().into_bytes(),
             )?;
+        }
+        for (key, object, sink_records) in staged {
             if let Some(task) = self.tasks.get_mut(&key) {
+                task.pipeline().commit(&sink_records)?;
                 if let Some(old) = task.committed_checkpoint.replace(object) {
                     self.store.delete(&old)?;
                 }

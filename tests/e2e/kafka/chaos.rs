@@ -6,9 +6,9 @@
 //! the same input. It prints a report; `WEIR_CHAOS_SEED` replays a fault sequence and
 //! `WEIR_CHAOS_FAULTS` (`kill,term,s3,redis`) picks the kinds of fault.
 //!
-//! Run: `cargo test --workspace --test e2e kafka::chaos -- --ignored --nocapture` (add
-//! `WEIR_CHAOS_SECONDS=1800` for the long form). It is not in the default run yet: it finds
-//! events repeated and lost in the lake (see the note on issue 6).
+//! The default run (and `.ci/run`) has the short form, 90 s of faults (about 3 minutes in
+//! all). The long form: `WEIR_CHAOS_SECONDS=1800 cargo test --workspace --test e2e
+//! kafka::chaos -- --nocapture`; `WEIR_CHAOS_KEEP=1` keeps the instances' logs.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -30,9 +30,9 @@ fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
         .unwrap_or(default)
 }
 
-/// Tansu sometimes never completes a member's join after heavy membership churn (the
-/// member waits in the group forever). Starting weir again gets it in, so a start whose
-/// assignment does not come within 60 s is killed and retried; the report counts them.
+/// Should Tansu never complete a member's join (see the end of the soak for the case known
+/// to cause it), starting weir again gets it in: a start whose assignment does not come
+/// within 60 s is killed and retried, and the report counts them.
 fn start_assigned(
     config: &std::path::Path,
     id: &str,
@@ -47,6 +47,16 @@ fn start_assigned(
             return process;
         }
         *stuck_joins += 1;
+        let log = process.log();
+        let tail: Vec<&str> = log.lines().rev().take(15).collect();
+        println!(
+            "{id}: no assignment within 60 s ({} bytes of log at {}); last lines:",
+            log.len(),
+            process.log_path().display()
+        );
+        for line in tail.iter().rev() {
+            println!("    {line}");
+        }
         process.kill();
     }
     panic!("{id} never got an assignment in 5 starts");
@@ -66,8 +76,6 @@ fn dead_letters(bootstrap: &str, topic: &str) -> BTreeMap<String, String> {
 }
 
 #[test]
-#[ignore = "finds duplicates and losses in the lake under membership churn with S3 and Redis \
-            outages (issue 6 is open); run it with `-- --ignored`"]
 fn chaos_soak_with_three_instances_kills_and_server_outages() {
     let seconds: u64 = env_or("WEIR_CHAOS_SECONDS", 90);
     let seed: u64 = env_or("WEIR_CHAOS_SEED", rand::random());
@@ -90,7 +98,13 @@ fn chaos_soak_with_three_instances_kills_and_server_outages() {
     let mut s3 = S3Server::start(servers.path()).unwrap_or_else(|e| panic!("{e:#}"));
     s3.create_bucket("weir").unwrap();
     let mut redis = RedisServer::start(servers.path()).unwrap_or_else(|e| panic!("{e:#}"));
-    let out = tempfile::tempdir().unwrap();
+    // WEIR_CHAOS_KEEP=1 keeps the instances' configs and logs for a look afterwards.
+    let out = tempfile::Builder::new()
+        .prefix("weir-chaos-")
+        .disable_cleanup(std::env::var_os("WEIR_CHAOS_KEEP").is_some())
+        .tempdir()
+        .unwrap();
+    println!("instance logs in {}", out.path().display());
     let config = lakehouse_config(&bootstrap, out.path(), "chaos", &s3, &redis);
     // A killed member's rebalance slot expires with the rebalance timeout: keep it short, as
     // a deployment that restarts instances often would.
@@ -169,15 +183,16 @@ fn chaos_soak_with_three_instances_kills_and_server_outages() {
     producer.join().unwrap();
     let soaked = started.elapsed();
 
-    // The time from each instance's last start to its assignment; then all leave together.
+    // The time from each instance's last start to its assignment; then the three end with
+    // kill -9 and one bounded instance drains the rest, closing every window. Not SIGTERM:
+    // once every other member has left with LeaveGroup, Tansu never completes a lone new
+    // member's join (its SyncGroup answers "rebalance in progress" forever), while members
+    // that just vanish are dropped when their session times out. Exactly-once covers the
+    // kills like any crash.
     std::thread::sleep(Duration::from_secs(5));
-    for process in instances.iter().flatten() {
-        recoveries.extend(process.assigned_after_start());
-        process.signal(libc::SIGTERM);
-    }
     for process in instances.into_iter().flatten() {
-        let (_, log) = process.wait_exit(Duration::from_secs(120));
-        assert!(!log.contains("panicked"), "{log}");
+        recoveries.extend(process.assigned_after_start());
+        process.kill();
     }
     start_assigned(&config, "chaos-0", true, &mut stuck_joins)
         .wait_success(Duration::from_secs(300));
@@ -233,7 +248,7 @@ fn chaos_soak_with_three_instances_kills_and_server_outages() {
     );
     recoveries.sort();
     println!(
-        "  start → assigned   median {:?}, max {:?} over {} (re)starts",
+        "  start → assigned   median {:?}, max {:?} over {} (re)starts; {stuck_joins} joins retried",
         recoveries[recoveries.len() / 2],
         recoveries.last().unwrap(),
         recoveries.len()

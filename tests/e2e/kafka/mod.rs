@@ -9,6 +9,7 @@ mod end_to_end;
 mod faults;
 mod group;
 mod lakehouse;
+mod offsets;
 mod reload;
 mod signals;
 mod strict;
@@ -234,6 +235,11 @@ impl WeirProcess {
             child: command.spawn().unwrap(),
             log,
         }
+    }
+
+    /// Where the log is written.
+    pub fn log_path(&self) -> &Path {
+        &self.log
     }
 
     /// The log so far.

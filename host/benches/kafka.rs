@@ -20,7 +20,7 @@ const PARTITIONS: u32 = 4;
 
 mod common;
 
-use common::arg;
+use common::{arg, kafka_pipeline_config};
 
 fn produce(bootstrap: &str, lines: &[String]) {
     let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
@@ -112,23 +112,7 @@ fn weir_run(
     topic: &str,
     events: usize,
 ) -> (f64, f64) {
-    let root = xtask::workspace_root();
-    let config = std::fs::read_to_string(root.join("examples/kafka/pipeline.toml"))
-        .unwrap()
-        .replace("127.0.0.1:9092", bootstrap)
-        .replace("topics = [\"clicks\"]", &format!("topics = [\"{topic}\"]"))
-        .replace(
-            "group = \"weir-clickstream\"",
-            &format!("group = \"{group}\""),
-        )
-        .replace("out/kafka", out.to_str().unwrap())
-        .replace(
-            "delivery = \"exactly-once\"",
-            &format!("delivery = \"{delivery}\""),
-        );
-    weir::synth::geodb::write(&out.join("geo.mmdb")).unwrap();
-    let path = out.join("pipeline.toml");
-    std::fs::write(&path, config).unwrap();
+    let path = kafka_pipeline_config(bootstrap, out, group, delivery, topic);
     let cpu_before = children_cpu();
     let output = Command::new(env!("CARGO_BIN_EXE_weir"))
         .args(["run", "--bounded", "--instance-id", group, "--config"])

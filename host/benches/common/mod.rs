@@ -25,6 +25,35 @@ pub fn arg<T: std::str::FromStr>(name: &str, default: T) -> T {
         .unwrap_or(default)
 }
 
+/// Writes `examples/kafka/pipeline.toml` into `out`, pointed at `bootstrap`, reading `topic`
+/// in `group` with `delivery`; returns its path.
+pub fn kafka_pipeline_config(
+    bootstrap: &str,
+    out: &std::path::Path,
+    group: &str,
+    delivery: &str,
+    topic: &str,
+) -> std::path::PathBuf {
+    let root = xtask::workspace_root();
+    let config = std::fs::read_to_string(root.join("examples/kafka/pipeline.toml"))
+        .unwrap()
+        .replace("127.0.0.1:9092", bootstrap)
+        .replace("topics = [\"clicks\"]", &format!("topics = [\"{topic}\"]"))
+        .replace(
+            "group = \"weir-clickstream\"",
+            &format!("group = \"{group}\""),
+        )
+        .replace("out/kafka", out.to_str().unwrap())
+        .replace(
+            "delivery = \"exactly-once\"",
+            &format!("delivery = \"{delivery}\""),
+        );
+    weir::synth::geodb::write(&out.join("geo.mmdb")).unwrap();
+    let path = out.join("pipeline.toml");
+    std::fs::write(&path, config).unwrap();
+    path
+}
+
 /// CPU time of this process (user + system).
 pub fn cpu_time() -> Duration {
     let mut usage = std::mem::MaybeUninit::<libc::rusage>::zeroed();

@@ -106,13 +106,6 @@ fn chaos_soak_with_three_instances_kills_and_server_outages() {
         .unwrap();
     println!("instance logs in {}", out.path().display());
     let config = lakehouse_config(&bootstrap, out.path(), "chaos", &s3, &redis);
-    // A killed member's rebalance slot expires with the rebalance timeout: keep it short, as
-    // a deployment that restarts instances often would.
-    let text = std::fs::read_to_string(&config).unwrap().replace(
-        "[source.kafka.properties]\n",
-        "[source.kafka.properties]\n\"max.poll.interval.ms\" = \"15000\"\n",
-    );
-    std::fs::write(&config, text).unwrap();
 
     // A fixed rate: the input spread evenly over the soak, a slice every 500 ms.
     let lines = clickstream(usize::try_from(seconds).unwrap() * 8);

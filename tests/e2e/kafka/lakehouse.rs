@@ -134,13 +134,24 @@ fn lake_on_s3_and_features_in_redis_survive_crashes_in_every_phase_and_outages()
         );
     }
 
-    // Both servers go down and come back while the input keeps arriving.
+    // Redis is down as the next run starts, which must redo the Redis writes of the run that
+    // died at `features-written`: its client keeps trying its first connection (fred's
+    // `fail_fast` would give up for good), and the run recovers once Redis is back.
+    redis.stop();
     let process = WeirProcess::start(&config, "faulty", false);
     process.wait_log(
-        "partitions to be assigned",
+        "a restore failing without Redis",
         Duration::from_secs(90),
-        |log| log.contains("Partitions assigned"),
+        |log| log.contains("Restoring assigned partitions failed"),
     );
+    redis.resume().unwrap();
+    process.wait_log(
+        "recovery once Redis is back",
+        Duration::from_secs(90),
+        |log| log.contains("Recovered from the last committed checkpoint"),
+    );
+
+    // Both servers go down and come back while the input keeps arriving.
     std::thread::sleep(Duration::from_secs(2));
     s3.stop();
     produce(&bootstrap, "clicks", slices[failpoints.len()]);

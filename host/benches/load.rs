@@ -1,0 +1,422 @@
+//! Sustainable throughput and event-time latency of `weir run` on Kafka (Tansu on loopback,
+//! sharing the two cores with weir and the load generator), for exactly-once and
+//! at-least-once delivery.
+//!
+//! 1. **Sustainable throughput**: a producer writes generated clickstream events at a fixed
+//!    rate, each stamped with the wall clock as its event time, for `--step-seconds`. The rate
+//!    is sustainable when weir's lag (records produced minus `weir_source_records_total`)
+//!    ends the step below one second of input. Rates double from `--start-rate` until one is
+//!    not sustainable, then three bisections narrow the gap.
+//! 2. **Latency** at 50% and 70% of that rate, for `--measure-seconds`: a `read_committed`
+//!    consumer of `weir.bots` (bot-filter routes each crawler event there as it passes)
+//!    takes the wall clock minus each record's event time, for p50, p99 and p99.9.
+//! 3. **CPU**: the daemon's user + system time (`/proc/<pid>/stat`) over each latency run,
+//!    divided by the events produced in it.
+//!
+//! `cargo bench -p weir --bench load -- --step-seconds 20 --measure-seconds 30 --interval 1s`
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
+use xtask::servers::Tansu;
+
+mod common;
+
+use common::{arg, kafka_pipeline_config};
+
+const PARTITIONS: u32 = 4;
+
+/// A running `weir run` and its admin address.
+struct Daemon {
+    child: Child,
+    admin: String,
+}
+
+impl Daemon {
+    fn start(config: &Path, instance: &str) -> Daemon {
+        let log = config.with_file_name(format!("{instance}.log"));
+        let child = Command::new(env!("CARGO_BIN_EXE_weir"))
+            .args(["run", "--instance-id", instance, "--config"])
+            .arg(config)
+            .arg("--plugin-dir")
+            .arg(xtask::plugins::output_dir())
+            .env("WEIR_LOG", "info,librdkafka=error")
+            .env("WEIR_ADMIN_LISTEN", "127.0.0.1:0")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        // Owned by the daemon at once, so a failed start still kills and reaps it.
+        let mut daemon = Daemon {
+            child,
+            admin: String::new(),
+        };
+        let deadline = Instant::now() + Duration::from_secs(90);
+        loop {
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            if text.contains("Partitions assigned") {
+                daemon.admin = text
+                    .lines()
+                    .find(|l| l.contains("Admin endpoint listening"))
+                    .and_then(|l| l.split("address=").nth(1))
+                    .unwrap()
+                    .trim()
+                    .to_string();
+                return daemon;
+            }
+            assert!(Instant::now() < deadline, "weir did not start:\n{text}");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    /// The sum of every series of the counter or gauge `name` on `/metrics`.
+    fn metric(&self, name: &str) -> f64 {
+        let mut stream = std::net::TcpStream::connect(&self.admin).unwrap();
+        write!(stream, "GET /metrics HTTP/1.0\r\nHost: weir\r\n\r\n").unwrap();
+        let mut body = String::new();
+        stream.read_to_string(&mut body).unwrap();
+        body.lines()
+            .filter(|l| l.split(['{', ' ']).next() == Some(name))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    }
+
+    /// User + system CPU time of the process so far.
+    fn cpu(&self) -> Duration {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).unwrap();
+        // Fields after the command name (which ends with ')'): utime is the 12th, stime the 13th.
+        let fields: Vec<&str> = stat
+            .rsplit(')')
+            .next()
+            .unwrap()
+            .split_whitespace()
+            .collect();
+        let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
+        // SAFETY: sysconf only reads a constant.
+        let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as u64;
+        Duration::from_micros(ticks * 1_000_000 / per_second)
+    }
+
+    /// Records produced and not yet read by weir.
+    fn lag(&self, produced: u64) -> f64 {
+        produced as f64 - self.metric("weir_source_records_total")
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The generated events, re-stamped at send time with a fresh id and the wall clock.
+struct Load {
+    events: Vec<serde_json::Value>,
+    malformed: Vec<String>,
+    sent: u64,
+}
+
+impl Load {
+    fn new() -> Load {
+        let lines =
+            weir::synth::clickstream::generate(&weir::synth::clickstream::ClickstreamSpec {
+                users: 3_000,
+                ..Default::default()
+            });
+        let (mut events, mut malformed) = (Vec::new(), Vec::new());
+        for line in lines {
+            match serde_json::from_str::<serde_json::Value>(&line) {
+                Ok(value) if value.get("ts").is_some_and(|t| t.is_string()) => events.push(value),
+                _ => malformed.push(line),
+            }
+        }
+        Load {
+            events,
+            malformed,
+            sent: 0,
+        }
+    }
+
+    /// The next line and its key; one line in a hundred is a malformed one, as generated.
+    fn next(&mut self) -> (String, String) {
+        self.sent += 1;
+        if self.sent.is_multiple_of(100) && !self.malformed.is_empty() {
+            let line = self.malformed[(self.sent / 100) as usize % self.malformed.len()].clone();
+            return (line, "bad".into());
+        }
+        let index = (self.sent as usize) % self.events.len();
+        let event = &mut self.events[index];
+        event["event_id"] = format!("load-{}", self.sent).into();
+        event["ts"] = chrono::Utc::now()
+            .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+            .into();
+        let key = event["user_id"].as_str().unwrap_or_default().to_string();
+        (event.to_string(), key)
+    }
+}
+
+/// Writes `rate` events per second to `topic` for `seconds`, counting them in `produced`.
+fn produce_at(
+    bootstrap: &str,
+    topic: &str,
+    load: &mut Load,
+    rate: f64,
+    seconds: f64,
+    produced: &AtomicU64,
+) {
+    let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("linger.ms", "5")
+        .set("queue.buffering.max.messages", "1000000")
+        .create()
+        .unwrap();
+    let started = Instant::now();
+    let mut sent = 0u64;
+    while started.elapsed().as_secs_f64() < seconds {
+        let due = (started.elapsed().as_secs_f64() * rate) as u64;
+        while sent < due {
+            let (line, key) = load.next();
+            let mut record = BaseRecord::to(topic).payload(&line).key(&key);
+            while let Err((_, back)) = producer.send(record) {
+                record = back;
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            sent += 1;
+            produced.fetch_add(1, Ordering::Relaxed);
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    producer.flush(Duration::from_secs(60)).unwrap();
+}
+
+/// Event-time latencies (ms) of the records appearing in `weir.bots` until `stop`.
+fn watch_latency(bootstrap: &str, stop: &AtomicBool) -> Vec<f64> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", "load-latency")
+        .set("enable.auto.commit", "false")
+        .set("isolation.level", "read_committed")
+        .create()
+        .unwrap();
+    let mut assignment = TopicPartitionList::new();
+    for partition in 0..2 {
+        assignment
+            .add_partition_offset("weir.bots", partition, Offset::End)
+            .unwrap();
+    }
+    consumer.assign(&assignment).unwrap();
+    let mut latencies = Vec::new();
+    while !stop.load(Ordering::Relaxed) {
+        let Some(Ok(message)) = consumer.poll(Duration::from_millis(100)) else {
+            continue;
+        };
+        let now = chrono::Utc::now().timestamp_millis();
+        let value: serde_json::Value =
+            serde_json::from_slice(message.payload().unwrap_or_default()).unwrap_or_default();
+        let time = value["ts"]
+            .as_str()
+            .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok());
+        if let Some(time) = time {
+            latencies.push((now - time.timestamp_millis()) as f64);
+        }
+    }
+    latencies
+}
+
+/// One run of `seconds` at `rate`.
+struct Step {
+    rate: f64,
+    produced: u64,
+    lag_end: f64,
+    cpu: Duration,
+    latencies: Vec<f64>,
+}
+
+impl Step {
+    fn sustainable(&self) -> bool {
+        self.lag_end <= self.rate.max(1_000.0)
+    }
+
+    fn percentile(&self, p: f64) -> f64 {
+        let mut sorted = self.latencies.clone();
+        sorted.sort_by(f64::total_cmp);
+        let index = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+        sorted.get(index).copied().unwrap_or(f64::NAN)
+    }
+
+    fn cpu_per_event_us(&self) -> f64 {
+        self.cpu.as_secs_f64() * 1e6 / self.produced.max(1) as f64
+    }
+}
+
+/// The setting of one delivery mode: its daemon, input topic and load.
+struct Bench {
+    bootstrap: String,
+    topic: String,
+    daemon: Daemon,
+    load: Load,
+    produced: Arc<AtomicU64>,
+}
+
+impl Bench {
+    /// Waits until weir has read everything produced (at most 3 minutes).
+    fn drain(&self) {
+        let deadline = Instant::now() + Duration::from_secs(180);
+        while self.daemon.lag(self.produced.load(Ordering::Relaxed)) > 100.0
+            && Instant::now() < deadline
+        {
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    }
+
+    fn step(&mut self, rate: f64, seconds: f64, latency: bool) -> Step {
+        self.drain();
+        let stop = Arc::new(AtomicBool::new(false));
+        let watcher = latency.then(|| {
+            let (bootstrap, stop) = (self.bootstrap.clone(), stop.clone());
+            std::thread::spawn(move || watch_latency(&bootstrap, &stop))
+        });
+        let before = self.produced.load(Ordering::Relaxed);
+        let cpu = self.daemon.cpu();
+        produce_at(
+            &self.bootstrap,
+            &self.topic,
+            &mut self.load,
+            rate,
+            seconds,
+            &self.produced,
+        );
+        let produced = self.produced.load(Ordering::Relaxed) - before;
+        let lag_end = self.daemon.lag(self.produced.load(Ordering::Relaxed));
+        let cpu = self.daemon.cpu() - cpu;
+        // Let the last records through before the latency watcher stops.
+        if latency {
+            self.drain();
+            std::thread::sleep(Duration::from_secs(2));
+        }
+        stop.store(true, Ordering::Relaxed);
+        let latencies = watcher.map(|w| w.join().unwrap()).unwrap_or_default();
+        let step = Step {
+            rate,
+            produced,
+            lag_end,
+            cpu,
+            latencies,
+        };
+        println!(
+            "  {rate:>9.0} events/s for {seconds:.0} s: lag at the end {lag_end:>8.0} -> {}",
+            if step.sustainable() {
+                "sustained"
+            } else {
+                "falling behind"
+            }
+        );
+        step
+    }
+
+    /// The highest sustainable rate: doubling from `start`, then three bisections.
+    fn sustainable_rate(&mut self, start: f64, seconds: f64) -> f64 {
+        let (mut good, mut bad) = (0.0, f64::INFINITY);
+        let mut rate = start;
+        while bad.is_infinite() {
+            if self.step(rate, seconds, false).sustainable() {
+                good = rate;
+                rate *= 2.0;
+            } else {
+                bad = rate;
+            }
+        }
+        for _ in 0..3 {
+            let middle = (good + bad) / 2.0;
+            if self.step(middle, seconds, false).sustainable() {
+                good = middle;
+            } else {
+                bad = middle;
+            }
+        }
+        good
+    }
+}
+
+fn config(bootstrap: &str, out: &Path, delivery: &str, topic: &str, interval: &str) -> PathBuf {
+    let path = kafka_pipeline_config(bootstrap, out, delivery, delivery, topic);
+    let text = std::fs::read_to_string(&path)
+        .unwrap()
+        .replace("interval = \"5s\"", &format!("interval = \"{interval}\""));
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn main() {
+    let step_seconds: f64 = arg("--step-seconds", 20.0);
+    let measure_seconds: f64 = arg("--measure-seconds", 30.0);
+    let start_rate: f64 = arg("--start-rate", 2_000.0);
+    let interval: String = arg("--interval", "1s".to_string());
+    xtask::plugins::build_all().unwrap();
+    xtask::servers::install_tansu().unwrap();
+    let tansu = Tansu::start().unwrap();
+    for topic in [
+        "weir.sessions",
+        "weir.features",
+        "weir.bots",
+        "weir.late",
+        "weir.dlq",
+    ] {
+        tansu.create_topic(topic, 2).unwrap();
+    }
+    let bootstrap = tansu.bootstrap();
+    let mut report = Vec::new();
+    for delivery in ["exactly-once", "at-least-once"] {
+        let topic = format!("load-{delivery}");
+        tansu.create_topic(&topic, PARTITIONS).unwrap();
+        let out = tempfile::tempdir().unwrap();
+        let path = config(&bootstrap, out.path(), delivery, &topic, &interval);
+        println!("{delivery}: searching for the sustainable rate");
+        let mut bench = Bench {
+            bootstrap: bootstrap.clone(),
+            topic,
+            daemon: Daemon::start(&path, delivery),
+            load: Load::new(),
+            produced: Arc::default(),
+        };
+        let sustainable = bench.sustainable_rate(start_rate, step_seconds);
+        for share in [0.5, 0.7] {
+            println!(
+                "{delivery}: latency at {:.0}% of {sustainable:.0}",
+                share * 100.0
+            );
+            let step = bench.step(sustainable * share, measure_seconds, true);
+            report.push((delivery, sustainable, share, step));
+        }
+    }
+    println!(
+        "\nweir on Tansu, {PARTITIONS} partitions, bot-filter -> ip-geo -> sessionize, \
+         checkpoint interval {interval}"
+    );
+    println!(
+        "| delivery | sustainable events/s | load | events/s | latency p50 ms | p99 ms | p99.9 ms | samples | daemon CPU µs/event |"
+    );
+    println!("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
+    for (delivery, sustainable, share, step) in &report {
+        println!(
+            "| {delivery} | {sustainable:.0} | {:.0}% | {:.0} | {:.0} | {:.0} | {:.0} | {} | {:.2} |",
+            share * 100.0,
+            step.rate,
+            step.percentile(0.5),
+            step.percentile(0.99),
+            step.percentile(0.999),
+            step.latencies.len(),
+            step.cpu_per_event_us()
+        );
+    }
+}

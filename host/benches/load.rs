@@ -17,6 +17,8 @@
 //!    divided by the events produced in it.
 //!
 //! `cargo bench -p weir --bench load -- --step-seconds 20 --measure-seconds 30 --interval 1s`
+//! (`--deliveries at-least-once --rate 26000` skips the search; `--fetch-wait-ms 10` sets
+//! librdkafka's `fetch.wait.max.ms` for weir and the latency consumer)
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -223,6 +225,10 @@ fn watch_latency(bootstrap: &str, stop: &AtomicBool) -> Vec<f64> {
         .set("group.id", "load-latency")
         .set("enable.auto.commit", "false")
         .set("isolation.level", "read_committed")
+        .set(
+            "fetch.wait.max.ms",
+            fetch_wait().map_or("500".to_string(), |w| w.to_string()),
+        )
         .create()
         .unwrap();
     let mut assignment = TopicPartitionList::new();
@@ -405,11 +411,23 @@ impl Bench {
 
 fn config(bootstrap: &str, out: &Path, delivery: &str, topic: &str, interval: &str) -> PathBuf {
     let path = kafka_pipeline_config(bootstrap, out, delivery, delivery, topic);
-    let text = std::fs::read_to_string(&path)
+    let mut text = std::fs::read_to_string(&path)
         .unwrap()
         .replace("interval = \"5s\"", &format!("interval = \"{interval}\""));
+    if let Some(wait) = fetch_wait() {
+        text = text.replace(
+            "[source.kafka.properties]\n",
+            &format!("[source.kafka.properties]\n\"fetch.wait.max.ms\" = \"{wait}\"\n"),
+        );
+    }
     std::fs::write(&path, text).unwrap();
     path
+}
+
+/// `--fetch-wait-ms`: librdkafka's `fetch.wait.max.ms` for weir's consumer and the latency
+/// consumer (librdkafka's default, 500 ms, when not given).
+fn fetch_wait() -> Option<u64> {
+    Some(arg("--fetch-wait-ms", 0)).filter(|w| *w > 0)
 }
 
 fn main() {
@@ -431,7 +449,10 @@ fn main() {
     }
     let bootstrap = tansu.bootstrap();
     let mut report = Vec::new();
-    for delivery in ["exactly-once", "at-least-once"] {
+    let deliveries: String = arg("--deliveries", "exactly-once,at-least-once".to_string());
+    // A known rate skips the search (to compare settings at the same load).
+    let known_rate: f64 = arg("--rate", 0.0);
+    for delivery in deliveries.split(',') {
         let topic = format!("load-{delivery}");
         tansu.create_topic(&topic, PARTITIONS).unwrap();
         let out = tempfile::tempdir().unwrap();
@@ -444,7 +465,11 @@ fn main() {
             load: Load::new(),
             produced: Arc::default(),
         };
-        let sustainable = bench.sustainable_rate(start_rate, step_seconds);
+        let sustainable = if known_rate > 0.0 {
+            known_rate
+        } else {
+            bench.sustainable_rate(start_rate, step_seconds)
+        };
         for share in [0.5, 0.7] {
             println!(
                 "{delivery}: latency at {:.0}% of {sustainable:.0}",

@@ -261,15 +261,11 @@ impl WeirProcess {
 
     /// Waits until the log satisfies `check`; panics with the log otherwise.
     pub fn wait_log(&self, what: &str, within: Duration, check: impl Fn(&str) -> bool) {
-        let deadline = Instant::now() + within;
-        while !check(&self.log()) {
-            assert!(
-                Instant::now() < deadline,
-                "timed out waiting for {what}; log:\n{}",
-                self.log()
-            );
-            std::thread::sleep(Duration::from_millis(200));
-        }
+        assert!(
+            self.log_within(within, check),
+            "timed out waiting for {what}; log:\n{}",
+            self.log()
+        );
     }
 
     /// Waits for the process to exit successfully within `within`.

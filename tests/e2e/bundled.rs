@@ -136,6 +136,67 @@ fn bundled_plugins_filter_enrich_and_sessionize_in_one_pipeline() {
     assert!(t.dead.letters().is_empty());
 }
 
+/// Incremental checkpoints: a full snapshot and then only what changed, restored in order
+/// into new instances, continue exactly as an uninterrupted pipeline does.
+#[test]
+fn a_full_snapshot_plus_changes_restores_what_an_uninterrupted_run_has() {
+    let new_pipeline = || {
+        let stage = wasm_stage("sessionize", &[("gap", "30m")], limits(), None);
+        TestPipeline::new(
+            vec![Box::new(stage)],
+            &["main", "sessions", "features", "late"],
+        )
+    };
+    let t0 = 1_767_225_600_000i64;
+    let minute = 60_000;
+    // Two users; u2's first session closes (its timer fires) between the checkpoints.
+    let event = |user: &str, at: i64| json!({"user_id": user, "ts": t0 + at * minute, "type": "page_view", "url": format!("/{at}")});
+    let inputs = [
+        vec![event("u1", 0), event("u2", 0)],
+        vec![event("u1", 5), event("u2", 1)],
+        vec![event("u1", 40), event("u2", 45)],
+        vec![event("u1", 41), event("u3", 50)],
+    ];
+
+    let mut whole = new_pipeline();
+    for batch in &inputs {
+        whole.pipeline.process(&records(batch)).unwrap();
+    }
+    whole.pipeline.finish().unwrap();
+
+    let mut first = new_pipeline();
+    let mut chain = Vec::new();
+    for (i, batch) in inputs[..3].iter().enumerate() {
+        first.pipeline.process(&records(batch)).unwrap();
+        chain.push(if i == 0 {
+            first.pipeline.snapshot().unwrap()
+        } else {
+            first.pipeline.changes().unwrap()
+        });
+    }
+    let mut second = new_pipeline();
+    second.pipeline.restore(&chain[0]).unwrap();
+    for changes in &chain[1..] {
+        second.pipeline.apply_changes(changes).unwrap();
+    }
+    assert_eq!(second.pipeline.watermark(), first.pipeline.watermark());
+    second.pipeline.process(&records(&inputs[3])).unwrap();
+    second.pipeline.finish().unwrap();
+
+    // What the restored pipeline emits after the restore, the uninterrupted one emitted too.
+    for route in ["sessions", "features"] {
+        let all = whole.route(route);
+        let before = first.route(route);
+        let after = second.route(route);
+        assert_eq!(
+            [before.clone(), after].concat(),
+            all,
+            "{route} differ from the uninterrupted run's"
+        );
+    }
+    assert_eq!(whole.route("sessions").len(), 5);
+}
+
 #[test]
 fn sessions_continue_after_a_snapshot_is_restored_into_new_instances() {
     let new_pipeline = || {

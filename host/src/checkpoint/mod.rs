@@ -2,12 +2,14 @@
 //! epoch's checkpoint is written before its offsets commit and is named in the committed
 //! offset's metadata, so recovery loads exactly the state that matches the committed offset.
 
+mod chain;
 mod store;
 
 use std::time::Duration as StdDuration;
 
 use serde::{Deserialize, Serialize};
 
+pub use chain::CheckpointChain;
 pub use store::CheckpointStore;
 
 use crate::config::Duration;
@@ -100,16 +102,16 @@ pub enum CheckpointError {
         /// Why.
         reason: String,
     },
-    /// The committed offset names a checkpoint the store does not hold.
-    #[error("checkpoint {key}, named by the committed offset, is missing from the store")]
+    /// The committed checkpoint, or one its state builds on, is not in the store.
+    #[error("checkpoint {key}, which the committed state needs, is missing from the store")]
     Missing {
         /// Its key.
         key: String,
     },
 }
 
-/// Format version of [`PartitionCheckpoint`].
-pub const CHECKPOINT_VERSION: u32 = 2;
+/// Format version of [`PartitionCheckpoint`] (2: before incremental checkpoints, still read).
+pub const CHECKPOINT_VERSION: u32 = 3;
 
 /// One partition's checkpoint of one epoch.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -118,11 +120,24 @@ pub struct PartitionCheckpoint {
     pub version: u32,
     /// The next offset to read: the offset committed with this checkpoint.
     pub offset: i64,
-    /// The partition's state snapshot (watermark, keyed state, timers).
+    /// Names (under the same partition prefix) of the earlier checkpoints this one's state
+    /// builds on, oldest first. Empty: `state` is a full snapshot. Otherwise the first is a
+    /// full snapshot and each later one, this one included, holds the changes since the one
+    /// before it.
+    pub base: Vec<String>,
+    /// The partition's state (watermark, keyed state, timers): a full snapshot or changes.
     pub state: Vec<u8>,
     /// Each sink's commit record (by sink name): what publishes the epoch's staged output,
     /// redone on recovery, and what the sink carries into the next epoch.
     pub sinks: Vec<(String, Vec<u8>)>,
+}
+
+/// Format 2: a full snapshot in every checkpoint.
+#[derive(Deserialize)]
+struct CheckpointV2 {
+    offset: i64,
+    state: Vec<u8>,
+    sinks: Vec<(String, Vec<u8>)>,
 }
 
 impl PartitionCheckpoint {
@@ -131,23 +146,31 @@ impl PartitionCheckpoint {
         postcard::to_allocvec(self).unwrap_or_default()
     }
 
-    /// Decodes, checking the version.
+    /// Decodes, checking the version (format 2 reads as a full snapshot).
     pub fn decode(key: &str, bytes: &[u8]) -> Result<Self, CheckpointError> {
-        let checkpoint: PartitionCheckpoint =
-            postcard::from_bytes(bytes).map_err(|e| CheckpointError::Decode {
-                key: key.to_string(),
-                reason: e.to_string(),
-            })?;
-        if checkpoint.version != CHECKPOINT_VERSION {
-            return Err(CheckpointError::Decode {
-                key: key.to_string(),
-                reason: format!(
-                    "format version {}, this build reads {CHECKPOINT_VERSION}",
-                    checkpoint.version
-                ),
-            });
+        let error = |reason: String| CheckpointError::Decode {
+            key: key.to_string(),
+            reason,
+        };
+        let (version, rest) =
+            postcard::take_from_bytes::<u32>(bytes).map_err(|e| error(e.to_string()))?;
+        match version {
+            CHECKPOINT_VERSION => postcard::from_bytes(bytes).map_err(|e| error(e.to_string())),
+            2 => {
+                let old: CheckpointV2 =
+                    postcard::from_bytes(rest).map_err(|e| error(e.to_string()))?;
+                Ok(PartitionCheckpoint {
+                    version,
+                    offset: old.offset,
+                    base: Vec::new(),
+                    state: old.state,
+                    sinks: old.sinks,
+                })
+            }
+            other => Err(error(format!(
+                "format version {other}, this build reads {CHECKPOINT_VERSION} and 2"
+            ))),
         }
-        Ok(checkpoint)
     }
 }
 
@@ -197,13 +220,20 @@ mod tests {
         let checkpoint = PartitionCheckpoint {
             version: CHECKPOINT_VERSION,
             offset: 42,
+            base: vec!["a.ckpt".into()],
             state: vec![1, 2, 3],
             sinks: vec![("lake".into(), vec![4, 5])],
         };
         let back = PartitionCheckpoint::decode("k", &checkpoint.encode()).unwrap();
         assert_eq!(back.offset, 42);
+        assert_eq!(back.base, checkpoint.base);
         assert_eq!(back.sinks, checkpoint.sinks);
         assert!(PartitionCheckpoint::decode("k", b"\x07").is_err());
+        // Format 2 (no base) reads as a full snapshot.
+        let v2 =
+            postcard::to_allocvec(&(2u32, 7i64, vec![9u8], vec![("lake", vec![1u8])])).unwrap();
+        let old = PartitionCheckpoint::decode("k", &v2).unwrap();
+        assert_eq!((old.offset, old.base.len(), old.state), (7, 0, vec![9]));
         let prefix = partition_prefix("my group", "clicks", 3);
         assert_eq!(prefix, "my_group/clicks/3");
         assert!(checkpoint_name(9, "e") < checkpoint_name(10, "e"));

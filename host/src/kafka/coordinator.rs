@@ -14,13 +14,13 @@ use super::config::{KafkaSourceConfig, StartPosition};
 use super::producer::{OutputProducer, ProducerSettings, is_fatal};
 use super::task::PartitionTask;
 use crate::checkpoint::{
-    CHECKPOINT_VERSION, COMMITTED_MARKER, CheckpointError, CheckpointStore, Delivery,
-    PartitionCheckpoint, checkpoint_name, offset_of, partition_prefix, safe_name,
+    CHECKPOINT_VERSION, COMMITTED_MARKER, CheckpointChain, CheckpointError, CheckpointStore,
+    Delivery, PartitionCheckpoint, checkpoint_name, offset_of, partition_prefix, safe_name,
 };
 use crate::config::PipelineConfig;
 use crate::error::{Error, Result};
-use crate::pipeline::PipelineStats;
 use crate::pipeline::build::PipelineFactory;
+use crate::pipeline::{PartitionPipeline, PipelineStats};
 use crate::sinks::staging::Scope;
 use crate::sinks::{CommitRecords, Provenance, SinkContext};
 use crate::source::SourceRecord;
@@ -358,13 +358,10 @@ impl Coordinator {
         let committed = self.committed_checkpoint(&prefix, &stored, broker_offset, metadata)?;
         let mut offset = broker_offset;
         let mut sink_records = None;
+        let mut chain = None;
         if let Some(key) = &committed {
-            let bytes = self
-                .store
-                .get(key)?
-                .ok_or_else(|| CheckpointError::Missing { key: key.clone() })?;
-            let checkpoint = PartitionCheckpoint::decode(key, &bytes)?;
-            pipeline.restore(&checkpoint.state)?;
+            let checkpoint = self.load(key)?;
+            chain = Some(self.restore_state(&mut pipeline, &prefix, key, &checkpoint)?);
             if broker_offset != Some(checkpoint.offset) {
                 tracing::warn!(%topic, partition, broker = ?broker_offset, checkpoint = checkpoint.offset, "The broker's committed offset differs from the committed checkpoint's; reading from the checkpoint's.");
             }
@@ -382,13 +379,62 @@ impl Coordinator {
         }
         pipeline.recover_sinks(sink_records.as_deref())?;
         for key in &stored {
-            if offset_of(key).is_some() && committed.as_ref() != Some(key) {
+            if offset_of(key).is_some() && !chain.as_ref().is_some_and(|c| c.contains(key)) {
                 self.store.delete(key)?;
             }
         }
-        tracing::info!(%topic, partition, offset = ?offset, checkpoint = ?committed, "Partition restored.");
-        let task = PartitionTask::new(topic.clone(), partition, pipeline, offset, committed);
+        tracing::info!(%topic, partition, offset = ?offset, checkpoint = ?committed, chain = chain.as_ref().map_or(0, |c| c.base().len() + 1), "Partition restored.");
+        let task = PartitionTask::new(topic.clone(), partition, pipeline, offset, chain);
         Ok((task, offset))
+    }
+
+    fn load(&self, key: &str) -> Result<PartitionCheckpoint> {
+        let bytes = self
+            .store
+            .get(key)?
+            .ok_or_else(|| CheckpointError::Missing {
+                key: key.to_string(),
+            })?;
+        Ok(PartitionCheckpoint::decode(key, &bytes)?)
+    }
+
+    /// Restores the committed checkpoint's state into `pipeline`: the full snapshot its chain
+    /// starts with, then the changes of each later checkpoint in order. Returns the chain.
+    fn restore_state(
+        &self,
+        pipeline: &mut PartitionPipeline,
+        prefix: &str,
+        key: &str,
+        committed: &PartitionCheckpoint,
+    ) -> Result<CheckpointChain> {
+        let mut change_bytes = 0;
+        let mut apply = |checkpoint: &PartitionCheckpoint, key: &str, first: bool| match (
+            first,
+            checkpoint.base.is_empty(),
+        ) {
+            (true, true) => pipeline.restore(&checkpoint.state),
+            (true, false) => Err(CheckpointError::Decode {
+                key: key.to_string(),
+                reason: "the first checkpoint of a chain is not a full snapshot".into(),
+            }
+            .into()),
+            (false, _) => {
+                change_bytes += checkpoint.state.len();
+                pipeline.apply_changes(&checkpoint.state)
+            }
+        };
+        for (i, name) in committed.base.iter().enumerate() {
+            let base_key = format!("{prefix}/{name}");
+            apply(&self.load(&base_key)?, &base_key, i == 0)?;
+        }
+        apply(committed, key, committed.base.is_empty())?;
+        let name = key.rsplit('/').next().unwrap_or(key).to_string();
+        Ok(CheckpointChain::new(
+            prefix,
+            committed.base.clone(),
+            name,
+            change_bytes,
+        ))
     }
 
     /// The committed checkpoint. The offset's metadata names it when the broker keeps
@@ -447,7 +493,7 @@ impl Coordinator {
             self.epoch_seq
         );
         let mut offsets = TopicPartitionList::new();
-        let mut staged: Vec<(PartitionKey, String, CommitRecords)> = Vec::new();
+        let mut staged: Vec<(PartitionKey, CheckpointChain, CommitRecords)> = Vec::new();
         for (key, task) in &mut self.tasks {
             let Some(next) = task.next_offset.filter(|_| task.changed) else {
                 continue;
@@ -455,22 +501,42 @@ impl Coordinator {
             let sinks = task.pipeline().prepare_commit()?;
             let name = checkpoint_name(next, &epoch);
             let prefix = partition_prefix(&self.source.group, &task.topic, task.partition);
+            // Changes on top of the committed chain, or a full snapshot when the chain is
+            // due one (see `CheckpointChain::full_due`).
+            let state_bytes = task.pipeline().state_bytes();
+            let base = task.committed.clone().filter(|c| !c.full_due(state_bytes));
+            let (state, chain) = match base {
+                Some(committed) => {
+                    let state = task.pipeline().changes()?;
+                    let chain = committed.extended(name.clone(), state.len());
+                    (state, chain)
+                }
+                None => (
+                    task.pipeline().snapshot()?,
+                    CheckpointChain::new(&prefix, Vec::new(), name.clone(), 0),
+                ),
+            };
+            let labels = [
+                ("topic", task.topic.to_string()),
+                ("partition", task.partition.to_string()),
+            ];
+            metrics::gauge!("weir_state_snapshot_bytes", &labels).set(state.len() as f64);
+            metrics::gauge!("weir_checkpoint_chain_length", &labels)
+                .set((chain.base().len() + 1) as f64);
             let checkpoint = PartitionCheckpoint {
                 version: CHECKPOINT_VERSION,
                 offset: next,
-                state: task.pipeline().snapshot()?,
+                base: chain.base().to_vec(),
+                state,
                 sinks,
             };
-            metrics::gauge!("weir_state_snapshot_bytes", "topic" => task.topic.to_string(), "partition" => task.partition.to_string())
-                .set(checkpoint.state.len() as f64);
-            let object = format!("{prefix}/{name}");
-            self.store.put(&object, checkpoint.encode())?;
+            self.store.put(&chain.key(), checkpoint.encode())?;
             crate::failpoint::hit("checkpoint-written");
             offsets.add_partition_offset(&task.topic, task.partition, Offset::Offset(next))?;
             if let Some(mut elem) = offsets.find_partition(&task.topic, task.partition) {
                 elem.set_metadata(format!("{METADATA_PREFIX}{name}"));
             }
-            staged.push((key.clone(), object, checkpoint.sinks));
+            staged.push((key.clone(), chain, checkpoint.sinks));
         }
         // A member the group has already dropped (its heartbeats or polls stopped for too
         // long) must not commit: the partitions' new owner is processing them.
@@ -485,19 +551,23 @@ impl Coordinator {
         crate::failpoint::hit("committed");
         // The markers first: a broker without offset metadata leaves them the only record of
         // which checkpoint committed, so nothing is published before they are written.
-        for (key, object, _) in &staged {
+        for (key, chain, _) in &staged {
             let prefix = partition_prefix(&self.source.group, &key.0, key.1);
             self.store.put(
                 &format!("{prefix}/{COMMITTED_MARKER}"),
-                object.clone().into_bytes(),
+                chain.key().into_bytes(),
             )?;
         }
-        for (key, object, sink_records) in staged {
+        for (key, chain, sink_records) in staged {
             if let Some(task) = self.tasks.get_mut(&key) {
                 task.pipeline().commit(&sink_records)?;
-                if let Some(old) = task.committed_checkpoint.replace(object) {
-                    self.store.delete(&old)?;
+                // After a full snapshot, the old chain is no longer needed.
+                for stale in task.committed.iter().flat_map(CheckpointChain::keys) {
+                    if !chain.contains(&stale) {
+                        self.store.delete(&stale)?;
+                    }
                 }
+                task.committed = Some(chain);
                 task.changed = false;
             }
         }

@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use crate::checkpoint::CheckpointChain;
 use crate::error::Result;
 use crate::pipeline::{PartitionPipeline, PipelineStats};
 use crate::source::SourceRecord;
@@ -18,8 +19,8 @@ pub struct PartitionTask {
     /// The offset after the last processed record; `None` before the first one when the
     /// group had no committed offset.
     pub next_offset: Option<i64>,
-    /// Key of the checkpoint named by the committed offset.
-    pub committed_checkpoint: Option<String>,
+    /// The checkpoint named by the committed offset and those its state builds on.
+    pub committed: Option<CheckpointChain>,
     /// Whether state or output changed since the last checkpoint.
     pub changed: bool,
     /// Whether the consumer has paused this partition.
@@ -35,7 +36,7 @@ impl PartitionTask {
         partition: i32,
         pipeline: PartitionPipeline,
         next_offset: Option<i64>,
-        committed_checkpoint: Option<String>,
+        committed: Option<CheckpointChain>,
     ) -> Self {
         PartitionTask {
             topic,
@@ -43,7 +44,7 @@ impl PartitionTask {
             pipeline,
             queue: Vec::new(),
             next_offset,
-            committed_checkpoint,
+            committed,
             changed: false,
             paused: false,
             end: None,

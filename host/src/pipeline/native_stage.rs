@@ -129,7 +129,7 @@ impl<T: Transform + Send> Stage for NativeStage<T> {
         &self.state
     }
 
-    fn replace_state(&mut self, state: StageState) {
-        self.state = state;
+    fn state_mut(&mut self) -> &mut StageState {
+        &mut self.state
     }
 }

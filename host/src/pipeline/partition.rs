@@ -12,7 +12,7 @@ use crate::config::MAIN_ROUTE;
 use crate::error::Result;
 use crate::sinks::{DeadLetter, Provenance};
 use crate::source::SourceRecord;
-use crate::state::{PartitionSnapshot, WatermarkTracker};
+use crate::state::{PartitionChanges, PartitionSnapshot, WatermarkTracker};
 
 /// What went through a pipeline.
 #[derive(Debug, Clone, Default, serde::Serialize)]
@@ -222,14 +222,35 @@ impl PartitionPipeline {
         }
     }
 
-    /// Encodes the watermark and every stage's state and timers.
-    pub fn snapshot(&self) -> Result<Vec<u8>> {
-        let stages: Vec<(&str, &crate::state::StageState)> =
-            self.stages.iter().map(|s| (s.name(), s.state())).collect();
-        Ok(PartitionSnapshot::encode(
-            self.watermark.current(),
-            &stages,
-        )?)
+    /// Encodes the watermark and every stage's state and timers (a full snapshot), which a
+    /// checkpoint now holds.
+    pub fn snapshot(&mut self) -> Result<Vec<u8>> {
+        let bytes = PartitionSnapshot::encode(self.watermark.current(), &self.states())?;
+        self.clear_changes();
+        Ok(bytes)
+    }
+
+    /// Encodes the watermark and what changed in every stage's state and timers since the
+    /// last [`Self::snapshot`] or [`Self::changes`], which a checkpoint now holds.
+    pub fn changes(&mut self) -> Result<Vec<u8>> {
+        let bytes = PartitionChanges::encode(self.watermark.current(), &self.states())?;
+        self.clear_changes();
+        Ok(bytes)
+    }
+
+    fn states(&self) -> Vec<(&str, &crate::state::StageState)> {
+        self.stages.iter().map(|s| (s.name(), s.state())).collect()
+    }
+
+    fn clear_changes(&mut self) {
+        for stage in &mut self.stages {
+            stage.state_mut().clear_changes();
+        }
+    }
+
+    /// Bytes of every stage's keys and values: about the size of a full snapshot.
+    pub fn state_bytes(&self) -> usize {
+        self.stages.iter().map(|s| s.state().bytes()).sum()
     }
 
     /// Restores a snapshot taken by [`Self::snapshot`]. Stages are matched by name; a stage
@@ -239,7 +260,20 @@ impl PartitionPipeline {
         self.watermark.restore(snapshot.watermark);
         for (name, state) in snapshot.stages {
             if let Some(stage) = self.stages.iter_mut().find(|s| s.name() == name) {
-                stage.replace_state(state);
+                *stage.state_mut() = state;
+            }
+        }
+        Ok(())
+    }
+
+    /// Applies changes taken by [`Self::changes`] on top of the state restored so far.
+    /// Stages are matched by name; changes of a stage the pipeline no longer has are dropped.
+    pub fn apply_changes(&mut self, bytes: &[u8]) -> Result<()> {
+        let changes = PartitionChanges::decode(bytes)?;
+        self.watermark.restore(changes.watermark);
+        for (name, delta) in changes.stages {
+            if let Some(stage) = self.stages.iter_mut().find(|s| s.name() == name) {
+                stage.state_mut().apply(delta);
             }
         }
         Ok(())

@@ -80,8 +80,8 @@ pub trait Stage: Send {
     fn fire_due_timer(&mut self, watermark: i64) -> Result<Option<FiredTimer>, RuntimeError>;
     /// The stage's state, for snapshots.
     fn state(&self) -> &StageState;
-    /// Replaces the stage's state, when restoring a snapshot.
-    fn replace_state(&mut self, state: StageState);
+    /// The stage's state, to restore a checkpoint into and to mark checkpointed.
+    fn state_mut(&mut self) -> &mut StageState;
 }
 
 /// A stage running a Wasm plugin. Before each batch or timer it checks its [`StageSlot`]; when
@@ -412,7 +412,7 @@ impl Stage for WasmStage {
         &self.state
     }
 
-    fn replace_state(&mut self, state: StageState) {
-        self.state = state;
+    fn state_mut(&mut self) -> &mut StageState {
+        &mut self.state
     }
 }

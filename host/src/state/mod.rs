@@ -8,6 +8,6 @@ mod snapshot;
 mod stage_state;
 mod watermark;
 
-pub use snapshot::{PartitionSnapshot, SNAPSHOT_VERSION, SnapshotError};
+pub use snapshot::{PartitionChanges, PartitionSnapshot, SNAPSHOT_VERSION, SnapshotError};
 pub use stage_state::StageState;
 pub use watermark::{WatermarkConfig, WatermarkTracker};

@@ -1,6 +1,7 @@
-//! Keyed state and timers of one stage in one partition, with an undo journal per call.
+//! Keyed state and timers of one stage in one partition, with an undo journal per call and a
+//! record of what changed since the last checkpoint (for incremental checkpoints).
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 
 use foldhash::fast::RandomState;
 
@@ -31,6 +32,28 @@ pub struct StageState {
     bytes: usize,
     #[serde(skip)]
     scratch: Vec<u8>,
+    /// Entry keys written or deleted since the last [`StageState::clear_changes`].
+    #[serde(skip)]
+    changed_entries: HashSet<Vec<u8>, RandomState>,
+    /// Timers added or removed since the last [`StageState::clear_changes`].
+    #[serde(skip)]
+    changed_timers: BTreeSet<(i64, Vec<u8>)>,
+}
+
+/// What changed in a stage's state since a checkpoint, as it is now: each changed entry with
+/// its value (`None`: deleted) and each changed timer with whether it is pending. Borrowed
+/// from the state for encoding; [`StageChanges`] is the decoded form.
+#[derive(Debug, Serialize)]
+pub struct StageChangesRef<'a> {
+    entries: Vec<(&'a [u8], Option<&'a [u8]>)>,
+    timers: Vec<(i64, &'a [u8], bool)>,
+}
+
+/// Decoded [`StageChangesRef`].
+#[derive(Debug, Default, Deserialize)]
+pub struct StageChanges {
+    entries: Vec<(Vec<u8>, Option<Vec<u8>>)>,
+    timers: Vec<(i64, Vec<u8>, bool)>,
 }
 
 /// The map key of `(key, name)`: length-prefixed so no two pairs collide.
@@ -67,6 +90,7 @@ impl StageState {
             let previous = std::mem::replace(slot, value);
             self.journal
                 .push(Undo::Entry(self.scratch.clone(), Some(previous)));
+            self.mark_entry();
         } else {
             let bytes = self.bytes + self.scratch.len() + new_len;
             if bytes > limit {
@@ -75,8 +99,17 @@ impl StageState {
             self.bytes = bytes;
             self.entries.insert(self.scratch.clone(), value);
             self.journal.push(Undo::Entry(self.scratch.clone(), None));
+            self.mark_entry();
         }
         true
+    }
+
+    /// Records that the entry under `scratch` changed (a rollback undoes the change but keeps
+    /// the mark: the next checkpoint then writes the entry as it is, which is still right).
+    fn mark_entry(&mut self) {
+        if !self.changed_entries.contains(self.scratch.as_slice()) {
+            self.changed_entries.insert(self.scratch.clone());
+        }
     }
 
     /// Deletes a value, journaling it.
@@ -86,6 +119,7 @@ impl StageState {
             self.bytes -= self.scratch.len() + previous.len();
             self.journal
                 .push(Undo::Entry(self.scratch.clone(), Some(previous)));
+            self.mark_entry();
         }
     }
 
@@ -104,6 +138,7 @@ impl StageState {
         if self.timers.len() >= limit {
             return false;
         }
+        self.changed_timers.insert(timer.clone());
         self.timers.insert(timer);
         self.journal.push(Undo::TimerAdded(at, key.to_vec()));
         true
@@ -113,6 +148,7 @@ impl StageState {
     pub fn cancel_timer(&mut self, key: &[u8], at: i64) {
         let timer = (at, key.to_vec());
         if self.timers.remove(&timer) {
+            self.changed_timers.insert(timer.clone());
             self.journal.push(Undo::TimerRemoved(timer.0, timer.1));
         }
     }
@@ -127,6 +163,7 @@ impl StageState {
     pub fn pop_due_timer(&mut self, watermark: i64) -> Option<(i64, Vec<u8>)> {
         if self.timers.first().is_some_and(|(at, _)| *at <= watermark) {
             let timer = self.timers.pop_first()?;
+            self.changed_timers.insert(timer.clone());
             self.journal
                 .push(Undo::TimerRemoved(timer.0, timer.1.clone()));
             return Some(timer);
@@ -152,6 +189,58 @@ impl StageState {
     /// Counts the stored bytes again (after decoding a snapshot, which does not carry them).
     pub fn recount(&mut self) {
         self.bytes = self.entries.iter().map(|(k, v)| k.len() + v.len()).sum();
+    }
+
+    /// The entries and timers changed since the last [`Self::clear_changes`], as they are now.
+    pub fn changes(&self) -> StageChangesRef<'_> {
+        StageChangesRef {
+            entries: self
+                .changed_entries
+                .iter()
+                .map(|k| (k.as_slice(), self.entries.get(k).map(Vec::as_slice)))
+                .collect(),
+            timers: self
+                .changed_timers
+                .iter()
+                .map(|t| (t.0, t.1.as_slice(), self.timers.contains(t)))
+                .collect(),
+        }
+    }
+
+    /// Number of entries and timers changed since the last [`Self::clear_changes`].
+    pub fn change_count(&self) -> usize {
+        self.changed_entries.len() + self.changed_timers.len()
+    }
+
+    /// Forgets what changed: a checkpoint holds it now.
+    pub fn clear_changes(&mut self) {
+        self.changed_entries.clear();
+        self.changed_timers.clear();
+    }
+
+    /// Applies changes read from a checkpoint (restoring: neither journaled nor recorded as
+    /// changes).
+    pub fn apply(&mut self, changes: StageChanges) {
+        for (key, value) in changes.entries {
+            let key_len = key.len();
+            let old = match value {
+                Some(value) => {
+                    self.bytes += key_len + value.len();
+                    self.entries.insert(key, value)
+                }
+                None => self.entries.remove(&key),
+            };
+            if let Some(old) = old {
+                self.bytes -= key_len + old.len();
+            }
+        }
+        for (at, key, pending) in changes.timers {
+            if pending {
+                self.timers.insert((at, key));
+            } else {
+                self.timers.remove(&(at, key));
+            }
+        }
     }
 
     /// Keeps every change since the last commit or rollback.
@@ -246,6 +335,43 @@ mod tests {
             "an existing timer is not a new one"
         );
         assert!(!state.set_timer_within(b"k", 2, 1));
+    }
+
+    /// Applying the changes since a copy was taken to that copy gives the state, including
+    /// entries and timers changed and then changed back, deleted, or rolled back.
+    #[test]
+    fn changes_applied_to_an_earlier_copy_give_the_current_state() {
+        let mut state = StageState::default();
+        state.put(b"keep", "a", b"1".to_vec());
+        state.put(b"gone", "a", b"2".to_vec());
+        state.set_timer(b"keep", 10);
+        state.set_timer(b"gone", 20);
+        state.commit();
+        let encoded = postcard::to_allocvec(&state).unwrap();
+        state.clear_changes();
+
+        state.put(b"keep", "a", b"one".to_vec());
+        state.delete(b"gone", "a");
+        state.put(b"new", "b", b"3".to_vec());
+        state.cancel_timer(b"gone", 20);
+        state.set_timer(b"new", 5);
+        assert_eq!(state.pop_due_timer(5), Some((5, b"new".to_vec())));
+        state.commit();
+        state.put(b"rolled", "a", b"x".to_vec());
+        state.set_timer(b"rolled", 1);
+        state.rollback();
+
+        let changes: StageChanges =
+            postcard::from_bytes(&postcard::to_allocvec(&state.changes()).unwrap()).unwrap();
+        let mut copy: StageState = postcard::from_bytes(&encoded).unwrap();
+        copy.recount();
+        copy.apply(changes);
+        assert_eq!(copy.entries, state.entries);
+        assert_eq!(copy.timers, state.timers);
+        assert_eq!(copy.bytes(), state.bytes());
+        assert_eq!(copy.change_count(), 0, "applying records no changes");
+        state.clear_changes();
+        assert_eq!(state.changes().entries.len(), 0);
     }
 
     #[test]

@@ -112,6 +112,7 @@ fn lake_on_s3_and_features_in_redis_survive_crashes_in_every_phase_and_outages()
 
     let out = tempfile::tempdir().unwrap();
     let config = lakehouse_config(&bootstrap, out.path(), "faulty", &s3, &redis);
+    let mut logs = Vec::new();
     for (failpoint, slice) in failpoints.iter().zip(&slices) {
         let process =
             WeirProcess::start_with_env(&config, "faulty", false, &[("WEIR_FAILPOINT", failpoint)]);
@@ -132,6 +133,7 @@ fn lake_on_s3_and_features_in_redis_survive_crashes_in_every_phase_and_outages()
             !succeeded && log.contains(&format!("failpoint {name} reached")),
             "the run did not die at {failpoint}:\n{log}"
         );
+        logs.push(log);
     }
 
     // Redis is down as the next run starts, which must redo the Redis writes of the run that
@@ -167,6 +169,26 @@ fn lake_on_s3_and_features_in_redis_survive_crashes_in_every_phase_and_outages()
     assert!(
         log.contains("Sink circuit breaker open"),
         "the Redis outage did not open the breaker:\n{log}"
+    );
+    logs.push(log);
+    // Incremental checkpoints: some restore rebuilt its state from a full snapshot plus
+    // changes (the lake, sessions and features below equal the reference's).
+    let longest_chain = logs
+        .iter()
+        .flat_map(|log| log.lines())
+        .filter(|line| line.contains("Partition restored"))
+        .filter_map(|line| {
+            line.split("chain=")
+                .nth(1)?
+                .split_whitespace()
+                .next()?
+                .parse::<usize>()
+                .ok()
+        })
+        .max();
+    assert!(
+        longest_chain.is_some_and(|n| n >= 2),
+        "no restore read a chain of changes (longest: {longest_chain:?})"
     );
     WeirProcess::start(&config, "faulty", true).wait_success(Duration::from_secs(300));
 

@@ -18,7 +18,9 @@
 //!
 //! `cargo bench -p weir --bench load -- --step-seconds 20 --measure-seconds 30 --interval 1s`
 //! (`--deliveries at-least-once --rate 26000` skips the search; `--fetch-wait-ms 10` sets
-//! librdkafka's `fetch.wait.max.ms` for weir and the latency consumer)
+//! librdkafka's `fetch.wait.max.ms` for weir's consumer, the latency consumer always using 10;
+//! `--batch-timeout 10ms` sets `[source.kafka] batch_timeout`; `--full-checkpoints` sets
+//! `[checkpoint] incremental = false`)
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -225,10 +227,9 @@ fn watch_latency(bootstrap: &str, stop: &AtomicBool) -> Vec<f64> {
         .set("group.id", "load-latency")
         .set("enable.auto.commit", "false")
         .set("isolation.level", "read_committed")
-        .set(
-            "fetch.wait.max.ms",
-            fetch_wait().map_or("500".to_string(), |w| w.to_string()),
-        )
+        // The instrument: a short fetch wait, so Tansu's fetch wait adds little to what is
+        // measured.
+        .set("fetch.wait.max.ms", "10")
         .create()
         .unwrap();
     let mut assignment = TopicPartitionList::new();
@@ -266,6 +267,8 @@ struct Step {
     lags: Vec<(f64, f64)>,
     lag_end: f64,
     cpu: Duration,
+    /// Mean time of the epochs committed during the step, in milliseconds.
+    checkpoint_ms: f64,
     latencies: Vec<f64>,
 }
 
@@ -322,7 +325,25 @@ struct Bench {
 }
 
 impl Bench {
-    /// Waits until weir has read everything produced (at most 3 minutes).
+    /// A new input topic, consumer group and daemon for `delivery`, named after `purpose`.
+    fn fresh(tansu: &Tansu, delivery: &str, purpose: &str, interval: &str, out: &Path) -> Bench {
+        let name = format!("{delivery}-{purpose}");
+        let topic = format!("load-{name}");
+        tansu.create_topic(&topic, PARTITIONS).unwrap();
+        let dir = out.join(&name);
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = config(&tansu.bootstrap(), &dir, &name, delivery, &topic, interval);
+        Bench {
+            bootstrap: tansu.bootstrap(),
+            topic,
+            daemon: Daemon::start(&path, &name),
+            load: Load::new(),
+            produced: Arc::default(),
+        }
+    }
+
+    /// Waits until weir has read everything produced and committed two epochs since, so
+    /// its outputs are readable (at most 3 minutes).
     fn drain(&self) {
         let deadline = Instant::now() + Duration::from_secs(180);
         while self.daemon.lag(self.produced.load(Ordering::Relaxed)) > 100.0
@@ -330,6 +351,23 @@ impl Bench {
         {
             std::thread::sleep(Duration::from_millis(500));
         }
+        let epochs = self.daemon.metric("weir_checkpoint_epochs_total");
+        while self.daemon.metric("weir_checkpoint_epochs_total") < epochs + 2.0
+            && Instant::now() < deadline
+        {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        if Instant::now() >= deadline {
+            println!("  (not drained after 3 minutes: the next step starts with a backlog)");
+        }
+    }
+
+    /// Epochs committed and the seconds they took, so far.
+    fn checkpoints(&self) -> (f64, f64) {
+        (
+            self.daemon.metric("weir_checkpoint_duration_seconds_count"),
+            self.daemon.metric("weir_checkpoint_duration_seconds_sum"),
+        )
     }
 
     fn step(&mut self, rate: f64, seconds: f64, latency: bool) -> Step {
@@ -341,6 +379,7 @@ impl Bench {
         });
         let before = self.produced.load(Ordering::Relaxed);
         let cpu = self.daemon.cpu();
+        let checkpoints = self.checkpoints();
         let mut lags = Vec::new();
         let (daemon, produced) = (&self.daemon, &self.produced);
         let took = produce_at(
@@ -361,6 +400,8 @@ impl Bench {
             std::thread::sleep(Duration::from_secs(2));
         }
         let cpu = self.daemon.cpu() - cpu;
+        let (count, spent) = self.checkpoints();
+        let checkpoint_ms = (spent - checkpoints.1) * 1e3 / (count - checkpoints.0).max(1.0);
         stop.store(true, Ordering::Relaxed);
         let latencies = watcher.map(|w| w.join().unwrap()).unwrap_or_default();
         let step = Step {
@@ -370,6 +411,7 @@ impl Bench {
             lags,
             lag_end,
             cpu,
+            checkpoint_ms,
             latencies,
         };
         println!(
@@ -409,8 +451,15 @@ impl Bench {
     }
 }
 
-fn config(bootstrap: &str, out: &Path, delivery: &str, topic: &str, interval: &str) -> PathBuf {
-    let path = kafka_pipeline_config(bootstrap, out, delivery, delivery, topic);
+fn config(
+    bootstrap: &str,
+    out: &Path,
+    group: &str,
+    delivery: &str,
+    topic: &str,
+    interval: &str,
+) -> PathBuf {
+    let path = kafka_pipeline_config(bootstrap, out, group, delivery, topic);
     let mut text = std::fs::read_to_string(&path)
         .unwrap()
         .replace("interval = \"5s\"", &format!("interval = \"{interval}\""));
@@ -420,12 +469,22 @@ fn config(bootstrap: &str, out: &Path, delivery: &str, topic: &str, interval: &s
             &format!("[source.kafka.properties]\n\"fetch.wait.max.ms\" = \"{wait}\"\n"),
         );
     }
+    if std::env::args().any(|a| a == "--full-checkpoints") {
+        text = text.replace("[checkpoint]\n", "[checkpoint]\nincremental = false\n");
+    }
+    let batch_timeout: String = arg("--batch-timeout", String::new());
+    if !batch_timeout.is_empty() {
+        text = text.replace(
+            "[source.kafka]\n",
+            &format!("[source.kafka]\nbatch_timeout = \"{batch_timeout}\"\n"),
+        );
+    }
     std::fs::write(&path, text).unwrap();
     path
 }
 
-/// `--fetch-wait-ms`: librdkafka's `fetch.wait.max.ms` for weir's consumer and the latency
-/// consumer (librdkafka's default, 500 ms, when not given).
+/// `--fetch-wait-ms`: librdkafka's `fetch.wait.max.ms` for weir's consumer (weir's default
+/// when not given).
 fn fetch_wait() -> Option<u64> {
     Some(arg("--fetch-wait-ms", 0)).filter(|w| *w > 0)
 }
@@ -447,34 +506,28 @@ fn main() {
     ] {
         tansu.create_topic(topic, 2).unwrap();
     }
-    let bootstrap = tansu.bootstrap();
     let mut report = Vec::new();
     let deliveries: String = arg("--deliveries", "exactly-once,at-least-once".to_string());
     // A known rate skips the search (to compare settings at the same load).
     let known_rate: f64 = arg("--rate", 0.0);
+    let out = tempfile::tempdir().unwrap();
     for delivery in deliveries.split(',') {
-        let topic = format!("load-{delivery}");
-        tansu.create_topic(&topic, PARTITIONS).unwrap();
-        let out = tempfile::tempdir().unwrap();
-        let path = config(&bootstrap, out.path(), delivery, &topic, &interval);
-        println!("{delivery}: searching for the sustainable rate");
-        let mut bench = Bench {
-            bootstrap: bootstrap.clone(),
-            topic,
-            daemon: Daemon::start(&path, delivery),
-            load: Load::new(),
-            produced: Arc::default(),
-        };
         let sustainable = if known_rate > 0.0 {
             known_rate
         } else {
+            println!("{delivery}: searching for the sustainable rate");
+            let mut bench = Bench::fresh(&tansu, delivery, "search", &interval, out.path());
             bench.sustainable_rate(start_rate, step_seconds)
         };
+        // Each latency run on a fresh daemon, topic and group: no backlog or state left by
+        // the search or the other run.
         for share in [0.5, 0.7] {
             println!(
                 "{delivery}: latency at {:.0}% of {sustainable:.0}",
                 share * 100.0
             );
+            let purpose = format!("latency{:.0}", share * 100.0);
+            let mut bench = Bench::fresh(&tansu, delivery, &purpose, &interval, out.path());
             let step = bench.step(sustainable * share, measure_seconds, true);
             report.push((delivery, sustainable, share, step));
         }
@@ -484,19 +537,20 @@ fn main() {
          checkpoint interval {interval}"
     );
     println!(
-        "| delivery | sustainable events/s | load | events/s | latency p50 ms | p99 ms | p99.9 ms | samples | daemon CPU µs/event |"
+        "| delivery | sustainable events/s | load | events/s | latency p50 ms | p99 ms | p99.9 ms | samples | daemon CPU µs/event | mean checkpoint ms |"
     );
-    println!("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
+    println!("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
     for (delivery, sustainable, share, step) in &report {
         println!(
-            "| {delivery} | {sustainable:.0} | {:.0}% | {:.0} | {:.0} | {:.0} | {:.0} | {} | {:.2} |",
+            "| {delivery} | {sustainable:.0} | {:.0}% | {:.0} | {:.0} | {:.0} | {:.0} | {} | {:.2} | {:.0} |",
             share * 100.0,
             step.rate,
             step.percentile(0.5),
             step.percentile(0.99),
             step.percentile(0.999),
             step.latencies.len(),
-            step.cpu_per_event_us()
+            step.cpu_per_event_us(),
+            step.checkpoint_ms
         );
     }
 }

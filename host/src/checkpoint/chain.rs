@@ -14,6 +14,8 @@ pub struct CheckpointChain {
     names: Vec<String>,
     /// Bytes of the changes after the full snapshot.
     change_bytes: usize,
+    /// Whether the next checkpoint must be a full snapshot whatever the sizes.
+    full_next: bool,
 }
 
 impl CheckpointChain {
@@ -26,7 +28,16 @@ impl CheckpointChain {
             prefix: prefix.to_string(),
             names,
             change_bytes,
+            full_next: false,
         }
+    }
+
+    /// The chain as a restore found it: the next checkpoint is a full snapshot, so an
+    /// instance never builds on checkpoints another instance wrote (a previous owner that
+    /// has not yet noticed it lost the partition may still delete its own).
+    pub fn restored(mut self) -> Self {
+        self.full_next = true;
+        self
     }
 
     /// The key of the committed checkpoint.
@@ -64,7 +75,9 @@ impl CheckpointChain {
     /// at most about three times the state, and the store keeps at most about that plus the
     /// next full snapshot.
     pub fn full_due(&self, state_bytes: usize) -> bool {
-        self.names.len() >= MAX_CHAIN || self.change_bytes > state_bytes.saturating_mul(2)
+        self.full_next
+            || self.names.len() >= MAX_CHAIN
+            || self.change_bytes > state_bytes.saturating_mul(2)
     }
 }
 
@@ -98,5 +111,6 @@ mod tests {
             long = long.extended(format!("{i}.ckpt"), 0);
         }
         assert!(long.full_due(usize::MAX), "{MAX_CHAIN} checkpoints");
+        assert!(next.restored().full_due(usize::MAX), "after a restore");
     }
 }

@@ -34,6 +34,10 @@ pub struct CheckpointConfig {
     /// Settings of an `s3://` store; credentials come from the environment (`AWS_*`).
     #[serde(default)]
     pub s3: S3Options,
+    /// Whether a checkpoint may hold only the changes since the previous one (`false`: a
+    /// full snapshot every time).
+    #[serde(default = "default_incremental")]
+    pub incremental: bool,
 }
 
 impl Default for CheckpointConfig {
@@ -44,8 +48,13 @@ impl Default for CheckpointConfig {
             delivery: Delivery::default(),
             timeout: default_timeout(),
             s3: S3Options::default(),
+            incremental: default_incremental(),
         }
     }
+}
+
+fn default_incremental() -> bool {
+    true
 }
 
 fn default_interval() -> Duration {

@@ -47,6 +47,7 @@ pub struct Coordinator {
     factory: PipelineFactory,
     source: KafkaSourceConfig,
     delivery: Delivery,
+    incremental: bool,
     timeout: Duration,
     properties: BTreeMap<String, String>,
     transactional_id: String,
@@ -79,6 +80,7 @@ impl Coordinator {
             factory,
             source: source.clone(),
             delivery: config.checkpoint.delivery,
+            incremental: config.checkpoint.incremental,
             timeout: config.checkpoint.timeout.0,
             properties,
             transactional_id,
@@ -429,12 +431,7 @@ impl Coordinator {
         }
         apply(committed, key, committed.base.is_empty())?;
         let name = key.rsplit('/').next().unwrap_or(key).to_string();
-        Ok(CheckpointChain::new(
-            prefix,
-            committed.base.clone(),
-            name,
-            change_bytes,
-        ))
+        Ok(CheckpointChain::new(prefix, committed.base.clone(), name, change_bytes).restored())
     }
 
     /// The committed checkpoint. The offset's metadata names it when the broker keeps
@@ -504,7 +501,8 @@ impl Coordinator {
             // Changes on top of the committed chain, or a full snapshot when the chain is
             // due one (see `CheckpointChain::full_due`).
             let state_bytes = task.pipeline().state_bytes();
-            let base = task.committed.clone().filter(|c| !c.full_due(state_bytes));
+            let base =
+                (task.committed.clone()).filter(|c| self.incremental && !c.full_due(state_bytes));
             let (state, chain) = match base {
                 Some(committed) => {
                     let state = task.pipeline().changes()?;

@@ -199,6 +199,9 @@ pub fn run_with(
     })
 }
 
+/// The consumer's `fetch.wait.max.ms` unless `[source.kafka.properties]` sets it.
+pub const DEFAULT_FETCH_WAIT_MS: &str = "100";
+
 fn consumer(
     source: &KafkaSourceConfig,
     properties: &std::collections::BTreeMap<String, String>,
@@ -212,7 +215,10 @@ fn consumer(
         .set("auto.offset.reset", source.start.as_reset())
         .set("partition.assignment.strategy", "cooperative-sticky")
         .set("isolation.level", "read_committed")
-        .set("statistics.interval.ms", "5000");
+        .set("statistics.interval.ms", "5000")
+        // librdkafka waits up to 500 ms for a fetch to fill; a broker that holds the fetch for
+        // its whole wait (Tansu does) adds that to every record's latency.
+        .set("fetch.wait.max.ms", DEFAULT_FETCH_WAIT_MS);
     for (key, value) in properties {
         config.set(key, value);
     }

@@ -171,6 +171,7 @@ fn lake_on_s3_and_features_in_redis_survive_crashes_in_every_phase_and_outages()
         "the Redis outage did not open the breaker:\n{log}"
     );
     logs.push(log);
+    logs.push(WeirProcess::start(&config, "faulty", true).wait_success(Duration::from_secs(300)));
     // Incremental checkpoints: some restore rebuilt its state from a full snapshot plus
     // changes (the lake, sessions and features below equal the reference's).
     let longest_chain = logs
@@ -190,7 +191,6 @@ fn lake_on_s3_and_features_in_redis_survive_crashes_in_every_phase_and_outages()
         longest_chain.is_some_and(|n| n >= 2),
         "no restore read a chain of changes (longest: {longest_chain:?})"
     );
-    WeirProcess::start(&config, "faulty", true).wait_success(Duration::from_secs(300));
 
     let reference = tempfile::tempdir().unwrap();
     let reference_config = lakehouse_config(&bootstrap, reference.path(), "reference", &s3, &redis);

@@ -10,9 +10,9 @@
 //!    double from `--start-rate` until one is not sustainable, then three bisections narrow
 //!    the gap.
 //! 2. **Latency** at 50% and 70% of that rate, for `--measure-seconds`: a `read_committed`
-//!    consumer of `weir.bots` (bot-filter routes each crawler event there as it passes,
-//!    a few percent of the input) takes the wall clock minus each record's event time, for
-//!    p50, p99 and p99.9.
+//!    consumer of the daemon's bots topic (bot-filter routes each crawler event there as it
+//!    passes, a few percent of the input) takes the wall clock minus each record's event
+//!    time, for p50, p99 and p99.9.
 //! 3. **CPU**: the daemon's user + system time (`/proc/<pid>/stat`) over each latency run,
 //!    divided by the events produced in it.
 //!
@@ -220,8 +220,8 @@ fn produce_at(
     started.elapsed().as_secs_f64()
 }
 
-/// Event-time latencies (ms) of the records appearing in `weir.bots` until `stop`.
-fn watch_latency(bootstrap: &str, stop: &AtomicBool) -> Vec<f64> {
+/// Event-time latencies (ms) of the records appearing in `bots` until `stop`.
+fn watch_latency(bootstrap: &str, bots: &str, stop: &AtomicBool) -> Vec<f64> {
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
         .set("group.id", "load-latency")
@@ -235,7 +235,7 @@ fn watch_latency(bootstrap: &str, stop: &AtomicBool) -> Vec<f64> {
     let mut assignment = TopicPartitionList::new();
     for partition in 0..2 {
         assignment
-            .add_partition_offset("weir.bots", partition, Offset::End)
+            .add_partition_offset(bots, partition, Offset::End)
             .unwrap();
     }
     consumer.assign(&assignment).unwrap();
@@ -319,6 +319,8 @@ impl Step {
 struct Bench {
     bootstrap: String,
     topic: String,
+    /// The topic bot-filter routes bots to.
+    bots: String,
     daemon: Daemon,
     load: Load,
     produced: Arc<AtomicU64>,
@@ -333,17 +335,27 @@ impl Bench {
         let dir = out.join(&name);
         std::fs::create_dir_all(&dir).unwrap();
         let path = config(&tansu.bootstrap(), &dir, &name, delivery, &topic, interval);
+        // Bots to a topic of this daemon's own, so the latency consumer sees nothing else
+        // (Tansu's `read_committed` also shows records of a killed daemon's open transaction).
+        let bots = format!("weir.bots.{name}");
+        tansu.create_topic(&bots, 2).unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        std::fs::write(
+            &path,
+            text.replace("bots = \"weir.bots\"", &format!("bots = \"{bots}\"")),
+        )
+        .unwrap();
         Bench {
             bootstrap: tansu.bootstrap(),
             topic,
+            bots,
             daemon: Daemon::start(&path, &name),
             load: Load::new(),
             produced: Arc::default(),
         }
     }
 
-    /// Waits until weir has read everything produced and committed two epochs since, so
-    /// its outputs are readable (at most 3 minutes).
+    /// Waits until weir has read everything produced and committed it (at most 3 minutes).
     fn drain(&self) {
         let deadline = Instant::now() + Duration::from_secs(180);
         while self.daemon.lag(self.produced.load(Ordering::Relaxed)) > 100.0
@@ -351,10 +363,14 @@ impl Bench {
         {
             std::thread::sleep(Duration::from_millis(500));
         }
-        let epochs = self.daemon.metric("weir_checkpoint_epochs_total");
-        while self.daemon.metric("weir_checkpoint_epochs_total") < epochs + 2.0
-            && Instant::now() < deadline
-        {
+        // Then until no epoch has committed for three seconds (weir skips epochs with
+        // nothing to commit), so the last outputs are readable.
+        let (mut epochs, mut since) = (-1.0, Instant::now());
+        while since.elapsed() < Duration::from_secs(3) && Instant::now() < deadline {
+            let now = self.daemon.metric("weir_checkpoint_epochs_total");
+            if now != epochs {
+                (epochs, since) = (now, Instant::now());
+            }
             std::thread::sleep(Duration::from_millis(100));
         }
         if Instant::now() >= deadline {
@@ -374,8 +390,8 @@ impl Bench {
         self.drain();
         let stop = Arc::new(AtomicBool::new(false));
         let watcher = latency.then(|| {
-            let (bootstrap, stop) = (self.bootstrap.clone(), stop.clone());
-            std::thread::spawn(move || watch_latency(&bootstrap, &stop))
+            let (bootstrap, bots, stop) = (self.bootstrap.clone(), self.bots.clone(), stop.clone());
+            std::thread::spawn(move || watch_latency(&bootstrap, &bots, &stop))
         });
         let before = self.produced.load(Ordering::Relaxed);
         let cpu = self.daemon.cpu();
@@ -497,13 +513,7 @@ fn main() {
     xtask::plugins::build_all().unwrap();
     xtask::servers::install_tansu().unwrap();
     let tansu = Tansu::start().unwrap();
-    for topic in [
-        "weir.sessions",
-        "weir.features",
-        "weir.bots",
-        "weir.late",
-        "weir.dlq",
-    ] {
+    for topic in ["weir.sessions", "weir.features", "weir.late", "weir.dlq"] {
         tansu.create_topic(topic, 2).unwrap();
     }
     let mut report = Vec::new();

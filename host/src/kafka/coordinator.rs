@@ -501,8 +501,11 @@ impl Coordinator {
             // Changes on top of the committed chain, or a full snapshot when the chain is
             // due one (see `CheckpointChain::full_due`).
             let state_bytes = task.pipeline().state_bytes();
-            let base =
-                (task.committed.clone()).filter(|c| self.incremental && !c.full_due(state_bytes));
+            let incremental = self.incremental;
+            let base = task
+                .committed
+                .clone()
+                .filter(|c| incremental && !c.full_due(state_bytes));
             let (state, chain) = match base {
                 Some(committed) => {
                     let state = task.pipeline().changes()?;

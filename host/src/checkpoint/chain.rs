@@ -20,14 +20,14 @@ pub struct CheckpointChain {
 
 impl CheckpointChain {
     /// A chain ending in `name`, whose state builds on `base` (empty: `name` is a full
-    /// snapshot); `change_bytes` are the bytes of the changes in the chain.
-    pub fn new(prefix: &str, base: Vec<String>, name: String, change_bytes: usize) -> Self {
+    /// snapshot), with no changes counted yet.
+    pub fn new(prefix: &str, base: Vec<String>, name: String) -> Self {
         let mut names = base;
         names.push(name);
         CheckpointChain {
             prefix: prefix.to_string(),
             names,
-            change_bytes,
+            change_bytes: 0,
             full_next: false,
         }
     }
@@ -62,12 +62,10 @@ impl CheckpointChain {
 
     /// The chain a checkpoint of `change_bytes` of changes on top of this one makes.
     pub fn extended(&self, name: String, change_bytes: usize) -> CheckpointChain {
-        CheckpointChain::new(
-            &self.prefix,
-            self.names.clone(),
-            name,
-            self.change_bytes + change_bytes,
-        )
+        CheckpointChain {
+            change_bytes: self.change_bytes + change_bytes,
+            ..CheckpointChain::new(&self.prefix, self.names.clone(), name)
+        }
     }
 
     /// Whether the next checkpoint should be a full snapshot: the chain is at its longest,
@@ -87,7 +85,7 @@ mod tests {
 
     #[test]
     fn chains_grow_until_a_full_snapshot_is_due() {
-        let full = CheckpointChain::new("g/t/0", Vec::new(), "a.ckpt".into(), 0);
+        let full = CheckpointChain::new("g/t/0", Vec::new(), "a.ckpt".into());
         assert_eq!(full.key(), "g/t/0/a.ckpt");
         assert!(!full.full_due(100));
         let next = full.extended("b.ckpt".into(), 60);

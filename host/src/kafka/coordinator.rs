@@ -409,29 +409,27 @@ impl Coordinator {
         key: &str,
         committed: &PartitionCheckpoint,
     ) -> Result<CheckpointChain> {
-        let mut change_bytes = 0;
-        let mut apply = |checkpoint: &PartitionCheckpoint, key: &str, first: bool| match (
-            first,
-            checkpoint.base.is_empty(),
-        ) {
-            (true, true) => pipeline.restore(&checkpoint.state),
-            (true, false) => Err(CheckpointError::Decode {
-                key: key.to_string(),
-                reason: "the first checkpoint of a chain is not a full snapshot".into(),
+        match committed.base.split_first() {
+            None => pipeline.restore(&committed.state)?,
+            Some((full, changes)) => {
+                let full_key = format!("{prefix}/{full}");
+                let snapshot = self.load(&full_key)?;
+                if !snapshot.base.is_empty() {
+                    return Err(CheckpointError::Decode {
+                        key: full_key,
+                        reason: "the first checkpoint of a chain is not a full snapshot".into(),
+                    }
+                    .into());
+                }
+                pipeline.restore(&snapshot.state)?;
+                for name in changes {
+                    pipeline.apply_changes(&self.load(&format!("{prefix}/{name}"))?.state)?;
+                }
+                pipeline.apply_changes(&committed.state)?;
             }
-            .into()),
-            (false, _) => {
-                change_bytes += checkpoint.state.len();
-                pipeline.apply_changes(&checkpoint.state)
-            }
-        };
-        for (i, name) in committed.base.iter().enumerate() {
-            let base_key = format!("{prefix}/{name}");
-            apply(&self.load(&base_key)?, &base_key, i == 0)?;
         }
-        apply(committed, key, committed.base.is_empty())?;
         let name = key.rsplit('/').next().unwrap_or(key).to_string();
-        Ok(CheckpointChain::new(prefix, committed.base.clone(), name, change_bytes).restored())
+        Ok(CheckpointChain::new(prefix, committed.base.clone(), name).restored())
     }
 
     /// The committed checkpoint. The offset's metadata names it when the broker keeps
@@ -514,7 +512,7 @@ impl Coordinator {
                 }
                 None => (
                     task.pipeline().snapshot()?,
-                    CheckpointChain::new(&prefix, Vec::new(), name.clone(), 0),
+                    CheckpointChain::new(&prefix, Vec::new(), name.clone()),
                 ),
             };
             let labels = [

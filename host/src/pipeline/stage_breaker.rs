@@ -116,7 +116,7 @@ mod tests {
 
     #[test]
     fn opens_when_most_records_in_a_row_fail_and_closes_after_a_good_trial() {
-        let breaker = StageBreaker::new("s", Duration::from_millis(50));
+        let breaker = StageBreaker::new("s", Duration::from_millis(500));
         assert!(!breaker.observe(Some("trap")));
         assert!(!breaker.observe(None));
         assert!(!breaker.observe(Some("trap")));
@@ -125,7 +125,7 @@ mod tests {
             breaker.refusing().as_deref(),
             Some("stage breaker open: timeout")
         );
-        std::thread::sleep(Duration::from_millis(60));
+        std::thread::sleep(Duration::from_millis(600));
         assert_eq!(breaker.refusing(), None, "the next batch is a trial");
         assert!(breaker.is_open());
         breaker.batch_passed();

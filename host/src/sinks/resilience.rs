@@ -262,7 +262,8 @@ mod tests {
             initial_backoff: Duration(StdDuration::from_millis(1)),
             max_backoff: Duration(StdDuration::from_millis(4)),
             breaker_failures: 2,
-            breaker_open: Duration(StdDuration::from_millis(50)),
+            // Long enough that a busy machine does not reopen it between two lines of the test.
+            breaker_open: Duration(StdDuration::from_millis(500)),
         }
     }
 
@@ -294,7 +295,7 @@ mod tests {
                 .contains("circuit breaker open")
         );
 
-        std::thread::sleep(StdDuration::from_millis(60));
+        std::thread::sleep(StdDuration::from_millis(600));
         assert_eq!(breaker.state(), BreakerState::HalfOpen);
         let mut trials = 0;
         let _ = breaker.call::<(), _>("put", || {
@@ -303,7 +304,7 @@ mod tests {
         });
         assert_eq!(trials, 1, "a half-open breaker lets one trial through");
         assert_eq!(breaker.state(), BreakerState::Open);
-        std::thread::sleep(StdDuration::from_millis(60));
+        std::thread::sleep(StdDuration::from_millis(600));
         breaker.call::<(), &str>("put", || Ok(())).unwrap();
         assert_eq!(breaker.state(), BreakerState::Closed);
     }

@@ -23,7 +23,7 @@ pub fn crash_then_finish(config: &Path, instance: &str, kills: usize) -> u64 {
             Duration::from_secs(90),
             |log| log.contains("Partitions assigned"),
         );
-        std::thread::sleep(Duration::from_millis(rng.random_range(0..1000)));
+        std::thread::sleep(Duration::from_millis(rng.random_range(0..500)));
         assert!(
             process.child.try_wait().unwrap().is_none(),
             "the run finished before kill {}; use a larger input:\n{}",
@@ -41,7 +41,7 @@ pub fn crash_then_finish(config: &Path, instance: &str, kills: usize) -> u64 {
 fn kill_9_at_random_moments_loses_and_duplicates_nothing() {
     let broker = Broker::start();
     let bootstrap = broker.bootstrap();
-    let lines = clickstream(600);
+    let lines = clickstream(2500);
     produce(&bootstrap, "clicks", &lines);
 
     let reference = tempfile::tempdir().unwrap();

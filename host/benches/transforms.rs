@@ -3,7 +3,8 @@
 //! same run. Also: the SDK's field access against a full serde_json parse and re-serialize.
 //!
 //! Run: `cargo bench -p weir --bench transforms` (add `-- --events N --rounds R` to change
-//! the workload, `--stages ip-geo` to run a subset). Figures are medians over the rounds; the ratio is what to compare.
+//! the workload, `--stages ip-geo` to run a subset, `--only wasm` or `--only native` to run one
+//! side, for a profile). Figures are medians over the rounds; the ratio is what to compare.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -188,6 +189,20 @@ fn main() {
         input[0].value.len(),
         stages.join(" -> ")
     );
+    // `--only wasm` (or `native`) runs one side, for profiling it alone.
+    let only = arg("--only", String::new());
+    if !only.is_empty() {
+        let mut runs = Vec::new();
+        for _ in 0..rounds {
+            let (p, s) = match only.as_str() {
+                "wasm" => pipeline(wasm_stages(&engine, &geo, &stages)),
+                _ => pipeline(native_stages(&geo, &stages)),
+            };
+            runs.push(run(p, &s, &input));
+        }
+        report(&only, n, &runs);
+        return;
+    }
     let (mut wasm, mut native) = (Vec::new(), Vec::new());
     for _ in 0..rounds {
         let (p, s) = pipeline(wasm_stages(&engine, &geo, &stages));

@@ -31,6 +31,10 @@ pub enum Error {
     /// The Kafka client failed.
     #[error("kafka: {0}")]
     Kafka(#[from] rdkafka::error::KafkaError),
+    /// A stage's result, checked when it returned, could not be applied to the events: a
+    /// host fault, not a plugin's.
+    #[error("applying a stage's output: {0}")]
+    Output(String),
     /// Outputs could not be committed (and nothing was).
     #[error("commit failed: {0}")]
     Commit(String),

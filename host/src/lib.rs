@@ -8,6 +8,7 @@ pub mod checkpoint;
 pub mod cli;
 pub mod config;
 pub mod error;
+pub mod event;
 pub mod failpoint;
 pub mod kafka;
 pub mod pipeline;

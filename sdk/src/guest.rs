@@ -4,7 +4,7 @@
 use std::any::Any;
 use std::cell::RefCell;
 
-use crate::abi::{Batch, BatchResult, OutputKind};
+use crate::abi::{Batch, BatchResult, Needs, OutputKind, ValueKind};
 use crate::host_api::{HostApi, Level, Location};
 use crate::{Config, Transform};
 
@@ -20,8 +20,14 @@ pub mod bindings {
 
 use bindings::weir::transform as wit;
 
+/// The component's transform and what it declared it reads.
+struct Instance {
+    transform: Box<dyn Any>,
+    needs: Needs,
+}
+
 thread_local! {
-    static INSTANCE: RefCell<Option<Box<dyn Any>>> = const { RefCell::new(None) };
+    static INSTANCE: RefCell<Option<Instance>> = const { RefCell::new(None) };
 }
 
 /// The host capabilities, through the component's imports.
@@ -31,20 +37,8 @@ impl HostApi for WasmHost {
     fn state_get(&mut self, key: &[u8], name: &str) -> Option<Vec<u8>> {
         wit::state::get(key, name)
     }
-    fn state_put(&mut self, key: &[u8], name: &str, value: &[u8]) {
-        wit::state::put(key, name, value);
-    }
-    fn state_delete(&mut self, key: &[u8], name: &str) {
-        wit::state::delete(key, name);
-    }
-    fn timer_set(&mut self, key: &[u8], at: i64) {
-        wit::timers::set(key, at);
-    }
-    fn timer_cancel(&mut self, key: &[u8], at: i64) {
-        wit::timers::cancel(key, at);
-    }
-    fn watermark(&mut self) -> i64 {
-        wit::timers::watermark()
+    fn apply_changes(&mut self, changes: &[u8]) {
+        wit::state::apply(changes);
     }
     fn log(&mut self, level: Level, message: &str) {
         let level = match level {
@@ -62,30 +56,62 @@ impl HostApi for WasmHost {
     fn histogram(&mut self, name: &str, value: f64) {
         wit::metrics::histogram(name, value);
     }
-    fn geo_lookup(&mut self, ip: &str) -> Result<Option<Location>, String> {
-        wit::geo::lookup(ip).map(|found| {
-            found.map(|l| Location {
-                country_iso: l.country_iso,
-                country_name: l.country_name,
-                region: l.region,
-                city: l.city,
-                latitude: l.latitude,
-                longitude: l.longitude,
+    fn geo_lookup(&mut self, ips: &[&str]) -> Vec<Result<Option<Location>, String>> {
+        let ips: Vec<String> = ips.iter().map(|ip| ip.to_string()).collect();
+        wit::geo::lookup(&ips)
+            .into_iter()
+            .map(|answer| {
+                answer.map(|found| {
+                    found.map(|l| Location {
+                        country_iso: l.country_iso,
+                        country_name: l.country_name,
+                        region: l.region,
+                        city: l.city,
+                        latitude: l.latitude,
+                        longitude: l.longitude,
+                    })
+                })
             })
-        })
+            .collect()
     }
 }
 
-fn with_instance<T: Transform>(f: impl FnOnce(&mut T) -> BatchResult) -> wit::types::BatchResult {
+fn with_instance<T: Transform>(
+    batch: wit::types::Batch,
+    call: impl FnOnce(&mut T, &Needs, &Batch) -> BatchResult,
+) -> wit::types::BatchResult {
+    let batch = from_wit(batch);
     let result = INSTANCE.with(|cell| {
         let mut slot = cell.borrow_mut();
-        match slot.as_mut().and_then(|b| b.downcast_mut::<T>()) {
-            Some(transform) => f(transform),
+        match slot.as_mut() {
+            Some(instance) => match instance.transform.downcast_mut::<T>() {
+                Some(transform) => call(transform, &instance.needs, &batch),
+                None => BatchResult::default(),
+            },
             // The host always calls `init` first; an uninitialized call has nothing to run.
             None => BatchResult::default(),
         }
     });
     to_wit(result)
+}
+
+fn from_wit(batch: wit::types::Batch) -> Batch {
+    Batch {
+        watermark: batch.watermark,
+        times: batch.times,
+        keys: batch.keys,
+        key_ends: batch.key_ends,
+        key_ids: batch.key_ids,
+        fields: batch.fields,
+        field_ends: batch.field_ends,
+        state: batch.state,
+        state_ends: batch.state_ends,
+        state_present: batch.state_present,
+        values: batch.values,
+        value_ends: batch.value_ends,
+        headers: batch.headers,
+        header_ends: batch.header_ends,
+    }
 }
 
 fn to_wit(result: BatchResult) -> wit::types::BatchResult {
@@ -97,38 +123,54 @@ fn to_wit(result: BatchResult) -> wit::types::BatchResult {
                 input: o.input,
                 kind: match o.kind {
                     OutputKind::Emit => wit::types::OutputKind::Emit,
-                    OutputKind::Route(r) => wit::types::OutputKind::Route(r),
-                    OutputKind::DeadLetter(r) => wit::types::OutputKind::DeadLetter(r),
+                    OutputKind::Route => wit::types::OutputKind::Route,
+                    OutputKind::DeadLetter => wit::types::OutputKind::DeadLetter,
                 },
+                value: match o.value {
+                    ValueKind::Unchanged => wit::types::ValueKind::Unchanged,
+                    ValueKind::Edited => wit::types::ValueKind::Edited,
+                    ValueKind::Replaced => wit::types::ValueKind::Replaced,
+                },
+                end: o.end,
+                text_len: o.text_len,
+                key_len: o.key_len,
+                time: o.time,
             })
             .collect(),
-        values: result.values,
-        value_ends: result.value_ends,
+        data: result.data,
+        changes: result.changes,
     }
 }
 
 #[doc(hidden)]
-pub fn init<T: Transform>(config: Vec<(String, String)>) -> Result<(), String> {
+pub fn init<T: Transform>(config: Vec<(String, String)>) -> Result<wit::types::Needs, String> {
     let transform = T::init(&Config::new(config))?;
-    INSTANCE.with(|cell| *cell.borrow_mut() = Some(Box::new(transform)));
-    Ok(())
+    let needs = transform.needs();
+    let declared = wit::types::Needs {
+        fields: needs.fields.clone(),
+        state: needs.state.clone(),
+        values: needs.values,
+        headers: needs.headers,
+    };
+    INSTANCE.with(|cell| {
+        *cell.borrow_mut() = Some(Instance {
+            transform: Box::new(transform),
+            needs,
+        })
+    });
+    Ok(declared)
 }
 
 #[doc(hidden)]
 pub fn process<T: Transform>(batch: wit::types::Batch) -> wit::types::BatchResult {
-    let batch = Batch {
-        values: batch.values,
-        value_ends: batch.value_ends,
-        keys: batch.keys,
-        key_ends: batch.key_ends,
-        times: batch.times,
-        headers: batch.headers,
-        header_ends: batch.header_ends,
-    };
-    with_instance::<T>(|t| crate::process_batch(t, &batch, &mut WasmHost))
+    with_instance::<T>(batch, |t, needs, batch| {
+        crate::process_batch(t, needs, batch, &mut WasmHost)
+    })
 }
 
 #[doc(hidden)]
-pub fn on_timer<T: Transform>(key: Vec<u8>, at: i64) -> wit::types::BatchResult {
-    with_instance::<T>(|t| crate::fire_timer(t, &key, at, &mut WasmHost))
+pub fn on_timers<T: Transform>(timers: wit::types::Batch) -> wit::types::BatchResult {
+    with_instance::<T>(timers, |t, needs, timers| {
+        crate::fire_timers(t, needs, timers, &mut WasmHost)
+    })
 }

@@ -1,5 +1,7 @@
 //! The capabilities a transform may use, as a trait: implemented over the WIT imports inside
 //! Wasm, in memory by [`crate::testing`], and over the host's own state for native stages.
+//! State writes and timers go back with a call's result, or through `apply_changes` when a
+//! call's pending changes grow large.
 
 /// What the geo database knows about an address.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -33,27 +35,19 @@ pub enum Level {
     Error,
 }
 
-/// Host capabilities. State and timers are scoped by the host to the partition and the stage.
+/// Host capabilities. State is scoped by the host to the partition and the stage.
 pub trait HostApi {
-    /// The state value under `name` for `key`.
+    /// The state value under `name` for `key`, with the changes applied so far in the call.
     fn state_get(&mut self, key: &[u8], name: &str) -> Option<Vec<u8>>;
-    /// Stores a state value.
-    fn state_put(&mut self, key: &[u8], name: &str, value: &[u8]);
-    /// Deletes a state value.
-    fn state_delete(&mut self, key: &[u8], name: &str);
-    /// Registers an event-time timer; registering the same `(key, at)` twice keeps one.
-    fn timer_set(&mut self, key: &[u8], at: i64);
-    /// Removes a timer if registered.
-    fn timer_cancel(&mut self, key: &[u8], at: i64);
-    /// The current watermark in ms.
-    fn watermark(&mut self) -> i64;
+    /// Applies state and timer changes (framed, see [`crate::abi::Change`]) now.
+    fn apply_changes(&mut self, changes: &[u8]);
     /// Writes to the host log.
     fn log(&mut self, level: Level, message: &str);
     /// Adds to a counter.
     fn counter(&mut self, name: &str, delta: u64);
     /// Records a histogram value.
     fn histogram(&mut self, name: &str, value: f64);
-    /// Looks an IP address up in the geo database. `Err` when there is no database or the
-    /// address does not parse.
-    fn geo_lookup(&mut self, ip: &str) -> Result<Option<Location>, String>;
+    /// Looks IP addresses up in the geo database, answering in order. `Err` when there is no
+    /// database or the text is not an address.
+    fn geo_lookup(&mut self, ips: &[&str]) -> Vec<Result<Option<Location>, String>>;
 }

@@ -88,7 +88,11 @@ pub fn get_i64(obj: &[u8], path: &str) -> Option<i64> {
 
 /// The value at `path` if it is a JSON number.
 pub fn get_f64(obj: &[u8], path: &str) -> Option<f64> {
-    let raw = find_raw(obj, path)?;
+    number(find_raw(obj, path)?)
+}
+
+/// A raw JSON value as a number, if it is one.
+pub fn number(raw: &[u8]) -> Option<f64> {
     if raw
         .first()
         .is_some_and(|b| *b == b'-' || b.is_ascii_digit())
@@ -96,6 +100,24 @@ pub fn get_f64(obj: &[u8], path: &str) -> Option<f64> {
         std::str::from_utf8(raw).ok()?.parse().ok()
     } else {
         None
+    }
+}
+
+/// Appends `n` as a JSON number.
+pub fn push_i64(out: &mut Vec<u8>, n: i64) {
+    use std::io::Write;
+    // Writing into a Vec cannot fail.
+    let _ = write!(out, "{n}");
+}
+
+/// Appends `x` as a JSON number; a non-finite number (which JSON cannot hold) as `null`.
+pub fn push_f64(out: &mut Vec<u8>, x: f64) {
+    use std::io::Write;
+    if x.is_finite() {
+        // Writing into a Vec cannot fail.
+        let _ = write!(out, "{x}");
+    } else {
+        out.extend_from_slice(b"null");
     }
 }
 
@@ -169,9 +191,21 @@ pub fn remove(obj: &mut Vec<u8>, field: &str) -> bool {
 /// Appends `s` to `out` as a JSON string literal.
 pub fn push_str(out: &mut Vec<u8>, s: &str) {
     out.push(b'"');
-    let bytes = s.as_bytes();
-    let mut run_start = 0;
-    for (i, &b) in bytes.iter().enumerate() {
+    push_escaped(out, s.as_bytes());
+    out.push(b'"');
+}
+
+/// Appends the UTF-8 text `bytes` escaped as the inside of a JSON string literal.
+pub fn push_escaped(out: &mut Vec<u8>, bytes: &[u8]) {
+    let needs_escape = |b: &u8| *b < 0x20 || *b == b'"' || *b == b'\\';
+    // Most text needs no escape: one check, one copy.
+    let Some(first) = bytes.iter().position(needs_escape) else {
+        out.extend_from_slice(bytes);
+        return;
+    };
+    out.extend_from_slice(&bytes[..first]);
+    let mut run_start = first;
+    for (i, &b) in bytes.iter().enumerate().skip(first) {
         let escape: &[u8] = match b {
             b'"' => b"\\\"",
             b'\\' => b"\\\\",
@@ -190,14 +224,23 @@ pub fn push_str(out: &mut Vec<u8>, s: &str) {
         run_start = i + 1;
     }
     out.extend_from_slice(&bytes[run_start..]);
-    out.push(b'"');
+}
+
+/// `bytes` as text, if they are UTF-8. ASCII, the common case, is checked word by word; the
+/// general check costs several times more on the short texts of JSON fields.
+pub fn text(bytes: &[u8]) -> Option<&str> {
+    if bytes.is_ascii() {
+        // SAFETY: ASCII is valid UTF-8.
+        return Some(unsafe { std::str::from_utf8_unchecked(bytes) });
+    }
+    std::str::from_utf8(bytes).ok()
 }
 
 /// Decodes a raw JSON string literal (with its quotes). Borrows when there is no escape.
 pub fn decode_string(raw: &[u8]) -> Option<Cow<'_, str>> {
     let inner = raw.strip_prefix(b"\"")?.strip_suffix(b"\"")?;
     if !inner.contains(&b'\\') {
-        return std::str::from_utf8(inner).ok().map(Cow::Borrowed);
+        return text(inner).map(Cow::Borrowed);
     }
     serde_json::from_slice::<String>(raw).ok().map(Cow::Owned)
 }

@@ -1,14 +1,17 @@
 //! A native harness for unit-testing a [`Transform`] with plain `cargo test`: in-memory state
 //! and timers, a watermark the test controls, a pluggable geo lookup, and outputs decoded as
-//! JSON. Nothing here needs Wasm.
+//! JSON. It builds batches the way the host does (only the declared fields, the declared
+//! state prefetched) and applies results the way the host does (edits, state and timer
+//! changes), so what passes here behaves the same in Wasm. Nothing here needs Wasm.
 
 use std::collections::{BTreeSet, HashMap};
 
 use serde::de::DeserializeOwned;
+use serde_json::Value;
 
-use crate::abi::{Batch, BatchResult, OutputKind};
+use crate::abi::{self, Batch, BatchResult, Change, Edit, Needs, OutputKind, ValueKind};
 use crate::host_api::{HostApi, Level, Location};
-use crate::{Config, Transform};
+use crate::{Config, Transform, json};
 
 type GeoFn = Box<dyn Fn(&str) -> Result<Option<Location>, String>>;
 
@@ -24,6 +27,8 @@ pub struct MemoryHost {
     pub counters: HashMap<String, u64>,
     /// Histogram observations by name.
     pub histograms: HashMap<String, Vec<f64>>,
+    /// How many geo host calls were made (each may look up many addresses).
+    pub geo_calls: usize,
     geo: Option<GeoFn>,
 }
 
@@ -40,21 +45,8 @@ impl HostApi for MemoryHost {
     fn state_get(&mut self, key: &[u8], name: &str) -> Option<Vec<u8>> {
         self.state.get(&(key.to_vec(), name.to_string())).cloned()
     }
-    fn state_put(&mut self, key: &[u8], name: &str, value: &[u8]) {
-        self.state
-            .insert((key.to_vec(), name.to_string()), value.to_vec());
-    }
-    fn state_delete(&mut self, key: &[u8], name: &str) {
-        self.state.remove(&(key.to_vec(), name.to_string()));
-    }
-    fn timer_set(&mut self, key: &[u8], at: i64) {
-        self.timers.insert((at, key.to_vec()));
-    }
-    fn timer_cancel(&mut self, key: &[u8], at: i64) {
-        self.timers.remove(&(at, key.to_vec()));
-    }
-    fn watermark(&mut self) -> i64 {
-        self.watermark
+    fn apply_changes(&mut self, changes: &[u8]) {
+        self.apply(changes);
     }
     fn log(&mut self, level: Level, message: &str) {
         self.logs.push((level, message.to_string()));
@@ -68,12 +60,75 @@ impl HostApi for MemoryHost {
             .or_default()
             .push(value);
     }
-    fn geo_lookup(&mut self, ip: &str) -> Result<Option<Location>, String> {
-        match &self.geo {
-            Some(lookup) => lookup(ip),
-            None => Err("no geo database configured".to_string()),
+    fn geo_lookup(&mut self, ips: &[&str]) -> Vec<Result<Option<Location>, String>> {
+        self.geo_calls += 1;
+        ips.iter()
+            .map(|ip| match &self.geo {
+                Some(lookup) => lookup(ip),
+                None => Err("no geo database configured".to_string()),
+            })
+            .collect()
+    }
+}
+
+impl MemoryHost {
+    /// Applies a call's state and timer changes, as the host does after a call.
+    #[expect(
+        clippy::expect_used,
+        reason = "a malformed result fails the test that produced it"
+    )]
+    fn apply(&mut self, changes: &[u8]) {
+        for change in abi::changes(changes) {
+            match change.expect("the SDK writes well-framed changes") {
+                Change::Put { key, name, value } => {
+                    let name = String::from_utf8_lossy(name).into_owned();
+                    self.state.insert((key.to_vec(), name), value.to_vec());
+                }
+                Change::Delete { key, name } => {
+                    let name = String::from_utf8_lossy(name).into_owned();
+                    self.state.remove(&(key.to_vec(), name));
+                }
+                Change::SetTimer { key, at } => {
+                    self.timers.insert((at, key.to_vec()));
+                }
+                Change::CancelTimer { key, at } => {
+                    self.timers.remove(&(at, key.to_vec()));
+                }
+            }
         }
     }
+
+    /// Fills in the batch's key ids and the declared state of each distinct key.
+    fn prefetch(&self, batch: &mut Batch, names: &[String]) {
+        let mut ids: HashMap<Vec<u8>, u32> = HashMap::new();
+        let mut order: Vec<Vec<u8>> = Vec::new();
+        for i in 0..batch.len() {
+            let key = batch.key(i).to_vec();
+            let next = ids.len() as u32;
+            let id = *ids.entry(key.clone()).or_insert_with(|| {
+                order.push(key);
+                next
+            });
+            batch.key_ids.push(id);
+        }
+        for key in &order {
+            for name in names {
+                let value = self.state.get(&(key.clone(), name.clone()));
+                batch.push_state(value.map(Vec::as_slice));
+            }
+        }
+    }
+}
+
+/// Where a test output went.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Sent {
+    /// On to the next stage.
+    Emit,
+    /// To a route.
+    Route(String),
+    /// To the dead-letter output, with a reason.
+    DeadLetter(String),
 }
 
 /// One output as a test sees it.
@@ -82,29 +137,33 @@ pub struct TestOutput {
     /// Index of the input within its `process` call; `None` for timer outputs.
     pub input: Option<usize>,
     /// Where the output goes.
-    pub kind: OutputKind,
-    /// The output value, parsed.
-    pub value: serde_json::Value,
+    pub kind: Sent,
+    /// The output value with its edits applied, parsed.
+    pub value: Value,
+    /// Its key (the input's unless the transform gave it one).
+    pub key: String,
+    /// Its event time (the input's or the timer's unless the transform gave it one).
+    pub time: i64,
 }
 
 impl TestOutput {
     /// The route name, if routed.
     pub fn route(&self) -> Option<&str> {
         match &self.kind {
-            OutputKind::Route(r) => Some(r),
+            Sent::Route(r) => Some(r),
             _ => None,
         }
     }
 
     /// Whether the output goes on to the next stage.
     pub fn is_emit(&self) -> bool {
-        self.kind == OutputKind::Emit
+        self.kind == Sent::Emit
     }
 
     /// The dead-letter reason, if dead-lettered.
     pub fn dead_letter_reason(&self) -> Option<&str> {
         match &self.kind {
-            OutputKind::DeadLetter(r) => Some(r),
+            Sent::DeadLetter(r) => Some(r),
             _ => None,
         }
     }
@@ -118,12 +177,12 @@ pub struct TestEvent {
     /// Event time, ms.
     pub time: i64,
     /// JSON value.
-    pub value: serde_json::Value,
+    pub value: Value,
 }
 
 impl TestEvent {
     /// A record with `key`, event time `time` and JSON `value`.
-    pub fn new(key: &str, time: i64, value: serde_json::Value) -> Self {
+    pub fn new(key: &str, time: i64, value: Value) -> Self {
         TestEvent {
             key: key.to_string(),
             time,
@@ -135,6 +194,7 @@ impl TestEvent {
 /// Runs one transform natively against a [`MemoryHost`].
 pub struct TestHarness<T: Transform> {
     transform: T,
+    needs: Needs,
     host: MemoryHost,
 }
 
@@ -145,8 +205,10 @@ impl<T: Transform> TestHarness<T> {
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
+        let transform = T::init(&Config::new(pairs))?;
         Ok(TestHarness {
-            transform: T::init(&Config::new(pairs))?,
+            needs: transform.needs(),
+            transform,
             host: MemoryHost::default(),
         })
     }
@@ -160,41 +222,77 @@ impl<T: Transform> TestHarness<T> {
         self
     }
 
+    /// What the transform declared it reads.
+    pub fn needs(&self) -> &Needs {
+        &self.needs
+    }
+
     /// Runs one batch. The watermark does not move; call [`Self::advance_watermark`].
     pub fn process(&mut self, events: &[TestEvent]) -> Vec<TestOutput> {
-        let mut batch = Batch::default();
+        let mut batch = Batch {
+            watermark: self.host.watermark,
+            ..Batch::default()
+        };
+        let mut inputs = Vec::with_capacity(events.len());
         for e in events {
             let value = serde_json::to_vec(&e.value).unwrap_or_default();
-            batch.push(e.key.as_bytes(), &value, e.time, &[]);
+            batch.push_record(e.key.as_bytes(), e.time);
+            for field in &self.needs.fields {
+                batch.push_field(json::find_raw(&value, field).unwrap_or_default());
+            }
+            if self.needs.values {
+                batch.push_value(&value);
+            }
+            if self.needs.headers {
+                batch.push_headers(&[]);
+            }
+            inputs.push((e.value.clone(), e.key.clone(), e.time));
         }
-        let result = crate::process_batch(&mut self.transform, &batch, &mut self.host);
-        decode(&result, true)
+        self.host.prefetch(&mut batch, &self.needs.state);
+        let result = crate::process_batch(&mut self.transform, &self.needs, &batch, &mut self.host);
+        self.host.apply(&result.changes);
+        decode(&result, &inputs, true)
     }
 
     /// Runs one batch holding a single event.
-    pub fn process_one(
-        &mut self,
-        key: &str,
-        time: i64,
-        value: serde_json::Value,
-    ) -> Vec<TestOutput> {
+    pub fn process_one(&mut self, key: &str, time: i64, value: Value) -> Vec<TestOutput> {
         self.process(&[TestEvent::new(key, time, value)])
     }
 
     /// Moves the watermark to `watermark` (never backwards) and fires every timer at or
-    /// below it in `(time, key)` order, as the host does.
+    /// below it, earliest first, in batches as the host does (timers a batch sets that are
+    /// already due fire in the next one).
     pub fn advance_watermark(&mut self, watermark: i64) -> Vec<TestOutput> {
         self.host.watermark = self.host.watermark.max(watermark);
         let mut outputs = Vec::new();
-        while let Some(first) = self.host.timers.first().cloned() {
-            if first.0 > self.host.watermark {
-                break;
+        loop {
+            let due: Vec<(i64, Vec<u8>)> = self
+                .host
+                .timers
+                .iter()
+                .take_while(|(at, _)| *at <= self.host.watermark)
+                .cloned()
+                .collect();
+            if due.is_empty() {
+                return outputs;
             }
-            self.host.timers.remove(&first);
-            let result = crate::fire_timer(&mut self.transform, &first.1, first.0, &mut self.host);
-            outputs.extend(decode(&result, false));
+            let mut batch = Batch {
+                watermark: self.host.watermark,
+                ..Batch::default()
+            };
+            let mut inputs = Vec::with_capacity(due.len());
+            for timer in &due {
+                self.host.timers.remove(timer);
+                batch.push_record(&timer.1, timer.0);
+                let key = String::from_utf8_lossy(&timer.1).into_owned();
+                inputs.push((Value::Object(Default::default()), key, timer.0));
+            }
+            self.host.prefetch(&mut batch, &self.needs.state);
+            let result =
+                crate::fire_timers(&mut self.transform, &self.needs, &batch, &mut self.host);
+            self.host.apply(&result.changes);
+            outputs.extend(decode(&result, &inputs, false));
         }
-        outputs
     }
 
     /// The decoded state value `name` of `key`.
@@ -204,6 +302,14 @@ impl<T: Transform> TestHarness<T> {
             .state
             .get(&(key.as_bytes().to_vec(), name.to_string()))?;
         postcard::from_bytes(raw).ok()
+    }
+
+    /// The raw state value `name` of `key`.
+    pub fn state_bytes(&self, key: &str, name: &str) -> Option<Vec<u8>> {
+        self.host
+            .state
+            .get(&(key.as_bytes().to_vec(), name.to_string()))
+            .cloned()
     }
 
     /// Pending timers as `(at, key)`, earliest first.
@@ -221,13 +327,56 @@ impl<T: Transform> TestHarness<T> {
     }
 }
 
-fn decode(result: &BatchResult, from_inputs: bool) -> Vec<TestOutput> {
-    result
-        .iter()
-        .map(|(o, value)| TestOutput {
-            input: from_inputs.then_some(o.input as usize),
-            kind: o.kind.clone(),
-            value: serde_json::from_slice(value).unwrap_or(serde_json::Value::Null),
+/// The outputs of a call, with values as the host would make them. `inputs` are each input's
+/// value, key and time.
+#[expect(
+    clippy::expect_used,
+    reason = "a malformed result fails the test that produced it"
+)]
+fn decode(
+    result: &BatchResult,
+    inputs: &[(Value, String, i64)],
+    from_inputs: bool,
+) -> Vec<TestOutput> {
+    (0..result.outputs.len())
+        .map(|i| {
+            let output = result.outputs[i];
+            let parts = result.parts(i).expect("the SDK writes well-formed outputs");
+            let (input, key, time) = &inputs[output.input as usize];
+            let value = match output.value {
+                ValueKind::Unchanged => input.clone(),
+                ValueKind::Replaced => serde_json::from_slice(parts.value).unwrap_or(Value::Null),
+                ValueKind::Edited => {
+                    let mut value = input.clone();
+                    for edit in abi::edits(parts.value) {
+                        match edit.expect("the SDK writes well-framed edits") {
+                            Edit::Set(name, raw) => {
+                                value[name] =
+                                    serde_json::from_slice(raw).expect("an edit's value is JSON");
+                            }
+                            Edit::Remove(name) => {
+                                if let Some(object) = value.as_object_mut() {
+                                    object.remove(name);
+                                }
+                            }
+                        }
+                    }
+                    value
+                }
+            };
+            TestOutput {
+                input: from_inputs.then_some(output.input as usize),
+                kind: match output.kind {
+                    OutputKind::Emit => Sent::Emit,
+                    OutputKind::Route => Sent::Route(parts.text.to_string()),
+                    OutputKind::DeadLetter => Sent::DeadLetter(parts.text.to_string()),
+                },
+                value,
+                key: parts
+                    .key
+                    .map_or_else(|| key.clone(), |k| String::from_utf8_lossy(k).into_owned()),
+                time: output.time.unwrap_or(*time),
+            }
         })
         .collect()
 }

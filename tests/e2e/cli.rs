@@ -45,17 +45,17 @@ fn inspect_shows_world_exports_imports_and_hash() {
     );
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
-        text.contains("world    weir:transform/transform@0.1.0"),
+        text.contains("world    weir:transform/transform@0.2.0"),
         "{text}"
     );
-    for export in ["init", "process", "on-timer"] {
+    for export in ["init", "process", "on-timers"] {
         assert!(
             text.lines()
                 .any(|l| l.starts_with("exports") && l.contains(export)),
             "{text}"
         );
     }
-    assert!(text.contains("weir:transform/state@0.1.0"), "{text}");
+    assert!(text.contains("weir:transform/state@0.2.0"), "{text}");
     let sha = text
         .lines()
         .find_map(|l| l.strip_prefix("sha256   "))

@@ -101,6 +101,15 @@ impl TestPipeline {
         }
     }
 
+    /// Values written to the sink of `route`, in each user's order. Timers that fire together
+    /// are handed to a plugin in one call, so what different users' timers emit may come out
+    /// in another order when records are batched differently; one user's never does.
+    pub fn route_by_user(&self, route: &str) -> Vec<serde_json::Value> {
+        let mut values = self.route(route);
+        values.sort_by(|a, b| a["user_id"].to_string().cmp(&b["user_id"].to_string()));
+        values
+    }
+
     /// Values written to the sink of `route`, parsed.
     pub fn route(&self, route: &str) -> Vec<serde_json::Value> {
         let sink = &self.sinks.iter().find(|(r, _)| r == route).unwrap().1;

@@ -124,6 +124,15 @@ fn init_errors_and_invalid_files_are_rejected_with_reasons() {
         .load_bytes("partial", &bytes[..bytes.len() / 2])
         .unwrap_err();
     assert!(err.to_string().contains("not a valid component"), "{err}");
+    // A plugin built against the first contract names both versions.
+    let err = engine
+        .load_file(&plugin("legacy-v1"))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("weir:transform@0.1.0") && err.contains("weir:transform@0.2.0"),
+        "{err}"
+    );
 }
 
 #[test]

@@ -11,6 +11,8 @@ use serde_json::{Value, json};
 use weir_sdk::abi::{Batch, BatchResult, OutputKind};
 
 use crate::config::EventConfig;
+use crate::event::{EventArena, EventRef};
+use crate::pipeline::stage_io::{output_event, stage_batch, timer_events};
 use crate::pipeline::{RecordDecoder, Stage, WasmStage};
 use crate::runtime::{EngineSettings, GeoDb, InstanceSettings, PluginEngine};
 use crate::sinks::Provenance;
@@ -154,21 +156,39 @@ fn inspect(path: &Path) -> Result<()> {
     Ok(())
 }
 
-fn output_line(input: Option<usize>, kind: &OutputKind, value: &[u8]) -> Value {
+fn output_line(input: Option<usize>, kind: OutputKind, text: &str, value: &[u8]) -> Value {
     let event = serde_json::from_slice::<Value>(value)
         .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(value).into()));
     let (kind, route, reason) = match kind {
         OutputKind::Emit => ("emit", None, None),
-        OutputKind::Route(r) => ("route", Some(r.as_str()), None),
-        OutputKind::DeadLetter(r) => ("dead-letter", None, Some(r.as_str())),
+        OutputKind::Route => ("route", Some(text), None),
+        OutputKind::DeadLetter => ("dead-letter", None, Some(text)),
     };
     json!({ "input": input, "kind": kind, "route": route, "reason": reason, "event": event })
 }
 
-fn print_result(out: &mut dyn Write, result: &BatchResult, inputs: Option<&[usize]>) -> Result<()> {
-    for (output, value) in result.iter() {
-        let input = inputs.and_then(|ids| ids.get(output.input as usize).copied());
-        writeln!(out, "{}", output_line(input, &output.kind, value))?;
+/// Prints each output of `result` with the event it makes of its input (`events[i]`, in
+/// `arena`); `inputs` maps a batch index to the input line's number.
+fn print_result(
+    out: &mut dyn Write,
+    arena: &mut EventArena,
+    result: &BatchResult,
+    events: &[EventRef],
+    inputs: Option<&[usize]>,
+) -> Result<()> {
+    for (i, output) in result.outputs.iter().enumerate() {
+        let input = output.input as usize;
+        let Some(event) = events.get(input) else {
+            continue;
+        };
+        let event = output_event(arena, result, i, event).map_err(|e| anyhow::anyhow!(e))?;
+        let text = result.parts(i).map(|p| p.text).unwrap_or_default();
+        let line = inputs.and_then(|ids| ids.get(input).copied());
+        writeln!(
+            out,
+            "{}",
+            output_line(line, output.kind, text, &arena.to_json(&event))
+        )?;
     }
     Ok(())
 }
@@ -196,8 +216,11 @@ pub fn test(
         out_of_orderness: lag,
         idle_timeout: Duration::from_secs(3600),
     });
+    let mut arena = EventArena::default();
+    let mut batch = Batch::default();
     for (chunk_no, chunk) in lines.chunks(512).enumerate() {
-        let mut batch = Batch::default();
+        arena.clear();
+        let mut events = Vec::new();
         let mut inputs = Vec::new();
         let mut max_time = None;
         for (j, line) in chunk.iter().enumerate() {
@@ -213,42 +236,44 @@ pub fn test(
                     offset: index as i64,
                 },
             };
-            match decoder.decode(&record) {
-                Ok(d) => {
-                    batch.push(&d.key, line.as_bytes(), d.time, &[]);
+            match decoder.decode_into(&record, &mut arena) {
+                Ok(event) => {
+                    max_time = max_time.max(Some(event.time));
+                    events.push(event);
                     inputs.push(index);
-                    max_time = max_time.max(Some(d.time));
                 }
                 Err(reason) => writeln!(
                     out,
                     "{}",
                     output_line(
                         Some(index),
-                        &OutputKind::DeadLetter(reason),
+                        OutputKind::DeadLetter,
+                        &reason,
                         line.as_bytes()
                     )
                 )?,
             }
         }
+        let needs = stage.begin().clone();
+        stage_batch(&mut batch, &arena, &needs, &events, |_| None);
         let result = stage.process(&mut batch, watermark.current())?;
-        print_result(out, &result, Some(&inputs))?;
+        print_result(out, &mut arena, &result, &events, Some(&inputs))?;
         watermark.observe(max_time, Instant::now());
-        fire_timers(&mut stage, watermark.current(), out)?;
+        fire_timers(&mut stage, &mut arena, watermark.current(), out)?;
     }
     watermark.finish();
-    fire_timers(&mut stage, watermark.current(), out)
+    fire_timers(&mut stage, &mut arena, watermark.current(), out)
 }
 
-fn fire_timers(stage: &mut WasmStage, watermark: i64, out: &mut dyn Write) -> Result<()> {
-    while let Some(fired) = stage.fire_due_timer(watermark)? {
-        match &fired.outcome {
-            Ok(result) => print_result(out, result, None)?,
-            Err(failure) => {
-                let reason = OutputKind::DeadLetter(format!("timer {failure}"));
-                let line = output_line(None, &reason, &fired.failure_record());
-                writeln!(out, "{line}")?;
-            }
-        }
+fn fire_timers(
+    stage: &mut WasmStage,
+    arena: &mut EventArena,
+    watermark: i64,
+    out: &mut dyn Write,
+) -> Result<()> {
+    while let Some(fired) = stage.fire_due_timers(watermark, 512)? {
+        let events = timer_events(arena, &fired.batch).map_err(|e| anyhow::anyhow!(e))?;
+        print_result(out, arena, &fired.result, &events, None)?;
     }
     Ok(())
 }

@@ -39,7 +39,7 @@ const LIB_RS: &str = r#"//! {name}: a weir transform. It marks events of the con
 //! with `{field}: true`, counts them per key in host-owned state, and dead-letters events
 //! without a `type`.
 
-use weir_sdk::{Config, Context, Event, Transform};
+use weir_sdk::{Config, Context, Event, Needs, Transform};
 
 /// The transform's settings, read once in `init`.
 pub struct Plugin {
@@ -51,6 +51,12 @@ impl Transform for Plugin {
         Ok(Plugin {
             wanted: config.get("type").unwrap_or("page_view").to_string(),
         })
+    }
+
+    /// What the host hands this stage: the `type` field and the `seen` count of each
+    /// event's key, not whole events (remove this to get whole events).
+    fn needs(&self) -> Needs {
+        Needs::fields(&["type"]).with_state(&["seen"])
     }
 
     fn process(&mut self, mut event: Event<'_>, ctx: &mut Context<'_>) {

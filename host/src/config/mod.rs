@@ -83,6 +83,28 @@ pub struct PipelineConfig {
     /// The admin HTTP endpoint.
     #[serde(default)]
     pub admin: crate::admin::AdminConfig,
+    /// How the instance uses the machine's cores.
+    #[serde(default)]
+    pub runtime: RuntimeConfig,
+}
+
+/// How the instance uses the machine's cores.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuntimeConfig {
+    /// Threads that run partitions, each partition on one thread at a time (default: the
+    /// machine's cores). They share the compiled plugins, the geo database and the producer.
+    #[serde(default)]
+    pub workers: Option<usize>,
+}
+
+impl RuntimeConfig {
+    /// The worker count: as configured, else the machine's cores.
+    pub fn workers(&self) -> usize {
+        self.workers.unwrap_or_else(|| {
+            std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+        })
+    }
 }
 
 fn default_plugin_dir() -> PathBuf {
@@ -108,6 +130,10 @@ pub struct FileSourceConfig {
     /// Records per batch handed to the stages.
     #[serde(default = "default_batch_size")]
     pub batch_size: usize,
+    /// Virtual partitions the input is split into by key hash (default: the workers), so a
+    /// backfill uses every core; each has its own state, watermark and output files.
+    #[serde(default)]
+    pub partitions: Option<usize>,
 }
 
 fn default_batch_size() -> usize {
@@ -418,6 +444,17 @@ impl PipelineConfig {
             return Err(invalid(
                 format!("source.{kind}.batch_size"),
                 "must be between 1 and 100000",
+            ));
+        }
+        if self.runtime.workers.is_some_and(|w| w == 0 || w > 1024) {
+            return Err(invalid("runtime.workers", "must be between 1 and 1024"));
+        }
+        if let SourceConfig::File(f) = &self.source
+            && f.partitions.is_some_and(|p| p == 0 || p > 1024)
+        {
+            return Err(invalid(
+                "source.file.partitions",
+                "must be between 1 and 1024",
             ));
         }
         let dead_letter = (&self.dead_letter.path, &self.dead_letter.topic);

@@ -63,6 +63,8 @@ pub struct Coordinator {
     epoch_seq: u64,
     failures_seen: u64,
     counts: CheckpointCounts,
+    /// Threads that run the partitions' batches side by side (none: the driver runs them).
+    workers: Option<rayon::ThreadPool>,
 }
 
 impl Coordinator {
@@ -75,6 +77,16 @@ impl Coordinator {
         instance_id: &str,
     ) -> Result<Self> {
         let store = CheckpointStore::open(&config.checkpoint)?;
+        let workers = match config.runtime.workers() {
+            1 => None,
+            n => Some(
+                rayon::ThreadPoolBuilder::new()
+                    .num_threads(n)
+                    .thread_name(|i| format!("weir-worker-{i}"))
+                    .build()
+                    .map_err(|e| Error::Commit(format!("cannot start {n} workers: {e}")))?,
+            ),
+        };
         let transactional_id = format!("weir-{}-{}", safe_name(&source.group), instance_id);
         let mut coordinator = Coordinator {
             factory,
@@ -96,6 +108,7 @@ impl Coordinator {
             epoch_seq: 0,
             failures_seen: 0,
             counts: CheckpointCounts::default(),
+            workers,
         };
         coordinator.open_transaction()?;
         Ok(coordinator)
@@ -196,13 +209,29 @@ impl Coordinator {
         }
     }
 
-    /// Runs every task once.
+    /// Runs every task once: side by side on the workers, when there are several of both.
     pub fn run_tasks(&mut self) -> Result<()> {
+        use rayon::prelude::*;
         let batch_size = self.source.batch_size;
-        for task in self.tasks.values_mut() {
-            task.run(batch_size)?;
+        match &self.workers {
+            Some(pool) if self.tasks.len() > 1 => {
+                let mut tasks: Vec<&mut PartitionTask> = self.tasks.values_mut().collect();
+                pool.install(|| tasks.par_iter_mut().try_for_each(|t| t.run(batch_size)))
+            }
+            _ => {
+                for task in self.tasks.values_mut() {
+                    task.run(batch_size)?;
+                }
+                Ok(())
+            }
         }
-        Ok(())
+    }
+
+    /// Threads running partitions.
+    pub fn workers(&self) -> usize {
+        self.workers
+            .as_ref()
+            .map_or(1, rayon::ThreadPool::current_num_threads)
     }
 
     /// Pauses partitions with too much waiting and resumes drained ones.

@@ -236,10 +236,12 @@ fn drive(
     let mut backoff = Duration::from_millis(250);
     let mut next_recovery = Instant::now();
     let mut last_progress = Instant::now();
-    let mut messages = Vec::with_capacity(source.batch_size);
+    // A round reads a batch per worker, so that every worker has one to run.
+    let round = source.batch_size * lock(coordinator).workers();
+    let mut messages = Vec::with_capacity(round);
     while !options.shutdown.load(Ordering::Relaxed) {
         let deadline = Instant::now() + source.batch_timeout.0;
-        while messages.len() < source.batch_size {
+        while messages.len() < round {
             let left = deadline.saturating_duration_since(Instant::now());
             match consumer.poll(left) {
                 Some(Ok(message)) => messages.push(message),

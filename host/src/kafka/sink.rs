@@ -9,7 +9,7 @@ use rdkafka::message::OwnedHeaders;
 use super::config::KafkaSinkConfig;
 use super::headers::with_provenance;
 use super::producer::OutputProducer;
-use crate::sinks::{Rejection, Sink, SinkError, SinkRecord, io_error};
+use crate::sinks::{Rejection, Sink, SinkBatch, SinkError, io_error};
 
 /// Routes to topics.
 pub struct KafkaSink {
@@ -39,20 +39,20 @@ impl Sink for KafkaSink {
         &self.name
     }
 
-    fn write(&mut self, records: &[SinkRecord]) -> Result<Vec<Rejection>, SinkError> {
-        for record in records {
-            let Some(topic) = self.topics.get(&*record.route) else {
+    fn write(&mut self, records: &SinkBatch) -> Result<Vec<Rejection>, SinkError> {
+        for record in records.iter() {
+            let Some(topic) = self.topics.get(record.route) else {
                 return Err(io_error(
                     &self.name,
                     format!("no topic for route {}", record.route),
                 ));
             };
-            let headers = match &record.provenance {
+            let headers = match record.provenance {
                 Some(p) => with_provenance(OwnedHeaders::new_with_capacity(3), p),
                 None => OwnedHeaders::new(),
             };
             self.producer
-                .send(topic, &record.key, &record.value, headers, record.time)
+                .send(topic, record.key, record.value, headers, record.time)
                 .map_err(|e| io_error(&self.name, format!("producing to {topic}: {e}")))?;
         }
         Ok(Vec::new())

@@ -10,13 +10,15 @@ use super::decode::RecordDecoder;
 use super::partition::PartitionPipeline;
 use super::plugins::PluginRegistry;
 use super::router::Router;
-use super::stage::{Stage, WasmStage};
+use super::stage::Stage;
+use super::wasm_stage::WasmStage;
 use super::watcher::{DEBOUNCE, PluginWatcher};
 use crate::config::{ConfigError, PipelineConfig, SourceConfig};
 use crate::error::Result;
 use crate::kafka::DeadLetterTopic;
 use crate::runtime::{EngineSettings, GeoDb, PluginEngine};
 use crate::sinks::dead_letter::DeadLetterFile;
+use crate::sinks::files::OutputFiles;
 use crate::sinks::resilience::Breakers;
 use crate::sinks::{DeadLetterSink, SinkContext, SinkError};
 use crate::source::Source;
@@ -25,8 +27,12 @@ use crate::state::{WatermarkConfig, WatermarkTracker};
 
 /// A pipeline ready to run, with its source.
 pub struct BuiltPipeline {
-    /// The data path.
-    pub pipeline: PartitionPipeline,
+    /// The data path of each (virtual) partition: records go to the one their key hashes to.
+    pub partitions: Vec<PartitionPipeline>,
+    /// The field holding the key (what partitions the input).
+    pub key_field: String,
+    /// Threads the partitions run on.
+    pub workers: usize,
     /// Where records come from.
     pub source: Box<dyn Source>,
     /// Records per batch.
@@ -42,6 +48,7 @@ pub struct PipelineFactory {
     plugin_dir: PathBuf,
     registry: Arc<PluginRegistry>,
     breakers: Breakers,
+    files: OutputFiles,
     watcher: Option<PluginWatcher>,
 }
 
@@ -71,6 +78,7 @@ impl PipelineFactory {
             plugin_dir: plugin_dir.to_path_buf(),
             registry: Arc::new(registry),
             breakers: Breakers::default(),
+            files: OutputFiles::default(),
             watcher: None,
         })
     }
@@ -106,6 +114,7 @@ impl PipelineFactory {
     pub fn pipeline(&self, context: &SinkContext) -> Result<PartitionPipeline> {
         let context = SinkContext {
             breakers: self.breakers.clone(),
+            files: self.files.clone(),
             ..context.clone()
         };
         let mut sinks = Vec::new();
@@ -120,7 +129,7 @@ impl PipelineFactory {
             (Some(topic), _, Some(producer)) => {
                 Box::new(DeadLetterTopic::new(topic, producer.clone()))
             }
-            (None, Some(path), _) => Box::new(DeadLetterFile::create(path)?),
+            (None, Some(path), _) => Box::new(DeadLetterFile::create(path, &self.files)?),
             _ => {
                 return Err(SinkError::Setup {
                     sink: "dead_letter".into(),
@@ -165,7 +174,8 @@ impl PipelineFactory {
     }
 }
 
-/// Builds the pipeline of a file source.
+/// Builds the pipeline of a file source: one partition pipeline per virtual partition
+/// (`source.file.partitions`, default the workers), on `runtime.workers` threads.
 pub fn build(config: &PipelineConfig, plugin_dir: &Path) -> Result<BuiltPipeline> {
     let SourceConfig::File(file) = &config.source else {
         return Err(ConfigError::Invalid {
@@ -174,13 +184,24 @@ pub fn build(config: &PipelineConfig, plugin_dir: &Path) -> Result<BuiltPipeline
         }
         .into());
     };
-    let mut factory = PipelineFactory::new(config, plugin_dir, 1)?;
+    let workers = config.runtime.workers();
+    let partitions = file.partitions.unwrap_or(workers).max(1);
+    let mut factory = PipelineFactory::new(
+        config,
+        plugin_dir,
+        u32::try_from(partitions).unwrap_or(u32::MAX),
+    )?;
     for stage in &config.stages {
         tracing::info!(stage = %stage.name, plugin = %stage.plugin, "Loaded stage.");
     }
     factory.watch_plugins()?;
+    let pipelines = (0..partitions)
+        .map(|_| factory.pipeline(&SinkContext::default()))
+        .collect::<Result<Vec<_>>>()?;
     Ok(BuiltPipeline {
-        pipeline: factory.pipeline(&SinkContext::default())?,
+        partitions: pipelines,
+        key_field: config.event.key_field.clone(),
+        workers: workers.min(partitions),
         source: Box::new(FileSource::open(&file.path)?),
         batch_size: file.batch_size,
         factory,

@@ -1,20 +1,17 @@
-//! Turns a source record into what the stages see: checks that the value is a JSON object of
-//! bounded size, valid UTF-8 and without repeated top-level fields, and reads its key and
-//! event time. A record that fails becomes a dead letter with a reason that starts with its
+//! Turns a source record into what the stages see: parses it once into the [`EventArena`]
+//! (which checks that the value is a JSON object of bounded size, valid UTF-8, without
+//! repeated top-level fields, nested at most 127 deep) and reads its key and event time from
+//! the index. A record that fails becomes a dead letter with a reason that starts with its
 //! class: `too large`, `invalid json`, `not an object`, `missing key`, `invalid key`,
 //! `missing time`, `invalid time`.
 
-use std::borrow::Cow;
 use std::cell::Cell;
-use std::collections::HashSet;
-use std::fmt;
 
-use foldhash::fast::RandomState;
-
-use serde::de::{self, Deserializer, IgnoredAny, MapAccess, Visitor};
 use weir_sdk::json;
 
+use super::time::rfc3339_millis;
 use crate::config::EventConfig;
+use crate::event::{EventArena, EventRef, Span};
 use crate::source::SourceRecord;
 
 /// Key and event time of a valid record.
@@ -24,6 +21,16 @@ pub struct Decoded {
     pub key: Vec<u8>,
     /// Event time, ms.
     pub time: i64,
+}
+
+/// Where a record's key comes from.
+enum KeyFrom {
+    /// These bytes of the key field's raw value.
+    Field(std::ops::Range<usize>),
+    /// The key field's string, unescaped.
+    Decoded(Vec<u8>),
+    /// The record key.
+    Record,
 }
 
 /// Reads keys and event times per the `[event]` config.
@@ -50,34 +57,6 @@ impl RecordDecoder {
         }
     }
 
-    /// Checks the value is one JSON object, valid UTF-8, with each top-level field once (the
-    /// host and the plugins must agree on which `user_id` a record has).
-    fn check_object(&self, value: &[u8]) -> Result<(), String> {
-        if value.len() > self.max_bytes {
-            return Err(format!(
-                "too large: {} bytes, more than event.max_bytes ({})",
-                value.len(),
-                self.max_bytes
-            ));
-        }
-        if let Err(e) = std::str::from_utf8(value) {
-            return Err(format!(
-                "invalid json: not UTF-8 at byte {}",
-                e.valid_up_to()
-            ));
-        }
-        if value.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
-            return match serde_json::from_slice::<IgnoredAny>(value) {
-                Ok(_) => Err("not an object: the record must be a JSON object".to_string()),
-                Err(e) => Err(format!("invalid json: {e}")),
-            };
-        }
-        let mut de = serde_json::Deserializer::from_slice(value);
-        de.deserialize_map(UniqueFields)
-            .and_then(|()| de.end())
-            .map_err(|e| format!("invalid json: {e}"))
-    }
-
     fn check_time(&self, time: i64) -> Result<i64, String> {
         if time < 0 {
             return Err(format!(
@@ -101,54 +80,60 @@ impl RecordDecoder {
         Ok(time)
     }
 
-    /// Decodes one record, or says why it cannot be.
-    pub fn decode(&self, record: &SourceRecord) -> Result<Decoded, String> {
-        let value = &record.value;
-        self.check_object(value)?;
-        let key = match json::find_raw(value, &self.key_field) {
-            Some(raw) if raw.first() == Some(&b'"') => match json::decode_string(raw) {
-                Some(s) if !s.is_empty() => s.into_owned().into_bytes(),
-                _ => {
+    /// Where the key is: in the key field's raw value (quotes stripped), else the record key.
+    fn key(&self, raw: Option<&[u8]>, record: &SourceRecord) -> Result<KeyFrom, String> {
+        match raw {
+            Some(raw) if raw.first() == Some(&b'"') => {
+                let inner = 1..raw.len() - 1;
+                if inner.is_empty() {
                     return Err(format!(
                         "invalid key: field `{}` is an empty string",
                         self.key_field
                     ));
                 }
-            },
+                if !raw[inner.clone()].contains(&b'\\') {
+                    return Ok(KeyFrom::Field(inner));
+                }
+                match json::decode_string(raw) {
+                    Some(s) if !s.is_empty() => Ok(KeyFrom::Decoded(s.into_owned().into_bytes())),
+                    _ => Err(format!(
+                        "invalid key: field `{}` is an empty string",
+                        self.key_field
+                    )),
+                }
+            }
             Some(raw)
                 if raw
                     .first()
                     .is_some_and(|b| *b == b'-' || b.is_ascii_digit()) =>
             {
-                raw.to_vec()
+                Ok(KeyFrom::Field(0..raw.len()))
             }
             Some(b"null") | None => match &record.key {
-                Some(k) if !k.is_empty() => k.clone(),
-                _ => {
-                    return Err(format!(
-                        "missing key: no field `{}` and no record key",
-                        self.key_field
-                    ));
-                }
-            },
-            Some(_) => {
-                return Err(format!(
-                    "invalid key: field `{}` must be a string or a number",
+                Some(k) if !k.is_empty() => Ok(KeyFrom::Record),
+                _ => Err(format!(
+                    "missing key: no field `{}` and no record key",
                     self.key_field
-                ));
-            }
-        };
-        let time = match json::find_raw(value, &self.time_field) {
+                )),
+            },
+            Some(_) => Err(format!(
+                "invalid key: field `{}` must be a string or a number",
+                self.key_field
+            )),
+        }
+    }
+
+    /// The event time from the time field's raw value, else the record timestamp.
+    fn time(&self, raw: Option<&[u8]>, record: &SourceRecord) -> Result<i64, String> {
+        let time = match raw {
             Some(raw) if raw.first() == Some(&b'"') => {
                 let text = json::decode_string(raw).unwrap_or_default();
-                chrono::DateTime::parse_from_rfc3339(&text)
-                    .map(|t| t.timestamp_millis())
-                    .map_err(|e| {
-                        format!(
-                            "invalid time: field `{}` value {text:?} is not RFC 3339 ({e})",
-                            self.time_field
-                        )
-                    })?
+                rfc3339_millis(&text).map_err(|e| {
+                    format!(
+                        "invalid time: field `{}` value {text:?} is not RFC 3339 ({e})",
+                        self.time_field
+                    )
+                })?
             }
             Some(raw)
                 if raw
@@ -178,114 +163,67 @@ impl RecordDecoder {
                 ));
             }
         };
+        self.check_time(time)
+    }
+
+    /// Parses one record into `arena`, or says why it cannot be (leaving `arena` as it was).
+    pub fn decode_into(
+        &self,
+        record: &SourceRecord,
+        arena: &mut EventArena,
+    ) -> Result<EventRef, String> {
+        let value = &record.value;
+        if value.len() > self.max_bytes {
+            return Err(format!(
+                "too large: {} bytes, more than event.max_bytes ({})",
+                value.len(),
+                self.max_bytes
+            ));
+        }
+        let mark = arena.mark();
+        let (members, bytes) = arena.push_object(value).map_err(|e| e.to_string())?;
+        let probe = EventRef {
+            members,
+            key: Span::default(),
+            time: 0,
+            verbatim: Some(bytes),
+            appended: 0,
+        };
+        let key_span = arena.field_span(&probe, &self.key_field);
+        let fields = self
+            .key(key_span.map(|s| &arena.bytes()[s.range()]), record)
+            .and_then(|key| {
+                Ok((
+                    key,
+                    self.time(arena.field(&probe, &self.time_field), record)?,
+                ))
+            });
+        let (key, time) = match fields {
+            Ok(fields) => fields,
+            Err(reason) => {
+                arena.truncate(mark);
+                return Err(reason);
+            }
+        };
+        let key = match (key, key_span) {
+            // Most keys are a string in the value: point at it rather than copy it.
+            (KeyFrom::Field(inner), Some(span)) => {
+                Span::new(span.start as usize + inner.start..span.start as usize + inner.end)
+            }
+            (KeyFrom::Decoded(bytes), _) => arena.push_key(&bytes),
+            (_, _) => arena.push_key(record.key.as_deref().unwrap_or_default()),
+        };
+        Ok(EventRef { key, time, ..probe })
+    }
+
+    /// Decodes one record on its own (tools and tests), or says why it cannot be.
+    pub fn decode(&self, record: &SourceRecord) -> Result<Decoded, String> {
+        let mut arena = EventArena::default();
+        let event = self.decode_into(record, &mut arena)?;
         Ok(Decoded {
-            key,
-            time: self.check_time(time)?,
+            key: arena.key(&event).to_vec(),
+            time: event.time,
         })
-    }
-}
-
-/// Visits a JSON object's top level, refusing a field name that appears twice.
-struct UniqueFields;
-
-/// Any JSON value, visited (not kept) so that serde_json's nesting limit (128) applies:
-/// `IgnoredAny` skips values without it.
-struct NestedValue;
-
-impl<'de> de::Deserialize<'de> for NestedValue {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        deserializer.deserialize_any(NestedValue)
-    }
-}
-
-impl<'de> Visitor<'de> for NestedValue {
-    type Value = NestedValue;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a JSON value")
-    }
-    fn visit_bool<E>(self, _: bool) -> Result<Self, E> {
-        Ok(NestedValue)
-    }
-    fn visit_i64<E>(self, _: i64) -> Result<Self, E> {
-        Ok(NestedValue)
-    }
-    fn visit_u64<E>(self, _: u64) -> Result<Self, E> {
-        Ok(NestedValue)
-    }
-    fn visit_f64<E>(self, _: f64) -> Result<Self, E> {
-        Ok(NestedValue)
-    }
-    fn visit_str<E>(self, _: &str) -> Result<Self, E> {
-        Ok(NestedValue)
-    }
-    fn visit_unit<E>(self) -> Result<Self, E> {
-        Ok(NestedValue)
-    }
-    fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self, A::Error> {
-        while seq.next_element::<NestedValue>()?.is_some() {}
-        Ok(NestedValue)
-    }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self, A::Error> {
-        while map.next_key::<IgnoredAny>()?.is_some() {
-            map.next_value::<NestedValue>()?;
-        }
-        Ok(NestedValue)
-    }
-}
-
-/// A field name, borrowed from the input when it has no escapes.
-struct Name<'de>(Cow<'de, str>);
-
-impl<'de> de::Deserialize<'de> for Name<'de> {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct NameVisitor;
-        impl<'de> Visitor<'de> for NameVisitor {
-            type Value = Name<'de>;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a field name")
-            }
-            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
-                Ok(Name(Cow::Borrowed(v)))
-            }
-            fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
-                Ok(Name(Cow::Owned(v.to_string())))
-            }
-        }
-        deserializer.deserialize_str(NameVisitor)
-    }
-}
-
-impl<'de> Visitor<'de> for UniqueFields {
-    type Value = ();
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a JSON object")
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-        // A few names are compared in a list; many go into a set, so a record with 100k
-        // fields costs linear time, not quadratic.
-        let mut few: Vec<Cow<'de, str>> = Vec::new();
-        let mut many: HashSet<Cow<'de, str>, RandomState> = HashSet::default();
-        while let Some(Name(name)) = map.next_key()? {
-            let seen = if many.is_empty() && few.len() < 32 {
-                few.contains(&name)
-            } else {
-                many.extend(few.drain(..));
-                many.contains(&name)
-            };
-            if seen {
-                return Err(de::Error::custom(format_args!("duplicate field `{name}`")));
-            }
-            map.next_value::<NestedValue>()?;
-            if many.is_empty() {
-                few.push(name);
-            } else {
-                many.insert(name);
-            }
-        }
-        Ok(())
     }
 }
 

@@ -11,10 +11,16 @@ mod router;
 pub mod run;
 mod stage;
 pub mod stage_breaker;
+mod stage_call;
+pub mod stage_io;
+pub mod time;
+mod wasm_stage;
 pub mod watcher;
 
 pub use decode::{Decoded, RecordDecoder};
 pub use native_stage::NativeStage;
 pub use partition::{PartitionPipeline, PipelineStats};
 pub use router::{RouteCounts, Router, reason_class};
-pub use stage::{FiredTimer, Stage, WasmStage};
+pub use stage::{FiredTimers, Stage};
+pub use stage_call::apply_changes;
+pub use wasm_stage::WasmStage;

@@ -1,12 +1,14 @@
 //! A stage that runs a [`Transform`] compiled into the host, without Wasm, over the same
-//! host-owned state. The benchmark uses it as the native baseline; tests use it to check
-//! pipeline logic without building plugins.
+//! host-owned state and the same batches, results and checks as a Wasm stage. The benchmark
+//! uses it as the native baseline; tests use it to check pipeline logic without building
+//! plugins.
 
-use weir_sdk::abi::{Batch, BatchResult};
+use weir_sdk::abi::{Batch, BatchResult, Needs};
 use weir_sdk::{HostApi, Level, Location, Transform};
 
-use super::stage::{FiredTimer, Stage};
-use crate::runtime::RuntimeError;
+use super::stage::{FiredTimers, Stage};
+use super::stage_call::{apply_changes, check, prefetch};
+use crate::runtime::{InstanceSettings, RuntimeError};
 use crate::state::StageState;
 
 /// A geo lookup answering like the `geo` capability.
@@ -16,6 +18,8 @@ type GeoLookup = dyn Fn(&str) -> Result<Option<Location>, String> + Send;
 pub struct NativeStage<T: Transform> {
     name: String,
     transform: T,
+    needs: Needs,
+    settings: InstanceSettings,
     state: StageState,
     geo: Option<Box<GeoLookup>>,
 }
@@ -31,7 +35,9 @@ impl<T: Transform + Send> NativeStage<T> {
             })?;
         Ok(NativeStage {
             name: name.to_string(),
+            needs: transform.needs(),
             transform,
+            settings: InstanceSettings::default(),
             state: StageState::default(),
             geo: None,
         })
@@ -45,11 +51,39 @@ impl<T: Transform + Send> NativeStage<T> {
         self.geo = Some(Box::new(lookup));
         self
     }
+
+    /// Runs `call` over `batch` with the stage's state as a Wasm stage would: prefetch,
+    /// check, apply the changes and commit. A native transform cannot be isolated, so a
+    /// refused result is an error here.
+    fn call(
+        &mut self,
+        batch: &mut Batch,
+        watermark: i64,
+        call: impl FnOnce(&mut T, &Needs, &Batch, &mut dyn HostApi) -> BatchResult,
+    ) -> Result<BatchResult, RuntimeError> {
+        prefetch(batch, &mut self.state, &self.needs, watermark);
+        let limits = self.settings.state_limits();
+        let mut host = StateHost {
+            state: &mut self.state,
+            limits,
+            geo: self.geo.as_deref(),
+        };
+        let result = call(&mut self.transform, &self.needs, batch, &mut host);
+        let refused = |e: crate::runtime::CallFailure| RuntimeError::Init {
+            plugin: "native".into(),
+            stage: self.name.clone(),
+            reason: e.to_string(),
+        };
+        check(&result, batch.len(), self.settings.output_limit).map_err(refused)?;
+        apply_changes(&result.changes, &mut self.state, limits).map_err(refused)?;
+        self.state.commit();
+        Ok(result)
+    }
 }
 
 struct StateHost<'a> {
     state: &'a mut StageState,
-    watermark: i64,
+    limits: crate::runtime::StateLimits,
     geo: Option<&'a GeoLookup>,
 }
 
@@ -57,29 +91,23 @@ impl HostApi for StateHost<'_> {
     fn state_get(&mut self, key: &[u8], name: &str) -> Option<Vec<u8>> {
         self.state.get(key, name)
     }
-    fn state_put(&mut self, key: &[u8], name: &str, value: &[u8]) {
-        self.state.put(key, name, value.to_vec());
-    }
-    fn state_delete(&mut self, key: &[u8], name: &str) {
-        self.state.delete(key, name);
-    }
-    fn timer_set(&mut self, key: &[u8], at: i64) {
-        self.state.set_timer(key, at);
-    }
-    fn timer_cancel(&mut self, key: &[u8], at: i64) {
-        self.state.cancel_timer(key, at);
-    }
-    fn watermark(&mut self) -> i64 {
-        self.watermark
+    fn apply_changes(&mut self, changes: &[u8]) {
+        if let Err(e) = apply_changes(changes, self.state, self.limits) {
+            tracing::warn!(error = %e, "A native stage's early changes were refused.");
+        }
     }
     fn log(&mut self, _level: Level, message: &str) {
         tracing::debug!("{message}");
     }
     fn counter(&mut self, _name: &str, _delta: u64) {}
     fn histogram(&mut self, _name: &str, _value: f64) {}
-    fn geo_lookup(&mut self, ip: &str) -> Result<Option<Location>, String> {
-        self.geo
-            .ok_or_else(|| "no geo database configured".to_string())?(ip)
+    fn geo_lookup(&mut self, ips: &[&str]) -> Vec<Result<Option<Location>, String>> {
+        ips.iter()
+            .map(|ip| match self.geo {
+                Some(lookup) => lookup(ip),
+                None => Err("no geo database configured".to_string()),
+            })
+            .collect()
     }
 }
 
@@ -92,37 +120,37 @@ impl<T: Transform + Send> Stage for NativeStage<T> {
         ("native", "")
     }
 
+    fn begin(&mut self) -> &Needs {
+        &self.needs
+    }
+
     fn process(&mut self, batch: &mut Batch, watermark: i64) -> Result<BatchResult, RuntimeError> {
-        let mut host = StateHost {
-            state: &mut self.state,
-            watermark,
-            geo: self.geo.as_deref(),
-        };
-        let result = weir_sdk::process_batch(&mut self.transform, batch, &mut host);
-        self.state.commit();
-        Ok(result)
+        self.call(batch, watermark, |t, needs, batch, host| {
+            weir_sdk::process_batch(t, needs, batch, host)
+        })
     }
 
     fn next_timer(&self) -> Option<i64> {
         self.state.next_timer().map(|(at, _)| *at)
     }
 
-    fn fire_due_timer(&mut self, watermark: i64) -> Result<Option<FiredTimer>, RuntimeError> {
-        let Some((at, key)) = self.state.pop_due_timer(watermark) else {
+    fn fire_due_timers(
+        &mut self,
+        watermark: i64,
+        max: usize,
+    ) -> Result<Option<FiredTimers>, RuntimeError> {
+        let due = self.state.pop_due_timers(watermark, max);
+        if due.is_empty() {
             return Ok(None);
-        };
-        let mut host = StateHost {
-            state: &mut self.state,
-            watermark,
-            geo: self.geo.as_deref(),
-        };
-        let result = weir_sdk::fire_timer(&mut self.transform, &key, at, &mut host);
-        self.state.commit();
-        Ok(Some(FiredTimer {
-            key,
-            at,
-            outcome: Ok(result),
-        }))
+        }
+        let mut batch = Batch::default();
+        for (at, key) in &due {
+            batch.push_record(key, *at);
+        }
+        let result = self.call(&mut batch, watermark, |t, needs, timers, host| {
+            weir_sdk::fire_timers(t, needs, timers, host)
+        })?;
+        Ok(Some(FiredTimers { batch, result }))
     }
 
     fn state(&self) -> &StageState {

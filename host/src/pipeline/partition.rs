@@ -3,13 +3,15 @@
 
 use std::time::Instant;
 
-use weir_sdk::abi::{Batch, BatchResult, OutputKind, push_header};
+use weir_sdk::abi::{Batch, BatchResult, OutputKind};
 
 use super::decode::RecordDecoder;
 use super::router::{RouteCounts, Router};
-use super::stage::{FiredTimer, Stage, stage_dead_letter};
+use super::stage::{FiredTimers, Stage, stage_dead_letter};
+use super::stage_io::{output_event, stage_batch, timer_events};
 use crate::config::MAIN_ROUTE;
-use crate::error::Result;
+use crate::error::{Error, Result};
+use crate::event::{EventArena, EventRef};
 use crate::sinks::{DeadLetter, Provenance};
 use crate::source::SourceRecord;
 use crate::state::{PartitionChanges, PartitionSnapshot, WatermarkTracker};
@@ -51,11 +53,24 @@ pub struct PartitionPipeline {
     /// candidate, increasing: a timer's outputs take the provenance of the first record that
     /// moved the watermark past it, which does not depend on how records were batched.
     watermark_raises: Vec<(i64, Provenance)>,
+    /// The events in flight: parsed once, edited by the stages, written out at the sinks.
+    arena: EventArena,
+    /// The batch handed to a stage, rebuilt for each (its buffers reused).
+    scratch: Batch,
 }
 
-/// Where each record of an in-flight batch came from: an index into the source batch, or
-/// nothing for records made by timers.
-type Origins = Vec<Option<usize>>;
+/// Timers fired per call: enough to spread a call's cost, few enough that a failing timer
+/// batch isolates quickly.
+const TIMERS_PER_CALL: usize = 512;
+
+/// Where a record of an in-flight batch came from.
+#[derive(Debug, Clone)]
+enum Origin {
+    /// This record of the source batch.
+    Record(usize),
+    /// A timer; its outputs carry this provenance.
+    Timer(Option<Provenance>),
+}
 
 impl PartitionPipeline {
     /// Assembles a pipeline.
@@ -73,6 +88,8 @@ impl PartitionPipeline {
             stats: PipelineStats::default(),
             last_provenance: None,
             watermark_raises: Vec::new(),
+            arena: EventArena::default(),
+            scratch: Batch::default(),
         }
     }
 
@@ -81,26 +98,23 @@ impl PartitionPipeline {
     pub fn process(&mut self, records: &[SourceRecord]) -> Result<()> {
         self.stats.records_in += records.len() as u64;
         metrics::counter!("weir_source_records_total").increment(records.len() as u64);
-        let mut batch = Batch::default();
-        let mut origins = Origins::with_capacity(records.len());
+        self.arena.clear();
+        let mut events = Vec::with_capacity(records.len());
+        let mut origins = Vec::with_capacity(records.len());
         let mut max_time: Option<i64> = None;
-        let mut headers = Vec::new();
         self.watermark_raises.clear();
         for (i, record) in records.iter().enumerate() {
-            match self.decoder.decode(record) {
-                Ok(decoded) => {
-                    headers.clear();
-                    for (name, value) in &record.headers {
-                        push_header(&mut headers, name, value);
-                    }
-                    batch.push(&decoded.key, &record.value, decoded.time, &headers);
-                    origins.push(Some(i));
-                    if max_time < Some(decoded.time) {
-                        let candidate = self.watermark.candidate(decoded.time);
+            match self.decoder.decode_into(record, &mut self.arena) {
+                Ok(event) => {
+                    let time = event.time;
+                    events.push(event);
+                    origins.push(Origin::Record(i));
+                    if max_time < Some(time) {
+                        let candidate = self.watermark.candidate(time);
                         self.watermark_raises
                             .push((candidate, record.provenance.clone()));
                     }
-                    max_time = max_time.max(Some(decoded.time));
+                    max_time = max_time.max(Some(time));
                 }
                 Err(reason) => self.router.dead_letter(DeadLetter {
                     reason,
@@ -114,11 +128,11 @@ impl PartitionPipeline {
                 }),
             }
         }
-        self.stats.decoded += batch.len() as u64;
+        self.stats.decoded += events.len() as u64;
         if let Some(last) = records.last() {
             self.last_provenance = Some(last.provenance.clone());
         }
-        self.run_stages(0, batch, origins, records, None)?;
+        self.run_stages(0, events, origins, records)?;
         self.watermark.observe(max_time, Instant::now());
         self.fire_due_timers()?;
         self.router.write_out()?;
@@ -131,6 +145,7 @@ impl PartitionPipeline {
         if !self.watermark.on_idle(Instant::now()) {
             return Ok(false);
         }
+        self.arena.clear();
         self.fire_due_timers()?;
         self.router.write_out()?;
         Ok(true)
@@ -140,6 +155,7 @@ impl PartitionPipeline {
     /// fires, closing every window.
     pub fn drain_windows(&mut self) -> Result<()> {
         self.watermark.finish();
+        self.arena.clear();
         self.fire_due_timers()?;
         self.router.write_out()?;
         Ok(())
@@ -248,6 +264,14 @@ impl PartitionPipeline {
         }
     }
 
+    /// Each stage's name, state entries and state bytes (keys and values).
+    pub fn state_report(&self) -> Vec<(&str, usize, usize)> {
+        self.stages
+            .iter()
+            .map(|s| (s.name(), s.state().entry_count(), s.state().bytes()))
+            .collect()
+    }
+
     /// Bytes of every stage's keys and values: about the size of a full snapshot.
     pub fn state_bytes(&self) -> usize {
         self.stages.iter().map(|s| s.state().bytes()).sum()
@@ -290,87 +314,108 @@ impl PartitionPipeline {
             .or_else(|| self.last_provenance.clone())
     }
 
-    /// Runs `batch` through the stages from `from` on; the last stage's emits go to `main`.
-    /// Records without an origin in `records` (timer outputs) carry `fallback` provenance.
+    /// The provenance of what a record of origin `origin` outputs.
+    fn provenance(origin: &Origin, records: &[SourceRecord]) -> Option<Provenance> {
+        match origin {
+            Origin::Record(i) => records.get(*i).map(|r| r.provenance.clone()),
+            Origin::Timer(provenance) => provenance.clone(),
+        }
+    }
+
+    /// Runs `events` through the stages from `from` on; the last stage's emits go to `main`.
     fn run_stages(
         &mut self,
         from: usize,
-        mut batch: Batch,
-        mut origins: Origins,
+        mut events: Vec<EventRef>,
+        mut origins: Vec<Origin>,
         records: &[SourceRecord],
-        fallback: Option<Provenance>,
     ) -> Result<()> {
-        let provenance = |origin: Option<usize>| {
-            origin
-                .and_then(|i| records.get(i))
-                .map(|r| r.provenance.clone())
-                .or_else(|| fallback.clone())
-        };
         for idx in from..self.stages.len() {
-            if batch.is_empty() {
+            if events.is_empty() {
                 return Ok(());
             }
+            let needs = self.stages[idx].begin().clone();
+            stage_batch(
+                &mut self.scratch,
+                &self.arena,
+                &needs,
+                &events,
+                |i| match origins.get(i) {
+                    Some(Origin::Record(r)) => records.get(*r).map(|r| r.headers.as_slice()),
+                    _ => None,
+                },
+            );
             let started = Instant::now();
-            let result = self.stages[idx].process(&mut batch, self.watermark.current())?;
+            let mut batch = std::mem::take(&mut self.scratch);
+            let outcome = self.stages[idx].process(&mut batch, self.watermark.current());
+            self.scratch = batch;
+            let result = outcome?;
             metrics::histogram!("weir_stage_batch_duration_seconds", "stage" => self.stages[idx].name().to_string())
                 .record(started.elapsed());
-            let mut next = Batch::default();
-            let mut next_origins = Origins::with_capacity(result.outputs.len());
-            for (output, value) in result.iter() {
-                let i = output.input as usize;
-                if i >= batch.len() {
-                    tracing::warn!(
-                        stage = self.stages[idx].name(),
-                        input = i,
-                        "Plugin output names an input outside the batch; dropped."
-                    );
-                    continue;
-                }
-                match &output.kind {
-                    OutputKind::Emit => {
-                        next.push(batch.key(i), value, batch.times[i], batch.headers(i));
-                        next_origins.push(origins[i]);
-                    }
-                    OutputKind::Route(route) => {
-                        self.router.send(
-                            route,
-                            batch.key(i),
-                            value,
-                            batch.times[i],
-                            provenance(origins[i]),
-                        );
-                    }
-                    OutputKind::DeadLetter(reason) => {
-                        // The original record, not the stage's copy, so it can be replayed.
-                        let original = origins[i].and_then(|o| records.get(o));
-                        self.router.dead_letter(stage_dead_letter(
-                            self.stages[idx].as_ref(),
-                            reason.clone(),
-                            batch.key(i),
-                            batch.times[i],
-                            original,
-                            value,
-                        ));
-                    }
-                }
-            }
-            batch = next;
+            let (next, next_origins) =
+                self.route_outputs(idx, &result, &events, &origins, records)?;
+            events = next;
             origins = next_origins;
         }
-        for (i, origin) in origins.iter().enumerate() {
-            self.router.send(
-                MAIN_ROUTE,
-                batch.key(i),
-                batch.value(i),
-                batch.times[i],
-                provenance(*origin),
-            );
+        for (event, origin) in events.iter().zip(&origins) {
+            let provenance = Self::provenance(origin, records);
+            self.router.send(MAIN_ROUTE, &self.arena, event, provenance);
         }
         Ok(())
     }
 
-    /// Fires every due timer, earliest first across stages, feeding what a timer emits to the
-    /// stages after its own.
+    /// Sends stage `idx`'s routed and dead-lettered outputs on, and returns the emitted ones
+    /// (for the next stage) with their origins.
+    fn route_outputs(
+        &mut self,
+        idx: usize,
+        result: &BatchResult,
+        inputs: &[EventRef],
+        origins: &[Origin],
+        records: &[SourceRecord],
+    ) -> Result<(Vec<EventRef>, Vec<Origin>)> {
+        let mut next = Vec::with_capacity(result.outputs.len());
+        let mut next_origins = Vec::with_capacity(result.outputs.len());
+        for (i, output) in result.outputs.iter().enumerate() {
+            let input = output.input as usize;
+            let (Some(event), Some(origin)) = (inputs.get(input), origins.get(input)) else {
+                continue;
+            };
+            let event = output_event(&mut self.arena, result, i, event).map_err(Error::Output)?;
+            match output.kind {
+                OutputKind::Emit => {
+                    next.push(event);
+                    next_origins.push(origin.clone());
+                }
+                OutputKind::Route => {
+                    let route = result.parts(i).map(|p| p.text).unwrap_or_default();
+                    let provenance = Self::provenance(origin, records);
+                    self.router.send(route, &self.arena, &event, provenance);
+                }
+                OutputKind::DeadLetter => {
+                    let reason = result.parts(i).map(|p| p.text).unwrap_or_default();
+                    // The original record, not the stage's copy, so it can be replayed.
+                    let original = match origin {
+                        Origin::Record(r) => records.get(*r),
+                        Origin::Timer(_) => None,
+                    };
+                    let letter = stage_dead_letter(
+                        self.stages[idx].as_ref(),
+                        reason.to_string(),
+                        self.arena.key(&event),
+                        event.time,
+                        original,
+                        &self.arena.to_json(&event),
+                    );
+                    self.router.dead_letter(letter);
+                }
+            }
+        }
+        Ok((next, next_origins))
+    }
+
+    /// Fires every due timer, stage by stage (the stage with the earliest due timer first),
+    /// in batches, feeding what the timers emit to the stages after their own.
     fn fire_due_timers(&mut self) -> Result<()> {
         loop {
             let watermark = self.watermark.current();
@@ -385,54 +430,25 @@ impl PartitionPipeline {
                 })
                 .min();
             let Some((_, idx)) = due else { return Ok(()) };
-            let Some(fired) = self.stages[idx].fire_due_timer(watermark)? else {
+            let Some(fired) = self.stages[idx].fire_due_timers(watermark, TIMERS_PER_CALL)? else {
                 continue;
             };
-            self.stats.timers_fired += 1;
+            self.stats.timers_fired += fired.batch.len() as u64;
             self.route_timer_outputs(idx, fired)?;
         }
     }
 
-    fn route_timer_outputs(&mut self, idx: usize, fired: FiredTimer) -> Result<()> {
-        let (key, at) = (&fired.key, fired.at);
-        let result: &BatchResult = match &fired.outcome {
-            Ok(result) => result,
-            Err(failure) => {
-                let letter = stage_dead_letter(
-                    self.stages[idx].as_ref(),
-                    format!("timer {failure}"),
-                    key,
-                    at,
-                    None,
-                    &fired.failure_record(),
-                );
-                self.router.dead_letter(letter);
-                return Ok(());
-            }
-        };
-        let mut emitted = Batch::default();
-        for (output, value) in result.iter() {
-            match &output.kind {
-                OutputKind::Emit => emitted.push(key, value, at, &[]),
-                OutputKind::Route(route) => {
-                    let provenance = self.timer_provenance(at);
-                    self.router.send(route, key, value, at, provenance);
-                }
-                OutputKind::DeadLetter(reason) => {
-                    let letter = stage_dead_letter(
-                        self.stages[idx].as_ref(),
-                        reason.clone(),
-                        key,
-                        at,
-                        None,
-                        value,
-                    );
-                    self.router.dead_letter(letter);
-                }
-            }
-        }
-        let origins = vec![None; emitted.len()];
-        let provenance = self.timer_provenance(at);
-        self.run_stages(idx + 1, emitted, origins, &[], provenance)
+    /// What timers output goes on like what records output, from an empty object per timer.
+    fn route_timer_outputs(&mut self, idx: usize, fired: FiredTimers) -> Result<()> {
+        let inputs = timer_events(&mut self.arena, &fired.batch).map_err(Error::Output)?;
+        let origins: Vec<Origin> = fired
+            .batch
+            .times
+            .iter()
+            .map(|at| Origin::Timer(self.timer_provenance(*at)))
+            .collect();
+        let (emitted, emitted_origins) =
+            self.route_outputs(idx, &fired.result, &inputs, &origins, &[])?;
+        self.run_stages(idx + 1, emitted, emitted_origins, &[])
     }
 }

@@ -1,11 +1,13 @@
 //! Sends each output to the sinks that take its route, and dead letters to the dead-letter
-//! output. Records are buffered per sink during a batch and written at the batch's end; a
-//! record a sink refuses becomes a dead letter naming the sink.
+//! output. Records are written as JSON once, into a [`SinkBatch`] per sink, during a batch
+//! and handed over at the batch's end; a record a sink refuses becomes a dead letter naming
+//! the sink.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use crate::sinks::{DeadLetter, DeadLetterSink, Provenance, Sink, SinkError, SinkRecord};
+use crate::event::{EventArena, EventRef};
+use crate::sinks::{DeadLetter, DeadLetterSink, Provenance, Sink, SinkBatch, SinkError};
 
 /// Per-route and per-reason counts.
 #[derive(Debug, Clone, Default, serde::Serialize)]
@@ -32,7 +34,7 @@ impl RouteCounts {
 pub struct Router {
     routes: HashMap<String, (Arc<str>, Vec<usize>)>,
     sinks: Vec<Box<dyn Sink>>,
-    buffers: Vec<Vec<SinkRecord>>,
+    buffers: Vec<SinkBatch>,
     dead: Vec<DeadLetter>,
     dead_letters: Box<dyn DeadLetterSink>,
     counts: RouteCounts,
@@ -61,7 +63,7 @@ impl Router {
             }
             boxed.push(sink);
         }
-        let buffers = boxed.iter().map(|_| Vec::new()).collect();
+        let buffers = boxed.iter().map(|_| SinkBatch::default()).collect();
         Router {
             routes,
             sinks: boxed,
@@ -72,13 +74,12 @@ impl Router {
         }
     }
 
-    /// Queues a record on `route`. A route no sink takes is a dead letter.
+    /// Queues `event` (in `arena`) on `route`. A route no sink takes is a dead letter.
     pub fn send(
         &mut self,
         route: &str,
-        key: &[u8],
-        value: &[u8],
-        time: i64,
+        arena: &EventArena,
+        event: &EventRef,
         provenance: Option<Provenance>,
     ) {
         let Some((name, targets)) = self.routes.get(route) else {
@@ -87,25 +88,15 @@ impl Router {
                 stage: "router".into(),
                 plugin: None,
                 provenance,
-                key: Some(key.to_vec()),
-                value: value.to_vec(),
+                key: Some(arena.key(event).to_vec()),
+                value: arena.to_json(event),
                 headers: Vec::new(),
-                time: Some(time),
+                time: Some(event.time),
             });
             return;
         };
-        let record = SinkRecord {
-            route: name.clone(),
-            key: key.to_vec(),
-            value: value.to_vec(),
-            time,
-            provenance,
-        };
-        if let Some((last, rest)) = targets.split_last() {
-            for &i in rest {
-                self.buffers[i].push(record.clone());
-            }
-            self.buffers[*last].push(record);
+        for &i in targets {
+            self.buffers[i].push_event(name, arena, event, provenance.clone());
         }
         // Counted without allocating the route name for every record.
         match self.counts.by_route.get_mut(route) {
@@ -153,9 +144,9 @@ impl Router {
                     reason: rejection.reason,
                     stage: format!("sink:{sink}"),
                     plugin: None,
-                    provenance: record.provenance.clone(),
-                    key: Some(record.key.clone()),
-                    value: record.value.clone(),
+                    provenance: record.provenance.cloned(),
+                    key: Some(record.key.to_vec()),
+                    value: record.value.to_vec(),
                     headers: Vec::new(),
                     time: Some(record.time),
                 });
@@ -238,15 +229,15 @@ impl Router {
 
 /// `weir_sink_records_total{sink, route}`: records a sink took (refused ones are subtracted
 /// from the route they came on, which for almost every sink is its only route).
-fn count_written(sink: &str, records: &[SinkRecord], refused: usize) {
+fn count_written(sink: &str, records: &SinkBatch, refused: usize) {
     let mut by_route: Vec<(&str, u64)> = Vec::new();
-    for record in records {
+    for record in records.iter() {
         match by_route
             .iter_mut()
-            .find(|(route, _)| *route == &*record.route)
+            .find(|(route, _)| *route == record.route)
         {
             Some((_, n)) => *n += 1,
-            None => by_route.push((&record.route, 1)),
+            None => by_route.push((record.route, 1)),
         }
     }
     if let Some((_, n)) = by_route.first_mut() {

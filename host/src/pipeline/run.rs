@@ -1,10 +1,18 @@
-//! Drives a built pipeline from its source to the end of input.
+//! Drives a built file pipeline from its source to the end. With several (virtual)
+//! partitions, the reading thread splits each batch by key hash and hands every partition's
+//! records to the worker thread that owns it; each worker runs its partitions' pipelines and
+//! closes them at the end of input.
 
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, sync_channel};
 use std::time::{Duration, Instant};
 
+use foldhash::fast::FixedState;
+use weir_sdk::json;
+
 use super::build::BuiltPipeline;
-use super::partition::PipelineStats;
+use super::partition::{PartitionPipeline, PipelineStats};
 use crate::error::Result;
+use crate::source::SourceRecord;
 
 /// What a finished run did.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -15,22 +23,200 @@ pub struct RunSummary {
     pub elapsed: Duration,
 }
 
+/// How long a source or a worker waits for input before an idle partition's watermark may
+/// move on processing time.
+const IDLE_POLL: Duration = Duration::from_millis(20);
+
+/// Batches a worker may have waiting before the reader waits for it (backpressure).
+const QUEUED_BATCHES: usize = 4;
+
 /// Runs until the source ends, then fires every remaining timer and closes the sinks.
-pub fn run_to_end(mut built: BuiltPipeline) -> Result<RunSummary> {
+pub fn run_to_end(built: BuiltPipeline) -> Result<RunSummary> {
     let started = Instant::now();
+    let stats = if built.partitions.len() == 1 {
+        run_one(built)?
+    } else {
+        run_partitioned(built)?
+    };
+    Ok(RunSummary {
+        stats,
+        elapsed: started.elapsed(),
+    })
+}
+
+/// One partition on the calling thread.
+fn run_one(mut built: BuiltPipeline) -> Result<PipelineStats> {
+    let Some(pipeline) = built.partitions.first_mut() else {
+        return Ok(PipelineStats::default());
+    };
     loop {
         match built.source.next_batch(built.batch_size)? {
             Some(batch) if batch.is_empty() => {
-                built.pipeline.on_idle()?;
-                std::thread::sleep(Duration::from_millis(20));
+                pipeline.on_idle()?;
+                std::thread::sleep(IDLE_POLL);
             }
-            Some(batch) => built.pipeline.process(&batch)?,
+            Some(batch) => pipeline.process(&batch)?,
             None => break,
         }
     }
-    built.pipeline.finish()?;
-    Ok(RunSummary {
-        stats: built.pipeline.stats(),
-        elapsed: started.elapsed(),
+    pipeline.finish()?;
+    Ok(pipeline.stats())
+}
+
+/// Records for one partition.
+type Work = (usize, Vec<SourceRecord>);
+
+/// The partition a record belongs to: its key field's hash (records without one go to
+/// partition 0, where decoding dead-letters them or falls back to the record key).
+fn partition_of(record: &SourceRecord, key_field: &str, partitions: usize) -> usize {
+    use std::hash::BuildHasher;
+    // A fixed seed: the same key goes to the same partition in every run.
+    let hash = |key: &[u8]| FixedState::with_seed(0x7765_6972).hash_one(key);
+    let hashed = match json::find_raw(&record.value, key_field) {
+        Some(raw) if raw.first() == Some(&b'"') => {
+            json::decode_string(raw).map(|k| hash(k.as_bytes()))
+        }
+        Some(b"null") | None => record.key.as_deref().map(hash),
+        Some(raw) => Some(hash(raw)),
+    };
+    hashed.map_or(0, |h| (h % partitions as u64) as usize)
+}
+
+/// Partitions spread over worker threads, fed by the calling thread.
+fn run_partitioned(built: BuiltPipeline) -> Result<PipelineStats> {
+    let BuiltPipeline {
+        partitions,
+        key_field,
+        workers,
+        mut source,
+        batch_size,
+        factory: _factory,
+    } = built;
+    let count = partitions.len();
+    let workers = workers.clamp(1, count);
+    // Worker `w` owns partitions `w, w + workers, …`.
+    let mut owned: Vec<Vec<(usize, PartitionPipeline)>> =
+        (0..workers).map(|_| Vec::new()).collect();
+    for (p, pipeline) in partitions.into_iter().enumerate() {
+        owned[p % workers].push((p, pipeline));
+    }
+    std::thread::scope(|scope| {
+        let mut senders: Vec<SyncSender<Work>> = Vec::with_capacity(workers);
+        let mut handles = Vec::with_capacity(workers);
+        for (w, mine) in owned.into_iter().enumerate() {
+            let (tx, rx) = sync_channel::<Work>(QUEUED_BATCHES);
+            senders.push(tx);
+            let handle = std::thread::Builder::new()
+                .name(format!("weir-worker-{w}"))
+                .spawn_scoped(scope, move || work(mine, rx))
+                .map_err(|e| crate::source::SourceError::Io {
+                    source_name: "workers".into(),
+                    reason: format!("cannot start worker {w}: {e}"),
+                })?;
+            handles.push(handle);
+        }
+        let read = read(
+            &mut *source,
+            &senders,
+            &key_field,
+            count,
+            workers,
+            batch_size,
+        );
+        // Closing the channels ends the workers, which then close their partitions.
+        drop(senders);
+        let mut stats = PipelineStats::default();
+        let mut failed = read.err();
+        for handle in handles {
+            match handle.join() {
+                Ok(Ok(worker)) => stats.add(&worker),
+                Ok(Err(e)) => failed = failed.or(Some(e)),
+                Err(_) => {
+                    failed = failed.or(Some(
+                        crate::source::SourceError::Io {
+                            source_name: "workers".into(),
+                            reason: "a worker thread panicked".into(),
+                        }
+                        .into(),
+                    ));
+                }
+            }
+        }
+        match failed {
+            Some(e) => Err(e),
+            None => Ok(stats),
+        }
     })
+}
+
+/// Reads the source to its end, sending each partition a batch whenever it has gathered
+/// `batch_size` records (and whatever is left when the source pauses or ends).
+fn read(
+    source: &mut dyn crate::source::Source,
+    senders: &[SyncSender<Work>],
+    key_field: &str,
+    partitions: usize,
+    workers: usize,
+    batch_size: usize,
+) -> Result<()> {
+    let mut pending: Vec<Vec<SourceRecord>> = (0..partitions).map(|_| Vec::new()).collect();
+    let send = |p: usize, records: Vec<SourceRecord>| -> bool {
+        senders[p % workers].send((p, records)).is_ok()
+    };
+    while let Some(batch) = source.next_batch(batch_size)? {
+        let flush_all = batch.is_empty();
+        for mut record in batch {
+            let p = partition_of(&record, key_field, partitions);
+            record.provenance.partition = i32::try_from(p).unwrap_or(i32::MAX);
+            pending[p].push(record);
+            if pending[p].len() >= batch_size {
+                let full = std::mem::replace(&mut pending[p], Vec::with_capacity(batch_size));
+                // A worker that stopped has failed; its error is reported on join.
+                if !send(p, full) {
+                    return Ok(());
+                }
+            }
+        }
+        if flush_all {
+            // The source has nothing for now (a pipe): hand over what is waiting.
+            for (p, records) in pending.iter_mut().enumerate() {
+                if !records.is_empty() && !send(p, std::mem::take(records)) {
+                    return Ok(());
+                }
+            }
+            std::thread::sleep(IDLE_POLL);
+        }
+    }
+    for (p, records) in pending.into_iter().enumerate() {
+        if !records.is_empty() && !send(p, records) {
+            break;
+        }
+    }
+    Ok(())
+}
+
+/// A worker: runs the batches of its partitions as they come, lets idle partitions' watermarks
+/// move, and closes every partition when the input ends.
+fn work(mut mine: Vec<(usize, PartitionPipeline)>, rx: Receiver<Work>) -> Result<PipelineStats> {
+    loop {
+        match rx.recv_timeout(IDLE_POLL) {
+            Ok((p, records)) => {
+                if let Some((_, pipeline)) = mine.iter_mut().find(|(q, _)| *q == p) {
+                    pipeline.process(&records)?;
+                }
+            }
+            Err(RecvTimeoutError::Timeout) => {
+                for (_, pipeline) in &mut mine {
+                    pipeline.on_idle()?;
+                }
+            }
+            Err(RecvTimeoutError::Disconnected) => break,
+        }
+    }
+    let mut stats = PipelineStats::default();
+    for (_, pipeline) in &mut mine {
+        pipeline.finish()?;
+        stats.add(&pipeline.stats());
+    }
+    Ok(stats)
 }

@@ -10,7 +10,7 @@ use std::time::Duration;
 use wasmtime::component::{Component, HasSelf, Linker};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
-use super::bindings::{Transform, TransformPre};
+use super::bindings::{Transform, TransformPre, WORLD_VERSION};
 use super::host_impl::StoreData;
 use super::plugin::Plugin;
 use super::{Result, RuntimeError};
@@ -176,18 +176,35 @@ impl PluginEngine {
         };
         let component = Component::from_binary(&self.engine, bytes)
             .map_err(|e| rejected(format!("not a valid component: {e:#}")))?;
+        if let Some(version) = other_world_version(&self.engine, &component) {
+            return Err(rejected(format!(
+                "built against weir:transform@{version}, but this host runs \
+                 weir:transform@{WORLD_VERSION}: rebuild it with the weir-sdk of this release"
+            )));
+        }
         let pre = self.linker.instantiate_pre(&component).map_err(|e| {
             rejected(format!(
-                "does not match world weir:transform/transform@0.1.0: {e:#}"
+                "does not match world weir:transform/transform@{WORLD_VERSION}: {e:#}"
             ))
         })?;
         let pre = TransformPre::new(pre).map_err(|e| {
             rejected(format!(
-                "does not export the weir:transform@0.1.0 functions: {e:#}"
+                "does not export the weir:transform@{WORLD_VERSION} functions: {e:#}"
             ))
         })?;
         Ok(Plugin::new(name, bytes, component, pre))
     }
+}
+
+/// The version of the `weir:transform` package a component imports, when it is not the one
+/// this host runs.
+fn other_world_version(engine: &Engine, component: &Component) -> Option<String> {
+    component
+        .component_type()
+        .imports(engine)
+        .filter_map(|(name, _)| name.strip_prefix("weir:transform/"))
+        .filter_map(|rest| rest.split_once('@').map(|(_, version)| version.to_string()))
+        .find(|version| version != WORLD_VERSION)
 }
 
 impl Drop for PluginEngine {

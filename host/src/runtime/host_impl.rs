@@ -1,6 +1,6 @@
-//! The data each plugin `Store` holds and the host side of every import: state and timers go
-//! to the stage's [`StageState`], logs to `tracing`, metrics to the `metrics` facade, geo to
-//! the shared [`GeoDb`]. WASI is present only as an empty sandbox: no files, network, env or
+//! The data each plugin `Store` holds and the host side of every import: state reads and
+//! early-applied changes go to the stage's [`StageState`], logs to `tracing`, metrics to the
+//! `metrics` facade, geo to the shared [`GeoDb`]. WASI is present only as an empty sandbox: no files, network, env or
 //! inherited stdio.
 
 use std::sync::Arc;
@@ -8,9 +8,9 @@ use std::sync::Arc;
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
-use super::bindings::weir::transform::{geo, log, metrics, state, timers, types};
+use super::bindings::weir::transform::{geo, log, metrics, state, types};
 use super::geo::GeoDb;
-use super::instance::{CallFailure, InstanceSettings};
+use super::instance::{CallFailure, InstanceSettings, StateLimits};
 use super::limits::MemoryLimiter;
 use crate::state::StageState;
 
@@ -37,8 +37,6 @@ pub struct StoreData {
     timer_limit: usize,
     /// The stage's state, swapped in for the duration of a call.
     pub(crate) state: StageState,
-    /// The partition's watermark during the call.
-    pub(crate) watermark: i64,
     geo: Option<Arc<GeoDb>>,
     labels: InstanceLabels,
 }
@@ -65,7 +63,6 @@ impl StoreData {
             state_limit: settings.state_limit,
             timer_limit: settings.timer_limit,
             state: StageState::default(),
-            watermark: i64::MIN,
             geo,
             labels,
         }
@@ -87,27 +84,22 @@ impl state::Host for StoreData {
     fn get(&mut self, key: Vec<u8>, name: String) -> Option<Vec<u8>> {
         self.state.get(&key, &name)
     }
-    fn put(&mut self, key: Vec<u8>, name: String, value: Vec<u8>) {
-        if !self.state.put_within(&key, &name, value, self.state_limit) {
-            self.refused = Some(CallFailure::StateLimit(self.state_limit));
-        }
-    }
-    fn delete(&mut self, key: Vec<u8>, name: String) {
-        self.state.delete(&key, &name);
-    }
-}
 
-impl timers::Host for StoreData {
-    fn set(&mut self, key: Vec<u8>, at: i64) {
-        if !self.state.set_timer_within(&key, at, self.timer_limit) {
-            self.refused = Some(CallFailure::TimerLimit(self.timer_limit));
+    fn apply(&mut self, changes: Vec<u8>) -> wasmtime::Result<()> {
+        let limits = StateLimits {
+            state_limit: self.state_limit,
+            timer_limit: self.timer_limit,
+        };
+        match crate::pipeline::apply_changes(&changes, &mut self.state, limits) {
+            Ok(()) => Ok(()),
+            // A refused change ends the call: the plugin must not carry on as if its state
+            // were what it computed.
+            Err(failure) => {
+                let message = failure.to_string();
+                self.refused = Some(failure);
+                Err(wasmtime::format_err!("{message}"))
+            }
         }
-    }
-    fn cancel(&mut self, key: Vec<u8>, at: i64) {
-        self.state.cancel_timer(&key, at);
-    }
-    fn watermark(&mut self) -> i64 {
-        self.watermark
     }
 }
 
@@ -137,18 +129,24 @@ impl metrics::Host for StoreData {
 }
 
 impl geo::Host for StoreData {
-    fn lookup(&mut self, ip: String) -> Result<Option<geo::Location>, String> {
-        let db = self
-            .geo
-            .as_ref()
-            .ok_or_else(|| "no geo database configured".to_string())?;
-        Ok(db.lookup(&ip)?.map(|l| geo::Location {
-            country_iso: l.country_iso,
-            country_name: l.country_name,
-            region: l.region,
-            city: l.city,
-            latitude: l.latitude,
-            longitude: l.longitude,
-        }))
+    fn lookup(&mut self, ips: Vec<String>) -> Vec<Result<Option<geo::Location>, String>> {
+        let Some(db) = self.geo.as_ref() else {
+            return ips
+                .iter()
+                .map(|_| Err("no geo database configured".to_string()))
+                .collect();
+        };
+        ips.iter()
+            .map(|ip| {
+                Ok(db.lookup(ip)?.map(|l| geo::Location {
+                    country_iso: l.country_iso,
+                    country_name: l.country_name,
+                    region: l.region,
+                    city: l.city,
+                    latitude: l.latitude,
+                    longitude: l.longitude,
+                }))
+            })
+            .collect()
     }
 }

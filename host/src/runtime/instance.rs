@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use wasmtime::{Store, Trap};
 
-use super::bindings::{Transform, WitBatch, WitBatchResult};
+use weir_sdk::abi::{Batch, BatchResult, Needs};
+
+use super::bindings::{Transform, from_wit, needs_from_wit, restore, to_wit};
 use super::engine::PluginEngine;
 use super::geo::GeoDb;
 use super::host_impl::{InstanceLabels, StoreData};
@@ -78,12 +80,31 @@ pub enum CallFailure {
     InvalidResult(String),
 }
 
+/// The limits on what one call may change in a stage's state.
+#[derive(Debug, Clone, Copy)]
+pub struct StateLimits {
+    /// Most state bytes (keys and values) of the stage in one partition.
+    pub state_limit: usize,
+    /// Most pending timers of the stage in one partition.
+    pub timer_limit: usize,
+}
+
+impl InstanceSettings {
+    /// The state and timer limits.
+    pub fn state_limits(&self) -> StateLimits {
+        StateLimits {
+            state_limit: self.state_limit,
+            timer_limit: self.timer_limit,
+        }
+    }
+}
+
 /// A plugin instance with its own store.
 pub struct PluginInstance {
     store: Store<StoreData>,
     bindings: Transform,
     deadline_ticks: u64,
-    output_limit: usize,
+    needs: Needs,
 }
 
 impl PluginInstance {
@@ -119,56 +140,48 @@ impl PluginInstance {
             store,
             bindings,
             deadline_ticks,
-            output_limit: settings.output_limit,
+            needs: Needs::default(),
         };
         let mut unused = StageState::default();
-        match instance.call(&mut unused, i64::MIN, |b, s| b.call_init(s, config)) {
-            Ok(Ok(())) => Ok(instance),
+        match instance.call(&mut unused, |b, s| b.call_init(s, config)) {
+            Ok(Ok(needs)) => {
+                instance.needs = needs_from_wit(needs);
+                Ok(instance)
+            }
             Ok(Err(reason)) => Err(init_error(reason)),
             Err(failure) => Err(init_error(failure.to_string())),
         }
     }
 
-    /// Calls `process`. State changes are applied to `state`; the caller commits or rolls back.
+    /// What the plugin declared at `init` that it reads.
+    pub fn needs(&self) -> &Needs {
+        &self.needs
+    }
+
+    /// Calls `process` with `batch` (its lists lent to the call and given back). Changes the
+    /// plugin applies early go to `state`; the caller checks the result, applies the rest of
+    /// its changes and commits or rolls back.
     pub fn process(
         &mut self,
-        batch: &WitBatch,
+        batch: &mut Batch,
         state: &mut StageState,
-        watermark: i64,
-    ) -> Result<WitBatchResult, CallFailure> {
-        let result = self.call(state, watermark, |b, s| b.call_process(s, batch))?;
-        check_result(&result, Some(batch.times.len())).map_err(CallFailure::InvalidResult)?;
-        self.check_output(&result, batch.times.len())?;
-        Ok(result)
+    ) -> Result<BatchResult, CallFailure> {
+        let wit = to_wit(batch);
+        let outcome = self.call(state, |b, s| b.call_process(s, &wit));
+        restore(batch, wit);
+        outcome.map(from_wit)
     }
 
-    /// Calls `on-timer`.
-    pub fn on_timer(
+    /// Calls `on-timers` with `timers`, as [`Self::process`] does.
+    pub fn on_timers(
         &mut self,
-        key: &[u8],
-        at: i64,
+        timers: &mut Batch,
         state: &mut StageState,
-        watermark: i64,
-    ) -> Result<WitBatchResult, CallFailure> {
-        let result = self.call(state, watermark, |b, s| b.call_on_timer(s, key, at))?;
-        check_result(&result, None).map_err(CallFailure::InvalidResult)?;
-        self.check_output(&result, 1)?;
-        Ok(result)
-    }
-
-    /// Refuses a result larger than `output_limit` per input: a plugin that multiplies its
-    /// input must not flood the sinks.
-    fn check_output(&self, result: &WitBatchResult, inputs: usize) -> Result<(), CallFailure> {
-        let bytes = result.values.len();
-        let limit = self.output_limit;
-        if bytes > limit.saturating_mul(inputs.max(1)) {
-            return Err(CallFailure::OutputLimit {
-                bytes,
-                inputs,
-                limit,
-            });
-        }
-        Ok(())
+    ) -> Result<BatchResult, CallFailure> {
+        let wit = to_wit(timers);
+        let outcome = self.call(state, |b, s| b.call_on_timers(s, &wit));
+        restore(timers, wit);
+        outcome.map(from_wit)
     }
 
     /// Runs one export with `state` swapped into the store, a fresh deadline and a reset
@@ -176,12 +189,10 @@ impl PluginInstance {
     fn call<R>(
         &mut self,
         state: &mut StageState,
-        watermark: i64,
         f: impl FnOnce(&Transform, &mut Store<StoreData>) -> wasmtime::Result<R>,
     ) -> Result<R, CallFailure> {
         let data = self.store.data_mut();
         std::mem::swap(&mut data.state, state);
-        data.watermark = watermark;
         data.limiter.reset();
         data.refused = None;
         self.store.set_epoch_deadline(self.deadline_ticks);
@@ -196,37 +207,6 @@ impl PluginInstance {
         }
         outcome.map_err(|e| classify(&e, exceeded))
     }
-}
-
-/// Checks that a result's columns fit together: one end offset per output, offsets that never
-/// go back or past the values, and (for `process`) inputs that exist.
-pub(crate) fn check_result(result: &WitBatchResult, inputs: Option<usize>) -> Result<(), String> {
-    if result.outputs.len() != result.value_ends.len() {
-        return Err(format!(
-            "{} outputs but {} value offsets",
-            result.outputs.len(),
-            result.value_ends.len()
-        ));
-    }
-    let mut previous = 0u32;
-    for &end in &result.value_ends {
-        if end < previous || end as usize > result.values.len() {
-            return Err(format!(
-                "value offset {end} out of order or past {} bytes",
-                result.values.len()
-            ));
-        }
-        previous = end;
-    }
-    if let Some(n) = inputs
-        && let Some(bad) = result.outputs.iter().find(|o| o.input as usize >= n)
-    {
-        return Err(format!(
-            "output names input {} of a batch of {n}",
-            bad.input
-        ));
-    }
-    Ok(())
 }
 
 fn classify(error: &wasmtime::Error, memory_exceeded: bool) -> CallFailure {
@@ -249,55 +229,5 @@ fn classify(error: &wasmtime::Error, memory_exceeded: bool) -> CallFailure {
             }
         }
         None => CallFailure::Trap(format!("{error:#}")),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::runtime::WitOutputKind;
-    use crate::runtime::bindings::weir::transform::types::Output;
-
-    fn result(inputs: &[u32], values: &[u8], ends: &[u32]) -> WitBatchResult {
-        WitBatchResult {
-            outputs: inputs
-                .iter()
-                .map(|&input| Output {
-                    input,
-                    kind: WitOutputKind::Emit,
-                })
-                .collect(),
-            values: values.to_vec(),
-            value_ends: ends.to_vec(),
-        }
-    }
-
-    #[test]
-    fn inconsistent_results_are_refused() {
-        assert_eq!(
-            check_result(&result(&[0, 1], b"{}{}", &[2, 4]), Some(2)),
-            Ok(())
-        );
-        assert!(
-            check_result(&result(&[0, 1], b"{}{}", &[2]), Some(2))
-                .unwrap_err()
-                .contains("2 outputs but 1")
-        );
-        assert!(
-            check_result(&result(&[0], b"{}", &[9]), Some(1))
-                .unwrap_err()
-                .contains("past 2 bytes")
-        );
-        assert!(
-            check_result(&result(&[0, 0], b"{}{}", &[4, 2]), Some(1))
-                .unwrap_err()
-                .contains("out of order")
-        );
-        assert!(
-            check_result(&result(&[3], b"{}", &[2]), Some(2))
-                .unwrap_err()
-                .contains("input 3")
-        );
-        assert_eq!(check_result(&result(&[3], b"{}", &[2]), None), Ok(()));
     }
 }

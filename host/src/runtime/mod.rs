@@ -14,12 +14,12 @@ mod plugin;
 
 use std::path::PathBuf;
 
-pub use bindings::{WitBatch, WitBatchResult, WitOutputKind};
+pub use bindings::WORLD_VERSION;
 pub use call_stats::{CallStats, CallSummary};
 pub use engine::{EngineSettings, PluginEngine, lower_thread_priority};
 pub use geo::GeoDb;
 pub use host_impl::InstanceLabels;
-pub use instance::{CallFailure, InstanceSettings, PluginInstance};
+pub use instance::{CallFailure, InstanceSettings, PluginInstance, StateLimits};
 pub use plugin::{Plugin, PluginInfo, sha256_hex};
 
 /// Errors of the runtime, each naming the plugin or file concerned.

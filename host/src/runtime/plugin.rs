@@ -87,7 +87,7 @@ impl Plugin {
         let engine = self.component.engine();
         PluginInfo {
             name: self.name.to_string(),
-            world: "weir:transform/transform@0.1.0".to_string(),
+            world: format!("weir:transform/transform@{}", super::WORLD_VERSION),
             size: self.size,
             sha256: self.sha256.to_string(),
             exports: ty

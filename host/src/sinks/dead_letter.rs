@@ -2,25 +2,24 @@
 //! stage, the plugin and its hash, where the record came from, when it failed, and the
 //! original record (as JSON when it parses, else as a string).
 
-use std::fs::File;
-use std::io::{BufWriter, Write};
+use std::io::Write;
 use std::path::Path;
 
 use serde_json::{Value, json};
 
-use super::ndjson::sink::create_file;
-use super::{DeadLetter, DeadLetterSink, SinkError, io_error};
+use super::files::{OutputFiles, SharedFile};
+use super::{DeadLetter, DeadLetterSink, SinkError};
 
-/// Dead letters appended to a file.
+/// Dead letters appended to a file (shared by the partitions of a run).
 pub struct DeadLetterFile {
-    out: BufWriter<File>,
+    out: SharedFile,
 }
 
 impl DeadLetterFile {
-    /// Creates (or truncates) the file.
-    pub fn create(path: &Path) -> Result<Self, SinkError> {
+    /// Opens the file (once per run: `files` shares it between partitions).
+    pub fn create(path: &Path, files: &OutputFiles) -> Result<Self, SinkError> {
         Ok(DeadLetterFile {
-            out: create_file("dead_letter", path)?,
+            out: files.open("dead_letter", path)?,
         })
     }
 }
@@ -46,22 +45,17 @@ pub fn to_json(letter: &DeadLetter) -> Value {
 
 impl DeadLetterSink for DeadLetterFile {
     fn write(&mut self, letters: &[DeadLetter]) -> Result<(), SinkError> {
-        for letter in letters {
-            serde_json::to_writer(&mut self.out, &to_json(letter))
-                .map_err(|e| io_error("dead_letter", e))?;
-            self.out
-                .write_all(b"\n")
-                .map_err(|e| io_error("dead_letter", e))?;
-        }
-        Ok(())
+        self.out.write(|out| {
+            for letter in letters {
+                serde_json::to_writer(&mut *out, &to_json(letter))?;
+                out.write_all(b"\n")?;
+            }
+            Ok(())
+        })
     }
 
     fn flush(&mut self) -> Result<(), SinkError> {
-        self.out.flush().map_err(|e| io_error("dead_letter", e))?;
-        self.out
-            .get_ref()
-            .sync_data()
-            .map_err(|e| io_error("dead_letter", e))
+        self.out.flush()
     }
 
     fn close(&mut self) -> Result<(), SinkError> {

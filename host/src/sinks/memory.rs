@@ -3,7 +3,7 @@
 
 use std::sync::{Arc, Mutex};
 
-use super::{DeadLetter, DeadLetterSink, Rejection, Sink, SinkError, SinkRecord};
+use super::{DeadLetter, DeadLetterSink, Rejection, Sink, SinkBatch, SinkError, SinkRecord};
 
 /// Keeps every record written, in order.
 #[derive(Debug, Clone, Default)]
@@ -48,14 +48,14 @@ impl Sink for MemorySink {
     fn name(&self) -> &str {
         &self.name
     }
-    fn write(&mut self, records: &[SinkRecord]) -> Result<Vec<Rejection>, SinkError> {
+    fn write(&mut self, records: &SinkBatch) -> Result<Vec<Rejection>, SinkError> {
         if let Ok(mut c) = self.count.lock() {
             *c += records.len();
         }
         if !self.count_only
             && let Ok(mut r) = self.records.lock()
         {
-            r.extend_from_slice(records);
+            r.extend(records.iter().map(|record| record.to_record()));
         }
         Ok(Vec::new())
     }

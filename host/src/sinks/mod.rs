@@ -2,7 +2,9 @@
 //! dead-letter output, [`DeadLetterSink`]. Each sink is a folder with its config and its
 //! implementation; [`memory`] has in-memory versions for tests.
 
+pub mod batch;
 pub mod dead_letter;
+pub mod files;
 pub mod memory;
 pub mod ndjson;
 pub mod parquet;
@@ -13,6 +15,8 @@ pub mod staging;
 use std::sync::Arc;
 
 use serde::Deserialize;
+
+pub use batch::{RecordView, SinkBatch};
 
 use crate::kafka::{KafkaSink, KafkaSinkConfig, OutputProducer};
 use resilience::Breakers;
@@ -50,7 +54,7 @@ pub struct Provenance {
     pub offset: i64,
 }
 
-/// One record on its way to a sink.
+/// One record, owned (what tests and the in-memory sink keep; sinks get a [`SinkBatch`]).
 #[derive(Debug, Clone, PartialEq)]
 pub struct SinkRecord {
     /// The route it was sent on.
@@ -68,7 +72,7 @@ pub struct SinkRecord {
 /// A record a sink refused (for example, one that does not fit the schema).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Rejection {
-    /// Index in the slice given to [`Sink::write`].
+    /// Index in the batch given to [`Sink::write`].
     pub index: usize,
     /// Why, naming the field where there is one.
     pub reason: String,
@@ -91,7 +95,7 @@ pub trait Sink: Send {
     /// The sink's name from the config.
     fn name(&self) -> &str;
     /// Takes records; returns the ones refused.
-    fn write(&mut self, records: &[SinkRecord]) -> Result<Vec<Rejection>, SinkError>;
+    fn write(&mut self, records: &SinkBatch) -> Result<Vec<Rejection>, SinkError>;
     /// Makes everything written durable.
     fn flush(&mut self) -> Result<(), SinkError>;
     /// Flushes, finalizes files and releases resources.
@@ -179,6 +183,8 @@ pub struct SinkContext {
     pub producer: Option<Arc<OutputProducer>>,
     /// The instance's circuit breakers, one per sink name, shared by its partitions.
     pub breakers: Breakers,
+    /// The run's output files, one per path, shared by its partitions.
+    pub files: files::OutputFiles,
 }
 
 impl SinkConfig {
@@ -220,7 +226,7 @@ impl SinkConfig {
                 context.scope.clone(),
                 context.breakers.get(name, &c.retry),
             )?),
-            SinkConfig::Ndjson(c) => Box::new(ndjson::NdjsonSink::new(name, c)?),
+            SinkConfig::Ndjson(c) => Box::new(ndjson::NdjsonSink::new(name, c, &context.files)?),
             SinkConfig::Kafka(c) => {
                 let producer = context.producer.clone().ok_or_else(|| SinkError::Setup {
                     sink: name.to_string(),

@@ -9,5 +9,5 @@ mod stage_state;
 mod watermark;
 
 pub use snapshot::{PartitionChanges, PartitionSnapshot, SNAPSHOT_VERSION, SnapshotError};
-pub use stage_state::StageState;
+pub use stage_state::{Journal, StageState};
 pub use watermark::{WatermarkConfig, WatermarkTracker};

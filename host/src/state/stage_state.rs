@@ -5,7 +5,7 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 
 use foldhash::fast::RandomState;
 
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// One undoable change.
 #[derive(Debug)]
@@ -18,12 +18,33 @@ enum Undo {
     TimerRemoved(i64, Vec<u8>),
 }
 
+/// Whether a change can be undone by [`StageState::rollback`]. A call whose result is known
+/// to fit the limits applies it without: nothing after it can fail.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Journal {
+    /// Record the change for a rollback.
+    Keep,
+    /// Do not: the change is final once made.
+    Skip,
+}
+
+/// A stored value and whether it changed since the last checkpoint.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+struct Entry {
+    value: Vec<u8>,
+    changed: bool,
+}
+
+type Entries = HashMap<Vec<u8>, Entry, RandomState>;
+
 /// Keyed state and pending timers of one stage.
 #[derive(Debug, Default, Serialize, Deserialize)]
 pub struct StageState {
     // foldhash: several times faster than SipHash on short keys, and seeded per process so
-    // keys chosen by a producer cannot force collisions.
-    entries: HashMap<Vec<u8>, Vec<u8>, RandomState>,
+    // keys chosen by a producer cannot force collisions. Serialized as key → value, as
+    // snapshots always were.
+    #[serde(serialize_with = "entries_out", deserialize_with = "entries_in")]
+    entries: Entries,
     timers: BTreeSet<(i64, Vec<u8>)>,
     #[serde(skip)]
     journal: Vec<Undo>,
@@ -32,12 +53,36 @@ pub struct StageState {
     bytes: usize,
     #[serde(skip)]
     scratch: Vec<u8>,
-    /// Entry keys written or deleted since the last [`StageState::clear_changes`].
+    /// Keys whose entries were marked changed since the last [`StageState::clear_changes`]
+    /// (each once while its mark stays).
     #[serde(skip)]
-    changed_entries: HashSet<Vec<u8>, RandomState>,
+    changed_entries: Vec<Vec<u8>>,
+    /// Keys deleted since the last [`StageState::clear_changes`].
+    #[serde(skip)]
+    deleted_entries: HashSet<Vec<u8>, RandomState>,
     /// Timers added or removed since the last [`StageState::clear_changes`].
     #[serde(skip)]
     changed_timers: BTreeSet<(i64, Vec<u8>)>,
+}
+
+fn entries_out<S: Serializer>(entries: &Entries, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.collect_map(entries.iter().map(|(k, e)| (k, &e.value)))
+}
+
+fn entries_in<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Entries, D::Error> {
+    let plain = HashMap::<Vec<u8>, Vec<u8>, RandomState>::deserialize(deserializer)?;
+    Ok(plain
+        .into_iter()
+        .map(|(k, value)| {
+            (
+                k,
+                Entry {
+                    value,
+                    changed: false,
+                },
+            )
+        })
+        .collect())
 }
 
 /// What changed in a stage's state since a checkpoint, as it is now: each changed entry with
@@ -57,80 +102,121 @@ pub struct StageChanges {
 }
 
 /// The map key of `(key, name)`: length-prefixed so no two pairs collide.
-fn entry_key(buf: &mut Vec<u8>, key: &[u8], name: &str) {
+fn entry_key(buf: &mut Vec<u8>, key: &[u8], name: &[u8]) {
     buf.clear();
     buf.extend_from_slice(&u32::try_from(key.len()).unwrap_or(u32::MAX).to_le_bytes());
     buf.extend_from_slice(key);
-    buf.extend_from_slice(name.as_bytes());
+    buf.extend_from_slice(name);
 }
 
 impl StageState {
     /// The value stored under `name` for `key`.
     pub fn get(&mut self, key: &[u8], name: &str) -> Option<Vec<u8>> {
+        self.get_ref(key, name.as_bytes()).map(<[u8]>::to_vec)
+    }
+
+    /// The value stored under `name` for `key`, borrowed.
+    pub fn get_ref(&mut self, key: &[u8], name: &[u8]) -> Option<&[u8]> {
         entry_key(&mut self.scratch, key, name);
-        self.entries.get(self.scratch.as_slice()).cloned()
+        self.entries
+            .get(self.scratch.as_slice())
+            .map(|e| e.value.as_slice())
     }
 
     /// Stores a value, journaling the previous one.
     pub fn put(&mut self, key: &[u8], name: &str, value: Vec<u8>) {
-        self.put_within(key, name, value, usize::MAX);
+        self.put_within(key, name.as_bytes(), &value, usize::MAX, Journal::Keep);
     }
 
     /// Stores a value unless that would grow the state past `limit` bytes; returns whether
-    /// it was stored. Shrinking is always allowed.
-    pub fn put_within(&mut self, key: &[u8], name: &str, value: Vec<u8>, limit: usize) -> bool {
+    /// it was stored. Shrinking is always allowed. Unjournaled, the old value's buffer is
+    /// reused.
+    pub fn put_within(
+        &mut self,
+        key: &[u8],
+        name: &[u8],
+        value: &[u8],
+        limit: usize,
+        journal: Journal,
+    ) -> bool {
         entry_key(&mut self.scratch, key, name);
         let new_len = value.len();
-        if let Some(slot) = self.entries.get_mut(self.scratch.as_slice()) {
-            let bytes = self.bytes - slot.len() + new_len;
-            if bytes > limit && new_len > slot.len() {
+        if let Some(entry) = self.entries.get_mut(self.scratch.as_slice()) {
+            let old_len = entry.value.len();
+            let bytes = self.bytes - old_len + new_len;
+            if bytes > limit && new_len > old_len {
                 return false;
             }
             self.bytes = bytes;
-            let previous = std::mem::replace(slot, value);
-            self.journal
-                .push(Undo::Entry(self.scratch.clone(), Some(previous)));
-            self.mark_entry();
+            match journal {
+                Journal::Keep => {
+                    let previous = std::mem::replace(&mut entry.value, value.to_vec());
+                    self.journal
+                        .push(Undo::Entry(self.scratch.clone(), Some(previous)));
+                }
+                Journal::Skip => {
+                    entry.value.clear();
+                    entry.value.extend_from_slice(value);
+                }
+            }
+            if !entry.changed {
+                entry.changed = true;
+                self.changed_entries.push(self.scratch.clone());
+            }
         } else {
             let bytes = self.bytes + self.scratch.len() + new_len;
             if bytes > limit {
                 return false;
             }
             self.bytes = bytes;
-            self.entries.insert(self.scratch.clone(), value);
-            self.journal.push(Undo::Entry(self.scratch.clone(), None));
-            self.mark_entry();
+            let entry = Entry {
+                value: value.to_vec(),
+                changed: true,
+            };
+            self.entries.insert(self.scratch.clone(), entry);
+            if journal == Journal::Keep {
+                self.journal.push(Undo::Entry(self.scratch.clone(), None));
+            }
+            self.changed_entries.push(self.scratch.clone());
+            if !self.deleted_entries.is_empty() {
+                self.deleted_entries.remove(self.scratch.as_slice());
+            }
         }
         true
     }
 
-    /// Records that the entry under `scratch` changed (a rollback undoes the change but keeps
-    /// the mark: the next checkpoint then writes the entry as it is, which is still right).
-    fn mark_entry(&mut self) {
-        if !self.changed_entries.contains(self.scratch.as_slice()) {
-            self.changed_entries.insert(self.scratch.clone());
-        }
-    }
-
     /// Deletes a value, journaling it.
     pub fn delete(&mut self, key: &[u8], name: &str) {
+        self.delete_entry(key, name.as_bytes(), Journal::Keep);
+    }
+
+    /// Deletes a value.
+    pub fn delete_entry(&mut self, key: &[u8], name: &[u8], journal: Journal) {
         entry_key(&mut self.scratch, key, name);
         if let Some(previous) = self.entries.remove(self.scratch.as_slice()) {
-            self.bytes -= self.scratch.len() + previous.len();
-            self.journal
-                .push(Undo::Entry(self.scratch.clone(), Some(previous)));
-            self.mark_entry();
+            self.bytes -= self.scratch.len() + previous.value.len();
+            if journal == Journal::Keep {
+                self.journal
+                    .push(Undo::Entry(self.scratch.clone(), Some(previous.value)));
+            }
+            self.deleted_entries.insert(self.scratch.clone());
         }
     }
 
     /// Registers a timer.
     pub fn set_timer(&mut self, key: &[u8], at: i64) {
-        self.set_timer_within(key, at, usize::MAX);
+        self.set_timer_within(key, at, usize::MAX, Journal::Keep);
     }
 
     /// Registers a timer unless `limit` timers are already pending; returns whether the timer
     /// is pending now.
-    pub fn set_timer_within(&mut self, key: &[u8], at: i64, limit: usize) -> bool {
+    pub fn set_timer_within(
+        &mut self,
+        key: &[u8],
+        at: i64,
+        limit: usize,
+        journal: Journal,
+    ) -> bool {
         let timer = (at, key.to_vec());
         if self.timers.contains(&timer) {
             return true;
@@ -140,16 +226,25 @@ impl StageState {
         }
         self.changed_timers.insert(timer.clone());
         self.timers.insert(timer);
-        self.journal.push(Undo::TimerAdded(at, key.to_vec()));
+        if journal == Journal::Keep {
+            self.journal.push(Undo::TimerAdded(at, key.to_vec()));
+        }
         true
     }
 
-    /// Removes a timer.
+    /// Removes a timer, journaled.
     pub fn cancel_timer(&mut self, key: &[u8], at: i64) {
+        self.cancel_timer_within(key, at, Journal::Keep);
+    }
+
+    /// Removes a timer.
+    pub fn cancel_timer_within(&mut self, key: &[u8], at: i64, journal: Journal) {
         let timer = (at, key.to_vec());
         if self.timers.remove(&timer) {
             self.changed_timers.insert(timer.clone());
-            self.journal.push(Undo::TimerRemoved(timer.0, timer.1));
+            if journal == Journal::Keep {
+                self.journal.push(Undo::TimerRemoved(timer.0, timer.1));
+            }
         }
     }
 
@@ -171,6 +266,18 @@ impl StageState {
         None
     }
 
+    /// Removes and returns the timers due at `watermark`, earliest first, at most `max`.
+    /// Journaled like [`Self::pop_due_timer`].
+    pub fn pop_due_timers(&mut self, watermark: i64, max: usize) -> Vec<(i64, Vec<u8>)> {
+        let mut due = Vec::new();
+        while due.len() < max
+            && let Some(timer) = self.pop_due_timer(watermark)
+        {
+            due.push(timer);
+        }
+        due
+    }
+
     /// Number of pending timers.
     pub fn timer_count(&self) -> usize {
         self.timers.len()
@@ -188,17 +295,26 @@ impl StageState {
 
     /// Counts the stored bytes again (after decoding a snapshot, which does not carry them).
     pub fn recount(&mut self) {
-        self.bytes = self.entries.iter().map(|(k, v)| k.len() + v.len()).sum();
+        self.bytes = self
+            .entries
+            .iter()
+            .map(|(k, e)| k.len() + e.value.len())
+            .sum();
     }
 
     /// The entries and timers changed since the last [`Self::clear_changes`], as they are now.
     pub fn changes(&self) -> StageChangesRef<'_> {
+        let live = self.changed_entries.iter().filter_map(|k| {
+            let entry = self.entries.get(k)?;
+            Some((k.as_slice(), Some(entry.value.as_slice())))
+        });
+        let deleted = self
+            .deleted_entries
+            .iter()
+            .filter(|k| !self.entries.contains_key(*k))
+            .map(|k| (k.as_slice(), None));
         StageChangesRef {
-            entries: self
-                .changed_entries
-                .iter()
-                .map(|k| (k.as_slice(), self.entries.get(k).map(Vec::as_slice)))
-                .collect(),
+            entries: live.chain(deleted).collect(),
             timers: self
                 .changed_timers
                 .iter()
@@ -209,7 +325,12 @@ impl StageState {
 
     /// Forgets what changed: a checkpoint holds it now.
     pub fn clear_changes(&mut self) {
-        self.changed_entries.clear();
+        for key in self.changed_entries.drain(..) {
+            if let Some(entry) = self.entries.get_mut(&key) {
+                entry.changed = false;
+            }
+        }
+        self.deleted_entries.clear();
         self.changed_timers.clear();
     }
 
@@ -221,12 +342,16 @@ impl StageState {
             let old = match value {
                 Some(value) => {
                     self.bytes += key_len + value.len();
-                    self.entries.insert(key, value)
+                    let entry = Entry {
+                        value,
+                        changed: false,
+                    };
+                    self.entries.insert(key, entry)
                 }
                 None => self.entries.remove(&key),
             };
             if let Some(old) = old {
-                self.bytes -= key_len + old.len();
+                self.bytes -= key_len + old.value.len();
             }
         }
         for (at, key, pending) in changes.timers {
@@ -243,20 +368,29 @@ impl StageState {
         self.journal.clear();
     }
 
-    /// Undoes every change since the last commit or rollback.
+    /// Undoes every change since the last commit or rollback. The entries keep their
+    /// changed marks: the next checkpoint then writes them as they are, which is still right.
     pub fn rollback(&mut self) {
         while let Some(undo) = self.journal.pop() {
             match undo {
                 Undo::Entry(k, Some(v)) => {
                     let (key_len, value_len) = (k.len(), v.len());
-                    match self.entries.insert(k, v) {
-                        Some(now) => self.bytes = self.bytes - now.len() + value_len,
-                        None => self.bytes += key_len + value_len,
+                    let entry = Entry {
+                        value: v,
+                        changed: true,
+                    };
+                    match self.entries.insert(k.clone(), entry) {
+                        Some(now) => self.bytes = self.bytes - now.value.len() + value_len,
+                        None => {
+                            self.bytes += key_len + value_len;
+                            self.changed_entries.push(k);
+                        }
                     }
                 }
                 Undo::Entry(k, None) => {
-                    if let Some(v) = self.entries.remove(&k) {
-                        self.bytes -= k.len() + v.len();
+                    if let Some(e) = self.entries.remove(&k) {
+                        self.bytes -= k.len() + e.value.len();
+                        self.deleted_entries.insert(k);
                     }
                 }
                 Undo::TimerAdded(at, k) => {
@@ -298,25 +432,25 @@ mod tests {
     #[test]
     fn bytes_follow_puts_deletes_and_rollbacks_and_limits_refuse_growth() {
         let mut state = StageState::default();
-        assert!(state.put_within(b"k", "a", vec![0; 10], 100));
+        assert!(state.put_within(b"k", b"a", &[0; 10], 100, Journal::Keep));
         state.commit();
         let one = state.bytes();
         assert_eq!(one, 4 + 1 + 1 + 10);
-        assert!(state.put_within(b"k", "a", vec![0; 20], 100));
-        assert!(state.put_within(b"j", "a", vec![0; 5], 100));
+        assert!(state.put_within(b"k", b"a", &[0; 20], 100, Journal::Keep));
+        assert!(state.put_within(b"j", b"a", &[0; 5], 100, Journal::Keep));
         state.delete(b"k", "a");
         state.rollback();
         assert_eq!(state.bytes(), one);
         assert!(
-            !state.put_within(b"k", "a", vec![0; 200], 100),
+            !state.put_within(b"k", b"a", &[0; 200], 100, Journal::Keep),
             "grows past the limit"
         );
         assert!(
-            !state.put_within(b"x", "b", vec![0; 90], 100),
+            !state.put_within(b"x", b"b", &[0; 90], 100, Journal::Keep),
             "a new entry past the limit"
         );
         assert!(
-            state.put_within(b"k", "a", vec![0; 1], 10),
+            state.put_within(b"k", b"a", &[0; 1], 10, Journal::Keep),
             "shrinking is allowed"
         );
         state.commit();
@@ -324,12 +458,12 @@ mod tests {
             postcard::from_bytes(&postcard::to_allocvec(&state).unwrap()).unwrap();
         copy.recount();
         assert_eq!(copy.bytes(), state.bytes());
-        assert!(state.set_timer_within(b"k", 1, 1));
+        assert!(state.set_timer_within(b"k", 1, 1, Journal::Keep));
         assert!(
-            state.set_timer_within(b"k", 1, 1),
+            state.set_timer_within(b"k", 1, 1, Journal::Keep),
             "an existing timer is not a new one"
         );
-        assert!(!state.set_timer_within(b"k", 2, 1));
+        assert!(!state.set_timer_within(b"k", 2, 1, Journal::Keep));
     }
 
     /// Applying the changes since a copy was taken to that copy gives the state, including
@@ -361,7 +495,13 @@ mod tests {
         let mut copy: StageState = postcard::from_bytes(&encoded).unwrap();
         copy.recount();
         copy.apply(changes);
-        assert_eq!(copy.entries, state.entries);
+        let values = |s: &StageState| -> HashMap<Vec<u8>, Vec<u8>> {
+            s.entries
+                .iter()
+                .map(|(k, e)| (k.clone(), e.value.clone()))
+                .collect()
+        };
+        assert_eq!(values(&copy), values(&state));
         assert_eq!(copy.timers, state.timers);
         assert_eq!(copy.bytes(), state.bytes());
         let applied = copy.changes();

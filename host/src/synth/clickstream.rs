@@ -264,13 +264,23 @@ pub fn generate(spec: &ClickstreamSpec) -> Vec<String> {
             events.swap(i - 1, i);
         }
     }
+    // Malformed lines go before randomly chosen events, taking their times; merged in one
+    // pass so that millions of events cost no more than sorting them.
     let malformed_count = (events.len() as f64 * spec.malformed_ratio).round() as usize;
-    for k in 0..malformed_count {
-        let at = rng.random_range(0..events.len());
-        let ts = events[at].0;
-        events.insert(at, (ts, malformed(&mut rng, k as u64, ts)));
+    let mut before: Vec<usize> = (0..malformed_count)
+        .map(|_| rng.random_range(0..events.len()))
+        .collect();
+    before.sort_unstable();
+    let mut lines = Vec::with_capacity(events.len() + malformed_count);
+    let mut next_bad = before.iter().peekable();
+    for (i, (ts, line)) in events.into_iter().enumerate() {
+        while next_bad.next_if(|at| **at == i).is_some() {
+            let k = lines.len() as u64;
+            lines.push(malformed(&mut rng, k, ts));
+        }
+        lines.push(line);
     }
-    events.into_iter().map(|(_, line)| line).collect()
+    lines
 }
 
 #[cfg(test)]

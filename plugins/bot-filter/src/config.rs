@@ -4,6 +4,10 @@ use weir_sdk::Config;
 
 use crate::rate::RateRule;
 
+/// Events a user may send at once above the sustained rate, unless configured (or the limit is
+/// lower): a page load fires a few, a human clicking fast a dozen.
+const DEFAULT_BURST: u32 = 20;
+
 /// Every config key the bot filter understands.
 const KEYS: &[&str] = &[
     "user_agent_field",
@@ -11,6 +15,7 @@ const KEYS: &[&str] = &[
     "missing_user_agent",
     "rate_limit",
     "rate_window",
+    "burst",
     "bot_ttl",
     "action",
     "route",
@@ -64,15 +69,20 @@ impl Settings {
             "drop" => Action::Drop,
             _ => Action::Route,
         };
+        let limit = config.parse_or("rate_limit", 120u32)?;
         let rate = RateRule {
-            limit: config.parse_or("rate_limit", 120u32)?,
+            limit,
             window_ms: config.duration_ms_or("rate_window", 60_000)?,
+            burst: config.parse_or("burst", limit.min(DEFAULT_BURST))?,
             ttl_ms: config.duration_ms_or("bot_ttl", 3_600_000)?,
         };
         // A zero limit would mark every user a bot on the first event, a zero window would
         // never count past one and a zero ttl would never mark anyone: all are mistakes.
         if rate.limit == 0 {
             return Err("config `rate_limit`: must be at least 1".to_string());
+        }
+        if rate.burst == 0 {
+            return Err("config `burst`: must be at least 1".to_string());
         }
         if rate.window_ms <= 0 {
             return Err("config `rate_window`: must be longer than zero".to_string());

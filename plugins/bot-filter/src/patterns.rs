@@ -208,14 +208,17 @@ impl UaMatcher {
         })
     }
 
-    /// The first bot pattern in `user_agent`, as listed.
-    pub(crate) fn find(&self, user_agent: &str) -> Option<&str> {
+    /// The id of the first bot pattern in `user_agent` (see [`Self::name`]).
+    pub(crate) fn find(&self, user_agent: &str) -> Option<usize> {
         self.automaton
             .find_iter(user_agent)
             .map(|m| m.pattern().as_usize())
             .find(|id| *id < self.exempt_from)
-            .and_then(|id| self.names.get(id))
-            .map(String::as_str)
+    }
+
+    /// The pattern with id `id`, as listed.
+    pub(crate) fn name(&self, id: usize) -> &str {
+        self.names.get(id).map_or("", String::as_str)
     }
 }
 
@@ -242,11 +245,11 @@ mod tests {
     fn specific_name_wins_over_generic() {
         let m = UaMatcher::new(&[]).unwrap();
         assert_eq!(
-            m.find("Mozilla/5.0 (compatible; YandexBot/3.0)"),
+            m.find_name("Mozilla/5.0 (compatible; YandexBot/3.0)"),
             Some("yandexbot")
         );
         assert_eq!(
-            m.find("Mozilla/5.0 (compatible; SomeNewBot/1.0)"),
+            m.find_name("Mozilla/5.0 (compatible; SomeNewBot/1.0)"),
             Some("bot")
         );
     }
@@ -255,12 +258,18 @@ mod tests {
     fn exemption_hides_generic_but_not_later_matches() {
         let m = UaMatcher::new(&[]).unwrap();
         assert_eq!(
-            m.find("Mozilla/5.0 (Linux; Android 10; CUBOT_X30) Chrome/120.0 Mobile"),
+            m.find_name("Mozilla/5.0 (Linux; Android 10; CUBOT_X30) Chrome/120.0 Mobile"),
             None
         );
         assert_eq!(
-            m.find("Mozilla/5.0 (Linux; Android 10; CUBOT_X30) curl/8.0"),
+            m.find_name("Mozilla/5.0 (Linux; Android 10; CUBOT_X30) curl/8.0"),
             Some("curl/")
         );
+    }
+
+    impl UaMatcher {
+        fn find_name(&self, user_agent: &str) -> Option<&str> {
+            self.find(user_agent).map(|id| self.name(id))
+        }
     }
 }

@@ -10,6 +10,9 @@ pub(crate) enum Status {
     Ok,
     /// Public address the database does not know.
     NotFound,
+    /// Public address the database has a record for, but no location in it (MaxMind lists
+    /// some networks with only the country they are registered in): nothing to add.
+    NoLocation,
     /// RFC 1918 or IPv6 unique-local address.
     Private,
     /// Loopback address.
@@ -32,6 +35,7 @@ impl Status {
         match self {
             Status::Ok => "ok",
             Status::NotFound => "not_found",
+            Status::NoLocation => "no_location",
             Status::Private => "private",
             Status::Loopback => "loopback",
             Status::LinkLocal => "link_local",
@@ -47,6 +51,7 @@ impl Status {
         match self {
             Status::Ok => "geo_ok",
             Status::NotFound => "geo_not_found",
+            Status::NoLocation => "geo_no_location",
             Status::Private => "geo_private",
             Status::Loopback => "geo_loopback",
             Status::LinkLocal => "geo_link_local",

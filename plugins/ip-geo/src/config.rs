@@ -1,6 +1,6 @@
 //! The geo stage's configuration, parsed and checked once at init.
 
-use weir_sdk::{Config, Event, Location};
+use weir_sdk::{Config, Location, json};
 
 /// Every config key the stage understands.
 const KEYS: &[&str] = &[
@@ -39,40 +39,29 @@ pub(crate) enum GeoField {
 }
 
 impl GeoField {
-    /// Writes this field of `location` to `event` as `name`, if the location has it. `exists`
-    /// says whether the event already has the field: if not, it is appended without a scan.
-    pub(crate) fn write(
-        self,
-        location: &Location,
-        name: &str,
-        exists: bool,
-        event: &mut Event<'_>,
-    ) {
+    /// This field of `location` as raw JSON, if the location has it.
+    pub(crate) fn raw(self, location: &Location) -> Option<Vec<u8>> {
+        let mut raw = Vec::new();
         let text = match self {
             GeoField::Country => &location.country_iso,
             GeoField::CountryName => &location.country_name,
             GeoField::Region => &location.region,
             GeoField::City => &location.city,
-            GeoField::Latitude => return write_number(event, name, exists, location.latitude),
-            GeoField::Longitude => return write_number(event, name, exists, location.longitude),
+            GeoField::Latitude | GeoField::Longitude => {
+                let number = if self == GeoField::Latitude {
+                    location.latitude
+                } else {
+                    location.longitude
+                };
+                json::push_f64(&mut raw, number?);
+                return Some(raw);
+            }
         };
-        match text {
-            Some(text) if exists => event.set_str(name, text),
-            Some(text) => event.add_str(name, text),
-            None => {}
-        }
+        json::push_str(&mut raw, text.as_deref()?);
+        Some(raw)
     }
 }
 
-fn write_number(event: &mut Event<'_>, name: &str, exists: bool, number: Option<f64>) {
-    match number {
-        Some(number) if exists => event.set_f64(name, number),
-        Some(number) => event.add_f64(name, number),
-        None => {}
-    }
-}
-
-/// The parsed stage config.
 #[derive(Debug, Clone)]
 pub(crate) struct Settings {
     pub(crate) ip_field: String,
@@ -80,8 +69,6 @@ pub(crate) struct Settings {
     pub(crate) outputs: Vec<(GeoField, String)>,
     pub(crate) truncate_ip: bool,
     pub(crate) status_field: String,
-    /// Every field this stage writes: the output names in order, then the status field.
-    pub(crate) written: Vec<String>,
 }
 
 impl Settings {
@@ -123,14 +110,11 @@ impl Settings {
             ));
         }
         let truncate_ip = config.bool_or("truncate_ip", false)?;
-        let mut written: Vec<String> = outputs.iter().map(|(_, name)| name.clone()).collect();
-        written.push(status_field.clone());
         Ok(Settings {
             ip_field,
             outputs,
             truncate_ip,
             status_field,
-            written,
         })
     }
 }

@@ -6,7 +6,7 @@ use std::rc::Rc;
 
 use serde_json::{Value, json};
 use weir_sdk::Location;
-use weir_sdk::testing::{TestHarness, TestOutput};
+use weir_sdk::testing::{TestEvent, TestHarness, TestOutput};
 
 use crate::IpGeo;
 
@@ -38,6 +38,8 @@ fn harness(config: &[(&str, &str)]) -> (TestHarness<IpGeo>, Rc<RefCell<Vec<Strin
                     country_iso: Some("DE".into()),
                     ..Location::default()
                 }),
+                // A record with nothing but the country the network is registered in.
+                "8.8.8.8" => Some(Location::default()),
                 _ => None,
             })
         });
@@ -73,6 +75,7 @@ fn every_status_class() {
     let cases = [
         (json!("81.2.69.10"), "ok"),
         (json!("1.1.1.1"), "not_found"),
+        (json!("8.8.8.8"), "no_location"),
         (json!("10.0.0.7"), "private"),
         (json!("192.168.0.1"), "private"),
         (json!("fd00::1"), "private"),
@@ -98,9 +101,10 @@ fn every_status_class() {
     }
     let out = h.process_one("u-42", T0, json!({"event_id": "e-2"}));
     assert_eq!(out[0].value["geo_status"], "missing");
-    // Only public addresses reach the database.
-    assert_eq!(*asked.borrow(), ["81.2.69.10", "1.1.1.1"]);
+    // Only public addresses reach the database, each once.
+    assert_eq!(*asked.borrow(), ["81.2.69.10", "1.1.1.1", "8.8.8.8"]);
     let counters = &h.host().counters;
+    assert_eq!(counters.get("geo_no_location"), Some(&1));
     assert_eq!(counters.get("geo_private"), Some(&3));
     assert_eq!(counters.get("geo_reserved"), Some(&6));
     assert_eq!(counters.get("geo_missing"), Some(&4));
@@ -219,4 +223,27 @@ fn bad_config_is_refused_naming_the_key() {
         let err = TestHarness::<IpGeo>::new(config).err().unwrap();
         assert!(err.contains(key), "{err:?} does not name {key}");
     }
+}
+
+#[test]
+fn a_batch_looks_up_its_new_addresses_in_one_call() {
+    let (mut h, asked) = harness(&[]);
+    let events: Vec<TestEvent> = [
+        "81.2.69.10",
+        "1.1.1.1",
+        "81.2.69.10",
+        "10.0.0.1",
+        "2a02:ec0::1",
+    ]
+    .iter()
+    .map(|ip| TestEvent::new("u-1", T0, json!({"ip": ip})))
+    .collect();
+    let out = h.process(&events);
+    assert_eq!(out.len(), 5);
+    assert_eq!(out[2].value["geo_city"], "London");
+    assert_eq!(h.host().geo_calls, 1);
+    assert_eq!(*asked.borrow(), ["81.2.69.10", "1.1.1.1", "2a02:ec0::1"]);
+    // Known addresses are not asked again.
+    h.process(&events);
+    assert_eq!(h.host().geo_calls, 1);
 }

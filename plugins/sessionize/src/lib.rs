@@ -45,35 +45,55 @@ mod session;
 #[cfg(test)]
 mod tests;
 
-use weir_sdk::{Config, Context, Event, Transform};
+use weir_sdk::{Config, Context, Event, Level, Needs, Transform};
 
 use crate::config::{LateAction, Settings};
-use crate::output::close_session;
-use crate::session::{OPEN_STATE, Observed, OpenSession, session_id};
+use crate::output::{FEATURES_STATE, close_session};
+use crate::session::{OPEN_STATE, Observed, OpenSession, session_id_json};
 
 /// The sessionize transform.
 #[derive(Debug)]
 pub struct Sessionize {
     settings: Settings,
+    /// A copy of the state being changed, which the open sessions borrow from.
+    scratch: Vec<u8>,
+}
+
+/// The open sessions held in `raw` (none if absent). A value that no longer decodes (its
+/// type changed in a new plugin version) reads as none and is logged.
+fn open_sessions<'a>(raw: &'a [u8], ctx: &mut Context<'_>) -> Vec<OpenSession<'a>> {
+    if raw.is_empty() {
+        return Vec::new();
+    }
+    postcard::from_bytes(raw).unwrap_or_else(|e| {
+        ctx.log(
+            Level::Warn,
+            &format!("state `{OPEN_STATE}` does not decode, treating as absent: {e}"),
+        );
+        Vec::new()
+    })
 }
 
 impl Sessionize {
-    /// Puts an accepted event into a session, updating state and timers; returns the id.
-    fn place(&self, event: &Event<'_>, ctx: &mut Context<'_>) -> String {
+    /// Puts an accepted event into a session, updating state and timers; returns the id as
+    /// a JSON string.
+    fn place(&mut self, event: &Event<'_>, ctx: &mut Context<'_>) -> [u8; 20] {
+        let Sessionize { settings, scratch } = self;
         let key = event.key();
-        let url = event.get_str(&self.settings.url_field);
+        let url = event.get_str(&settings.url_field);
         let page_view = event
-            .get_str(&self.settings.type_field)
-            .is_some_and(|t| t == self.settings.page_view_type);
+            .get_str(&settings.type_field)
+            .is_some_and(|t| t == settings.page_view_type);
         let observed = Observed {
             time: event.time(),
             url: url.as_deref(),
             page_view,
         };
-        let mut open: Vec<OpenSession> = ctx.state(key, OPEN_STATE).unwrap_or_default();
-        let placed = self.settings.windows.place(&mut open, observed);
+        ctx.state_into(key, OPEN_STATE, scratch);
+        let mut open = open_sessions(scratch, ctx);
+        let placed = settings.windows.place(&mut open, observed);
         if let Some(closed) = &placed.closed {
-            close_session(&self.settings.user_field, key, closed, ctx);
+            close_session(&settings.user_field, key, closed, ctx);
         }
         for at in placed.cancel {
             ctx.cancel_timer(key, at);
@@ -82,7 +102,7 @@ impl Sessionize {
             ctx.set_timer(key, at);
         }
         ctx.set_state(key, OPEN_STATE, &open);
-        session_id(key, placed.anchor)
+        session_id_json(key, placed.anchor)
     }
 
     fn late(&self, mut event: Event<'_>, watermark: i64, ctx: &mut Context<'_>) {
@@ -108,7 +128,13 @@ impl Transform for Sessionize {
     fn init(config: &Config) -> Result<Self, String> {
         Ok(Sessionize {
             settings: Settings::from_config(config)?,
+            scratch: Vec::new(),
         })
+    }
+
+    fn needs(&self) -> Needs {
+        Needs::fields(&[&self.settings.url_field, &self.settings.type_field])
+            .with_state(&[OPEN_STATE, FEATURES_STATE])
     }
 
     fn process(&mut self, mut event: Event<'_>, ctx: &mut Context<'_>) {
@@ -118,14 +144,17 @@ impl Transform for Sessionize {
             return;
         }
         let id = self.place(&event, ctx);
-        event.set_str("session_id", &id);
+        event.set_raw("session_id", &id);
         ctx.emit(&event);
     }
 
     fn on_timer(&mut self, key: &[u8], at: i64, ctx: &mut Context<'_>) {
-        let Some(mut open) = ctx.state::<Vec<OpenSession>>(key, OPEN_STATE) else {
+        let mut scratch = std::mem::take(&mut self.scratch);
+        if !ctx.state_into(key, OPEN_STATE, &mut scratch) {
+            self.scratch = scratch;
             return;
-        };
+        }
+        let mut open = open_sessions(&scratch, ctx);
         let closed = self.settings.windows.expire(&mut open, at);
         for session in &closed {
             close_session(&self.settings.user_field, key, session, ctx);
@@ -139,6 +168,8 @@ impl Transform for Sessionize {
         } else if !closed.is_empty() || !rearmed.is_empty() {
             ctx.set_state(key, OPEN_STATE, &open);
         }
+        drop((open, closed));
+        self.scratch = scratch;
     }
 }
 

@@ -82,7 +82,7 @@ struct FeaturesOut<'a> {
 pub(crate) fn close_session(
     user_field: &str,
     key: &[u8],
-    session: &OpenSession,
+    session: &OpenSession<'_>,
     ctx: &mut Context<'_>,
 ) {
     let user = String::from_utf8_lossy(key);

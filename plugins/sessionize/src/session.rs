@@ -1,14 +1,17 @@
 //! Open sessions and the pure rules that place an event among them, merge them, split them at
 //! the maximum duration and expire them. No host calls here, so the rules test directly.
 
+use std::borrow::Cow;
+
 use serde::{Deserialize, Serialize};
 
 /// Name of the per-user state value holding the open sessions, sorted by start.
 pub(crate) const OPEN_STATE: &str = "open";
 
-/// A session that can still change.
+/// A session that can still change. Its URLs borrow from the state bytes and the event while
+/// an event is placed, so placing one allocates no strings.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub(crate) struct OpenSession {
+pub(crate) struct OpenSession<'a> {
     /// Time of the event that opened it; with the user key it fixes the session id.
     pub(crate) anchor: i64,
     /// Earliest event time.
@@ -18,9 +21,11 @@ pub(crate) struct OpenSession {
     pub(crate) event_count: u64,
     pub(crate) page_views: u64,
     /// URL of the earliest event.
-    pub(crate) first_url: Option<String>,
+    #[serde(borrow)]
+    pub(crate) first_url: Option<Cow<'a, str>>,
     /// URL of the latest event.
-    pub(crate) last_url: Option<String>,
+    #[serde(borrow)]
+    pub(crate) last_url: Option<Cow<'a, str>>,
     /// When this session's pending timer fires. Timers are armed lazily: when an event moves
     /// the deadline later, the timer stays where it is (saving two host calls per event), and
     /// when it fires early, `rearm` moves it to the deadline.
@@ -35,9 +40,9 @@ pub(crate) struct Observed<'a> {
     pub(crate) page_view: bool,
 }
 
-impl OpenSession {
-    fn new(event: Observed<'_>) -> Self {
-        let url = event.url.map(String::from);
+impl<'a> OpenSession<'a> {
+    fn new(event: Observed<'a>) -> Self {
+        let url = event.url.map(Cow::Borrowed);
         OpenSession {
             anchor: event.time,
             start: event.time,
@@ -57,21 +62,31 @@ impl OpenSession {
 
     /// Adds an event. Ties keep arrival order: an event at the current start does not take
     /// over `first_url`, one at the current last does take over `last_url`.
-    fn add(&mut self, event: Observed<'_>) {
+    fn add(&mut self, event: Observed<'a>) {
         self.event_count += 1;
         self.page_views += u64::from(event.page_view);
         if event.time < self.start {
             self.start = event.time;
-            self.first_url = event.url.map(String::from);
+            self.first_url = event.url.map(Cow::Borrowed);
         }
         if event.time >= self.last {
             self.last = event.time;
-            self.last_url = event.url.map(String::from);
+            self.last_url = event.url.map(Cow::Borrowed);
+        }
+    }
+
+    /// The session with its own copies of its URLs.
+    #[cfg(test)]
+    pub(crate) fn into_owned(self) -> OpenSession<'static> {
+        OpenSession {
+            first_url: self.first_url.map(|u| Cow::Owned(u.into_owned())),
+            last_url: self.last_url.map(|u| Cow::Owned(u.into_owned())),
+            ..self
         }
     }
 
     /// Folds `other` into this session, which keeps its anchor and so its id.
-    fn absorb(&mut self, other: OpenSession) {
+    fn absorb(&mut self, other: OpenSession<'a>) {
         self.event_count += other.event_count;
         self.page_views += other.page_views;
         if other.start < self.start {
@@ -87,11 +102,11 @@ impl OpenSession {
 
 /// Where an event went and which timers change.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Placed {
+pub(crate) struct Placed<'a> {
     /// Anchor of the session that holds the event.
     pub(crate) anchor: i64,
     /// A session the event would have stretched to `max_duration`: it is complete now.
-    pub(crate) closed: Option<OpenSession>,
+    pub(crate) closed: Option<OpenSession<'a>>,
     /// Timers to cancel.
     pub(crate) cancel: Vec<i64>,
     /// Timer to set, after the cancellations.
@@ -109,7 +124,7 @@ pub(crate) struct Windows {
 impl Windows {
     /// When the watermark passing `session.last + gap + allowed_lateness` means no accepted
     /// event can reach the session any more.
-    pub(crate) fn deadline(&self, session: &OpenSession) -> i64 {
+    pub(crate) fn deadline(&self, session: &OpenSession<'_>) -> i64 {
         session
             .last
             .saturating_add(self.gap)
@@ -117,7 +132,11 @@ impl Windows {
     }
 
     /// Places `event` among `open` (sorted by start, kept sorted).
-    pub(crate) fn place(&self, open: &mut Vec<OpenSession>, event: Observed<'_>) -> Placed {
+    pub(crate) fn place<'a>(
+        &self,
+        open: &mut Vec<OpenSession<'a>>,
+        event: Observed<'a>,
+    ) -> Placed<'a> {
         let t = event.time;
         let hits: Vec<usize> = (0..open.len())
             .filter(|i| open[*i].covers(t, self.gap))
@@ -142,7 +161,7 @@ impl Windows {
             }
             _ => {
                 // Removing from the back keeps the remaining indexes valid.
-                let mut merged: Vec<OpenSession> =
+                let mut merged: Vec<OpenSession<'a>> =
                     hits.iter().rev().map(|i| open.remove(*i)).collect();
                 let cancel = merged.iter().map(|s| s.timer).collect();
                 merged.sort_by_key(|s| s.anchor);
@@ -166,13 +185,13 @@ impl Windows {
         }
     }
 
-    fn open_new(
+    fn open_new<'a>(
         &self,
-        open: &mut Vec<OpenSession>,
-        event: Observed<'_>,
-        closed: Option<OpenSession>,
+        open: &mut Vec<OpenSession<'a>>,
+        event: Observed<'a>,
+        closed: Option<OpenSession<'a>>,
         cancel: Vec<i64>,
-    ) -> Placed {
+    ) -> Placed<'a> {
         let mut session = OpenSession::new(event);
         session.timer = self.deadline(&session);
         let set = Some(session.timer);
@@ -186,14 +205,18 @@ impl Windows {
     }
 
     /// Removes and returns, in start order, every session whose deadline is at or before `at`.
-    pub(crate) fn expire(&self, open: &mut Vec<OpenSession>, at: i64) -> Vec<OpenSession> {
+    pub(crate) fn expire<'a>(
+        &self,
+        open: &mut Vec<OpenSession<'a>>,
+        at: i64,
+    ) -> Vec<OpenSession<'a>> {
         open.extract_if(.., |s| self.deadline(s) <= at).collect()
     }
 
     /// After the timer at `at` fired: the sessions it belonged to that are still open (an
     /// event moved their deadline) get their timer moved to the deadline. Returns the new
     /// timer times.
-    pub(crate) fn rearm(&self, open: &mut [OpenSession], at: i64) -> Vec<i64> {
+    pub(crate) fn rearm(&self, open: &mut [OpenSession<'_>], at: i64) -> Vec<i64> {
         open.iter_mut()
             .filter(|s| s.timer <= at)
             .map(|s| {
@@ -204,7 +227,7 @@ impl Windows {
     }
 }
 
-fn insert_sorted(open: &mut Vec<OpenSession>, session: OpenSession) {
+fn insert_sorted<'a>(open: &mut Vec<OpenSession<'a>>, session: OpenSession<'a>) {
     let at = open.partition_point(|s| s.start <= session.start);
     open.insert(at, session);
 }
@@ -214,6 +237,17 @@ fn insert_sorted(open: &mut Vec<OpenSession>, session: OpenSession) {
 pub(crate) fn session_id(key: &[u8], anchor: i64) -> String {
     let hash = fnv1a(fnv1a(fnv1a(FNV_OFFSET, key), &[0]), &anchor.to_le_bytes());
     format!("s-{hash:016x}")
+}
+
+/// [`session_id`] as a JSON string (quotes included), without allocating.
+pub(crate) fn session_id_json(key: &[u8], anchor: i64) -> [u8; 20] {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let hash = fnv1a(fnv1a(fnv1a(FNV_OFFSET, key), &[0]), &anchor.to_le_bytes());
+    let mut out = *b"\"s-0000000000000000\"";
+    for (i, byte) in out[3..19].iter_mut().enumerate() {
+        *byte = HEX[((hash >> (60 - 4 * i)) & 0xf) as usize];
+    }
+    out
 }
 
 const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
@@ -247,5 +281,9 @@ mod tests {
         assert_eq!(session_id(b"u-42", 1_000).len(), 18);
         assert_ne!(session_id(b"u-42", 1_000), session_id(b"u-42", 1_001));
         assert_ne!(session_id(b"u-4", 1_000), session_id(b"u-42", 1_000));
+        assert_eq!(
+            session_id_json(b"u-42", 1_000).as_slice(),
+            format!("\"{}\"", session_id(b"u-42", 1_000)).as_bytes()
+        );
     }
 }

@@ -32,7 +32,7 @@ use weir::sinks::parquet::{ColumnConfig, ParquetSink, ParquetSinkConfig};
 use weir::sinks::redis::{RedisSink, RedisSinkConfig};
 use weir::sinks::resilience::{Breaker, RetryConfig};
 use weir::sinks::staging::Scope;
-use weir::sinks::{Provenance, Sink, SinkRecord};
+use weir::sinks::{Provenance, Sink, SinkBatch, SinkRecord};
 use weir::storage::{S3Options, Storage};
 use xtask::servers::{RedisServer, S3Server, Tansu};
 
@@ -76,8 +76,8 @@ fn breaker(name: &str) -> Arc<Breaker> {
 }
 
 /// Records `(id, n)` with consecutive source offsets from `first`.
-fn records(items: &[(&str, i64)], first: i64) -> Vec<SinkRecord> {
-    items
+fn records(items: &[(&str, i64)], first: i64) -> SinkBatch {
+    let records: Vec<SinkRecord> = items
         .iter()
         .enumerate()
         .map(|(i, (id, n))| SinkRecord {
@@ -93,7 +93,8 @@ fn records(items: &[(&str, i64)], first: i64) -> Vec<SinkRecord> {
                 offset: first + i as i64,
             }),
         })
-        .collect()
+        .collect();
+    SinkBatch::of(&records)
 }
 
 /// What a reader should see once `committed` (in order) are visible.
@@ -356,7 +357,9 @@ impl Target for NdjsonTarget {
             routes: vec!["main".into()],
             path: self.path.clone(),
         };
-        Box::new(NdjsonSink::new("out", &config).unwrap())
+        Box::new(
+            NdjsonSink::new("out", &config, &weir::sinks::files::OutputFiles::default()).unwrap(),
+        )
     }
 
     fn visible(&self) -> Vec<String> {

@@ -1,6 +1,6 @@
 //! Adds the field `name` with the string `value` (both from the stage config) to every event.
 
-use weir_sdk::{Config, Context, Event, Transform};
+use weir_sdk::{Config, Context, Event, Needs, Transform};
 
 /// The transform: which field to set, and to what.
 pub struct AddField(String, String);
@@ -12,6 +12,11 @@ impl Transform for AddField {
             name.to_string(),
             config.get("value").unwrap_or("").to_string(),
         ))
+    }
+
+    /// It reads nothing of the event, so the host hands it no field.
+    fn needs(&self) -> Needs {
+        Needs::fields(&[])
     }
 
     fn process(&mut self, mut event: Event<'_>, ctx: &mut Context<'_>) {

@@ -1,7 +1,9 @@
 //! A sink writing Parquet files (zstd) under Hive-style `dt=YYYY-MM-DD/hour=HH/` folders by
-//! event time, decoding JSON into the Arrow schema declared in the config. Records that do not
-//! fit the schema are refused with the field named and go to the dead-letter output.
+//! event time, building the Arrow columns declared in the config from the host's index of each
+//! record. Records that do not fit the schema are refused with the field named and go to the
+//! dead-letter output.
 
+mod columns;
 mod compose;
 mod config;
 mod schema;

@@ -5,11 +5,10 @@
 //! and deleted. Readers only ever see whole files of committed rows. Without a scope (the file
 //! source) there are no epochs: a file is published as soon as it is due, and at close.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use arrow_array::RecordBatch;
-use arrow_json::ReaderBuilder;
 use arrow_schema::SchemaRef;
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
@@ -18,12 +17,16 @@ use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::WriterProperties;
 use serde::{Deserialize, Serialize};
 
+use super::columns::ColumnWriter;
 use super::compose::concat;
 use super::{ParquetSinkConfig, schema_of};
 use crate::sinks::resilience::Breaker;
 use crate::sinks::staging::{STAGING_DIR, Scope};
-use crate::sinks::{Rejection, Sink, SinkError, SinkRecord, io_error, now_ms};
+use crate::sinks::{Rejection, Sink, SinkBatch, SinkError, io_error, now_ms};
 use crate::storage::Storage;
+
+/// An hour in ms: files are partitioned by the hour of their rows' event time.
+const HOUR_MS: i64 = 3_600_000;
 
 /// Largest part buffered in memory before it is staged, even mid-epoch.
 const MAX_PART_SIZE: usize = 32 << 20;
@@ -77,6 +80,7 @@ pub struct ParquetSink {
     storage: Storage,
     breaker: Arc<Breaker>,
     schema: SchemaRef,
+    columns: ColumnWriter,
     props: WriterProperties,
     roll_size: u64,
     roll_interval_ms: i64,
@@ -128,6 +132,7 @@ impl ParquetSink {
             name: name.to_string(),
             storage,
             breaker,
+            columns: ColumnWriter::new(schema.clone()),
             schema,
             props,
             roll_size,
@@ -326,75 +331,36 @@ enum PublishError {
     Sink(#[from] SinkError),
 }
 
-/// Decodes JSON values into one record batch of `schema`.
-fn decode(
-    schema: &SchemaRef,
-    values: &[&[u8]],
-) -> Result<Vec<RecordBatch>, arrow_schema::ArrowError> {
-    let mut decoder = ReaderBuilder::new(schema.clone())
-        .with_batch_size(values.len().max(1))
-        .build_decoder()?;
-    let mut batches = Vec::new();
-    for value in values {
-        for chunk in [*value, b"\n"] {
-            let mut rest = chunk;
-            while !rest.is_empty() {
-                let read = decoder.decode(rest)?;
-                if read == 0 {
-                    batches.extend(decoder.flush()?);
-                }
-                rest = &rest[read..];
-            }
-        }
-    }
-    batches.extend(decoder.flush()?);
-    Ok(batches)
-}
-
-fn schema_reason(e: &arrow_schema::ArrowError) -> String {
-    format!("schema mismatch: {e}")
-}
-
 impl Sink for ParquetSink {
     fn name(&self) -> &str {
         &self.name
     }
 
-    fn write(&mut self, records: &[SinkRecord]) -> Result<Vec<Rejection>, SinkError> {
-        let mut groups: HashMap<String, Vec<usize>> = HashMap::new();
+    fn write(&mut self, records: &SinkBatch) -> Result<Vec<Rejection>, SinkError> {
+        // Records by the hour of their event time: a batch spans one or two hours.
+        let mut groups: Vec<(i64, Vec<usize>)> = Vec::new();
         for (i, r) in records.iter().enumerate() {
-            groups.entry(partition_of(r.time)).or_default().push(i);
+            let hour = r.time.div_euclid(HOUR_MS);
+            match groups.iter_mut().find(|(h, _)| *h == hour) {
+                Some((_, rows)) => rows.push(i),
+                None => groups.push((hour, vec![i])),
+            }
         }
-        let mut folders: Vec<_> = groups.into_iter().collect();
-        folders.sort();
+        groups.sort_by_key(|(hour, _)| *hour);
         let mut rejections = Vec::new();
-        for (folder, indices) in folders {
-            let values: Vec<&[u8]> = indices
-                .iter()
-                .map(|i| records[*i].value.as_slice())
-                .collect();
-            match decode(&self.schema, &values) {
-                Ok(batches) => {
-                    for batch in batches {
-                        self.write_batch(&folder, &batch)?;
-                    }
+        for (hour, rows) in groups {
+            let mut cells = Vec::with_capacity(self.schema.fields().len());
+            for index in rows {
+                let Some(record) = records.get(index) else {
+                    continue;
+                };
+                if let Err(reason) = self.columns.append(&record, &mut cells) {
+                    rejections.push(Rejection { index, reason });
                 }
-                // Decoding is all or nothing: find the records that do not fit one by one.
-                Err(_) => {
-                    for (index, value) in indices.into_iter().zip(values) {
-                        match decode(&self.schema, &[value]) {
-                            Ok(batches) => {
-                                for batch in batches {
-                                    self.write_batch(&folder, &batch)?;
-                                }
-                            }
-                            Err(e) => rejections.push(Rejection {
-                                index,
-                                reason: schema_reason(&e),
-                            }),
-                        }
-                    }
-                }
+            }
+            if self.columns.rows() > 0 {
+                let batch = self.columns.finish().map_err(|e| io_error(&self.name, e))?;
+                self.write_batch(&partition_of(hour * HOUR_MS), &batch)?;
             }
         }
         if !self.scoped {
@@ -473,6 +439,7 @@ mod tests {
     use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
     use super::*;
+    use crate::sinks::SinkRecord;
     use crate::sinks::parquet::ColumnConfig;
     use crate::sinks::resilience::RetryConfig;
 
@@ -554,7 +521,7 @@ mod tests {
             record(r#"{"n":3}"#, 0),
             record(r#"{"id":"d","extra":true}"#, hour),
         ];
-        let rejections = sink.write(&records).unwrap();
+        let rejections = sink.write(&SinkBatch::of(&records)).unwrap();
         assert_eq!(
             rejections.iter().map(|r| r.index).collect::<Vec<_>>(),
             [1, 2]
@@ -584,19 +551,25 @@ mod tests {
             partition: 0,
         };
         let mut first = sink(dir.path(), Some(scope.clone()));
-        first.write(&[record(r#"{"id":"e1"}"#, 0)]).unwrap();
+        first
+            .write(&SinkBatch::of(&[record(r#"{"id":"e1"}"#, 0)]))
+            .unwrap();
         let committed = first.prepare_commit().unwrap().unwrap();
         first.commit(&committed).unwrap();
         assert!(!first.wants_commit(), "a young file does not roll");
         // The next epoch stages its part, then the process dies before the commit.
-        first.write(&[record(r#"{"id":"lost"}"#, 0)]).unwrap();
+        first
+            .write(&SinkBatch::of(&[record(r#"{"id":"lost"}"#, 0)]))
+            .unwrap();
         first.prepare_commit().unwrap();
         assert!(visible(dir.path()).0.is_empty());
         drop(first);
 
         let mut second = sink(dir.path(), Some(scope));
         second.recover(Some(&committed)).unwrap();
-        second.write(&[record(r#"{"id":"e2"}"#, 0)]).unwrap();
+        second
+            .write(&SinkBatch::of(&[record(r#"{"id":"e2"}"#, 0)]))
+            .unwrap();
         second.finish_files();
         assert!(second.wants_commit());
         let last = second.prepare_commit().unwrap().unwrap();
@@ -622,7 +595,9 @@ mod tests {
             partition: 0,
         };
         let mut first = sink(dir.path(), Some(scope.clone()));
-        first.write(&[record(r#"{"id":"e1"}"#, 0)]).unwrap();
+        first
+            .write(&SinkBatch::of(&[record(r#"{"id":"e1"}"#, 0)]))
+            .unwrap();
         let older = first.prepare_commit().unwrap().unwrap();
         first.commit(&older).unwrap();
         // An epoch that only rolls the file commits and publishes it; recovery then has to
@@ -634,7 +609,9 @@ mod tests {
 
         let mut second = sink(dir.path(), Some(scope));
         second.recover(Some(&older)).unwrap();
-        second.write(&[record(r#"{"id":"e2"}"#, 0)]).unwrap();
+        second
+            .write(&SinkBatch::of(&[record(r#"{"id":"e2"}"#, 0)]))
+            .unwrap();
         second.finish_files();
         let last = second.prepare_commit().unwrap().unwrap();
         second.commit(&last).unwrap();

@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use super::RedisSinkConfig;
 use crate::sinks::resilience::Breaker;
 use crate::sinks::staging::Scope;
-use crate::sinks::{Rejection, Sink, SinkError, SinkRecord, io_error, now_ms};
+use crate::sinks::{Rejection, Sink, SinkBatch, SinkError, io_error, now_ms};
 use crate::storage::io_runtime;
 
 /// KEYS[1]: the hash. ARGV: fence field, sequence, ttl in ms (0: none), then field/value pairs.
@@ -203,12 +203,16 @@ impl RedisSink {
 
 /// The fields a record sets through `mapping` (hash field → JSON path; empty: every
 /// top-level field), or why it cannot be stored.
-fn fields_of(mapping: &BTreeMap<String, String>, record: &SinkRecord) -> Result<Fields, String> {
-    if record.key.is_empty() {
+fn fields_of(
+    mapping: &BTreeMap<String, String>,
+    key: &[u8],
+    value: &[u8],
+) -> Result<Fields, String> {
+    if key.is_empty() {
         return Err("missing key: a feature needs an entity key".into());
     }
     let value: serde_json::Value =
-        serde_json::from_slice(&record.value).map_err(|e| format!("invalid json: {e}"))?;
+        serde_json::from_slice(value).map_err(|e| format!("invalid json: {e}"))?;
     let serde_json::Value::Object(object) = &value else {
         return Err("not an object: a feature record must be a JSON object".into());
     };
@@ -238,14 +242,14 @@ impl Sink for RedisSink {
         &self.name
     }
 
-    fn write(&mut self, records: &[SinkRecord]) -> Result<Vec<Rejection>, SinkError> {
+    fn write(&mut self, records: &SinkBatch) -> Result<Vec<Rejection>, SinkError> {
         let mut rejections = Vec::new();
         for (index, record) in records.iter().enumerate() {
-            match fields_of(&self.fields, record) {
+            match fields_of(&self.fields, record.key, record.value) {
                 Ok(fields) if fields.is_empty() => {}
                 Ok(fields) => self
                     .pending
-                    .entry(record.key.clone())
+                    .entry(record.key.to_vec())
                     .or_default()
                     .extend(fields),
                 Err(reason) => rejections.push(Rejection { index, reason }),
@@ -296,21 +300,22 @@ impl Sink for RedisSink {
 mod tests {
     use super::*;
 
-    fn record(key: &str, value: &str) -> SinkRecord {
-        SinkRecord {
-            route: Arc::from("features"),
-            key: key.as_bytes().to_vec(),
-            value: value.as_bytes().to_vec(),
-            time: 0,
-            provenance: None,
-        }
+    fn record<'a>(key: &'a str, value: &'a str) -> (&'a [u8], &'a [u8]) {
+        (key.as_bytes(), value.as_bytes())
+    }
+
+    fn fields_of(
+        mapping: &BTreeMap<String, String>,
+        record: (&[u8], &[u8]),
+    ) -> Result<Fields, String> {
+        super::fields_of(mapping, record.0, record.1)
     }
 
     #[test]
     fn maps_fields_and_refuses_what_cannot_be_a_feature() {
         let all = BTreeMap::new();
         let value = r#"{"n":3,"name":"x","tags":["a"],"geo":{"cc":"NL"},"gone":null}"#;
-        let fields = fields_of(&all, &record("u", value)).unwrap();
+        let fields = fields_of(&all, record("u", value)).unwrap();
         assert_eq!(fields["n"], "3");
         assert_eq!(fields["name"], "x");
         assert_eq!(fields["tags"], r#"["a"]"#);
@@ -319,20 +324,20 @@ mod tests {
             ("country".to_string(), "geo.cc".to_string()),
             ("missing".to_string(), "geo.nope".to_string()),
         ]);
-        let fields = fields_of(&mapping, &record("u", value)).unwrap();
+        let fields = fields_of(&mapping, record("u", value)).unwrap();
         assert_eq!(fields, BTreeMap::from([("country".into(), "NL".into())]));
         assert!(
-            fields_of(&all, &record("", value))
+            fields_of(&all, record("", value))
                 .unwrap_err()
                 .starts_with("missing key")
         );
         assert!(
-            fields_of(&all, &record("u", "[1]"))
+            fields_of(&all, record("u", "[1]"))
                 .unwrap_err()
                 .starts_with("not an object")
         );
         assert!(
-            fields_of(&all, &record("u", "{"))
+            fields_of(&all, record("u", "{"))
                 .unwrap_err()
                 .starts_with("invalid json")
         );

@@ -28,8 +28,7 @@ fn summary_and_features_after_the_watermark_passes() {
             "last_session_events": 3, "total_events": 3, "updated_at": T0 + 10 * MIN})
     );
     assert!(
-        h.state::<Vec<crate::session::OpenSession>>("u-42", "open")
-            .is_none(),
+        h.state_bytes("u-42", "open").is_none(),
         "open state deleted"
     );
     assert!(h.timers().is_empty());

@@ -38,8 +38,12 @@ pub(super) fn emitted_id(outputs: &[TestOutput]) -> String {
     emitted[0].value["session_id"].as_str().unwrap().to_string()
 }
 
-pub(super) fn open(h: &TestHarness<Sessionize>, key: &str) -> Vec<OpenSession> {
-    h.state(key, "open").unwrap_or_default()
+pub(super) fn open(h: &TestHarness<Sessionize>, key: &str) -> Vec<OpenSession<'static>> {
+    let Some(raw) = h.state_bytes(key, "open") else {
+        return Vec::new();
+    };
+    let open: Vec<OpenSession<'_>> = postcard::from_bytes(&raw).unwrap();
+    open.into_iter().map(OpenSession::into_owned).collect()
 }
 
 pub(super) fn routed<'a>(outputs: &'a [TestOutput], route: &str) -> Vec<&'a Value> {

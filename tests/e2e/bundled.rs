@@ -130,6 +130,16 @@ fn bundled_plugins_filter_enrich_and_sessionize_in_one_pipeline() {
         (&json!("/a"), &json!("/c"))
     );
     assert_eq!(sessions[0]["duration_ms"], 2 * minute);
+    // A session's summary and features are timed by its end (what the plugin gave them), so
+    // the lake files them in the hour it ended, not the hour it closed.
+    for route in ["sessions", "features"] {
+        let sink = &t.sinks.iter().find(|(r, _)| r == route).unwrap().1;
+        for record in sink.records() {
+            let value: serde_json::Value = serde_json::from_slice(&record.value).unwrap();
+            let end = value.get("end").unwrap_or(&value["updated_at"]);
+            assert_eq!(json!(record.time), *end, "{route}: {value}");
+        }
+    }
     let features = t.route("features");
     assert_eq!(features.last().unwrap()["session_count"], 2);
     assert!(t.route("late").is_empty());

@@ -50,6 +50,23 @@ impl<'a> RecordView<'a> {
         field_in(self.bytes, self.members, name)
     }
 
+    /// The raw JSON of the top-level field `name`, looking first at member `*hint` (where the
+    /// previous record of a batch had it: records mostly share their shape) and leaving there
+    /// where it was found.
+    pub fn field_hinted(&self, name: &str, hint: &mut usize) -> Option<&'a [u8]> {
+        if let Some(m) = self.members.get(*hint)
+            && parse::name_is(self.bytes, m, name)
+        {
+            return Some(&self.bytes[m.value.range()]);
+        }
+        let at = self
+            .members
+            .iter()
+            .position(|m| parse::name_is(self.bytes, m, name))?;
+        *hint = at;
+        Some(&self.bytes[self.members[at].value.range()])
+    }
+
     /// The top-level members, as raw name (escapes unresolved) and raw value.
     pub fn members(&self) -> impl Iterator<Item = (&'a [u8], &'a [u8])> + 'a {
         let bytes = self.bytes;

@@ -4,14 +4,18 @@
 use std::collections::{BTreeSet, HashMap, HashSet};
 
 use foldhash::fast::RandomState;
-
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use smallvec::SmallVec;
+
+/// The map key of an entry: the key's length, the key and the state name. Most are short and
+/// kept inside the table itself, so a lookup touches one cache line where a heap key took two.
+type EntryKey = SmallVec<[u8; 32]>;
 
 /// One undoable change.
 #[derive(Debug)]
 enum Undo {
     /// The entry held this value (or nothing) before the change.
-    Entry(Vec<u8>, Option<Vec<u8>>),
+    Entry(EntryKey, Option<Vec<u8>>),
     /// The timer was added by the call.
     TimerAdded(i64, Vec<u8>),
     /// The timer was removed by the call.
@@ -28,14 +32,18 @@ pub enum Journal {
     Skip,
 }
 
-/// A stored value and whether it changed since the last checkpoint.
+/// A stored value, kept in the table itself when small (a counter, a timestamp), and whether
+/// it changed since the last checkpoint.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 struct Entry {
-    value: Vec<u8>,
+    value: Value,
     changed: bool,
 }
 
-type Entries = HashMap<Vec<u8>, Entry, RandomState>;
+/// A stored value.
+type Value = SmallVec<[u8; 24]>;
+
+type Entries = HashMap<EntryKey, Entry, RandomState>;
 
 /// Keyed state and pending timers of one stage.
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -52,21 +60,25 @@ pub struct StageState {
     #[serde(skip)]
     bytes: usize,
     #[serde(skip)]
-    scratch: Vec<u8>,
+    scratch: EntryKey,
     /// Keys whose entries were marked changed since the last [`StageState::clear_changes`]
     /// (each once while its mark stays).
     #[serde(skip)]
-    changed_entries: Vec<Vec<u8>>,
+    changed_entries: Vec<EntryKey>,
     /// Keys deleted since the last [`StageState::clear_changes`].
     #[serde(skip)]
-    deleted_entries: HashSet<Vec<u8>, RandomState>,
+    deleted_entries: HashSet<EntryKey, RandomState>,
     /// Timers added or removed since the last [`StageState::clear_changes`].
     #[serde(skip)]
     changed_timers: BTreeSet<(i64, Vec<u8>)>,
 }
 
 fn entries_out<S: Serializer>(entries: &Entries, serializer: S) -> Result<S::Ok, S::Error> {
-    serializer.collect_map(entries.iter().map(|(k, e)| (k, &e.value)))
+    serializer.collect_map(
+        entries
+            .iter()
+            .map(|(k, e)| (k.as_slice(), e.value.as_slice())),
+    )
 }
 
 fn entries_in<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Entries, D::Error> {
@@ -75,9 +87,9 @@ fn entries_in<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Entries, D::
         .into_iter()
         .map(|(k, value)| {
             (
-                k,
+                EntryKey::from_vec(k),
                 Entry {
-                    value,
+                    value: Value::from_vec(value),
                     changed: false,
                 },
             )
@@ -102,7 +114,7 @@ pub struct StageChanges {
 }
 
 /// The map key of `(key, name)`: length-prefixed so no two pairs collide.
-fn entry_key(buf: &mut Vec<u8>, key: &[u8], name: &[u8]) {
+fn entry_key(buf: &mut EntryKey, key: &[u8], name: &[u8]) {
     buf.clear();
     buf.extend_from_slice(&u32::try_from(key.len()).unwrap_or(u32::MAX).to_le_bytes());
     buf.extend_from_slice(key);
@@ -150,9 +162,9 @@ impl StageState {
             self.bytes = bytes;
             match journal {
                 Journal::Keep => {
-                    let previous = std::mem::replace(&mut entry.value, value.to_vec());
+                    let previous = std::mem::replace(&mut entry.value, Value::from_slice(value));
                     self.journal
-                        .push(Undo::Entry(self.scratch.clone(), Some(previous)));
+                        .push(Undo::Entry(self.scratch.clone(), Some(previous.into_vec())));
                 }
                 Journal::Skip => {
                     entry.value.clear();
@@ -170,7 +182,7 @@ impl StageState {
             }
             self.bytes = bytes;
             let entry = Entry {
-                value: value.to_vec(),
+                value: Value::from_slice(value),
                 changed: true,
             };
             self.entries.insert(self.scratch.clone(), entry);
@@ -196,8 +208,10 @@ impl StageState {
         if let Some(previous) = self.entries.remove(self.scratch.as_slice()) {
             self.bytes -= self.scratch.len() + previous.value.len();
             if journal == Journal::Keep {
-                self.journal
-                    .push(Undo::Entry(self.scratch.clone(), Some(previous.value)));
+                self.journal.push(Undo::Entry(
+                    self.scratch.clone(),
+                    Some(previous.value.into_vec()),
+                ));
             }
             self.deleted_entries.insert(self.scratch.clone());
         }
@@ -343,12 +357,12 @@ impl StageState {
                 Some(value) => {
                     self.bytes += key_len + value.len();
                     let entry = Entry {
-                        value,
+                        value: Value::from_vec(value),
                         changed: false,
                     };
-                    self.entries.insert(key, entry)
+                    self.entries.insert(EntryKey::from_vec(key), entry)
                 }
-                None => self.entries.remove(&key),
+                None => self.entries.remove(key.as_slice()),
             };
             if let Some(old) = old {
                 self.bytes -= key_len + old.value.len();
@@ -376,7 +390,7 @@ impl StageState {
                 Undo::Entry(k, Some(v)) => {
                     let (key_len, value_len) = (k.len(), v.len());
                     let entry = Entry {
-                        value: v,
+                        value: Value::from_vec(v),
                         changed: true,
                     };
                     match self.entries.insert(k.clone(), entry) {
@@ -498,7 +512,7 @@ mod tests {
         let values = |s: &StageState| -> HashMap<Vec<u8>, Vec<u8>> {
             s.entries
                 .iter()
-                .map(|(k, e)| (k.clone(), e.value.clone()))
+                .map(|(k, e)| (k.to_vec(), e.value.to_vec()))
                 .collect()
         };
         assert_eq!(values(&copy), values(&state));

@@ -216,6 +216,7 @@ fn parquet_config(path: String, s3: S3Options) -> ParquetSinkConfig {
         name: name.into(),
         data_type: ty.into(),
         nullable: false,
+        dictionary: true,
     };
     ParquetSinkConfig {
         routes: vec!["main".into()],

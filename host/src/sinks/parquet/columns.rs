@@ -37,6 +37,8 @@ pub struct ColumnWriter {
     builders: Vec<Builder>,
     /// Each column's name: the field it is read from.
     names: Vec<String>,
+    /// Where each column's field was in the last record that had it.
+    hints: Vec<usize>,
     rows: usize,
 }
 
@@ -265,8 +267,9 @@ impl ColumnWriter {
     /// Builders for `schema`.
     pub fn new(schema: SchemaRef) -> Self {
         let builders = schema.fields().iter().map(|f| Builder::new(f)).collect();
-        let names = schema.fields().iter().map(|f| f.name().clone()).collect();
+        let names: Vec<String> = schema.fields().iter().map(|f| f.name().clone()).collect();
         ColumnWriter {
+            hints: vec![0; names.len()],
             schema,
             builders,
             names,
@@ -287,13 +290,14 @@ impl ColumnWriter {
         row: &mut Vec<Cell<'a>>,
     ) -> Result<(), String> {
         row.clear();
-        for ((builder, name), field) in self
+        for (((builder, name), field), hint) in self
             .builders
             .iter()
             .zip(&self.names)
             .zip(self.schema.fields())
+            .zip(&mut self.hints)
         {
-            let cell = match record.field(name) {
+            let cell = match record.field_hinted(name, hint) {
                 None => Cell::Null,
                 Some(raw) => builder
                     .convert(raw)

@@ -50,6 +50,15 @@ pub struct ColumnConfig {
     /// Whether the field may be missing or null. A missing non-nullable field refuses the record.
     #[serde(default = "default_nullable")]
     pub nullable: bool,
+    /// Dictionary-encode the column (the default): small files and fast scans for columns with
+    /// few distinct values. Turn it off for columns whose values are mostly distinct (event or
+    /// session ids): the writer then skips building a dictionary it would abandon.
+    #[serde(default = "default_dictionary")]
+    pub dictionary: bool,
+}
+
+fn default_dictionary() -> bool {
+    true
 }
 
 fn default_roll_size() -> ByteSize {

@@ -15,6 +15,7 @@ use chrono::{DateTime, Utc};
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::WriterProperties;
+use parquet::schema::types::ColumnPath;
 use serde::{Deserialize, Serialize};
 
 use super::columns::ColumnWriter;
@@ -114,10 +115,14 @@ impl ParquetSink {
         };
         let schema = schema_of(&config.schema).map_err(setup)?;
         let level = ZstdLevel::try_new(config.zstd_level).map_err(|e| setup(e.to_string()))?;
-        let props = WriterProperties::builder()
+        let mut props = WriterProperties::builder()
             .set_compression(Compression::ZSTD(level))
-            .set_max_row_group_row_count(Some(config.row_group_rows))
-            .build();
+            .set_max_row_group_row_count(Some(config.row_group_rows));
+        for column in config.schema.iter().filter(|c| !c.dictionary) {
+            props =
+                props.set_column_dictionary_enabled(ColumnPath::from(column.name.as_str()), false);
+        }
+        let props = props.build();
         let storage = Storage::open(&config.path, &config.s3).map_err(|e| setup(e.to_string()))?;
         let label = scope
             .as_ref()
@@ -448,6 +453,7 @@ mod tests {
             name: name.into(),
             data_type: ty.into(),
             nullable,
+            dictionary: true,
         };
         ParquetSinkConfig {
             routes: vec!["main".into()],

@@ -488,6 +488,10 @@ fn config(
     if std::env::args().any(|a| a == "--full-checkpoints") {
         text = text.replace("[checkpoint]\n", "[checkpoint]\nincremental = false\n");
     }
+    let workers: usize = arg("--workers", 0);
+    if workers > 0 {
+        text.push_str(&format!("\n[runtime]\nworkers = {workers}\n"));
+    }
     let batch_timeout: String = arg("--batch-timeout", String::new());
     if !batch_timeout.is_empty() {
         text = text.replace(

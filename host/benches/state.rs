@@ -11,11 +11,10 @@
 mod common;
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use common::{arg, cpu_time, pipeline};
-use weir::pipeline::{Stage, WasmStage};
-use weir::runtime::{EngineSettings, GeoDb, InstanceSettings, PluginEngine};
+use common::{arg, cpu_time, pipeline, wasm_stages};
+use weir::runtime::{EngineSettings, GeoDb, PluginEngine};
 use weir::sinks::Provenance;
 use weir::source::SourceRecord;
 
@@ -65,32 +64,6 @@ fn rss_mib() -> (f64, f64) {
     (field("VmHWM:"), field("VmRSS:"))
 }
 
-fn stages(engine: &Arc<PluginEngine>, geo: &Arc<GeoDb>) -> Vec<Box<dyn Stage>> {
-    let dir = xtask::plugins::output_dir();
-    let settings = InstanceSettings {
-        memory_limit: 64 << 20,
-        cpu_limit: Duration::from_secs(2),
-        ..InstanceSettings::default()
-    };
-    STAGES
-        .iter()
-        .map(|name| -> Box<dyn Stage> {
-            let plugin = engine.load_file(&dir.join(format!("{name}.wasm"))).unwrap();
-            Box::new(
-                WasmStage::new(
-                    engine.clone(),
-                    name,
-                    plugin,
-                    settings,
-                    Some(geo.clone()),
-                    Vec::new(),
-                )
-                .unwrap(),
-            )
-        })
-        .collect()
-}
-
 fn main() {
     let users: usize = arg("--users", 1_000_000);
     let per_user: usize = arg("--events-per-user", 2);
@@ -101,7 +74,7 @@ fn main() {
     weir::synth::geodb::write(&db).unwrap();
     let geo = Arc::new(GeoDb::open(&db).unwrap());
     let engine = Arc::new(PluginEngine::new(&EngineSettings::default()).unwrap());
-    let (mut pipeline, _sinks) = pipeline(stages(&engine, &geo));
+    let (mut pipeline, _sinks) = pipeline(wasm_stages(&engine, &geo, STAGES, |_| Vec::new()));
     let (_, rss_before) = rss_mib();
     let (wall0, cpu0) = (Instant::now(), cpu_time());
     let mut batch = Vec::with_capacity(BATCH);

@@ -14,8 +14,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::{arg, cpu_time, events, pipeline};
-use weir::pipeline::{NativeStage, PartitionPipeline, Stage, WasmStage};
-use weir::runtime::{EngineSettings, GeoDb, InstanceSettings, PluginEngine};
+use weir::pipeline::{NativeStage, PartitionPipeline, Stage};
+use weir::runtime::{EngineSettings, GeoDb, PluginEngine};
 use weir::sinks::memory::MemorySink;
 use weir::source::SourceRecord;
 
@@ -47,27 +47,8 @@ fn wasm_stages(
     geo: &Arc<GeoDb>,
     names: &[String],
 ) -> Vec<Box<dyn Stage>> {
-    let dir = xtask::plugins::output_dir();
-    let settings = InstanceSettings {
-        memory_limit: 64 << 20,
-        cpu_limit: Duration::from_secs(2),
-        ..InstanceSettings::default()
-    };
-    names
-        .iter()
-        .map(|name| -> Box<dyn Stage> {
-            let plugin = engine.load_file(&dir.join(format!("{name}.wasm"))).unwrap();
-            let stage = WasmStage::new(
-                engine.clone(),
-                name,
-                plugin,
-                settings,
-                Some(geo.clone()),
-                stage_config(name),
-            );
-            Box::new(stage.unwrap())
-        })
-        .collect()
+    let names: Vec<&str> = names.iter().map(String::as_str).collect();
+    common::wasm_stages(engine, geo, &names, stage_config)
 }
 
 fn native_stages(geo: &Arc<GeoDb>, names: &[String]) -> Vec<Box<dyn Stage>> {

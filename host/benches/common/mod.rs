@@ -3,10 +3,12 @@
 // Each benchmark binary uses a different part of this module.
 #![allow(dead_code)]
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use weir::config::EventConfig;
-use weir::pipeline::{PartitionPipeline, RecordDecoder, Router, Stage};
+use weir::pipeline::{PartitionPipeline, RecordDecoder, Router, Stage, WasmStage};
+use weir::runtime::{GeoDb, InstanceSettings, PluginEngine};
 use weir::sinks::memory::{MemoryDeadLetters, MemorySink};
 use weir::sinks::{Provenance, Sink};
 use weir::source::SourceRecord;
@@ -98,6 +100,37 @@ pub fn events_from(start: usize, n: usize) -> Vec<SourceRecord> {
                 headers: Vec::new(),
                 provenance: Provenance { source: "bench".into(), partition: 0, offset: i as i64 },
             }
+        })
+        .collect()
+}
+
+/// The bundled plugins `names` as Wasm stages (built by `xtask::plugins::build_all`), each
+/// with the config `config(name)` gives, the geo database and a 2 s call budget.
+pub fn wasm_stages(
+    engine: &Arc<PluginEngine>,
+    geo: &Arc<GeoDb>,
+    names: &[&str],
+    config: impl Fn(&str) -> Vec<(String, String)>,
+) -> Vec<Box<dyn Stage>> {
+    let dir = xtask::plugins::output_dir();
+    let settings = InstanceSettings {
+        memory_limit: 64 << 20,
+        cpu_limit: Duration::from_secs(2),
+        ..InstanceSettings::default()
+    };
+    names
+        .iter()
+        .map(|name| -> Box<dyn Stage> {
+            let plugin = engine.load_file(&dir.join(format!("{name}.wasm"))).unwrap();
+            let stage = WasmStage::new(
+                engine.clone(),
+                name,
+                plugin,
+                settings,
+                Some(geo.clone()),
+                config(name),
+            );
+            Box::new(stage.unwrap())
         })
         .collect()
 }

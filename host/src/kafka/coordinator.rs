@@ -42,6 +42,76 @@ pub struct CheckpointCounts {
     pub recoveries: u64,
 }
 
+/// What an epoch's checkpoints share.
+struct Epoch<'a> {
+    name: &'a str,
+    group: &'a str,
+    incremental: bool,
+    store: &'a CheckpointStore,
+}
+
+/// A partition's part of an epoch, staged and checkpointed, waiting for the commit.
+struct Prepared {
+    key: PartitionKey,
+    next: i64,
+    name: String,
+    chain: CheckpointChain,
+    sinks: CommitRecords,
+}
+
+impl Epoch<'_> {
+    /// Stages `task`'s output and writes its checkpoint (changes on top of the committed
+    /// chain, or a full snapshot when the chain is due one, see `CheckpointChain::full_due`).
+    /// `None` when the partition has nothing to commit.
+    fn prepare(&self, key: &PartitionKey, task: &mut PartitionTask) -> Result<Option<Prepared>> {
+        let Some(next) = task.next_offset.filter(|_| task.changed) else {
+            return Ok(None);
+        };
+        let sinks = task.pipeline().prepare_commit()?;
+        let name = checkpoint_name(next, self.name);
+        let prefix = partition_prefix(self.group, &task.topic, task.partition);
+        let state_bytes = task.pipeline().state_bytes();
+        let base = task
+            .committed
+            .clone()
+            .filter(|c| self.incremental && !c.full_due(state_bytes));
+        let (state, chain) = match base {
+            Some(committed) => {
+                let state = task.pipeline().changes()?;
+                let chain = committed.extended(name.clone(), state.len());
+                (state, chain)
+            }
+            None => (
+                task.pipeline().snapshot()?,
+                CheckpointChain::new(&prefix, Vec::new(), name.clone()),
+            ),
+        };
+        let labels = [
+            ("topic", task.topic.to_string()),
+            ("partition", task.partition.to_string()),
+        ];
+        metrics::gauge!("weir_state_snapshot_bytes", &labels).set(state.len() as f64);
+        metrics::gauge!("weir_checkpoint_chain_length", &labels)
+            .set((chain.base().len() + 1) as f64);
+        let checkpoint = PartitionCheckpoint {
+            version: CHECKPOINT_VERSION,
+            offset: next,
+            base: chain.base().to_vec(),
+            state,
+            sinks,
+        };
+        self.store.put(&chain.key(), checkpoint.encode())?;
+        crate::failpoint::hit("checkpoint-written");
+        Ok(Some(Prepared {
+            key: key.clone(),
+            next,
+            name,
+            chain,
+            sinks: checkpoint.sinks,
+        }))
+    }
+}
+
 /// The instance's partitions and epoch protocol.
 pub struct Coordinator {
     factory: PipelineFactory,
@@ -516,55 +586,41 @@ impl Coordinator {
             chrono::Utc::now().format("%Y%m%dT%H%M%S%3f"),
             self.epoch_seq
         );
+        // Each changed partition stages its output and writes its checkpoint: side by side on
+        // the workers, as their Parquet parts are encoded here.
+        let epoch_ref = Epoch {
+            name: &epoch,
+            group: &self.source.group,
+            incremental: self.incremental,
+            store: &self.store,
+        };
+        let prepared: Vec<Result<Option<Prepared>>> = {
+            use rayon::prelude::*;
+            let mut tasks: Vec<(&PartitionKey, &mut PartitionTask)> =
+                self.tasks.iter_mut().collect();
+            match &self.workers {
+                Some(pool) if tasks.len() > 1 => pool.install(|| {
+                    tasks
+                        .par_iter_mut()
+                        .map(|(key, task)| epoch_ref.prepare(key, task))
+                        .collect()
+                }),
+                _ => tasks
+                    .iter_mut()
+                    .map(|(key, task)| epoch_ref.prepare(key, task))
+                    .collect(),
+            }
+        };
         let mut offsets = TopicPartitionList::new();
         let mut staged: Vec<(PartitionKey, CheckpointChain, CommitRecords)> = Vec::new();
-        for (key, task) in &mut self.tasks {
-            let Some(next) = task.next_offset.filter(|_| task.changed) else {
-                continue;
-            };
-            let sinks = task.pipeline().prepare_commit()?;
-            let name = checkpoint_name(next, &epoch);
-            let prefix = partition_prefix(&self.source.group, &task.topic, task.partition);
-            // Changes on top of the committed chain, or a full snapshot when the chain is
-            // due one (see `CheckpointChain::full_due`).
-            let state_bytes = task.pipeline().state_bytes();
-            let incremental = self.incremental;
-            let base = task
-                .committed
-                .clone()
-                .filter(|c| incremental && !c.full_due(state_bytes));
-            let (state, chain) = match base {
-                Some(committed) => {
-                    let state = task.pipeline().changes()?;
-                    let chain = committed.extended(name.clone(), state.len());
-                    (state, chain)
-                }
-                None => (
-                    task.pipeline().snapshot()?,
-                    CheckpointChain::new(&prefix, Vec::new(), name.clone()),
-                ),
-            };
-            let labels = [
-                ("topic", task.topic.to_string()),
-                ("partition", task.partition.to_string()),
-            ];
-            metrics::gauge!("weir_state_snapshot_bytes", &labels).set(state.len() as f64);
-            metrics::gauge!("weir_checkpoint_chain_length", &labels)
-                .set((chain.base().len() + 1) as f64);
-            let checkpoint = PartitionCheckpoint {
-                version: CHECKPOINT_VERSION,
-                offset: next,
-                base: chain.base().to_vec(),
-                state,
-                sinks,
-            };
-            self.store.put(&chain.key(), checkpoint.encode())?;
-            crate::failpoint::hit("checkpoint-written");
-            offsets.add_partition_offset(&task.topic, task.partition, Offset::Offset(next))?;
-            if let Some(mut elem) = offsets.find_partition(&task.topic, task.partition) {
-                elem.set_metadata(format!("{METADATA_PREFIX}{name}"));
+        for prepared in prepared {
+            let Some(p) = prepared? else { continue };
+            let (topic, partition) = (&p.key.0, p.key.1);
+            offsets.add_partition_offset(topic, partition, Offset::Offset(p.next))?;
+            if let Some(mut elem) = offsets.find_partition(topic, partition) {
+                elem.set_metadata(format!("{METADATA_PREFIX}{}", p.name));
             }
-            staged.push((key.clone(), chain, checkpoint.sinks));
+            staged.push((p.key, p.chain, p.sinks));
         }
         // A member the group has already dropped (its heartbeats or polls stopped for too
         // long) must not commit: the partitions' new owner is processing them.

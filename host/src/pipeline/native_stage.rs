@@ -7,7 +7,7 @@ use weir_sdk::abi::{Batch, BatchResult, Needs};
 use weir_sdk::{HostApi, Level, Location, Transform};
 
 use super::stage::{FiredTimers, Stage};
-use super::stage_call::{apply_changes, check, prefetch};
+use super::stage_call::{apply_changes, check, due_timers, prefetch};
 use crate::runtime::{InstanceSettings, RuntimeError};
 use crate::state::StageState;
 
@@ -139,14 +139,9 @@ impl<T: Transform + Send> Stage for NativeStage<T> {
         watermark: i64,
         max: usize,
     ) -> Result<Option<FiredTimers>, RuntimeError> {
-        let due = self.state.pop_due_timers(watermark, max);
-        if due.is_empty() {
+        let Some(mut batch) = due_timers(&mut self.state, watermark, max) else {
             return Ok(None);
-        }
-        let mut batch = Batch::default();
-        for (at, key) in &due {
-            batch.push_record(key, *at);
-        }
+        };
         let result = self.call(&mut batch, watermark, |t, needs, timers, host| {
             weir_sdk::fire_timers(t, needs, timers, host)
         })?;

@@ -170,3 +170,17 @@ pub fn single(batch: &Batch, i: usize, needs: &Needs) -> Batch {
     }
     one
 }
+
+/// The timers of `state` due at `watermark` (at most `max`, earliest first) as a batch of keys
+/// and times, popped (journaled: a failed call puts them back); `None` when none is due.
+pub fn due_timers(state: &mut StageState, watermark: i64, max: usize) -> Option<Batch> {
+    let due = state.pop_due_timers(watermark, max);
+    if due.is_empty() {
+        return None;
+    }
+    let mut batch = Batch::default();
+    for (at, key) in &due {
+        batch.push_record(key, *at);
+    }
+    Some(batch)
+}

@@ -11,7 +11,7 @@ use weir_sdk::abi::{Batch, BatchResult, Needs, OutputHead, OutputKind, ValueKind
 use super::plugins::{StageSlot, StageVersion};
 use super::stage::{FiredTimers, Stage, timer_failure_record};
 use super::stage_breaker::DEFAULT_OPEN;
-use super::stage_call::{apply_changes, check, prefetch, single};
+use super::stage_call::{apply_changes, check, due_timers, prefetch, single};
 use crate::runtime::{
     CallFailure, GeoDb, InstanceLabels, InstanceSettings, Plugin, PluginEngine, PluginInstance,
     RuntimeError,
@@ -347,15 +347,9 @@ impl Stage for WasmStage {
         if self.version.breaker.refuses() {
             return Ok(None);
         }
-        let due = self.state.pop_due_timers(watermark, max);
-        if due.is_empty() {
+        let Some(mut batch) = due_timers(&mut self.state, watermark, max) else {
             return Ok(None);
-        }
-        // Popping is part of the call: a failed call puts its timers back.
-        let mut batch = Batch::default();
-        for (at, key) in &due {
-            batch.push_record(key, *at);
-        }
+        };
         let result = self.run(Export::OnTimers, &mut batch, watermark)?;
         Ok(Some(FiredTimers { batch, result }))
     }

@@ -1,4 +1,4 @@
-//! End-to-end throughput through a real broker (Tansu on loopback): raw rdkafka consumption of
+//! End-to-end throughput through Apache Kafka (one node on loopback): raw rdkafka consumption of
 //! a topic against `weir run --bounded` on the same topic in the same run, for exactly-once
 //! and at-least-once delivery, with the daemon's CPU microseconds per event (getrusage).
 //!
@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
-use xtask::servers::Tansu;
+use xtask::servers::{KAFKA_VERSION, KafkaCluster};
 
 const PARTITIONS: u32 = 4;
 
@@ -135,10 +135,10 @@ fn weir_run(
 fn main() {
     let events: usize = arg("--events", 100_000);
     xtask::plugins::build_all().unwrap();
-    xtask::servers::install_tansu().unwrap();
-    let tansu = Tansu::start().unwrap();
-    tansu.create_topic("clicks", PARTITIONS).unwrap();
-    tansu.create_topic("empty", PARTITIONS).unwrap();
+    xtask::servers::install_kafka().unwrap();
+    let kafka = KafkaCluster::start(1).unwrap();
+    kafka.create_topic("clicks", PARTITIONS).unwrap();
+    kafka.create_topic("empty", PARTITIONS).unwrap();
     for topic in [
         "weir.sessions",
         "weir.features",
@@ -146,9 +146,9 @@ fn main() {
         "weir.late",
         "weir.dlq",
     ] {
-        tansu.create_topic(topic, 2).unwrap();
+        kafka.create_topic(topic, 2).unwrap();
     }
-    let bootstrap = tansu.bootstrap();
+    let bootstrap = kafka.bootstrap();
     let mut lines =
         weir::synth::clickstream::generate(&weir::synth::clickstream::ClickstreamSpec {
             users: events / 30 + 10,
@@ -170,7 +170,7 @@ fn main() {
         results.insert(delivery, run);
     }
     println!(
-        "events: {events} through Tansu, {PARTITIONS} partitions, bot-filter -> ip-geo -> sessionize"
+        "events: {events} through Apache Kafka {KAFKA_VERSION}, {PARTITIONS} partitions, bot-filter -> ip-geo -> sessionize"
     );
     println!("raw rdkafka consumer:        {raw:>10.0} records/s");
     println!("weir start-up and shutdown alone: {startup_cpu:.2} CPU s");

@@ -1,4 +1,4 @@
-//! Sustainable throughput and event-time latency of `weir run` on Kafka (Tansu on loopback,
+//! Sustainable throughput and event-time latency of `weir run` on Apache Kafka (one node on loopback,
 //! sharing the two cores with weir and the load generator), for exactly-once and
 //! at-least-once delivery.
 //!
@@ -34,7 +34,7 @@ use std::time::{Duration, Instant};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
 use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
-use xtask::servers::Tansu;
+use xtask::servers::{KAFKA_VERSION, KafkaCluster};
 
 mod common;
 
@@ -227,8 +227,8 @@ fn watch_latency(bootstrap: &str, bots: &str, stop: &AtomicBool) -> Vec<f64> {
         .set("group.id", "load-latency")
         .set("enable.auto.commit", "false")
         .set("isolation.level", "read_committed")
-        // The instrument: a short fetch wait, so Tansu's fetch wait adds little to what is
-        // measured.
+        // The instrument: a short fetch wait, so the broker's fetch wait adds little to what
+        // is measured.
         .set("fetch.wait.max.ms", "10")
         .create()
         .unwrap();
@@ -328,17 +328,22 @@ struct Bench {
 
 impl Bench {
     /// A new input topic, consumer group and daemon for `delivery`, named after `purpose`.
-    fn fresh(tansu: &Tansu, delivery: &str, purpose: &str, interval: &str, out: &Path) -> Bench {
+    fn fresh(
+        kafka: &KafkaCluster,
+        delivery: &str,
+        purpose: &str,
+        interval: &str,
+        out: &Path,
+    ) -> Bench {
         let name = format!("{delivery}-{purpose}");
         let topic = format!("load-{name}");
-        tansu.create_topic(&topic, PARTITIONS).unwrap();
+        kafka.create_topic(&topic, PARTITIONS).unwrap();
         let dir = out.join(&name);
         std::fs::create_dir_all(&dir).unwrap();
-        let path = config(&tansu.bootstrap(), &dir, &name, delivery, &topic, interval);
-        // Bots to a topic of this daemon's own, so the latency consumer sees nothing else
-        // (Tansu's `read_committed` also shows records of a killed daemon's open transaction).
+        let path = config(&kafka.bootstrap(), &dir, &name, delivery, &topic, interval);
+        // Bots to a topic of this daemon's own, so the latency consumer sees nothing else.
         let bots = format!("weir.bots.{name}");
-        tansu.create_topic(&bots, 2).unwrap();
+        kafka.create_topic(&bots, 2).unwrap();
         let text = std::fs::read_to_string(&path).unwrap();
         std::fs::write(
             &path,
@@ -346,7 +351,7 @@ impl Bench {
         )
         .unwrap();
         Bench {
-            bootstrap: tansu.bootstrap(),
+            bootstrap: kafka.bootstrap(),
             topic,
             bots,
             daemon: Daemon::start(&path, &name),
@@ -481,8 +486,8 @@ fn config(
         .replace("interval = \"5s\"", &format!("interval = \"{interval}\""));
     if let Some(wait) = fetch_wait() {
         text = text.replace(
-            "[source.kafka.properties]\n",
-            &format!("[source.kafka.properties]\n\"fetch.wait.max.ms\" = \"{wait}\"\n"),
+            "[source.kafka.consumer_properties]\n",
+            &format!("[source.kafka.consumer_properties]\n\"fetch.wait.max.ms\" = \"{wait}\"\n"),
         );
     }
     if std::env::args().any(|a| a == "--full-checkpoints") {
@@ -515,10 +520,10 @@ fn main() {
     let start_rate: f64 = arg("--start-rate", 2_000.0);
     let interval: String = arg("--interval", "1s".to_string());
     xtask::plugins::build_all().unwrap();
-    xtask::servers::install_tansu().unwrap();
-    let tansu = Tansu::start().unwrap();
+    xtask::servers::install_kafka().unwrap();
+    let kafka = KafkaCluster::start(1).unwrap();
     for topic in ["weir.sessions", "weir.features", "weir.late", "weir.dlq"] {
-        tansu.create_topic(topic, 2).unwrap();
+        kafka.create_topic(topic, 2).unwrap();
     }
     let mut report = Vec::new();
     let deliveries: String = arg("--deliveries", "exactly-once,at-least-once".to_string());
@@ -530,7 +535,7 @@ fn main() {
             known_rate
         } else {
             println!("{delivery}: searching for the sustainable rate");
-            let mut bench = Bench::fresh(&tansu, delivery, "search", &interval, out.path());
+            let mut bench = Bench::fresh(&kafka, delivery, "search", &interval, out.path());
             bench.sustainable_rate(start_rate, step_seconds)
         };
         // Each latency run on a fresh daemon, topic and group: no backlog or state left by
@@ -541,13 +546,13 @@ fn main() {
                 share * 100.0
             );
             let purpose = format!("latency{:.0}", share * 100.0);
-            let mut bench = Bench::fresh(&tansu, delivery, &purpose, &interval, out.path());
+            let mut bench = Bench::fresh(&kafka, delivery, &purpose, &interval, out.path());
             let step = bench.step(sustainable * share, measure_seconds, true);
             report.push((delivery, sustainable, share, step));
         }
     }
     println!(
-        "\nweir on Tansu, {PARTITIONS} partitions, bot-filter -> ip-geo -> sessionize, \
+        "\nweir on Apache Kafka {KAFKA_VERSION}, {PARTITIONS} partitions, bot-filter -> ip-geo -> sessionize, \
          checkpoint interval {interval}"
     );
     println!(

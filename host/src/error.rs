@@ -38,6 +38,9 @@ pub enum Error {
     /// Outputs could not be committed (and nothing was).
     #[error("commit failed: {0}")]
     Commit(String),
+    /// A dead-letter replay cannot go on without replaying something twice.
+    #[error("dlq replay: {0}")]
+    Replay(String),
 }
 
 /// Result alias with [`Error`].

@@ -1,8 +1,9 @@
 //! Failure points for tests of exactly-once and of shutdown: `WEIR_FAILPOINT=<name>[:<n>]`
 //! makes the process abort (like kill -9: nothing is flushed, no destructor runs) the n-th
 //! time (default the first) it reaches the point named `name`; with the suffix `@hang` the
-//! thread hangs there instead, as on a server that never answers. Without the variable, a
-//! hit is one atomic load.
+//! thread hangs there instead, as on a server that never answers, and with `@stop` the process
+//! stops itself (SIGSTOP) there, as a paused VM would, until a SIGCONT. Without the variable,
+//! a hit is one atomic load.
 
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -10,10 +11,18 @@ use std::sync::atomic::{AtomicU64, Ordering};
 /// The environment variable that arms a failure point.
 pub const ENV: &str = "WEIR_FAILPOINT";
 
+/// What an armed point does when its turn comes.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Action {
+    Abort,
+    Hang,
+    Stop,
+}
+
 struct Armed {
     name: String,
     at: u64,
-    hang: bool,
+    action: Action,
     hits: AtomicU64,
 }
 
@@ -22,9 +31,12 @@ fn armed() -> Option<&'static Armed> {
     ARMED
         .get_or_init(|| {
             let raw = std::env::var(ENV).ok()?;
-            let (point, hang) = match raw.strip_suffix("@hang") {
-                Some(point) => (point.to_string(), true),
-                None => (raw, false),
+            let (point, action) = if let Some(point) = raw.strip_suffix("@hang") {
+                (point.to_string(), Action::Hang)
+            } else if let Some(point) = raw.strip_suffix("@stop") {
+                (point.to_string(), Action::Stop)
+            } else {
+                (raw, Action::Abort)
             };
             let (name, at) = match point.split_once(':') {
                 Some((name, n)) => (name.to_string(), n.parse().unwrap_or(1)),
@@ -33,7 +45,7 @@ fn armed() -> Option<&'static Armed> {
             Some(Armed {
                 name,
                 at: at.max(1),
-                hang,
+                action,
                 hits: AtomicU64::new(0),
             })
         })
@@ -47,13 +59,22 @@ pub fn hit(name: &str) {
         && armed.name == name
         && armed.hits.fetch_add(1, Ordering::SeqCst) + 1 == armed.at
     {
-        if armed.hang {
-            eprintln!("weir: failpoint {name} reached; hanging");
-            loop {
-                std::thread::park();
+        match armed.action {
+            Action::Hang => {
+                eprintln!("weir: failpoint {name} reached; hanging");
+                loop {
+                    std::thread::park();
+                }
+            }
+            Action::Stop => {
+                eprintln!("weir: failpoint {name} reached; stopping until SIGCONT");
+                // SAFETY: raise only sends a signal to this process.
+                unsafe { libc::raise(libc::SIGSTOP) };
+            }
+            Action::Abort => {
+                eprintln!("weir: failpoint {name} reached; aborting");
+                std::process::abort();
             }
         }
-        eprintln!("weir: failpoint {name} reached; aborting");
-        std::process::abort();
     }
 }

@@ -137,6 +137,15 @@ fn kafka_configs_are_refused_naming_the_field() {
             "source.kafka.properties.sasl.password",
         ),
         (
+            kafka_config(
+                "producer_properties = { \"sasl.password\" = \"${WEIR_UNSET_SECRET_9}\" }",
+                "kafka",
+                "topic = \"out\"",
+                topic,
+            ),
+            "source.kafka.producer_properties.sasl.password",
+        ),
+        (
             good.replace("group = \"g\"", "group = \"\""),
             "source.kafka.group",
         ),

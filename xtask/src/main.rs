@@ -12,7 +12,7 @@ commands:
   build-plugins   build every plugin for wasm32-wasip2 into target/plugins/<name>.wasm
   demo [ARGS]     build everything and run `weir demo` (embedded Kafka cluster, generated clickstream)
   example         build everything and run examples/clickstream end to end into out/clickstream
-  install-servers install the servers the tests start (Tansu, s3s-fs; checks redis-server)
+  install-servers install the servers the tests start (Apache Kafka, s3s-fs; checks redis-server)
   test            prepare the wasm target, plugins and the Python reader, then run every test";
 
 fn main() -> Result<()> {
@@ -25,7 +25,7 @@ fn main() -> Result<()> {
         "demo" => demo()?,
         "example" => example()?,
         "install-servers" => {
-            println!("tansu: {}", servers::install_tansu()?.display());
+            println!("kafka: {}", servers::install_kafka()?.display());
             println!("s3s-fs: {}", servers::install_s3s_fs()?.display());
             let redis = servers::redis_server_path();
             if !redis.is_file() {
@@ -89,7 +89,7 @@ fn weir() -> Command {
 fn test() -> Result<()> {
     plugins::build_all()?;
     python::venv_python()?;
-    servers::install_tansu()?;
+    servers::install_kafka()?;
     servers::install_s3s_fs()?;
     let mut child = cargo()
         .args(["test", "--workspace"])

@@ -103,6 +103,14 @@ pub enum CheckpointError {
         /// What failed.
         reason: String,
     },
+    /// A checkpoint does not encode: the epoch stops rather than store something unreadable.
+    #[error("checkpoint {key} does not encode: {reason}")]
+    Encode {
+        /// Its key.
+        key: String,
+        /// Why.
+        reason: String,
+    },
     /// A checkpoint does not decode.
     #[error("checkpoint {key} does not decode: {reason}")]
     Decode {
@@ -117,6 +125,14 @@ pub enum CheckpointError {
         /// Its key.
         key: String,
     },
+}
+
+/// `value` in postcard; a failure is an error naming `key`, never an empty checkpoint.
+fn encode<T: Serialize>(key: &str, value: &T) -> Result<Vec<u8>, CheckpointError> {
+    postcard::to_allocvec(value).map_err(|e| CheckpointError::Encode {
+        key: key.to_string(),
+        reason: e.to_string(),
+    })
 }
 
 /// Format version of [`PartitionCheckpoint`] (2: before incremental checkpoints, still read).
@@ -151,8 +167,8 @@ struct CheckpointV2 {
 
 impl PartitionCheckpoint {
     /// Encodes with postcard.
-    pub fn encode(&self) -> Vec<u8> {
-        postcard::to_allocvec(self).unwrap_or_default()
+    pub fn encode(&self, key: &str) -> Result<Vec<u8>, CheckpointError> {
+        encode(key, self)
     }
 
     /// Decodes, checking the version (format 2 reads as a full snapshot).
@@ -225,6 +241,22 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_checkpoint_that_does_not_encode_is_an_error_naming_it() {
+        struct Unencodable;
+        impl Serialize for Unencodable {
+            fn serialize<S: serde::Serializer>(&self, _: S) -> Result<S::Ok, S::Error> {
+                Err(serde::ser::Error::custom("a state value refused"))
+            }
+        }
+        let error = encode("g/clicks/0/7", &Unencodable).unwrap_err();
+        assert!(
+            matches!(&error, CheckpointError::Encode { key, .. } if key == "g/clicks/0/7"),
+            "{error}"
+        );
+        assert!(error.to_string().contains("does not encode"), "{error}");
+    }
+
+    #[test]
     fn checkpoints_round_trip_and_keys_sort_by_offset() {
         let checkpoint = PartitionCheckpoint {
             version: CHECKPOINT_VERSION,
@@ -233,7 +265,7 @@ mod tests {
             state: vec![1, 2, 3],
             sinks: vec![("lake".into(), vec![4, 5])],
         };
-        let back = PartitionCheckpoint::decode("k", &checkpoint.encode()).unwrap();
+        let back = PartitionCheckpoint::decode("k", &checkpoint.encode("k").unwrap()).unwrap();
         assert_eq!(back.offset, 42);
         assert_eq!(back.base, checkpoint.base);
         assert_eq!(back.sinks, checkpoint.sinks);

@@ -22,10 +22,19 @@ pub struct KafkaSourceConfig {
     /// Where a group with no committed offset starts.
     #[serde(default)]
     pub start: StartPosition,
-    /// librdkafka properties (SASL, SSL, tuning), applied to the consumer and the producer.
-    /// A value `${NAME}` is read from the environment variable `NAME`.
+    /// librdkafka properties of every client (the consumer and the output producer): the
+    /// connection and its security (SASL, SSL). A value `${NAME}` is read from the
+    /// environment variable `NAME`.
     #[serde(default)]
     pub properties: BTreeMap<String, String>,
+    /// librdkafka properties of the consumer only (`session.timeout.ms`,
+    /// `fetch.wait.max.ms`, ...), over `properties`.
+    #[serde(default)]
+    pub consumer_properties: BTreeMap<String, String>,
+    /// librdkafka properties of the output producer only (`linger.ms`,
+    /// `compression.type`, ...), over `properties`.
+    #[serde(default)]
+    pub producer_properties: BTreeMap<String, String>,
     /// Records per batch handed to the stages.
     #[serde(default = "default_batch_size")]
     pub batch_size: usize,
@@ -35,6 +44,12 @@ pub struct KafkaSourceConfig {
     /// A partition with more records than this waiting is paused until they are processed.
     #[serde(default = "default_max_buffered")]
     pub max_buffered: usize,
+    /// Static group membership (KIP-345): the instance id is the consumer's
+    /// `group.instance.id`, so a restarted instance takes its partitions back without a
+    /// rebalance. Its partitions then wait for it until `session.timeout.ms` passes, also
+    /// after a clean stop.
+    #[serde(default = "default_static_membership")]
+    pub static_membership: bool,
 }
 
 impl KafkaSourceConfig {
@@ -55,8 +70,40 @@ impl KafkaSourceConfig {
                 format!("must be at least batch_size ({})", self.batch_size),
             ));
         }
-        resolve_properties(&self.properties).map(|_| ())
+        self.consumer_client_properties()?;
+        self.producer_client_properties().map(|_| ())
     }
+
+    /// The consumer's librdkafka properties, resolved: `properties` with
+    /// `consumer_properties` over them. Errors name the property relative to `source.kafka`.
+    pub fn consumer_client_properties(&self) -> Result<BTreeMap<String, String>, (String, String)> {
+        merged(
+            &self.properties,
+            &self.consumer_properties,
+            "consumer_properties",
+        )
+    }
+
+    /// The output producer's librdkafka properties, resolved: `properties` with
+    /// `producer_properties` over them.
+    pub fn producer_client_properties(&self) -> Result<BTreeMap<String, String>, (String, String)> {
+        merged(
+            &self.properties,
+            &self.producer_properties,
+            "producer_properties",
+        )
+    }
+}
+
+/// `shared` resolved, with `own` (the table `table`) resolved over it.
+fn merged(
+    shared: &BTreeMap<String, String>,
+    own: &BTreeMap<String, String>,
+    table: &str,
+) -> Result<BTreeMap<String, String>, (String, String)> {
+    let mut all = resolve_properties(shared, "properties")?;
+    all.extend(resolve_properties(own, table)?);
+    Ok(all)
 }
 
 /// Where a new consumer group starts reading.
@@ -86,6 +133,10 @@ fn default_batch_size() -> usize {
 
 fn default_batch_timeout() -> Duration {
     Duration::from_millis(50)
+}
+
+fn default_static_membership() -> bool {
+    true
 }
 
 fn default_max_buffered() -> usize {
@@ -138,9 +189,11 @@ impl KafkaSinkConfig {
     }
 }
 
-/// Resolves `${NAME}` values from the environment; the error names the property.
+/// Resolves `${NAME}` values from the environment; the error names the property as
+/// `<table>.<key>`.
 pub fn resolve_properties(
     properties: &BTreeMap<String, String>,
+    table: &str,
 ) -> Result<BTreeMap<String, String>, (String, String)> {
     properties
         .iter()
@@ -148,7 +201,7 @@ pub fn resolve_properties(
             let resolved = match value.strip_prefix("${").and_then(|v| v.strip_suffix('}')) {
                 Some(var) => std::env::var(var).map_err(|_| {
                     (
-                        format!("properties.{key}"),
+                        format!("{table}.{key}"),
                         format!("environment variable {var} is not set"),
                     )
                 })?,
@@ -182,11 +235,11 @@ mod tests {
             "sasl.password".to_string(),
             "${WEIR_TEST_SECRET_UNSET_42}".to_string(),
         );
-        let err = resolve_properties(&props).unwrap_err();
+        let err = resolve_properties(&props, "properties").unwrap_err();
         assert_eq!(err.0, "properties.sasl.password");
         assert!(err.1.contains("WEIR_TEST_SECRET_UNSET_42"));
         props.insert("sasl.password".to_string(), "${HOME}".to_string());
-        let resolved = resolve_properties(&props).unwrap();
+        let resolved = resolve_properties(&props, "properties").unwrap();
         assert_eq!(resolved["sasl.password"], std::env::var("HOME").unwrap());
     }
 

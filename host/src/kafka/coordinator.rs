@@ -100,7 +100,8 @@ impl Epoch<'_> {
             state,
             sinks,
         };
-        self.store.put(&chain.key(), checkpoint.encode())?;
+        let stored = chain.key();
+        self.store.put(&stored, checkpoint.encode(&stored)?)?;
         crate::failpoint::hit("checkpoint-written");
         Ok(Some(Prepared {
             key: key.clone(),
@@ -119,7 +120,7 @@ pub struct Coordinator {
     delivery: Delivery,
     incremental: bool,
     timeout: Duration,
-    properties: BTreeMap<String, String>,
+    producer_properties: BTreeMap<String, String>,
     transactional_id: String,
     producer: Option<Arc<OutputProducer>>,
     in_transaction: bool,
@@ -143,7 +144,7 @@ impl Coordinator {
         config: &PipelineConfig,
         source: &KafkaSourceConfig,
         factory: PipelineFactory,
-        properties: BTreeMap<String, String>,
+        producer_properties: BTreeMap<String, String>,
         instance_id: &str,
     ) -> Result<Self> {
         let store = CheckpointStore::open(&config.checkpoint)?;
@@ -164,7 +165,7 @@ impl Coordinator {
             delivery: config.checkpoint.delivery,
             incremental: config.checkpoint.incremental,
             timeout: config.checkpoint.timeout.0,
-            properties,
+            producer_properties,
             transactional_id,
             producer: None,
             in_transaction: false,
@@ -191,7 +192,7 @@ impl Coordinator {
             None => {
                 let producer = Arc::new(OutputProducer::new(&ProducerSettings {
                     brokers: &self.source.brokers,
-                    properties: &self.properties,
+                    properties: &self.producer_properties,
                     delivery: self.delivery,
                     transactional_id: &self.transactional_id,
                     timeout: self.timeout,
@@ -580,6 +581,7 @@ impl Coordinator {
             self.epoch_started = started;
             return Ok(());
         }
+        crate::failpoint::hit("epoch-start");
         self.epoch_seq += 1;
         let epoch = format!(
             "{}-{:06}",
@@ -623,13 +625,8 @@ impl Coordinator {
             staged.push((p.key, p.chain, p.sinks));
         }
         // A member the group has already dropped (its heartbeats or polls stopped for too
-        // long) must not commit: the partitions' new owner is processing them.
-        if consumer.assignment_lost() {
-            return Err(Error::Commit(
-                "the group took this instance's partitions (assignment lost); epoch abandoned"
-                    .into(),
-            ));
-        }
+        // long) cannot commit: the broker refuses offsets sent with a stale group generation
+        // (KIP-447), and the transaction aborts with everything this epoch produced.
         self.commit_offsets(consumer, &offsets)?;
         self.counts.committed += 1;
         crate::failpoint::hit("committed");

@@ -13,7 +13,7 @@ use rdkafka::error::KafkaError;
 use rdkafka::message::{BorrowedMessage, Message};
 use rdkafka::statistics::Statistics;
 
-use super::config::{KafkaSourceConfig, client_config, resolve_properties};
+use super::config::{KafkaSourceConfig, client_config};
 use super::coordinator::{CheckpointCounts, Coordinator};
 use super::headers::to_pairs;
 use crate::config::{ConfigError, PipelineConfig, SourceConfig};
@@ -164,20 +164,26 @@ pub fn run_with(
         }
         .into());
     };
-    let properties =
-        resolve_properties(&source.properties).map_err(|(field, reason)| ConfigError::Invalid {
-            field: format!("source.kafka.{field}"),
-            reason,
-        })?;
+    let invalid = |(field, reason): (String, String)| ConfigError::Invalid {
+        field: format!("source.kafka.{field}"),
+        reason,
+    };
+    let consumer_properties = source.consumer_client_properties().map_err(invalid)?;
+    let producer_properties = source.producer_client_properties().map_err(invalid)?;
     let started = Instant::now();
     let coordinator = Arc::new(Mutex::new(Coordinator::new(
         config,
         source,
         factory,
-        properties.clone(),
+        producer_properties,
         &options.instance_id,
     )?));
-    let consumer = consumer(source, &properties, coordinator.clone())?;
+    let consumer = consumer(
+        source,
+        &consumer_properties,
+        &options.instance_id,
+        coordinator.clone(),
+    )?;
     let topics: Vec<&str> = source.topics.iter().map(String::as_str).collect();
     consumer.subscribe(&topics)?;
     tracing::info!(brokers = %source.brokers, topics = ?source.topics, group = %source.group, instance = %options.instance_id, delivery = ?config.checkpoint.delivery, "Consuming.");
@@ -199,15 +205,19 @@ pub fn run_with(
     })
 }
 
-/// The consumer's `fetch.wait.max.ms` unless `[source.kafka.properties]` sets it.
+/// The consumer's `fetch.wait.max.ms` unless `[source.kafka]`'s properties set it.
 pub const DEFAULT_FETCH_WAIT_MS: &str = "100";
 
 fn consumer(
     source: &KafkaSourceConfig,
     properties: &std::collections::BTreeMap<String, String>,
+    instance_id: &str,
     coordinator: Arc<Mutex<Coordinator>>,
 ) -> Result<BaseConsumer<DaemonContext>> {
     let mut config = client_config(&source.brokers, properties);
+    if source.static_membership {
+        config.set("group.instance.id", instance_id);
+    }
     config
         .set("group.id", &source.group)
         .set("enable.auto.commit", "false")
@@ -217,7 +227,7 @@ fn consumer(
         .set("isolation.level", "read_committed")
         .set("statistics.interval.ms", "5000")
         // librdkafka waits up to 500 ms for a fetch to fill; a broker that holds the fetch for
-        // its whole wait (Tansu does) adds that to every record's latency.
+        // its whole wait adds that to every record's latency.
         .set("fetch.wait.max.ms", DEFAULT_FETCH_WAIT_MS);
     for (key, value) in properties {
         config.set(key, value);

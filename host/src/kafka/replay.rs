@@ -9,7 +9,7 @@ use rdkafka::message::{Header, Message, OwnedHeaders};
 use regex::Regex;
 use serde::{Deserialize, Serialize};
 
-use super::config::{client_config, resolve_properties};
+use super::config::client_config;
 use super::headers::{DLQ_REASON, DLQ_STAGE, SOURCE_TOPIC, WEIR_PREFIX, to_pairs};
 use super::producer::{OutputProducer, ProducerSettings};
 use super::topic_reader::read_to_end;
@@ -82,6 +82,21 @@ fn header<'a>(headers: &'a [(String, Vec<u8>)], name: &str) -> Option<&'a str> {
         .and_then(|(_, v)| std::str::from_utf8(v).ok())
 }
 
+/// What earlier replays of this group and topic published. A ledger that does not parse is an
+/// error: read as empty, it would replay every dead letter again.
+fn read_ledger(store: &CheckpointStore, key: &str) -> Result<Ledger> {
+    let Some(bytes) = store.get(key)? else {
+        return Ok(Ledger::default());
+    };
+    serde_json::from_slice(&bytes).map_err(|e| {
+        Error::Replay(format!(
+            "the replay ledger {key} in the checkpoint store is corrupt ({e}); it records which \
+             dead letters were already replayed, so nothing is replayed until it is repaired \
+             (deleting it replays them all again)"
+        ))
+    })
+}
+
 /// Replays the dead-letter topic of `config`'s pipeline.
 pub fn replay(config: &PipelineConfig, filter: &ReplayFilter) -> Result<ReplayReport> {
     let invalid = |field: &str, reason: &str| -> Error {
@@ -100,8 +115,14 @@ pub fn replay(config: &PipelineConfig, filter: &ReplayFilter) -> Result<ReplayRe
             "dlq replay needs a dead-letter topic",
         ));
     };
-    let properties = resolve_properties(&source.properties)
-        .map_err(|(field, reason)| invalid(&format!("source.kafka.{field}"), &reason))?;
+    let invalid_property =
+        |(field, reason): (String, String)| invalid(&format!("source.kafka.{field}"), &reason);
+    let consumer_properties = source
+        .consumer_client_properties()
+        .map_err(invalid_property)?;
+    let producer_properties = source
+        .producer_client_properties()
+        .map_err(invalid_property)?;
     let timeout = config.checkpoint.timeout.0;
     let store = CheckpointStore::open(&config.checkpoint)?;
     let ledger_key = format!(
@@ -109,12 +130,9 @@ pub fn replay(config: &PipelineConfig, filter: &ReplayFilter) -> Result<ReplayRe
         safe_name(&source.group),
         safe_name(dlq)
     );
-    let mut ledger: Ledger = match store.get(&ledger_key)? {
-        Some(bytes) => serde_json::from_slice(&bytes).unwrap_or_default(),
-        None => Ledger::default(),
-    };
+    let mut ledger = read_ledger(&store, &ledger_key)?;
 
-    let consumer: BaseConsumer = client_config(&source.brokers, &properties)
+    let consumer: BaseConsumer = client_config(&source.brokers, &consumer_properties)
         .set("group.id", format!("{}-dlq-replay", source.group))
         .set("enable.auto.commit", "false")
         .set("isolation.level", "read_committed")
@@ -124,7 +142,7 @@ pub fn replay(config: &PipelineConfig, filter: &ReplayFilter) -> Result<ReplayRe
     } else {
         Some(OutputProducer::new(&ProducerSettings {
             brokers: &source.brokers,
-            properties: &properties,
+            properties: &producer_properties,
             delivery: Delivery::AtLeastOnce,
             transactional_id: "",
             timeout,
@@ -205,6 +223,34 @@ pub fn replay(config: &PipelineConfig, filter: &ReplayFilter) -> Result<ReplayRe
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_corrupt_ledger_stops_the_replay() {
+        let dir = tempfile::tempdir().unwrap();
+        let config: crate::checkpoint::CheckpointConfig =
+            toml::from_str(&format!("store = {:?}", dir.path().to_str().unwrap())).unwrap();
+        let store = CheckpointStore::open(&config).unwrap();
+        assert!(
+            read_ledger(&store, "dlq-replay/g/dlq.json")
+                .unwrap()
+                .partitions
+                .is_empty()
+        );
+        store
+            .put(
+                "dlq-replay/g/dlq.json",
+                b"{\"partitions\": {\"0\": [[3".to_vec(),
+            )
+            .unwrap();
+        let error = read_ledger(&store, "dlq-replay/g/dlq.json")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("replay ledger dlq-replay/g/dlq.json"),
+            "{error}"
+        );
+        assert!(error.contains("corrupt"), "{error}");
+    }
 
     #[test]
     fn the_ledger_merges_ranges() {

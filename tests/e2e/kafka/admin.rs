@@ -27,6 +27,12 @@ fn admin_endpoint_reports_health_readiness_metrics_plugins_and_pipeline() {
         "ready before the partitions were assigned:\n{}",
         process.log()
     );
+    // The consumer's settings stay with the consumer.
+    assert!(
+        !process.log().contains("will be ignored by this producer"),
+        "{}",
+        process.log()
+    );
 
     // A histogram with explicit buckets (a summary would have quantiles instead).
     let metrics = wait_for_answer(port, "/metrics", |_, body| {

@@ -1,9 +1,9 @@
-//! The chaos soak: three `weir run` instances in one consumer group on Tansu, the lake and
+//! The chaos soak: three `weir run` instances in one consumer group on Apache Kafka, the lake and
 //! checkpoints on s3s-fs, features in Redis, and a producer writing at a fixed rate. For
 //! `WEIR_CHAOS_SECONDS` (default 90) a fault hits every 2-5 s: kill -9 or SIGTERM of a random
 //! instance (restarted at once), or s3s-fs or redis-server stopped for 2-4 s. Afterwards the
-//! lake, the features and the dead letters must equal those of one uninterrupted instance on
-//! the same input. It prints a report; `WEIR_CHAOS_SEED` replays a fault sequence and
+//! lake, the features, the dead letters and the sessions topic (read with `read_committed`,
+//! each session once) must equal those of one uninterrupted instance on the same input. It prints a report; `WEIR_CHAOS_SEED` replays a fault sequence and
 //! `WEIR_CHAOS_FAULTS` (`kill,term,s3,redis`) picks the kinds of fault.
 //!
 //! The default run (and `.ci/run`) has the short form, 90 s of faults (about 3 minutes in
@@ -30,9 +30,9 @@ fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
         .unwrap_or(default)
 }
 
-/// Should Tansu never complete a member's join (see the end of the soak for the case known
-/// to cause it), starting weir again gets it in: a start whose assignment does not come
-/// within 60 s is killed and retried, and the report counts them.
+/// Should a member's join never complete (Tansu, the broker of earlier soaks, had such a
+/// case), starting weir again gets it in: a start whose assignment does not come within 60 s
+/// is killed and retried, and the report counts them.
 fn start_assigned(
     config: &std::path::Path,
     id: &str,
@@ -177,16 +177,14 @@ fn chaos_soak_with_three_instances_kills_and_server_outages() {
     let soaked = started.elapsed();
 
     // The time from each instance's last start to its assignment; then the three end with
-    // kill -9 and one bounded instance drains the rest, closing every window. Not SIGTERM:
-    // once every other member has left with LeaveGroup, Tansu never completes a lone new
-    // member's join (its SyncGroup answers "rebalance in progress" forever), while members
-    // that just vanish are dropped when their session times out. Exactly-once covers the
-    // kills like any crash.
+    // kill -9 and one bounded instance drains the rest, closing every window. Exactly-once
+    // covers the kills like any crash.
     std::thread::sleep(Duration::from_secs(5));
     for process in instances.into_iter().flatten() {
         recoveries.extend(process.assigned_after_start());
         process.kill();
     }
+    super::wait_for_empty_group(&bootstrap, "chaos");
     start_assigned(&config, "chaos-0", true, &mut stuck_joins)
         .wait_success(Duration::from_secs(300));
 
@@ -205,15 +203,12 @@ fn chaos_soak_with_three_instances_kills_and_server_outages() {
     let losses = expected_events.saturating_sub(distinct.len());
     let dead = dead_letters(&bootstrap, "weir.dlq");
     let malformed = lines.len() - super::valid_events(&lines).len();
-    let repeated_sessions = {
-        let all = read_all(&bootstrap, "weir.sessions");
-        all.len()
-            - all
-                .iter()
-                .map(super::Record::provenance)
-                .collect::<BTreeSet<_>>()
-                .len()
-    };
+    let sessions = read_all(&bootstrap, "weir.sessions");
+    let session_ids: BTreeSet<String> = sessions
+        .iter()
+        .map(|r| r.value["session_id"].to_string())
+        .collect();
+    let repeated_sessions = sessions.len() - session_ids.len();
     println!("chaos soak report (seed {seed})");
     println!(
         "  soak               {:.0} s, {INSTANCES} instances",
@@ -237,7 +232,8 @@ fn chaos_soak_with_three_instances_kills_and_server_outages() {
         dead.len()
     );
     println!(
-        "  Kafka session records repeated by aborted transactions (read_committed on Tansu): {repeated_sessions}"
+        "  sessions topic     {} records, {repeated_sessions} repeated (read_committed)",
+        sessions.len()
     );
     recoveries.sort();
     println!(
@@ -252,6 +248,12 @@ fn chaos_soak_with_three_instances_kills_and_server_outages() {
         "too few faults: {faults:?}"
     );
     assert_eq!(duplicates, 0, "events repeated in the lake");
+    assert_eq!(repeated_sessions, 0, "sessions repeated in the topic");
+    assert_eq!(
+        session_ids.len(),
+        expected["sessions"].as_array().unwrap().len(),
+        "the sessions topic and the lake's sessions differ"
+    );
     assert_eq!(actual["events"], expected["events"], "lake events differ");
     assert_eq!(actual["sessions"], expected["sessions"], "sessions differ");
     assert_eq!(actual["features"], expected["features"], "features differ");

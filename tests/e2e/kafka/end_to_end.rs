@@ -1,4 +1,4 @@
-//! `weir run` against Tansu: every output (lake rows, Kafka topics, the dead-letter topic
+//! `weir run` against Apache Kafka: every output (lake rows, Kafka topics, the dead-letter topic
 //! with its headers) checked against the input; plugin failures in the DLQ; `dlq replay`.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -8,7 +8,7 @@ use rdkafka::ClientConfig;
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
 use serde_json::{Value, json};
-use xtask::servers::Tansu;
+use xtask::servers::KafkaCluster;
 
 use super::{
     Broker, WeirProcess, clickstream, lake_tables, pipeline_config, produce, read_all, valid_events,
@@ -191,10 +191,10 @@ fn produce_with_headers(bootstrap: &str, topic: &str, values: &[Value]) {
 
 #[test]
 fn plugin_failures_land_in_the_dlq_and_replay_once() {
-    let tansu = Tansu::start().unwrap_or_else(|e| panic!("{e:#}"));
-    let bootstrap = tansu.bootstrap();
+    let kafka = KafkaCluster::start(1).unwrap_or_else(|e| panic!("{e:#}"));
+    let bootstrap = kafka.bootstrap();
     for topic in ["in", "out", "dlq", "replayed"] {
-        tansu.create_topic(topic, 1).unwrap();
+        kafka.create_topic(topic, 1).unwrap();
     }
     let ts = "2026-11-20T10:00:00Z";
     let inputs = vec![

@@ -90,41 +90,44 @@ pub(super) fn staged(s3: &S3Server, run: &str) -> Vec<PathBuf> {
     left
 }
 
-#[test]
-fn lake_on_s3_and_features_in_redis_survive_crashes_in_every_phase_and_outages() {
-    let broker = Broker::start();
-    let bootstrap = broker.bootstrap();
-    let servers = tempfile::tempdir().unwrap();
-    let mut s3 = S3Server::start(servers.path()).unwrap_or_else(|e| panic!("{e:#}"));
-    s3.create_bucket("weir").unwrap();
-    let mut redis = RedisServer::start(servers.path()).unwrap_or_else(|e| panic!("{e:#}"));
-    let lines = clickstream(400);
-    let failpoints = [
-        "part-staged:3",
-        "checkpoint-written:2",
-        "committed:2",
-        "file-published:1",
-        "features-written:2",
-    ];
-    let slices: Vec<&[String]> = lines
-        .chunks(lines.len() / (failpoints.len() + 2) + 1)
-        .collect();
+/// A failure point in every phase of an epoch's commit, each armed at a later hit than the
+/// recovery of the run before could reach it.
+pub(super) const FAILPOINTS: [&str; 5] = [
+    "part-staged:3",
+    "checkpoint-written:2",
+    "committed:2",
+    "file-published:1",
+    "features-written:2",
+];
 
-    let out = tempfile::tempdir().unwrap();
-    let config = lakehouse_config(&bootstrap, out.path(), "faulty", &s3, &redis);
+/// The input cut into one slice per failure point and two more.
+pub(super) fn slices_for_failpoints(lines: &[String]) -> Vec<&[String]> {
+    lines
+        .chunks(lines.len() / (FAILPOINTS.len() + 2) + 1)
+        .collect()
+}
+
+/// Runs `weir run` once per failure point, feeding it that point's slice over several
+/// epochs (so files are made of several parts) until it aborts there, as kill -9 would.
+/// Returns the runs' logs.
+pub(super) fn die_at_each_commit_phase(
+    bootstrap: &str,
+    config: &Path,
+    instance: &str,
+    slices: &[&[String]],
+) -> Vec<String> {
     let mut logs = Vec::new();
-    for (failpoint, slice) in failpoints.iter().zip(&slices) {
+    for (failpoint, slice) in FAILPOINTS.iter().zip(slices) {
         let process =
-            WeirProcess::start_with_env(&config, "faulty", false, &[("WEIR_FAILPOINT", failpoint)]);
+            WeirProcess::start_with_env(config, instance, false, &[("WEIR_FAILPOINT", failpoint)]);
         // A redo of the last commit during recovery may reach the failpoint first.
         process.wait_log(
             "partitions to be assigned",
             Duration::from_secs(90),
             |log| log.contains("Partitions assigned") || log.contains("failpoint"),
         );
-        // The slice arrives over several epochs, so files are made of several parts.
         for chunk in slice.chunks(slice.len() / 3 + 1) {
-            produce(&bootstrap, "clicks", chunk);
+            produce(bootstrap, "clicks", chunk);
             std::thread::sleep(Duration::from_millis(700));
         }
         let (succeeded, log) = process.wait_exit(Duration::from_secs(60));
@@ -135,6 +138,22 @@ fn lake_on_s3_and_features_in_redis_survive_crashes_in_every_phase_and_outages()
         );
         logs.push(log);
     }
+    logs
+}
+
+#[test]
+fn lake_on_s3_and_features_in_redis_survive_crashes_in_every_phase_and_outages() {
+    let broker = Broker::start();
+    let bootstrap = broker.bootstrap();
+    let servers = tempfile::tempdir().unwrap();
+    let mut s3 = S3Server::start(servers.path()).unwrap_or_else(|e| panic!("{e:#}"));
+    s3.create_bucket("weir").unwrap();
+    let mut redis = RedisServer::start(servers.path()).unwrap_or_else(|e| panic!("{e:#}"));
+    let lines = clickstream(400);
+    let slices = slices_for_failpoints(&lines);
+    let out = tempfile::tempdir().unwrap();
+    let config = lakehouse_config(&bootstrap, out.path(), "faulty", &s3, &redis);
+    let mut logs = die_at_each_commit_phase(&bootstrap, &config, "faulty", &slices);
 
     // Redis is down as the next run starts, which must redo the Redis writes of the run that
     // died at `features-written`: its client keeps trying its first connection (fred's
@@ -156,12 +175,12 @@ fn lake_on_s3_and_features_in_redis_survive_crashes_in_every_phase_and_outages()
     // Both servers go down and come back while the input keeps arriving.
     std::thread::sleep(Duration::from_secs(2));
     s3.stop();
-    produce(&bootstrap, "clicks", slices[failpoints.len()]);
+    produce(&bootstrap, "clicks", slices[FAILPOINTS.len()]);
     std::thread::sleep(Duration::from_secs(4));
     s3.resume().unwrap();
     std::thread::sleep(Duration::from_secs(3));
     redis.stop();
-    produce(&bootstrap, "clicks", slices[failpoints.len() + 1]);
+    produce(&bootstrap, "clicks", slices[FAILPOINTS.len() + 1]);
     std::thread::sleep(Duration::from_secs(6));
     redis.resume().unwrap();
     std::thread::sleep(Duration::from_secs(2));

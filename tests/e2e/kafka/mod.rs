@@ -1,8 +1,9 @@
-//! Tests against a real Kafka-protocol broker (Tansu, started per test on a free loopback
-//! port) and librdkafka's mock cluster: what a broker holds after `weir run`, a consumer
+//! Tests against a real Apache Kafka (KRaft, started per test on free loopback ports) and
+//! librdkafka's mock cluster: what a broker holds after `weir run`, a consumer
 //! group of two instances, kill -9 recovery, the dead-letter topic and fault injection.
 
 mod admin;
+mod brokers;
 mod chaos;
 mod crash;
 mod end_to_end;
@@ -13,6 +14,7 @@ mod offsets;
 mod reload;
 mod signals;
 mod strict;
+mod zombie;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -25,7 +27,7 @@ use rdkafka::message::Message;
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
 use weir::kafka::headers::to_pairs;
 use weir::kafka::topic_reader::read_to_end;
-use xtask::servers::Tansu;
+use xtask::servers::KafkaCluster;
 
 use crate::harness::{plugin_dir, root};
 pub use crate::harness::{request, wait_for_answer};
@@ -42,31 +44,41 @@ pub const OUTPUT_TOPICS: &[&str] = &[
     "weir.dlq",
 ];
 
-/// A Tansu broker with the example pipeline's topics.
+/// An Apache Kafka with the example pipeline's topics.
 pub struct Broker {
-    tansu: Tansu,
+    kafka: KafkaCluster,
 }
 
 impl Broker {
-    /// Starts Tansu (failing with the install command when it is missing) and creates the
-    /// input topic `clicks` and the output topics.
+    /// Starts one Apache Kafka node (failing with the install command when it is missing) and
+    /// creates the input topic `clicks` and the output topics.
     pub fn start() -> Broker {
-        let tansu = Tansu::start().unwrap_or_else(|e| panic!("{e:#}"));
-        tansu.create_topic("clicks", PARTITIONS).unwrap();
+        Self::with_nodes(1)
+    }
+
+    /// Starts a cluster of `nodes` nodes with the pipeline's topics, replicated on each.
+    pub fn with_nodes(nodes: usize) -> Broker {
+        let kafka = KafkaCluster::start(nodes).unwrap_or_else(|e| panic!("{e:#}"));
+        kafka.create_topic("clicks", PARTITIONS).unwrap();
         for topic in OUTPUT_TOPICS {
-            tansu.create_topic(topic, 2).unwrap();
+            kafka.create_topic(topic, 2).unwrap();
         }
-        Broker { tansu }
+        Broker { kafka }
     }
 
     /// Creates one more topic.
     pub fn create_topic(&self, topic: &str, partitions: u32) {
-        self.tansu.create_topic(topic, partitions).unwrap();
+        self.kafka.create_topic(topic, partitions).unwrap();
     }
 
-    /// `host:port`.
+    /// `bootstrap.servers`.
     pub fn bootstrap(&self) -> String {
-        self.tansu.bootstrap()
+        self.kafka.bootstrap()
+    }
+
+    /// The cluster, to kill, freeze and restart its nodes.
+    pub fn cluster(&mut self) -> &mut KafkaCluster {
+        &mut self.kafka
     }
 }
 
@@ -162,8 +174,8 @@ pub fn pipeline_config(bootstrap: &str, out: &Path, group: &str) -> PathBuf {
         .replace("idle_timeout = \"30s\"", "idle_timeout = \"1h\"")
         .replace("interval = \"5s\"", "interval = \"1s\"")
         .replace(
-            "[source.kafka.properties]\n",
-            "[source.kafka.properties]\n\"session.timeout.ms\" = \"6000\"\n\"heartbeat.interval.ms\" = \"500\"\n",
+            "[source.kafka.consumer_properties]\n",
+            "[source.kafka.consumer_properties]\n\"session.timeout.ms\" = \"6000\"\n\"heartbeat.interval.ms\" = \"500\"\n",
         );
     weir::synth::geodb::write(&out.join("geo.mmdb")).unwrap();
     let path = out.join("pipeline.toml");
@@ -353,6 +365,25 @@ pub fn wait_for(what: &str, within: Duration, mut check: impl FnMut() -> bool) {
         assert!(Instant::now() < deadline, "timed out waiting for {what}");
         std::thread::sleep(Duration::from_millis(200));
     }
+}
+
+/// Waits until `group` has no members. A stopped weir stays a (static) member until its
+/// session times out (6 s in these tests), holding its partitions: a bounded run started
+/// before that would read only the others.
+pub fn wait_for_empty_group(bootstrap: &str, group: &str) {
+    let client: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .create()
+        .unwrap();
+    wait_for(
+        "the group to have no members",
+        Duration::from_secs(60),
+        || {
+            rdkafka::consumer::Consumer::client(&client)
+                .fetch_group_list(Some(group), Duration::from_secs(5))
+                .is_ok_and(|list| list.groups().iter().all(|g| g.members().is_empty()))
+        },
+    );
 }
 
 /// The valid events of an input (what the lake, bots and late outputs must hold together).

@@ -1,4 +1,4 @@
-//! A broker's committed offsets cannot be trusted when it drops offset metadata: Tansu
+//! A broker's committed offsets cannot always be trusted: Tansu, the broker of earlier tests,
 //! applies a transaction's offsets only when the transaction also carried records, and
 //! keeps an aborted transaction's offsets for the next commit. weir resumes from its
 //! committed checkpoint instead. This test moves the group's offsets behind and ahead of the
@@ -12,7 +12,7 @@ use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use super::{Broker, PARTITIONS, WeirProcess, clickstream, lake_tables, pipeline_config, produce};
 
 /// Commits `offsets` (partition → offset) for `group` on `clicks` as a client outside the
-/// group, which a broker allows while the group has no members.
+/// group, which a broker allows once the group has no members.
 fn move_offsets(bootstrap: &str, group: &str, offsets: &[(i32, Offset)]) {
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
@@ -25,6 +25,7 @@ fn move_offsets(bootstrap: &str, group: &str, offsets: &[(i32, Offset)]) {
         list.add_partition_offset("clicks", *partition, *offset)
             .unwrap();
     }
+    super::wait_for_empty_group(bootstrap, group);
     consumer.commit(&list, CommitMode::Sync).unwrap();
     let committed = consumer
         .committed_offsets(list.clone(), Duration::from_secs(10))

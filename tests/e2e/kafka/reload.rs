@@ -92,9 +92,16 @@ fn metric(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
         .unwrap_or(0.0)
 }
 
-/// Records deduplicated by provenance (Tansu also shows records of aborted transactions).
+/// Records by provenance; a `read_committed` consumer must see each once.
 fn by_provenance(records: Vec<Record>) -> BTreeMap<String, Record> {
-    records.into_iter().map(|r| (r.provenance(), r)).collect()
+    let mut by_provenance = BTreeMap::new();
+    for record in records {
+        let provenance = record.provenance();
+        if let Some(earlier) = by_provenance.insert(provenance.clone(), record) {
+            panic!("{provenance} seen twice: {earlier:?}");
+        }
+    }
+    by_provenance
 }
 
 #[test]

@@ -1,10 +1,10 @@
-//! Real servers for tests and benchmarks, each installed once and run on a free 127.0.0.1 port
-//! until dropped: Tansu (Kafka protocol), s3s-fs (S3) and Debian's redis-server. S3 and Redis
+//! Real servers for tests and benchmarks, each installed once and run on free 127.0.0.1 ports
+//! until dropped: Apache Kafka, s3s-fs (S3) and Debian's redis-server. S3 and Redis
 //! keep their data across a stop and a start, so tests can take them down mid-run.
 
+mod kafka;
 mod redis;
 mod s3;
-mod tansu;
 
 use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
@@ -13,9 +13,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Result, bail};
 
+pub use kafka::{JAVA_INSTALL, KAFKA_VERSION, KafkaCluster, install_kafka, kafka_libs};
 pub use redis::{REDIS_INSTALL, RedisServer, redis_server_path};
 pub use s3::{S3_ACCESS_KEY, S3_SECRET_KEY, S3Server, install_s3s_fs, s3s_fs_path};
-pub use tansu::{TANSU_WHEEL, Tansu, install_tansu, tansu_path};
 
 use crate::paths::target_dir;
 

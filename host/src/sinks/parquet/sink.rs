@@ -88,6 +88,10 @@ pub struct ParquetSink {
     part_size: usize,
     staging: String,
     file_prefix: String,
+    /// This instance's id, in every part it stages: an instance the group has dropped (a
+    /// zombie) that stages a part of a file its successor continues cannot overwrite the
+    /// successor's part of the same number.
+    run_id: String,
     next_file: u64,
     buffers: BTreeMap<String, ArrowWriter<Vec<u8>>>,
     files: BTreeMap<String, OpenFile>,
@@ -148,6 +152,7 @@ impl ParquetSink {
                 None => format!("{STAGING_DIR}/{label}-{run_id}"),
             },
             file_prefix: format!("part-{label}-{run_id}"),
+            run_id,
             next_file: 0,
             buffers: BTreeMap::new(),
             files: BTreeMap::new(),
@@ -193,10 +198,11 @@ impl ParquetSink {
             return Ok(());
         };
         let key = format!(
-            "{}/{}/{:05}.parquet",
+            "{}/{}/{:05}-{}.parquet",
             self.staging,
             file.name,
-            file.parts.len()
+            file.parts.len(),
+            self.run_id
         );
         let storage = &self.storage;
         self.breaker
@@ -621,7 +627,9 @@ mod tests {
         second.finish_files();
         let last = second.prepare_commit().unwrap().unwrap();
         second.commit(&last).unwrap();
-        let (files, ids) = visible(dir.path());
+        let (files, mut ids) = visible(dir.path());
+        // Files made in the same millisecond sort by their random suffix.
+        ids.sort();
         assert_eq!(ids, ["e1", "e2"]);
         assert_eq!(files.len(), 2, "the new row went to a new file");
     }

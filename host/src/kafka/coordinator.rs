@@ -387,6 +387,20 @@ impl Coordinator {
         tracing::info!(count = partitions.count(), "Partitions revoked.");
     }
 
+    /// The consumer is gone for good: abort the epoch and drop every partition without
+    /// committing; a new consumer gets partitions (and restores them) through the group.
+    pub fn abandon_partitions<C: ConsumerContext>(
+        &mut self,
+        consumer: &BaseConsumer<C>,
+        reason: &str,
+    ) {
+        self.fail_epoch(consumer, &Error::Commit(reason.to_string()));
+        for (_, task) in std::mem::take(&mut self.tasks) {
+            self.retired.add(&task.stats());
+        }
+        self.assigned.clear();
+    }
+
     /// Builds the tasks of `keys` from their committed checkpoints; with `seek`, also moves
     /// the consumer to the checkpoints' offsets. Without it, returns whether the consumer
     /// must still be moved: the broker's committed offset, where it starts reading, is not

@@ -178,16 +178,29 @@ pub fn run_with(
         producer_properties,
         &options.instance_id,
     )?));
-    let consumer = consumer(
-        source,
-        &consumer_properties,
-        &options.instance_id,
-        coordinator.clone(),
-    )?;
     let topics: Vec<&str> = source.topics.iter().map(String::as_str).collect();
-    consumer.subscribe(&topics)?;
-    tracing::info!(brokers = %source.brokers, topics = ?source.topics, group = %source.group, instance = %options.instance_id, delivery = ?config.checkpoint.delivery, "Consuming.");
-    let outcome = drive(&consumer, &coordinator, source, config, options);
+    // A consumer that failed for good (librdkafka's fatal errors, such as a static member
+    // fenced by its own rejoin after a lost session) is replaced by a new one: its epoch is
+    // abandoned and the partitions come back through the group.
+    let (consumer, outcome) = loop {
+        let consumer = consumer(
+            source,
+            &consumer_properties,
+            &options.instance_id,
+            coordinator.clone(),
+        )?;
+        consumer.subscribe(&topics)?;
+        tracing::info!(brokers = %source.brokers, topics = ?source.topics, group = %source.group, instance = %options.instance_id, delivery = ?config.checkpoint.delivery, "Consuming.");
+        match drive(&consumer, &coordinator, source, config, options) {
+            Ok(Ended::ConsumerFailed(reason)) => {
+                tracing::warn!(%reason, "The consumer failed for good; its epoch is abandoned and a new consumer joins the group.");
+                metrics::counter!("weir_source_consumer_restarts_total").increment(1);
+                lock(&coordinator).abandon_partitions(&consumer, &reason);
+            }
+            Ok(Ended::Stopped) => break (consumer, Ok(())),
+            Err(e) => break (consumer, Err(e)),
+        }
+    };
     let final_commit = {
         let mut c = lock(&coordinator);
         c.checkpoint(&consumer)
@@ -235,13 +248,21 @@ fn consumer(
     Ok(config.create_with_context(DaemonContext { coordinator })?)
 }
 
+/// Why [`drive`] returned.
+enum Ended {
+    /// Shutdown was asked for, or a bounded run read its input to the end.
+    Stopped,
+    /// The consumer hit a fatal error and can do nothing more.
+    ConsumerFailed(String),
+}
+
 fn drive(
     consumer: &BaseConsumer<DaemonContext>,
     coordinator: &Mutex<Coordinator>,
     source: &KafkaSourceConfig,
     config: &PipelineConfig,
     options: &DaemonOptions,
-) -> Result<()> {
+) -> Result<Ended> {
     let interval = config.checkpoint.interval.0;
     let mut backoff = Duration::from_millis(250);
     let mut next_recovery = Instant::now();
@@ -258,6 +279,9 @@ fn drive(
                 Some(Err(e)) => {
                     tracing::warn!(error = %e, "Consuming failed.");
                     metrics::counter!("weir_source_errors_total").increment(1);
+                    if let Some((code, reason)) = consumer.client().fatal_error() {
+                        return Ok(Ended::ConsumerFailed(format!("{code:?}: {reason}")));
+                    }
                 }
                 None => break,
             }
@@ -334,5 +358,5 @@ fn drive(
             break;
         }
     }
-    Ok(())
+    Ok(Ended::Stopped)
 }

@@ -22,7 +22,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use rdkafka::ClientConfig;
-use rdkafka::consumer::BaseConsumer;
+use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
 use weir::kafka::headers::to_pairs;
@@ -127,6 +127,33 @@ impl Record {
     }
 }
 
+/// Waits (up to 10 s) until `committed`'s end of each partition of `topic` (the last stable
+/// offset) reaches the end of everything written: a transaction's commit returns before its
+/// markers are written, and until then a `read_committed` reader sees the topic end earlier.
+fn settle(bootstrap: &str, committed: &BaseConsumer, topic: &str) {
+    let everything: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", "weir-test-reader")
+        .set("isolation.level", "read_uncommitted")
+        .create()
+        .unwrap();
+    let timeout = Duration::from_secs(10);
+    let metadata = everything.fetch_metadata(Some(topic), timeout).unwrap();
+    let deadline = Instant::now() + timeout;
+    for partition in metadata.topics().iter().flat_map(|t| t.partitions()) {
+        let (_, end) = everything
+            .fetch_watermarks(topic, partition.id(), timeout)
+            .unwrap();
+        while Instant::now() < deadline
+            && committed
+                .fetch_watermarks(topic, partition.id(), timeout)
+                .is_ok_and(|(_, stable)| stable < end)
+        {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
 /// Every record of `topic` up to its current end (read_committed).
 pub fn read_all(bootstrap: &str, topic: &str) -> Vec<Record> {
     let consumer: BaseConsumer = ClientConfig::new()
@@ -136,6 +163,7 @@ pub fn read_all(bootstrap: &str, topic: &str) -> Vec<Record> {
         .set("isolation.level", "read_committed")
         .create()
         .unwrap();
+    settle(bootstrap, &consumer, topic);
     let mut records = Vec::new();
     read_to_end(&consumer, topic, Duration::from_secs(10), |message| {
         let raw = message.payload().unwrap_or_default().to_vec();
@@ -379,7 +407,8 @@ pub fn wait_for_empty_group(bootstrap: &str, group: &str) {
         "the group to have no members",
         Duration::from_secs(60),
         || {
-            rdkafka::consumer::Consumer::client(&client)
+            client
+                .client()
                 .fetch_group_list(Some(group), Duration::from_secs(5))
                 .is_ok_and(|list| list.groups().iter().all(|g| g.members().is_empty()))
         },

@@ -395,10 +395,15 @@ impl Coordinator {
         reason: &str,
     ) {
         self.fail_epoch(consumer, &Error::Commit(reason.to_string()));
-        for (_, task) in std::mem::take(&mut self.tasks) {
+        self.retire_tasks();
+        self.assigned.clear();
+    }
+
+    /// Drops every partition's task, keeping its counts in the totals.
+    fn retire_tasks(&mut self) {
+        for task in std::mem::take(&mut self.tasks).into_values() {
             self.retired.add(&task.stats());
         }
-        self.assigned.clear();
     }
 
     /// Builds the tasks of `keys` from their committed checkpoints; with `seek`, also moves
@@ -746,9 +751,7 @@ impl Coordinator {
             ));
         }
         let keys: Vec<PartitionKey> = self.assigned.iter().cloned().collect();
-        for task in std::mem::take(&mut self.tasks).into_values() {
-            self.retired.add(&task.stats());
-        }
+        self.retire_tasks();
         self.restore(consumer, &keys, true)?;
         let assignment = consumer.assignment()?;
         consumer.resume(&assignment)?;

@@ -13,8 +13,8 @@ use xtask::servers::KafkaCluster;
 
 use super::group::caught_up;
 use super::{
-    Broker, OUTPUT_TOPICS, PARTITIONS, WeirProcess, clickstream, lake_tables, pipeline_config,
-    produce, read_all, wait_for_empty_group,
+    Broker, PARTITIONS, WeirProcess, clickstream, lake_tables, pipeline_config, produce,
+    session_counts, use_reference_topics, wait_for_empty_group,
 };
 
 const GROUP: &str = "brokers";
@@ -163,11 +163,7 @@ fn transactions_go_on_through_broker_kills_and_a_frozen_broker() {
 
     let reference = tempfile::tempdir().unwrap();
     let reference_config = pipeline_config(&bootstrap, reference.path(), "reference");
-    let text = std::fs::read_to_string(&reference_config).unwrap();
-    std::fs::write(&reference_config, text.replace("\"weir.", "\"ref.")).unwrap();
-    for topic in OUTPUT_TOPICS {
-        broker.create_topic(&topic.replace("weir.", "ref."), 2);
-    }
+    use_reference_topics(&broker, &reference_config);
     WeirProcess::start(&reference_config, "reference", true).wait_success(Duration::from_secs(180));
 
     println!("broker faults: {}", report.join("; "));
@@ -181,12 +177,7 @@ fn transactions_go_on_through_broker_kills_and_a_frozen_broker() {
     assert_eq!(actual["events"], expected["events"], "lake events differ");
     assert_eq!(actual["sessions"], expected["sessions"], "sessions differ");
     assert_eq!(actual["features"], expected["features"], "features differ");
-    let mut sessions: BTreeMap<String, usize> = BTreeMap::new();
-    for record in read_all(&bootstrap, "weir.sessions") {
-        *sessions
-            .entry(record.value["session_id"].to_string())
-            .or_default() += 1;
-    }
+    let sessions = session_counts(&bootstrap, "weir.sessions");
     assert!(
         sessions.values().all(|n| *n == 1),
         "a session is repeated in the topic"

@@ -19,7 +19,7 @@ use rand::{Rng, SeedableRng};
 use xtask::servers::{RedisServer, S3Server};
 
 use super::lakehouse::{features, lakehouse_config, staged};
-use super::{Broker, OUTPUT_TOPICS, WeirProcess, clickstream, lake_tables, produce, read_all};
+use super::{Broker, WeirProcess, clickstream, lake_tables, produce, read_all};
 
 const INSTANCES: usize = 3;
 
@@ -91,9 +91,6 @@ fn chaos_soak_with_three_instances_kills_and_server_outages() {
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
     let broker = Broker::start();
     let bootstrap = broker.bootstrap();
-    for topic in OUTPUT_TOPICS {
-        broker.create_topic(&topic.replace("weir.", "ref."), 2);
-    }
     let servers = tempfile::tempdir().unwrap();
     let mut s3 = S3Server::start(servers.path()).unwrap_or_else(|e| panic!("{e:#}"));
     s3.create_bucket("weir").unwrap();
@@ -190,8 +187,7 @@ fn chaos_soak_with_three_instances_kills_and_server_outages() {
 
     let reference = tempfile::tempdir().unwrap();
     let reference_config = lakehouse_config(&bootstrap, reference.path(), "reference", &s3, &redis);
-    let text = std::fs::read_to_string(&reference_config).unwrap();
-    std::fs::write(&reference_config, text.replace("\"weir.", "\"ref.")).unwrap();
+    super::use_reference_topics(&broker, &reference_config);
     WeirProcess::start(&reference_config, "reference", true).wait_success(Duration::from_secs(600));
 
     let expected = lake_tables(&s3.data_dir().join("weir").join("reference"));

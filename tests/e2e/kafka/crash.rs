@@ -1,13 +1,14 @@
 //! kill -9 at random moments, restarting each time: afterwards the lake, sessions and
 //! features hold every input exactly once and equal an uninterrupted run's.
 
-use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
 use rand::{Rng, SeedableRng};
 
-use super::{Broker, WeirProcess, clickstream, lake_tables, pipeline_config, produce, read_all};
+use super::{
+    Broker, WeirProcess, clickstream, lake_tables, pipeline_config, produce, session_counts,
+};
 
 /// Runs `weir run --bounded` on `config`, killing it with SIGKILL `kills` times at random
 /// moments after it owns partitions, then lets it finish. Returns the seed used.
@@ -60,12 +61,7 @@ fn kill_9_at_random_moments_loses_and_duplicates_nothing() {
 
     // A read_committed consumer sees each session once; both runs wrote to the same topic, so
     // each session id appears once per run.
-    let mut counts: BTreeMap<String, usize> = BTreeMap::new();
-    for record in read_all(&bootstrap, "weir.sessions") {
-        *counts
-            .entry(record.value["session_id"].as_str().unwrap().to_string())
-            .or_default() += 1;
-    }
+    let counts = session_counts(&bootstrap, "weir.sessions");
     let sessions = expected["sessions"].as_array().unwrap();
     assert_eq!(
         counts.len(),

@@ -395,6 +395,26 @@ pub fn wait_for(what: &str, within: Duration, mut check: impl FnMut() -> bool) {
     }
 }
 
+/// Points `config`'s output topics at their `ref.` twins (created here), so a reference run
+/// on the same broker keeps its outputs apart from the run under test.
+pub fn use_reference_topics(broker: &Broker, config: &Path) {
+    let text = std::fs::read_to_string(config).unwrap();
+    std::fs::write(config, text.replace("\"weir.", "\"ref.")).unwrap();
+    for topic in OUTPUT_TOPICS {
+        broker.create_topic(&topic.replace("weir.", "ref."), 2);
+    }
+}
+
+/// How often a `read_committed` reader of `topic` sees each session id.
+pub fn session_counts(bootstrap: &str, topic: &str) -> BTreeMap<String, usize> {
+    let mut counts = BTreeMap::new();
+    for record in read_all(bootstrap, topic) {
+        let id = record.value["session_id"].as_str().unwrap().to_string();
+        *counts.entry(id).or_default() += 1;
+    }
+    counts
+}
+
 /// Waits until `group` has no members. A stopped weir stays a (static) member until its
 /// session times out (6 s in these tests), holding its partitions: a bounded run started
 /// before that would read only the others.

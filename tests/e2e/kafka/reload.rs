@@ -113,11 +113,7 @@ fn plugins_swap_at_batch_boundaries_and_bad_files_are_rejected_while_the_stream_
     let (out, reference) = (work.path().join("run"), work.path().join("reference"));
     let config = pipeline_config(&bootstrap, &out, "reload");
     let reference_config = pipeline_config(&bootstrap, &reference, "reload-reference");
-    let text = std::fs::read_to_string(&reference_config).unwrap();
-    std::fs::write(&reference_config, text.replace("\"weir.", "\"ref.")).unwrap();
-    for topic in super::OUTPUT_TOPICS {
-        broker.create_topic(&topic.replace("weir.", "ref."), 2);
-    }
+    super::use_reference_topics(&broker, &reference_config);
     let plugins = plugin_folder(work.path());
     let v1 = std::fs::read(plugins.join("bot-filter.wasm")).unwrap();
     let port = xtask::servers::free_port().unwrap();

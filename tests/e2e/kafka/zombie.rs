@@ -15,8 +15,8 @@ use std::time::Duration;
 
 use super::group::caught_up;
 use super::{
-    Broker, WeirProcess, clickstream, lake_tables, pipeline_config, produce, read_all, wait_for,
-    wait_for_empty_group,
+    Broker, WeirProcess, clickstream, lake_tables, pipeline_config, produce, read_all,
+    session_counts, use_reference_topics, wait_for, wait_for_empty_group,
 };
 
 #[test]
@@ -100,11 +100,7 @@ fn a_frozen_member_past_its_session_timeout_cannot_commit_when_it_resumes() {
 
     let reference = tempfile::tempdir().unwrap();
     let reference_config = pipeline_config(&bootstrap, reference.path(), "reference");
-    let text = std::fs::read_to_string(&reference_config).unwrap();
-    std::fs::write(&reference_config, text.replace("\"weir.", "\"ref.")).unwrap();
-    for topic in super::OUTPUT_TOPICS {
-        broker.create_topic(&topic.replace("weir.", "ref."), 2);
-    }
+    use_reference_topics(&broker, &reference_config);
     WeirProcess::start(&reference_config, "reference", true).wait_success(Duration::from_secs(180));
     let expected = lake_tables(reference.path());
     let actual = lake_tables(out.path());
@@ -130,12 +126,7 @@ fn a_frozen_member_past_its_session_timeout_cannot_commit_when_it_resumes() {
     assert_eq!(actual["sessions"], expected["sessions"], "sessions differ");
     assert_eq!(actual["features"], expected["features"], "features differ");
 
-    let mut sessions: BTreeMap<String, usize> = BTreeMap::new();
-    for record in read_all(&bootstrap, "weir.sessions") {
-        *sessions
-            .entry(record.value["session_id"].to_string())
-            .or_default() += 1;
-    }
+    let sessions = session_counts(&bootstrap, "weir.sessions");
     assert!(sessions.values().all(|n| *n == 1), "a session is repeated");
     assert_eq!(
         sessions.len(),

@@ -5,7 +5,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use rdkafka::ClientConfig;
@@ -153,16 +153,6 @@ impl KafkaCluster {
             .join(",")
     }
 
-    /// How many nodes the cluster has.
-    pub fn len(&self) -> usize {
-        self.nodes.len()
-    }
-
-    /// Whether the cluster has no nodes (never, once started).
-    pub fn is_empty(&self) -> bool {
-        self.nodes.is_empty()
-    }
-
     /// Creates a topic replicated on every node (at most three) and waits until each of its
     /// partitions has a leader. An existing topic is left as it is.
     pub fn create_topic(&self, name: &str, partitions: u32) -> Result<()> {
@@ -182,24 +172,23 @@ impl KafkaCluster {
                 Err((topic, code)) => bail!("creating topic {topic} failed: {code}"),
             }
         }
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            let metadata = admin
-                .inner()
-                .fetch_metadata(Some(name), Duration::from_secs(5))?;
-            let led = metadata.topics().iter().any(|t| {
-                t.error().is_none()
-                    && t.partitions().len() == partitions as usize
-                    && t.partitions().iter().all(|p| p.leader() >= 0)
-            });
-            if led {
-                return Ok(());
-            }
-            if Instant::now() > deadline {
-                bail!("topic {name} has no leader for every partition after 60 s");
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        super::wait_until(
+            &format!("a leader for every partition of topic {name}"),
+            Duration::from_secs(60),
+            || Ok(false),
+            || {
+                admin
+                    .inner()
+                    .fetch_metadata(Some(name), Duration::from_secs(5))
+                    .is_ok_and(|metadata| {
+                        metadata.topics().iter().any(|t| {
+                            t.error().is_none()
+                                && t.partitions().len() == partitions as usize
+                                && t.partitions().iter().all(|p| p.leader() >= 0)
+                        })
+                    })
+            },
+        )
     }
 
     /// kill -9 of node `index` (0-based); its data stays for [`KafkaCluster::restart`].
@@ -248,15 +237,6 @@ impl KafkaCluster {
         Ok(())
     }
 
-    /// The node ids (1-based, as Kafka names them) of the nodes that are running.
-    pub fn running(&self) -> Vec<usize> {
-        self.nodes
-            .iter()
-            .filter(|n| n.child.is_some())
-            .map(|n| n.id)
-            .collect()
-    }
-
     /// The node (0-based index) whose broker id is `id`.
     pub fn index_of(&self, id: i32) -> Option<usize> {
         self.nodes
@@ -270,11 +250,6 @@ impl KafkaCluster {
             .set("bootstrap.servers", self.bootstrap())
             .set("log_level", "3")
             .create()?)
-    }
-
-    /// The folder holding every node's data and `kafka.log`.
-    pub fn dir(&self) -> &Path {
-        &self.dir
     }
 
     fn write_config(&self, index: usize) -> Result<()> {
@@ -369,35 +344,31 @@ impl KafkaCluster {
     /// Waits until the metadata lists `count` brokers, failing early if a node exits.
     fn wait_for_brokers(&mut self, count: usize, within: Duration) -> Result<()> {
         let admin = self.admin()?;
-        let started = Instant::now();
-        loop {
-            for node in &mut self.nodes {
-                if let Some(child) = &mut node.child
-                    && let Some(status) = child.try_wait()?
-                {
-                    bail!(
-                        "Kafka node {} exited at start with {status}; its log: {}",
-                        node.id,
-                        node.log().display()
-                    );
+        let what = format!(
+            "Apache Kafka ({count} brokers, logs under {})",
+            self.dir.display()
+        );
+        let nodes = &mut self.nodes;
+        super::wait_until(
+            &what,
+            within,
+            || {
+                for node in nodes.iter_mut() {
+                    if let Some(child) = &mut node.child
+                        && child.try_wait()?.is_some()
+                    {
+                        return Ok(true);
+                    }
                 }
-            }
-            let brokers = admin
-                .inner()
-                .fetch_metadata(None, Duration::from_secs(2))
-                .map(|m| m.brokers().len())
-                .unwrap_or(0);
-            if brokers >= count {
-                return Ok(());
-            }
-            if started.elapsed() > within {
-                bail!(
-                    "Kafka showed {brokers} of {count} brokers after {within:?}; logs under {}",
-                    self.dir.display()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(200));
-        }
+                Ok(false)
+            },
+            || {
+                admin
+                    .inner()
+                    .fetch_metadata(None, Duration::from_secs(2))
+                    .is_ok_and(|m| m.brokers().len() >= count)
+            },
+        )
     }
 }
 

@@ -23,11 +23,12 @@ use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::WriterProperties;
 use weir::config::PipelineConfig;
+use weir::flow::{Provenance, SinkRecord};
 use weir::sinks::parquet::{ParquetSink, ParquetSinkConfig, partition_of, schema_of};
 use weir::sinks::redis::{RedisSink, RedisSinkConfig};
 use weir::sinks::resilience::{Breaker, RetryConfig};
 use weir::sinks::staging::Scope;
-use weir::sinks::{Provenance, Sink, SinkBatch, SinkConfig, SinkRecord};
+use weir::sinks::{Sink, SinkBatch, SinkConfig};
 use weir::storage::{S3Options, io_runtime};
 use xtask::servers::{RedisServer, S3_ACCESS_KEY, S3_SECRET_KEY, S3Server};
 
@@ -257,7 +258,7 @@ fn redis_sink(url: &str, batches: &[Vec<SinkRecord>]) -> f64 {
         fields: BTreeMap::new(),
         ttl: None,
         pipeline: 256,
-        timeout: weir::config::Duration::from_secs(5),
+        timeout: weir::units::HumanDuration::from_secs(5),
         retry: RetryConfig::default(),
     };
     let breaker = Arc::new(Breaker::new("features", &config.retry));

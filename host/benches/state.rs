@@ -14,9 +14,9 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use common::{arg, cpu_time, pipeline, wasm_stages};
+use weir::flow::Provenance;
+use weir::flow::SourceRecord;
 use weir::runtime::{EngineSettings, GeoDb, PluginEngine};
-use weir::sinks::Provenance;
-use weir::source::SourceRecord;
 
 const BATCH: usize = 512;
 const STAGES: &[&str] = &["bot-filter", "ip-geo", "sessionize"];

@@ -14,10 +14,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::{arg, cpu_time, events, pipeline};
+use weir::flow::SourceRecord;
 use weir::pipeline::{NativeStage, PartitionPipeline, Stage};
 use weir::runtime::{EngineSettings, GeoDb, PluginEngine};
 use weir::sinks::memory::MemorySink;
-use weir::source::SourceRecord;
 
 const BATCH: usize = 512;
 

@@ -10,7 +10,9 @@ pub mod config;
 pub mod error;
 pub mod event;
 pub mod failpoint;
+pub mod flow;
 pub mod kafka;
+pub mod kafka_client;
 pub mod pipeline;
 pub mod runtime;
 pub mod sinks;
@@ -18,5 +20,6 @@ pub mod source;
 pub mod state;
 pub mod storage;
 pub mod synth;
+pub mod units;
 
 pub use error::{Error, Result};

@@ -154,6 +154,16 @@ impl Storage {
         })
     }
 
+    /// A store in memory, for unit tests of what is built on storage.
+    #[cfg(test)]
+    pub fn in_memory() -> Self {
+        Storage {
+            store: Arc::new(object_store::memory::InMemory::new()),
+            root: Path::default(),
+            description: "memory".into(),
+        }
+    }
+
     fn path(&self, key: &str) -> Path {
         key.split('/')
             .filter(|p| !p.is_empty())

@@ -8,11 +8,12 @@ use std::process::{Command, Output};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
+use weir::flow::Provenance;
+use weir::flow::SourceRecord;
 use weir::pipeline::{PartitionPipeline, RecordDecoder, Router, Stage, WasmStage};
 use weir::runtime::{EngineSettings, GeoDb, InstanceSettings, PluginEngine};
+use weir::sinks::Sink;
 use weir::sinks::memory::{MemoryDeadLetters, MemorySink};
-use weir::sinks::{Provenance, Sink};
-use weir::source::SourceRecord;
 use weir::state::{WatermarkConfig, WatermarkTracker};
 
 /// The folder with every built plugin; builds them on first use.

@@ -4,9 +4,9 @@
 //! run without the hostile ones.
 
 use serde::Deserialize;
+use weir::flow::Provenance;
+use weir::flow::SourceRecord;
 use weir::pipeline::reason_class;
-use weir::sinks::Provenance;
-use weir::source::SourceRecord;
 
 use crate::harness::{TestPipeline, geo, limits, root, wasm_stage};
 

@@ -7,11 +7,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use weir::config::EventConfig;
+use weir::flow::Provenance;
+use weir::flow::SourceRecord;
 use weir::pipeline::{PartitionPipeline, RecordDecoder, Router, Stage, WasmStage};
 use weir::runtime::{GeoDb, InstanceSettings, PluginEngine};
+use weir::sinks::Sink;
 use weir::sinks::memory::{MemoryDeadLetters, MemorySink};
-use weir::sinks::{Provenance, Sink};
-use weir::source::SourceRecord;
 use weir::state::{WatermarkConfig, WatermarkTracker};
 
 /// The routes of the clickstream pipeline.

@@ -3,17 +3,18 @@
 //! offset's metadata, so recovery loads exactly the state that matches the committed offset.
 
 mod chain;
+pub mod protocol;
 mod store;
 
-use std::time::Duration as StdDuration;
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
 pub use chain::CheckpointChain;
 pub use store::CheckpointStore;
 
-use crate::config::Duration;
 pub use crate::storage::S3Options;
+use crate::units::HumanDuration;
 
 /// `[checkpoint]`: how often, where, and with which delivery guarantee.
 #[derive(Debug, Clone, Deserialize)]
@@ -21,7 +22,7 @@ pub use crate::storage::S3Options;
 pub struct CheckpointConfig {
     /// Time between epoch commits.
     #[serde(default = "default_interval")]
-    pub interval: Duration,
+    pub interval: HumanDuration,
     /// Where state snapshots go: a local folder, `file:///abs/path` or `s3://bucket/prefix`.
     #[serde(default = "default_store")]
     pub store: String,
@@ -30,7 +31,7 @@ pub struct CheckpointConfig {
     pub delivery: Delivery,
     /// Timeout of one transactional call (begin, send offsets, commit).
     #[serde(default = "default_timeout")]
-    pub timeout: Duration,
+    pub timeout: HumanDuration,
     /// Settings of an `s3://` store; credentials come from the environment (`AWS_*`).
     #[serde(default)]
     pub s3: S3Options,
@@ -57,22 +58,22 @@ fn default_incremental() -> bool {
     true
 }
 
-fn default_interval() -> Duration {
-    Duration::from_secs(5)
+fn default_interval() -> HumanDuration {
+    HumanDuration::from_secs(5)
 }
 
 fn default_store() -> String {
     "checkpoints".into()
 }
 
-fn default_timeout() -> Duration {
-    Duration::from_secs(30)
+fn default_timeout() -> HumanDuration {
+    HumanDuration::from_secs(30)
 }
 
 impl CheckpointConfig {
     /// Checks the values; errors are `(field, reason)`.
     pub fn validate(&self) -> Result<(), (String, String)> {
-        if self.interval.0 < StdDuration::from_millis(100) {
+        if self.interval.0 < Duration::from_millis(100) {
             return Err(("interval".into(), "must be at least 100ms".into()));
         }
         crate::storage::validate_location(&self.store).map_err(|e| ("store".into(), e))?;

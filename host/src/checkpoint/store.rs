@@ -32,6 +32,14 @@ impl CheckpointStore {
         })
     }
 
+    /// A store in memory, for unit tests of the checkpoint protocol.
+    #[cfg(test)]
+    pub fn in_memory() -> Self {
+        CheckpointStore {
+            storage: Storage::in_memory(),
+        }
+    }
+
     /// Writes an object (atomically: readers see all of it or nothing).
     pub fn put(&self, key: &str, bytes: impl Into<Bytes>) -> Result<(), CheckpointError> {
         Ok(self.storage.put(key, bytes)?)

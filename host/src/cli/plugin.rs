@@ -12,11 +12,11 @@ use weir_sdk::abi::{Batch, BatchResult, OutputKind};
 
 use crate::config::EventConfig;
 use crate::event::{EventArena, EventRef};
+use crate::flow::Provenance;
+use crate::flow::SourceRecord;
 use crate::pipeline::stage_io::{output_event, stage_batch, timer_events};
 use crate::pipeline::{RecordDecoder, Stage, WasmStage};
 use crate::runtime::{EngineSettings, GeoDb, InstanceSettings, PluginEngine};
-use crate::sinks::Provenance;
-use crate::source::SourceRecord;
 use crate::state::{WatermarkConfig, WatermarkTracker};
 
 /// Plugin commands.
@@ -96,7 +96,7 @@ pub fn execute(cmd: PluginCommand) -> Result<()> {
             cpu_limit,
         } => {
             let memory_limit =
-                crate::config::units::parse_size(&memory_limit).map_err(anyhow::Error::msg)?;
+                crate::units::parse_size(&memory_limit).map_err(anyhow::Error::msg)?;
             let config = set
                 .iter()
                 .map(|kv| {

@@ -3,14 +3,13 @@
 //! it (which does I/O) lives in [`crate::pipeline::build`].
 
 pub mod reload;
-pub mod units;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-pub use units::{ByteSize, Duration};
+use crate::units::{ByteSize, HumanDuration};
 
 use crate::checkpoint::CheckpointConfig;
 use crate::kafka::KafkaSourceConfig;
@@ -158,7 +157,7 @@ pub struct EventConfig {
     /// with a wrong clock) would move the watermark and make every other event late, so it is
     /// dead-lettered (`invalid time`), as are times before 1970.
     #[serde(default = "default_max_future")]
-    pub max_future: Duration,
+    pub max_future: HumanDuration,
 }
 
 impl Default for EventConfig {
@@ -176,8 +175,8 @@ fn default_max_bytes() -> ByteSize {
     ByteSize(1 << 20)
 }
 
-fn default_max_future() -> Duration {
-    Duration::from_secs(24 * 3600)
+fn default_max_future() -> HumanDuration {
+    HumanDuration::from_secs(24 * 3600)
 }
 
 fn default_key_field() -> String {
@@ -194,10 +193,10 @@ fn default_time_field() -> String {
 pub struct TimeConfig {
     /// How far the watermark trails the newest event time.
     #[serde(default = "default_out_of_orderness")]
-    pub out_of_orderness: Duration,
+    pub out_of_orderness: HumanDuration,
     /// After this long without records, the watermark advances with processing time.
     #[serde(default = "default_idle_timeout")]
-    pub idle_timeout: Duration,
+    pub idle_timeout: HumanDuration,
 }
 
 impl Default for TimeConfig {
@@ -209,12 +208,12 @@ impl Default for TimeConfig {
     }
 }
 
-fn default_out_of_orderness() -> Duration {
-    Duration::from_secs(5)
+fn default_out_of_orderness() -> HumanDuration {
+    HumanDuration::from_secs(5)
 }
 
-fn default_idle_timeout() -> Duration {
-    Duration::from_secs(30)
+fn default_idle_timeout() -> HumanDuration {
+    HumanDuration::from_secs(30)
 }
 
 /// The MaxMind database behind the `geo` capability.
@@ -238,7 +237,7 @@ pub struct StageConfig {
     pub memory_limit: ByteSize,
     /// Time budget of one call into the plugin.
     #[serde(default = "default_cpu_limit")]
-    pub cpu_limit: Duration,
+    pub cpu_limit: HumanDuration,
     /// Largest output (all outputs' bytes together) one input record or timer may produce.
     #[serde(default = "default_output_limit")]
     pub output_limit: ByteSize,
@@ -251,7 +250,7 @@ pub struct StageConfig {
     /// How long the stage's breaker stays open once most of a batch failed: records skip the
     /// plugin and go to the dead-letter output, and timers wait.
     #[serde(default = "default_breaker_open")]
-    pub breaker_open: Duration,
+    pub breaker_open: HumanDuration,
     /// Key/value settings passed to the plugin's `init`.
     #[serde(default)]
     pub config: BTreeMap<String, toml::Value>,
@@ -273,12 +272,12 @@ fn default_timer_limit() -> usize {
     1_000_000
 }
 
-fn default_breaker_open() -> Duration {
-    Duration(crate::pipeline::stage_breaker::DEFAULT_OPEN)
+fn default_breaker_open() -> HumanDuration {
+    HumanDuration(crate::pipeline::stage_breaker::DEFAULT_OPEN)
 }
 
-fn default_cpu_limit() -> Duration {
-    Duration::from_millis(500)
+fn default_cpu_limit() -> HumanDuration {
+    HumanDuration::from_millis(500)
 }
 
 impl StageConfig {

@@ -1,35 +1,30 @@
-//! The [`Coordinator`]: the instance's assigned partitions, its producer and its checkpoint
-//! store, and the epoch protocol over them: checkpoint (stage output, snapshot state, commit
-//! offsets with the transaction, publish), restore on assignment, and rewind after a failed
-//! epoch. The driver and the rebalance callbacks both call it, one at a time.
+//! The [`Coordinator`]: the instance's assigned partitions, its transaction and its
+//! checkpoint store, and the epoch protocol over them: checkpoint (each partition stages its
+//! output and writes its checkpoint, the offsets commit with the transaction, then the output
+//! is published), restore on assignment, and rewind after a failed epoch. The decisions over
+//! the store are in `checkpoint::protocol`; the producer's lifecycle in
+//! [`super::transaction`]. The driver and the rebalance callbacks call it, one at a time.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext};
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::{Offset, TopicPartitionList};
 
 use super::config::{KafkaSourceConfig, StartPosition};
-use super::producer::{OutputProducer, ProducerSettings, is_fatal};
-use super::task::PartitionTask;
-use crate::checkpoint::{
-    CHECKPOINT_VERSION, COMMITTED_MARKER, CheckpointChain, CheckpointError, CheckpointStore,
-    Delivery, PartitionCheckpoint, checkpoint_name, offset_of, partition_prefix, safe_name,
-};
+use super::task::{Epoch, PartitionKey, PartitionTask, Prepared};
+use super::transaction::EpochTransaction;
+use crate::checkpoint::protocol::{self, committed_checkpoint, mark_committed, uncommitted};
+use crate::checkpoint::{CheckpointStore, partition_prefix, safe_name};
 use crate::config::PipelineConfig;
 use crate::error::{Error, Result};
+use crate::flow::{Provenance, SourceRecord};
+use crate::pipeline::PipelineStats;
 use crate::pipeline::build::PipelineFactory;
-use crate::pipeline::{PartitionPipeline, PipelineStats};
+use crate::sinks::SinkContext;
+use crate::sinks::kafka::OutputProducer;
 use crate::sinks::staging::Scope;
-use crate::sinks::{CommitRecords, Provenance, SinkContext};
-use crate::source::SourceRecord;
-
-/// Prefix of the offset-commit metadata that names the epoch's checkpoint.
-pub const METADATA_PREFIX: &str = "weir:";
-
-/// A partition: topic and number.
-pub type PartitionKey = (Arc<str>, i32);
 
 /// Counts of the checkpoint protocol.
 #[derive(Debug, Clone, Copy, Default, serde::Serialize)]
@@ -42,88 +37,13 @@ pub struct CheckpointCounts {
     pub recoveries: u64,
 }
 
-/// What an epoch's checkpoints share.
-struct Epoch<'a> {
-    name: &'a str,
-    group: &'a str,
-    incremental: bool,
-    store: &'a CheckpointStore,
-}
-
-/// A partition's part of an epoch, staged and checkpointed, waiting for the commit.
-struct Prepared {
-    key: PartitionKey,
-    next: i64,
-    name: String,
-    chain: CheckpointChain,
-    sinks: CommitRecords,
-}
-
-impl Epoch<'_> {
-    /// Stages `task`'s output and writes its checkpoint (changes on top of the committed
-    /// chain, or a full snapshot when the chain is due one, see `CheckpointChain::full_due`).
-    /// `None` when the partition has nothing to commit.
-    fn prepare(&self, key: &PartitionKey, task: &mut PartitionTask) -> Result<Option<Prepared>> {
-        let Some(next) = task.next_offset.filter(|_| task.changed) else {
-            return Ok(None);
-        };
-        let sinks = task.pipeline().prepare_commit()?;
-        let name = checkpoint_name(next, self.name);
-        let prefix = partition_prefix(self.group, &task.topic, task.partition);
-        let state_bytes = task.pipeline().state_bytes();
-        let base = task
-            .committed
-            .clone()
-            .filter(|c| self.incremental && !c.full_due(state_bytes));
-        let (state, chain) = match base {
-            Some(committed) => {
-                let state = task.pipeline().changes()?;
-                let chain = committed.extended(name.clone(), state.len());
-                (state, chain)
-            }
-            None => (
-                task.pipeline().snapshot()?,
-                CheckpointChain::new(&prefix, Vec::new(), name.clone()),
-            ),
-        };
-        let labels = [
-            ("topic", task.topic.to_string()),
-            ("partition", task.partition.to_string()),
-        ];
-        metrics::gauge!("weir_state_snapshot_bytes", &labels).set(state.len() as f64);
-        metrics::gauge!("weir_checkpoint_chain_length", &labels)
-            .set((chain.base().len() + 1) as f64);
-        let checkpoint = PartitionCheckpoint {
-            version: CHECKPOINT_VERSION,
-            offset: next,
-            base: chain.base().to_vec(),
-            state,
-            sinks,
-        };
-        let stored = chain.key();
-        self.store.put(&stored, checkpoint.encode(&stored)?)?;
-        crate::failpoint::hit("checkpoint-written");
-        Ok(Some(Prepared {
-            key: key.clone(),
-            next,
-            name,
-            chain,
-            sinks: checkpoint.sinks,
-        }))
-    }
-}
-
 /// The instance's partitions and epoch protocol.
 pub struct Coordinator {
     factory: PipelineFactory,
     source: KafkaSourceConfig,
-    delivery: Delivery,
     incremental: bool,
     timeout: Duration,
-    producer_properties: BTreeMap<String, String>,
-    transactional_id: String,
-    producer: Option<Arc<OutputProducer>>,
-    in_transaction: bool,
+    transaction: EpochTransaction,
     store: CheckpointStore,
     assigned: BTreeSet<PartitionKey>,
     tasks: BTreeMap<PartitionKey, PartitionTask>,
@@ -132,7 +52,6 @@ pub struct Coordinator {
     assigned_once: bool,
     epoch_started: Instant,
     epoch_seq: u64,
-    failures_seen: u64,
     counts: CheckpointCounts,
     /// Threads that run the partitions' batches side by side (none: the driver runs them).
     workers: Option<rayon::ThreadPool>,
@@ -158,17 +77,19 @@ impl Coordinator {
                     .map_err(|e| Error::Commit(format!("cannot start {n} workers: {e}")))?,
             ),
         };
-        let transactional_id = format!("weir-{}-{}", safe_name(&source.group), instance_id);
+        let transaction = EpochTransaction::new(
+            &source.brokers,
+            producer_properties,
+            config.checkpoint.delivery,
+            format!("weir-{}-{}", safe_name(&source.group), instance_id),
+            config.checkpoint.timeout.0,
+        );
         let mut coordinator = Coordinator {
             factory,
             source: source.clone(),
-            delivery: config.checkpoint.delivery,
             incremental: config.checkpoint.incremental,
             timeout: config.checkpoint.timeout.0,
-            producer_properties,
-            transactional_id,
-            producer: None,
-            in_transaction: false,
+            transaction,
             store,
             assigned: BTreeSet::new(),
             tasks: BTreeMap::new(),
@@ -177,7 +98,6 @@ impl Coordinator {
             assigned_once: false,
             epoch_started: Instant::now(),
             epoch_seq: 0,
-            failures_seen: 0,
             counts: CheckpointCounts::default(),
             workers,
         };
@@ -185,26 +105,10 @@ impl Coordinator {
         Ok(coordinator)
     }
 
-    /// Creates the producer if there is none, and opens a transaction if none is open.
+    /// Opens the epoch's transaction if none is open (the epoch starts now if so).
     fn open_transaction(&mut self) -> Result<Arc<OutputProducer>> {
-        let producer = match &self.producer {
-            Some(producer) => producer.clone(),
-            None => {
-                let producer = Arc::new(OutputProducer::new(&ProducerSettings {
-                    brokers: &self.source.brokers,
-                    properties: &self.producer_properties,
-                    delivery: self.delivery,
-                    transactional_id: &self.transactional_id,
-                    timeout: self.timeout,
-                })?);
-                self.failures_seen = producer.failures();
-                self.producer = Some(producer.clone());
-                producer
-            }
-        };
-        if !self.in_transaction {
-            producer.begin()?;
-            self.in_transaction = true;
+        let (producer, opened) = self.transaction.open()?;
+        if opened {
             self.epoch_started = Instant::now();
         }
         Ok(producer)
@@ -233,7 +137,7 @@ impl Coordinator {
     /// Sets every partition's gauges (watermark lag, state size).
     pub fn publish_gauges(&mut self) {
         for task in self.tasks.values_mut() {
-            let (topic, partition) = (task.topic.clone(), task.partition);
+            let (topic, partition) = (task.topic().clone(), task.partition());
             task.pipeline().publish_gauges(&topic, partition);
         }
     }
@@ -252,11 +156,6 @@ impl Coordinator {
         stats
     }
 
-    /// The assigned partitions' tasks.
-    pub fn tasks(&mut self) -> impl Iterator<Item = &mut PartitionTask> {
-        self.tasks.values_mut()
-    }
-
     /// Hands a record to its partition's task; records of partitions not (or no longer)
     /// assigned, or polled while a failed epoch is being rewound, are dropped: they are read
     /// again from the committed offset.
@@ -270,12 +169,8 @@ impl Coordinator {
             return;
         }
         // A handful of partitions: a scan, without allocating a key per record.
-        if let Some(task) = self
-            .tasks
-            .values_mut()
-            .find(|t| t.partition == partition && &*t.topic == topic)
-        {
-            let record = make(task.topic.clone());
+        if let Some(task) = self.tasks.values_mut().find(|t| t.is(topic, partition)) {
+            let record = make(task.topic().clone());
             task.enqueue(record);
         }
     }
@@ -310,13 +205,12 @@ impl Coordinator {
         let mut pause = TopicPartitionList::new();
         let mut resume = TopicPartitionList::new();
         for task in self.tasks.values_mut() {
-            if !task.paused && task.queued() > self.source.max_buffered {
-                pause.add_partition(&task.topic, task.partition);
-                task.paused = true;
-            } else if task.paused && task.queued() < self.source.batch_size {
-                resume.add_partition(&task.topic, task.partition);
-                task.paused = false;
-            }
+            let list = match task.pause_change(self.source.max_buffered, self.source.batch_size) {
+                Some(true) => &mut pause,
+                Some(false) => &mut resume,
+                None => continue,
+            };
+            list.add_partition(task.topic(), task.partition());
         }
         if pause.count() > 0
             && let Err(e) = consumer.pause(&pause)
@@ -454,9 +348,10 @@ impl Coordinator {
         Ok(moved)
     }
 
-    /// Builds one partition's task from its committed checkpoint. Returns the task and the
-    /// offset to read from: the checkpoint's, which can differ from the broker's (see
-    /// [`Self::committed_checkpoint`]).
+    /// Builds one partition's task from its committed checkpoint (see
+    /// [`protocol::committed_checkpoint`]) and deletes the checkpoints of epochs that never
+    /// committed. Returns the task and the offset to read from: the checkpoint's, which can
+    /// differ from the broker's.
     fn restore_task(
         &self,
         topic: &Arc<str>,
@@ -476,18 +371,23 @@ impl Coordinator {
         let mut pipeline = self.factory.pipeline(&context)?;
         let prefix = partition_prefix(&self.source.group, topic, partition);
         let stored = self.store.list(&prefix)?;
-        let committed = self.committed_checkpoint(&prefix, &stored, broker_offset, metadata)?;
+        let committed =
+            committed_checkpoint(&self.store, &prefix, &stored, broker_offset, metadata)?;
         let mut offset = broker_offset;
         let mut sink_records = None;
         let mut chain = None;
         if let Some(key) = &committed {
-            let checkpoint = self.load(key)?;
-            chain = Some(self.restore_state(&mut pipeline, &prefix, key, &checkpoint)?);
-            if broker_offset != Some(checkpoint.offset) {
-                tracing::warn!(%topic, partition, broker = ?broker_offset, checkpoint = checkpoint.offset, "The broker's committed offset differs from the committed checkpoint's; reading from the checkpoint's.");
+            let plan = protocol::restore_plan(&self.store, &prefix, key)?;
+            pipeline.restore(&plan.snapshot)?;
+            for changes in &plan.changes {
+                pipeline.apply_changes(changes)?;
             }
-            offset = Some(checkpoint.offset);
-            sink_records = Some(checkpoint.sinks);
+            if broker_offset != Some(plan.checkpoint.offset) {
+                tracing::warn!(%topic, partition, broker = ?broker_offset, checkpoint = plan.checkpoint.offset, "The broker's committed offset differs from the committed checkpoint's; reading from the checkpoint's.");
+            }
+            offset = Some(plan.checkpoint.offset);
+            sink_records = Some(plan.checkpoint.sinks);
+            chain = Some(plan.chain);
         } else if let Some(o) = broker_offset {
             tracing::warn!(%topic, partition, offset = o, "No weir checkpoint matches the committed offset; starting with empty state.");
         }
@@ -499,91 +399,12 @@ impl Coordinator {
             });
         }
         pipeline.recover_sinks(sink_records.as_deref())?;
-        for key in &stored {
-            if offset_of(key).is_some() && !chain.as_ref().is_some_and(|c| c.contains(key)) {
-                self.store.delete(key)?;
-            }
+        for key in uncommitted(&stored, chain.as_ref()) {
+            self.store.delete(key)?;
         }
         tracing::info!(%topic, partition, offset = ?offset, checkpoint = ?committed, chain = chain.as_ref().map_or(0, |c| c.base().len() + 1), "Partition restored.");
-        let task = PartitionTask::new(topic.clone(), partition, pipeline, offset, chain);
+        let task = PartitionTask::new((topic.clone(), partition), pipeline, offset, chain);
         Ok((task, offset))
-    }
-
-    fn load(&self, key: &str) -> Result<PartitionCheckpoint> {
-        let bytes = self
-            .store
-            .get(key)?
-            .ok_or_else(|| CheckpointError::Missing {
-                key: key.to_string(),
-            })?;
-        Ok(PartitionCheckpoint::decode(key, &bytes)?)
-    }
-
-    /// Restores the committed checkpoint's state into `pipeline`: the full snapshot its chain
-    /// starts with, then the changes of each later checkpoint in order. Returns the chain.
-    fn restore_state(
-        &self,
-        pipeline: &mut PartitionPipeline,
-        prefix: &str,
-        key: &str,
-        committed: &PartitionCheckpoint,
-    ) -> Result<CheckpointChain> {
-        match committed.base.split_first() {
-            None => pipeline.restore(&committed.state)?,
-            Some((full, changes)) => {
-                let full_key = format!("{prefix}/{full}");
-                let snapshot = self.load(&full_key)?;
-                if !snapshot.base.is_empty() {
-                    return Err(CheckpointError::Decode {
-                        key: full_key,
-                        reason: "the first checkpoint of a chain is not a full snapshot".into(),
-                    }
-                    .into());
-                }
-                pipeline.restore(&snapshot.state)?;
-                for name in changes {
-                    pipeline.apply_changes(&self.load(&format!("{prefix}/{name}"))?.state)?;
-                }
-                pipeline.apply_changes(&committed.state)?;
-            }
-        }
-        let name = key.rsplit('/').next().unwrap_or(key).to_string();
-        Ok(CheckpointChain::new(prefix, committed.base.clone(), name).restored())
-    }
-
-    /// The committed checkpoint. The offset's metadata names it when the broker keeps
-    /// metadata (Apache Kafka does). Otherwise the committed marker names it: weir writes the
-    /// marker right after each commit, before publishing anything, and the broker's offset is
-    /// not trusted, because a broker that drops metadata may also apply offsets late or from
-    /// aborted transactions (Tansu applies a transaction's offsets only when it also carried
-    /// records, and keeps an aborted transaction's offsets for the next commit). Without a
-    /// marker, the checkpoint at the broker's offset, if any. The marker lags only when the
-    /// process died between the commit and writing it: that epoch is then redone, so the lake
-    /// and state stay exactly-once and its Kafka outputs may repeat (with the same
-    /// provenance headers).
-    fn committed_checkpoint(
-        &self,
-        prefix: &str,
-        stored: &[String],
-        broker_offset: Option<i64>,
-        metadata: &str,
-    ) -> Result<Option<String>> {
-        if let Some(name) = metadata.strip_prefix(METADATA_PREFIX) {
-            return Ok(Some(format!("{prefix}/{name}")));
-        }
-        let marker = self
-            .store
-            .get(&format!("{prefix}/{COMMITTED_MARKER}"))?
-            .and_then(|bytes| String::from_utf8(bytes.to_vec()).ok());
-        if marker.is_some() {
-            return Ok(marker);
-        }
-        Ok(broker_offset.and_then(|offset| {
-            stored
-                .iter()
-                .find(|key| offset_of(key) == Some(offset))
-                .cloned()
-        }))
     }
 
     /// Commits an epoch: stages every changed partition's output, writes its checkpoint,
@@ -593,121 +414,73 @@ impl Coordinator {
             return Ok(());
         }
         let started = Instant::now();
+        let mut changed = false;
         for task in self.tasks.values_mut() {
-            task.changed |= task.pipeline().wants_commit();
+            changed |= task.wants_commit();
         }
-        if !self.tasks.values().any(|t| t.changed) {
+        if !changed {
             self.epoch_started = started;
             return Ok(());
         }
         crate::failpoint::hit("epoch-start");
         self.epoch_seq += 1;
-        let epoch = format!(
+        let name = format!(
             "{}-{:06}",
             chrono::Utc::now().format("%Y%m%dT%H%M%S%3f"),
             self.epoch_seq
         );
-        // Each changed partition stages its output and writes its checkpoint: side by side on
-        // the workers, as their Parquet parts are encoded here.
-        let epoch_ref = Epoch {
-            name: &epoch,
+        let epoch = Epoch {
+            name: &name,
             group: &self.source.group,
             incremental: self.incremental,
             store: &self.store,
         };
+        // Each changed partition stages its output and writes its checkpoint: side by side on
+        // the workers, as their Parquet parts are encoded here.
         let prepared: Vec<Result<Option<Prepared>>> = {
             use rayon::prelude::*;
-            let mut tasks: Vec<(&PartitionKey, &mut PartitionTask)> =
-                self.tasks.iter_mut().collect();
+            let mut tasks: Vec<&mut PartitionTask> = self.tasks.values_mut().collect();
             match &self.workers {
                 Some(pool) if tasks.len() > 1 => pool.install(|| {
                     tasks
                         .par_iter_mut()
-                        .map(|(key, task)| epoch_ref.prepare(key, task))
+                        .map(|task| task.prepare(&epoch))
                         .collect()
                 }),
-                _ => tasks
-                    .iter_mut()
-                    .map(|(key, task)| epoch_ref.prepare(key, task))
-                    .collect(),
+                _ => tasks.iter_mut().map(|task| task.prepare(&epoch)).collect(),
             }
         };
         let mut offsets = TopicPartitionList::new();
-        let mut staged: Vec<(PartitionKey, CheckpointChain, CommitRecords)> = Vec::new();
+        let mut staged = Vec::new();
         for prepared in prepared {
             let Some(p) = prepared? else { continue };
             let (topic, partition) = (&p.key.0, p.key.1);
             offsets.add_partition_offset(topic, partition, Offset::Offset(p.next))?;
             if let Some(mut elem) = offsets.find_partition(topic, partition) {
-                elem.set_metadata(format!("{METADATA_PREFIX}{}", p.name));
+                elem.set_metadata(p.metadata.clone());
             }
-            staged.push((p.key, p.chain, p.sinks));
+            staged.push(p);
         }
-        // A member the group has already dropped (its heartbeats or polls stopped for too
-        // long) cannot commit: the broker refuses offsets sent with a stale group generation
-        // (KIP-447), and the transaction aborts with everything this epoch produced.
-        self.commit_offsets(consumer, &offsets)?;
+        self.transaction.commit(consumer, &offsets)?;
         self.counts.committed += 1;
         crate::failpoint::hit("committed");
         // The markers first: a broker without offset metadata leaves them the only record of
         // which checkpoint committed, so nothing is published before they are written.
-        for (key, chain, _) in &staged {
-            let prefix = partition_prefix(&self.source.group, &key.0, key.1);
-            self.store.put(
-                &format!("{prefix}/{COMMITTED_MARKER}"),
-                chain.key().into_bytes(),
-            )?;
+        for p in &staged {
+            let prefix = partition_prefix(&self.source.group, &p.key.0, p.key.1);
+            mark_committed(&self.store, &prefix, &p.chain)?;
         }
-        for (key, chain, sink_records) in staged {
-            if let Some(task) = self.tasks.get_mut(&key) {
-                task.pipeline().commit(&sink_records)?;
-                // After a full snapshot, the old chain is no longer needed.
-                for stale in task.committed.iter().flat_map(CheckpointChain::keys) {
-                    if !chain.contains(&stale) {
-                        self.store.delete(&stale)?;
-                    }
+        for p in staged {
+            if let Some(task) = self.tasks.get_mut(&p.key) {
+                for stale in task.committed(p.chain, &p.sinks)? {
+                    self.store.delete(&stale)?;
                 }
-                task.committed = Some(chain);
-                task.changed = false;
             }
         }
         self.open_transaction()?;
         metrics::histogram!("weir_checkpoint_duration_seconds").record(started.elapsed());
         metrics::counter!("weir_checkpoint_epochs_total").increment(1);
-        tracing::debug!(epoch, partitions = offsets.count(), took = ?started.elapsed(), "Epoch committed.");
-        Ok(())
-    }
-
-    /// The commit point: the transaction with the offsets, or (at-least-once) an offset
-    /// commit after every output is acknowledged.
-    fn commit_offsets<C: ConsumerContext>(
-        &mut self,
-        consumer: &BaseConsumer<C>,
-        offsets: &TopicPartitionList,
-    ) -> Result<()> {
-        let producer = self
-            .producer
-            .clone()
-            .ok_or_else(|| Error::Commit("no producer".into()))?;
-        match self.delivery {
-            Delivery::ExactlyOnce => {
-                let group = consumer
-                    .group_metadata()
-                    .ok_or_else(|| Error::Commit("the consumer has no group metadata".into()))?;
-                producer.commit(offsets, &group)?;
-                self.in_transaction = false;
-            }
-            Delivery::AtLeastOnce => {
-                producer.flush()?;
-                let failures = producer.failures();
-                if failures > self.failures_seen {
-                    self.failures_seen = failures;
-                    return Err(Error::Commit("a Kafka output was not delivered".into()));
-                }
-                consumer.commit(offsets, CommitMode::Sync)?;
-                self.in_transaction = false;
-            }
-        }
+        tracing::debug!(epoch = name, partitions = offsets.count(), took = ?started.elapsed(), "Epoch committed.");
         Ok(())
     }
 
@@ -717,17 +490,7 @@ impl Coordinator {
         self.counts.failed += 1;
         metrics::counter!("weir_checkpoint_failures_total").increment(1);
         tracing::warn!(%error, "Epoch failed; rewinding to the last committed checkpoint.");
-        if self.in_transaction
-            && let Some(producer) = &self.producer
-            && let Err(e) = producer.abort()
-        {
-            tracing::warn!(error = %e, fatal = is_fatal(&e), "Aborting the transaction failed; the producer will be re-created.");
-            self.producer = None;
-        }
-        self.in_transaction = false;
-        if matches!(error, Error::Kafka(e) if is_fatal(e)) {
-            self.producer = None;
-        }
+        self.transaction.abort(error);
         self.start_recovery(consumer);
     }
 
@@ -772,18 +535,9 @@ impl Coordinator {
             return Ok(false);
         }
         for task in self.tasks.values_mut() {
-            if task.queued() > 0 {
-                return Ok(false);
-            }
-            let (low, high) = match task.end {
-                Some(end) => end,
-                None => {
-                    let end =
-                        consumer.fetch_watermarks(&task.topic, task.partition, self.timeout)?;
-                    *task.end.insert(end)
-                }
-            };
-            if task.next_offset.unwrap_or(low) < high {
+            let (topic, partition) = (task.topic().clone(), task.partition());
+            let fetch = || Ok(consumer.fetch_watermarks(&topic, partition, self.timeout)?);
+            if !task.at_end(fetch)? {
                 return Ok(false);
             }
         }
@@ -810,9 +564,7 @@ impl Coordinator {
     /// Bounded runs: closes every window and commits the final epoch.
     pub fn finish<C: ConsumerContext>(&mut self, consumer: &BaseConsumer<C>) -> Result<()> {
         for task in self.tasks.values_mut() {
-            task.pipeline().drain_windows()?;
-            task.pipeline().finish_files();
-            task.changed = true;
+            task.finish()?;
         }
         self.checkpoint(consumer)
     }

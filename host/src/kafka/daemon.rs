@@ -13,15 +13,16 @@ use rdkafka::error::KafkaError;
 use rdkafka::message::{BorrowedMessage, Message};
 use rdkafka::statistics::Statistics;
 
-use super::config::{KafkaSourceConfig, client_config};
+use super::config::KafkaSourceConfig;
 use super::coordinator::{CheckpointCounts, Coordinator};
-use super::headers::to_pairs;
 use crate::config::{ConfigError, PipelineConfig, SourceConfig};
 use crate::error::Result;
+use crate::flow::Provenance;
+use crate::flow::SourceRecord;
+use crate::kafka_client::client_config;
 use crate::pipeline::PipelineStats;
 use crate::pipeline::build::PipelineFactory;
-use crate::sinks::Provenance;
-use crate::source::SourceRecord;
+use crate::sinks::kafka::headers::to_pairs;
 
 /// How a daemon run behaves beyond its config.
 #[derive(Clone)]

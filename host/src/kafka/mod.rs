@@ -1,20 +1,14 @@
 //! Kafka: the consumer-group source and its daemon loop, the per-partition tasks, the epoch
-//! coordinator, the instance's producer, the `kafka` sink, the dead-letter topic and its
-//! replay.
+//! coordinator and its transaction, and the dead-letter topic's replay. What weir produces
+//! (the `kafka` sink, the dead-letter topic, the instance's producer) lives in `sinks`.
 
 pub mod config;
 pub mod coordinator;
 pub mod daemon;
-pub mod dead_letter_topic;
-pub mod headers;
-pub mod producer;
 pub mod replay;
-pub mod sink;
 pub mod task;
 pub mod topic_reader;
+pub mod transaction;
 
-pub use config::{KafkaSinkConfig, KafkaSourceConfig, StartPosition};
+pub use config::{KafkaSourceConfig, StartPosition};
 pub use daemon::{DaemonOptions, DaemonSummary};
-pub use dead_letter_topic::DeadLetterTopic;
-pub use producer::OutputProducer;
-pub use sink::KafkaSink;

@@ -9,13 +9,13 @@ use rdkafka::message::{Header, Message, OwnedHeaders};
 use regex::Regex;
 use serde::{Deserialize, Serialize};
 
-use super::config::client_config;
-use super::headers::{DLQ_REASON, DLQ_STAGE, SOURCE_TOPIC, WEIR_PREFIX, to_pairs};
-use super::producer::{OutputProducer, ProducerSettings};
 use super::topic_reader::read_to_end;
 use crate::checkpoint::{CheckpointStore, Delivery, safe_name};
 use crate::config::{ConfigError, PipelineConfig, SourceConfig};
 use crate::error::{Error, Result};
+use crate::kafka_client::client_config;
+use crate::sinks::kafka::headers::{DLQ_REASON, DLQ_STAGE, SOURCE_TOPIC, WEIR_PREFIX, to_pairs};
+use crate::sinks::kafka::{OutputProducer, ProducerSettings};
 
 /// Which dead letters to replay, and where.
 #[derive(Debug, Clone, Default)]

@@ -1,46 +1,78 @@
 //! [`PartitionTask`]: one assigned partition: its pipeline, the records waiting for it, the
-//! next offset to process and the checkpoint its committed offset names.
+//! next offset to process, the checkpoint its committed offset names, and its part of an
+//! epoch (stage the output, write the checkpoint, publish once the epoch commits).
 
 use std::sync::Arc;
 
-use crate::checkpoint::CheckpointChain;
+use crate::checkpoint::protocol::{offset_metadata, superseded};
+use crate::checkpoint::{
+    CHECKPOINT_VERSION, CheckpointChain, CheckpointStore, PartitionCheckpoint, checkpoint_name,
+    partition_prefix,
+};
 use crate::error::Result;
+use crate::flow::SourceRecord;
 use crate::pipeline::{PartitionPipeline, PipelineStats};
-use crate::source::SourceRecord;
+use crate::sinks::CommitRecords;
+
+/// A partition: topic and number.
+pub type PartitionKey = (Arc<str>, i32);
+
+/// What an epoch's checkpoints share.
+pub struct Epoch<'a> {
+    /// The epoch's id, part of every checkpoint's name.
+    pub name: &'a str,
+    /// The consumer group (the checkpoints' top folder).
+    pub group: &'a str,
+    /// Whether a checkpoint may hold only the changes since the committed one.
+    pub incremental: bool,
+    /// Where checkpoints go.
+    pub store: &'a CheckpointStore,
+}
+
+/// A partition's part of an epoch, staged and checkpointed, waiting for the commit.
+pub struct Prepared {
+    /// The partition.
+    pub key: PartitionKey,
+    /// The offset to commit.
+    pub next: i64,
+    /// The offset metadata naming the checkpoint.
+    pub metadata: String,
+    /// The chain the checkpoint ends, once committed.
+    pub chain: CheckpointChain,
+    /// Each sink's commit record, applied once the epoch commits.
+    pub sinks: CommitRecords,
+}
 
 /// One assigned partition.
 pub struct PartitionTask {
-    /// Source topic.
-    pub topic: Arc<str>,
-    /// Source partition.
-    pub partition: i32,
+    topic: Arc<str>,
+    partition: i32,
     pipeline: PartitionPipeline,
     queue: Vec<SourceRecord>,
     /// The offset after the last processed record; `None` before the first one when the
     /// group had no committed offset.
-    pub next_offset: Option<i64>,
+    next_offset: Option<i64>,
     /// The checkpoint named by the committed offset and those its state builds on.
-    pub committed: Option<CheckpointChain>,
+    committed: Option<CheckpointChain>,
     /// Whether state or output changed since the last checkpoint.
-    pub changed: bool,
+    changed: bool,
     /// Whether the consumer has paused this partition.
-    pub paused: bool,
+    paused: bool,
     /// Bounded runs: the partition's low and high offsets, once fetched.
-    pub end: Option<(i64, i64)>,
+    end: Option<(i64, i64)>,
 }
 
 impl PartitionTask {
     /// A task over a built (and possibly restored) pipeline.
     pub fn new(
-        topic: Arc<str>,
-        partition: i32,
+        key: PartitionKey,
         pipeline: PartitionPipeline,
         next_offset: Option<i64>,
         committed: Option<CheckpointChain>,
     ) -> Self {
         PartitionTask {
-            topic,
-            partition,
+            topic: key.0,
+            partition: key.1,
             pipeline,
             queue: Vec::new(),
             next_offset,
@@ -49,6 +81,21 @@ impl PartitionTask {
             paused: false,
             end: None,
         }
+    }
+
+    /// Source topic.
+    pub fn topic(&self) -> &Arc<str> {
+        &self.topic
+    }
+
+    /// Source partition.
+    pub fn partition(&self) -> i32 {
+        self.partition
+    }
+
+    /// Whether this is the task of `topic` and `partition`.
+    pub fn is(&self, topic: &str, partition: i32) -> bool {
+        self.partition == partition && &*self.topic == topic
     }
 
     /// Queues a record; drops one below the next offset (re-delivered after a seek).
@@ -84,6 +131,115 @@ impl PartitionTask {
             self.changed = true;
         }
         Ok(())
+    }
+
+    /// Whether the consumer should pause (`Some(true)`) or resume (`Some(false)`) the
+    /// partition: paused past `max_buffered` waiting records, resumed below `batch_size`.
+    pub fn pause_change(&mut self, max_buffered: usize, batch_size: usize) -> Option<bool> {
+        let change = if !self.paused && self.queue.len() > max_buffered {
+            Some(true)
+        } else if self.paused && self.queue.len() < batch_size {
+            Some(false)
+        } else {
+            None
+        };
+        if let Some(paused) = change {
+            self.paused = paused;
+        }
+        change
+    }
+
+    /// Bounded runs: whether everything up to the partition's end has been processed, the
+    /// end being what `fetch_end` (low and high offsets) says when first asked.
+    pub fn at_end(&mut self, fetch_end: impl FnOnce() -> Result<(i64, i64)>) -> Result<bool> {
+        if !self.queue.is_empty() {
+            return Ok(false);
+        }
+        let (low, high) = match self.end {
+            Some(end) => end,
+            None => *self.end.insert(fetch_end()?),
+        };
+        Ok(self.next_offset.unwrap_or(low) >= high)
+    }
+
+    /// Whether the partition has anything to commit; asks the sinks too (a file due to roll).
+    pub fn wants_commit(&mut self) -> bool {
+        self.changed |= self.pipeline.wants_commit();
+        self.changed
+    }
+
+    /// Bounded runs: closes every window and makes the next epoch finish every open file.
+    pub fn finish(&mut self) -> Result<()> {
+        self.pipeline.drain_windows()?;
+        self.pipeline.finish_files();
+        self.changed = true;
+        Ok(())
+    }
+
+    /// Stages the output and writes the checkpoint: changes on top of the committed chain,
+    /// or a full snapshot when the chain is due one (see `CheckpointChain::full_due`).
+    /// `None` when the partition has nothing to commit.
+    pub fn prepare(&mut self, epoch: &Epoch<'_>) -> Result<Option<Prepared>> {
+        let Some(next) = self.next_offset.filter(|_| self.changed) else {
+            return Ok(None);
+        };
+        let sinks = self.pipeline.prepare_commit()?;
+        let name = checkpoint_name(next, epoch.name);
+        let prefix = partition_prefix(epoch.group, &self.topic, self.partition);
+        let state_bytes = self.pipeline.state_bytes();
+        let base = self
+            .committed
+            .as_ref()
+            .filter(|c| epoch.incremental && !c.full_due(state_bytes));
+        let (state, chain) = match base {
+            Some(committed) => {
+                let state = self.pipeline.changes()?;
+                let chain = committed.extended(name.clone(), state.len());
+                (state, chain)
+            }
+            None => (
+                self.pipeline.snapshot()?,
+                CheckpointChain::new(&prefix, Vec::new(), name.clone()),
+            ),
+        };
+        let labels = [
+            ("topic", self.topic.to_string()),
+            ("partition", self.partition.to_string()),
+        ];
+        metrics::gauge!("weir_state_snapshot_bytes", &labels).set(state.len() as f64);
+        metrics::gauge!("weir_checkpoint_chain_length", &labels)
+            .set((chain.base().len() + 1) as f64);
+        let checkpoint = PartitionCheckpoint {
+            version: CHECKPOINT_VERSION,
+            offset: next,
+            base: chain.base().to_vec(),
+            state,
+            sinks,
+        };
+        let stored = chain.key();
+        epoch.store.put(&stored, checkpoint.encode(&stored)?)?;
+        crate::failpoint::hit("checkpoint-written");
+        Ok(Some(Prepared {
+            key: (self.topic.clone(), self.partition),
+            next,
+            metadata: offset_metadata(&name),
+            chain,
+            sinks: checkpoint.sinks,
+        }))
+    }
+
+    /// The epoch committed with `chain`: publishes the sinks' output (their commit records
+    /// `sinks`) and returns the checkpoints the new chain no longer needs.
+    pub fn committed(
+        &mut self,
+        chain: CheckpointChain,
+        sinks: &CommitRecords,
+    ) -> Result<Vec<String>> {
+        self.pipeline.commit(sinks)?;
+        let stale = superseded(self.committed.as_ref(), &chain);
+        self.committed = Some(chain);
+        self.changed = false;
+        Ok(stale)
     }
 
     /// The pipeline.

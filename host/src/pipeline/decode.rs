@@ -12,7 +12,7 @@ use weir_sdk::json;
 use super::time::rfc3339_millis;
 use crate::config::EventConfig;
 use crate::event::{EventArena, EventRef, Span};
-use crate::source::SourceRecord;
+use crate::flow::SourceRecord;
 
 /// Key and event time of a valid record.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -230,7 +230,7 @@ impl RecordDecoder {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sinks::Provenance;
+    use crate::flow::Provenance;
 
     fn record(value: &str) -> SourceRecord {
         SourceRecord {

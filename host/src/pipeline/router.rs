@@ -7,7 +7,8 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use crate::event::{EventArena, EventRef};
-use crate::sinks::{DeadLetter, DeadLetterSink, Provenance, Sink, SinkBatch, SinkError};
+use crate::flow::{DeadLetter, Provenance};
+use crate::sinks::{DeadLetterSink, Sink, SinkBatch, SinkError};
 
 /// Per-route and per-reason counts.
 #[derive(Debug, Clone, Default, serde::Serialize)]

@@ -12,7 +12,7 @@ use weir_sdk::json;
 use super::build::BuiltPipeline;
 use super::partition::{PartitionPipeline, PipelineStats};
 use crate::error::Result;
-use crate::source::SourceRecord;
+use crate::flow::SourceRecord;
 
 /// What a finished run did.
 #[derive(Debug, Clone, serde::Serialize)]

@@ -31,11 +31,11 @@ pub(crate) fn stage_dead_letter(
     reason: String,
     key: &[u8],
     time: i64,
-    original: Option<&crate::source::SourceRecord>,
+    original: Option<&crate::flow::SourceRecord>,
     stage_value: &[u8],
-) -> crate::sinks::DeadLetter {
+) -> crate::flow::DeadLetter {
     let (name, sha) = stage.plugin();
-    crate::sinks::DeadLetter {
+    crate::flow::DeadLetter {
         reason,
         stage: stage.name().to_string(),
         plugin: Some((name.to_string(), sha.to_string())),

@@ -4,8 +4,8 @@
 
 use std::sync::Arc;
 
-use super::{Provenance, SinkRecord};
 use crate::event::{EventArena, EventRef, Member, ParseError, Span, field_in, parse};
+use crate::flow::{Provenance, SinkRecord};
 
 /// One record's place in a [`SinkBatch`].
 #[derive(Debug, Clone)]

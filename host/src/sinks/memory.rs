@@ -3,7 +3,9 @@
 
 use std::sync::{Arc, Mutex};
 
-use super::{DeadLetter, DeadLetterSink, Rejection, Sink, SinkBatch, SinkError, SinkRecord};
+use super::{DeadLetterSink, Rejection, Sink, SinkBatch, SinkError};
+
+use crate::flow::{DeadLetter, SinkRecord};
 
 /// Keeps every record written, in order.
 #[derive(Debug, Clone, Default)]

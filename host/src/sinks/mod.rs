@@ -5,6 +5,7 @@
 pub mod batch;
 pub mod dead_letter;
 pub mod files;
+pub mod kafka;
 pub mod memory;
 pub mod ndjson;
 pub mod parquet;
@@ -17,8 +18,9 @@ use std::sync::Arc;
 use serde::Deserialize;
 
 pub use batch::{RecordView, SinkBatch};
+pub use dead_letter::DeadLetterSink;
+use kafka::{KafkaSink, KafkaSinkConfig, OutputProducer};
 
-use crate::kafka::{KafkaSink, KafkaSinkConfig, OutputProducer};
 use resilience::Breakers;
 use staging::Scope;
 
@@ -41,32 +43,6 @@ pub enum SinkError {
         /// Why.
         reason: String,
     },
-}
-
-/// Where a record was read from: enough to find it again and to detect duplicates.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Provenance {
-    /// Topic name, or file path for the file source.
-    pub source: Arc<str>,
-    /// Partition (0 for files).
-    pub partition: i32,
-    /// Offset in the partition (line number for files).
-    pub offset: i64,
-}
-
-/// One record, owned (what tests and the in-memory sink keep; sinks get a [`SinkBatch`]).
-#[derive(Debug, Clone, PartialEq)]
-pub struct SinkRecord {
-    /// The route it was sent on.
-    pub route: Arc<str>,
-    /// Entity key.
-    pub key: Vec<u8>,
-    /// The JSON value.
-    pub value: Vec<u8>,
-    /// Event time, ms.
-    pub time: i64,
-    /// The source record it derives from; `None` for records made by timers.
-    pub provenance: Option<Provenance>,
 }
 
 /// A record a sink refused (for example, one that does not fit the schema).
@@ -124,40 +100,6 @@ pub trait Sink: Send {
 
 /// Each sink's commit record of one epoch, by sink name.
 pub type CommitRecords = Vec<(String, Vec<u8>)>;
-
-/// A record that could not be processed, with why and where.
-#[derive(Debug, Clone, PartialEq)]
-pub struct DeadLetter {
-    /// Why, e.g. `invalid json: ...`, `trap: ...`, `timeout`, `memory limit`.
-    pub reason: String,
-    /// Where it failed: `decode`, a stage name, or `sink:<name>`.
-    pub stage: String,
-    /// The plugin and its sha256, when a plugin was involved.
-    pub plugin: Option<(String, String)>,
-    /// Where the original record came from.
-    pub provenance: Option<Provenance>,
-    /// The original record key, if any.
-    pub key: Option<Vec<u8>>,
-    /// The original record value (for replay), or the stage's value for timer outputs.
-    pub value: Vec<u8>,
-    /// The original record headers.
-    pub headers: Vec<(String, Vec<u8>)>,
-    /// Event time if it was known.
-    pub time: Option<i64>,
-}
-
-/// The dead-letter output.
-///
-/// Contract as for [`Sink`]: `write` may buffer, `flush` makes durable, `close` finalizes. A
-/// dead-letter output refuses nothing.
-pub trait DeadLetterSink: Send {
-    /// Takes dead letters.
-    fn write(&mut self, letters: &[DeadLetter]) -> Result<(), SinkError>;
-    /// Makes everything written durable.
-    fn flush(&mut self) -> Result<(), SinkError>;
-    /// Flushes and releases resources.
-    fn close(&mut self) -> Result<(), SinkError>;
-}
 
 /// One sink in the config.
 #[derive(Debug, Clone, Deserialize)]

@@ -5,12 +5,12 @@
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration as StdDuration, Instant};
+use std::time::{Duration, Instant};
 
 use serde::Deserialize;
 
 use super::{SinkError, io_error};
-use crate::config::Duration;
+use crate::units::HumanDuration;
 
 /// `[sinks.<name>.retry]`: retries and the circuit breaker of one sink.
 #[derive(Debug, Clone, Deserialize)]
@@ -21,16 +21,16 @@ pub struct RetryConfig {
     pub attempts: u32,
     /// Wait before the first retry; doubles each retry, with jitter.
     #[serde(default = "default_initial_backoff")]
-    pub initial_backoff: Duration,
+    pub initial_backoff: HumanDuration,
     /// Longest wait between two tries.
     #[serde(default = "default_max_backoff")]
-    pub max_backoff: Duration,
+    pub max_backoff: HumanDuration,
     /// Calls failing in a row (after their retries) that open the breaker.
     #[serde(default = "default_breaker_failures")]
     pub breaker_failures: u32,
     /// How long an open breaker refuses calls before letting one trial through.
     #[serde(default = "default_breaker_open")]
-    pub breaker_open: Duration,
+    pub breaker_open: HumanDuration,
 }
 
 impl Default for RetryConfig {
@@ -49,20 +49,20 @@ fn default_attempts() -> u32 {
     4
 }
 
-fn default_initial_backoff() -> Duration {
-    Duration(StdDuration::from_millis(100))
+fn default_initial_backoff() -> HumanDuration {
+    HumanDuration(Duration::from_millis(100))
 }
 
-fn default_max_backoff() -> Duration {
-    Duration::from_secs(5)
+fn default_max_backoff() -> HumanDuration {
+    HumanDuration::from_secs(5)
 }
 
 fn default_breaker_failures() -> u32 {
     3
 }
 
-fn default_breaker_open() -> Duration {
-    Duration::from_secs(5)
+fn default_breaker_open() -> HumanDuration {
+    HumanDuration::from_secs(5)
 }
 
 impl RetryConfig {
@@ -85,7 +85,7 @@ impl RetryConfig {
 
     /// The wait before retry number `retry` (0-based): exponential, capped, with the upper
     /// half jittered so that partitions retrying together spread out.
-    pub fn backoff(&self, retry: u32) -> StdDuration {
+    pub fn backoff(&self, retry: u32) -> Duration {
         let exponential = self
             .initial_backoff
             .0
@@ -259,11 +259,11 @@ mod tests {
     fn fast() -> RetryConfig {
         RetryConfig {
             attempts: 3,
-            initial_backoff: Duration(StdDuration::from_millis(1)),
-            max_backoff: Duration(StdDuration::from_millis(4)),
+            initial_backoff: HumanDuration(Duration::from_millis(1)),
+            max_backoff: HumanDuration(Duration::from_millis(4)),
             breaker_failures: 2,
             // Long enough that a busy machine does not reopen it between two lines of the test.
-            breaker_open: Duration(StdDuration::from_millis(500)),
+            breaker_open: HumanDuration(Duration::from_millis(500)),
         }
     }
 
@@ -295,7 +295,7 @@ mod tests {
                 .contains("circuit breaker open")
         );
 
-        std::thread::sleep(StdDuration::from_millis(600));
+        std::thread::sleep(Duration::from_millis(600));
         assert_eq!(breaker.state(), BreakerState::HalfOpen);
         let mut trials = 0;
         let _ = breaker.call::<(), _>("put", || {
@@ -304,7 +304,7 @@ mod tests {
         });
         assert_eq!(trials, 1, "a half-open breaker lets one trial through");
         assert_eq!(breaker.state(), BreakerState::Open);
-        std::thread::sleep(StdDuration::from_millis(600));
+        std::thread::sleep(Duration::from_millis(600));
         breaker.call::<(), &str>("put", || Ok(())).unwrap();
         assert_eq!(breaker.state(), BreakerState::Closed);
     }

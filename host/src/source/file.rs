@@ -8,8 +8,10 @@ use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use super::{Source, SourceError, SourceRecord};
-use crate::sinks::Provenance;
+use super::{Source, SourceError};
+
+use crate::flow::Provenance;
+use crate::flow::SourceRecord;
 
 /// The NDJSON source.
 pub struct FileSource {

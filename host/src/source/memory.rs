@@ -2,7 +2,9 @@
 
 use std::collections::VecDeque;
 
-use super::{Source, SourceError, SourceRecord};
+use super::{Source, SourceError};
+
+use crate::flow::SourceRecord;
 
 /// Hands out the records it was given, then ends.
 #[derive(Debug, Default)]

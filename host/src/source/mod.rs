@@ -4,7 +4,7 @@
 pub mod file;
 pub mod memory;
 
-use crate::sinks::Provenance;
+use crate::flow::SourceRecord;
 
 /// A source failed (not one record).
 #[derive(Debug, thiserror::Error)]
@@ -17,21 +17,6 @@ pub enum SourceError {
         /// What failed.
         reason: String,
     },
-}
-
-/// One record as read, before decoding.
-#[derive(Debug, Clone, PartialEq)]
-pub struct SourceRecord {
-    /// The record key, if the source has one.
-    pub key: Option<Vec<u8>>,
-    /// The raw value (expected to be a JSON object).
-    pub value: Vec<u8>,
-    /// The record timestamp in ms, if the source has one.
-    pub timestamp: Option<i64>,
-    /// Record headers.
-    pub headers: Vec<(String, Vec<u8>)>,
-    /// Where it was read.
-    pub provenance: Provenance,
 }
 
 /// A stream of records in batches.

@@ -147,9 +147,10 @@ fn transactions_go_on_through_broker_kills_and_a_frozen_broker() {
             let log = process.log();
             let tail: Vec<&str> = log.lines().rev().take(60).collect();
             panic!(
-                "the input was not committed within 180 s of the faults ({}); weir's last lines:\n{}",
+                "the input was not committed within 180 s of the faults ({}); weir's last lines:\n{}\nweir's threads:\n{}",
                 report.join("; "),
-                tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+                tail.into_iter().rev().collect::<Vec<_>>().join("\n"),
+                process.stacks()
             );
         }
         std::thread::sleep(Duration::from_secs(1));

@@ -1,27 +1,41 @@
-//! The chaos soak: three `weir run` instances in one consumer group on Apache Kafka, the lake and
-//! checkpoints on s3s-fs, features in Redis, and a producer writing at a fixed rate. For
-//! `WEIR_CHAOS_SECONDS` (default 90) a fault hits every 2-5 s: kill -9 or SIGTERM of a random
-//! instance (restarted at once), or s3s-fs or redis-server stopped for 2-4 s. Afterwards the
-//! lake, the features, the dead letters and the sessions topic (read with `read_committed`,
-//! each session once) must equal those of one uninterrupted instance on the same input. It prints a report; `WEIR_CHAOS_SEED` replays a fault sequence and
-//! `WEIR_CHAOS_FAULTS` (`kill,term,s3,redis`) picks the kinds of fault.
+//! The chaos soak: three `weir run` instances in one consumer group on a three-node Apache
+//! Kafka cluster (replication factor 3, `min.insync.replicas` 2), the lake and checkpoints on
+//! s3s-fs, features in Redis, and a producer writing at a fixed rate. For `WEIR_CHAOS_SECONDS`
+//! (default 120) two fault schedules run side by side, each striking every 1-3 s: on the
+//! instances, kill -9 or SIGTERM of a random one (restarted at once) or a zombie (SIGSTOP past
+//! the group's session timeout while it holds an open transaction, then SIGCONT); on the
+//! servers, kill -9 of a random Kafka node (restarted 3-6 s later), or s3s-fs or redis-server
+//! stopped for 2-4 s. Afterwards the lake, the features, the dead letters and the sessions
+//! topic (read with `read_committed`, each session once) must equal those of one
+//! uninterrupted instance on the same input. It prints a report: faults by kind, duplicates
+//! and losses, and the time from each kill -9 to the restarted instance processing again.
+//! `WEIR_CHAOS_SEED` replays a fault sequence and `WEIR_CHAOS_FAULTS`
+//! (`kill,term,zombie,broker,s3,redis`) picks the kinds of fault.
 //!
-//! The default run (and `.ci/run`) has the short form, 90 s of faults (about 3 minutes in
-//! all). The long form: `WEIR_CHAOS_SECONDS=1800 cargo test --workspace --test e2e
-//! kafka::chaos -- --nocapture`; `WEIR_CHAOS_KEEP=1` keeps the instances' logs.
+//! The default run (and `.ci/run`) has the short form, 120 s of faults, at least 25 of them
+//! (about 5 minutes in all). The long form, at least 300 faults:
+//! `WEIR_CHAOS_SECONDS=1800 cargo test --workspace --test e2e kafka::chaos -- --nocapture`;
+//! `WEIR_CHAOS_KEEP=1` keeps the instances' logs.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use xtask::servers::{RedisServer, S3Server};
+use xtask::servers::{KafkaCluster, RedisServer, S3Server};
 
 use super::lakehouse::{features, lakehouse_config, staged};
 use super::{Broker, WeirProcess, clickstream, lake_tables, produce, read_all};
 
 const INSTANCES: usize = 3;
+/// Faults on the instances, then on the servers.
+const INSTANCE_FAULTS: [&str; 3] = ["kill", "term", "zombie"];
+const SERVER_FAULTS: [&str; 3] = ["broker", "s3", "redis"];
+/// A zombie stays frozen this long: past the group's session timeout (6 s in the tests'
+/// config), so the group gives its partitions to the others while its transaction is open.
+const FROZEN: Duration = Duration::from_secs(8);
 
 fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
     std::env::var(name)
@@ -29,7 +43,6 @@ fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
         .and_then(|v| v.parse().ok())
         .unwrap_or(default)
 }
-
 /// Should a member's join never complete (Tansu, the broker of earlier soaks, had such a
 /// case), starting weir again gets it in: a start whose assignment does not come within 60 s
 /// is killed and retried, and the report counts them.
@@ -62,6 +75,21 @@ fn start_assigned(
     panic!("{id} never got an assignment in 5 starts");
 }
 
+/// How often `what` appears in the logs of the chaos run's instances under `out`.
+fn logged(out: &std::path::Path, what: &str) -> usize {
+    std::fs::read_dir(out)
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with("weir-chaos-"))
+        .map(|e| {
+            std::fs::read_to_string(e.path())
+                .unwrap_or_default()
+                .matches(what)
+                .count()
+        })
+        .sum()
+}
+
 /// Dead letters by source record (`topic/partition/offset`), with their stage.
 fn dead_letters(bootstrap: &str, topic: &str) -> BTreeMap<String, String> {
     read_all(bootstrap, topic)
@@ -75,21 +103,52 @@ fn dead_letters(bootstrap: &str, topic: &str) -> BTreeMap<String, String> {
         .collect()
 }
 
+/// The faults of `kinds` a schedule strikes with, until `producing` ends; `strike` injects one
+/// and returns its name for the report.
+fn schedule(
+    rng: &mut StdRng,
+    kinds: &[&'static str],
+    producing: &AtomicBool,
+    mut strike: impl FnMut(&mut StdRng, &'static str) -> &'static str,
+) -> BTreeMap<&'static str, u32> {
+    let mut faults = BTreeMap::new();
+    while !kinds.is_empty() && producing.load(Ordering::SeqCst) {
+        std::thread::sleep(Duration::from_millis(rng.random_range(1_000..3_000)));
+        let kind = kinds[rng.random_range(0..kinds.len())];
+        *faults.entry(strike(rng, kind)).or_default() += 1;
+    }
+    faults
+}
+
+/// Kills a random Kafka node and starts it again 3-6 s later.
+fn broker_fault(rng: &mut StdRng, cluster: &mut KafkaCluster) -> &'static str {
+    let node = rng.random_range(0..3);
+    cluster.kill(node);
+    std::thread::sleep(Duration::from_millis(rng.random_range(3_000..6_000)));
+    cluster
+        .restart(node)
+        .unwrap_or_else(|e| panic!("Kafka node {} did not come back: {e:#}", node + 1));
+    "Kafka node kill -9"
+}
+
 #[test]
-fn chaos_soak_with_three_instances_kills_and_server_outages() {
-    let seconds: u64 = env_or("WEIR_CHAOS_SECONDS", 90);
+fn chaos_soak_with_instance_broker_and_server_faults() {
+    let seconds: u64 = env_or("WEIR_CHAOS_SECONDS", 120);
     let seed: u64 = env_or("WEIR_CHAOS_SEED", rand::random());
-    // Which faults to inject: kill, term, s3, redis (all by default).
-    let wanted: String = env_or("WEIR_CHAOS_FAULTS", "kill,term,s3,redis".to_string());
-    let kinds: Vec<u8> = ["kill", "term", "s3", "redis"]
-        .iter()
-        .zip(0u8..)
-        .filter(|(name, _)| wanted.split(',').any(|w| w == **name))
-        .map(|(_, kind)| kind)
-        .collect();
+    let wanted: String = env_or(
+        "WEIR_CHAOS_FAULTS",
+        "kill,term,zombie,broker,s3,redis".to_string(),
+    );
+    let picked = |all: [&'static str; 3]| -> Vec<&'static str> {
+        all.into_iter()
+            .filter(|kind| wanted.split(',').any(|w| w == *kind))
+            .collect()
+    };
+    let (instance_kinds, server_kinds) = (picked(INSTANCE_FAULTS), picked(SERVER_FAULTS));
     println!("chaos soak: {seconds} s, seed {seed} (WEIR_CHAOS_SEED replays it)");
-    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
-    let broker = Broker::start();
+    let mut rng = StdRng::seed_from_u64(seed);
+    let mut server_rng = StdRng::seed_from_u64(seed.wrapping_add(1));
+    let mut broker = Broker::with_nodes(3);
     let bootstrap = broker.bootstrap();
     let servers = tempfile::tempdir().unwrap();
     let mut s3 = S3Server::start(servers.path()).unwrap_or_else(|e| panic!("{e:#}"));
@@ -130,55 +189,70 @@ fn chaos_soak_with_three_instances_kills_and_server_outages() {
     };
 
     let started = Instant::now();
-    let mut faults: BTreeMap<&str, u32> = BTreeMap::new();
+    // kill -9 of an instance to its successor processing again (its partitions restored).
     let mut recoveries: Vec<Duration> = Vec::new();
-    while producing.load(Ordering::SeqCst) {
-        std::thread::sleep(Duration::from_millis(rng.random_range(2_000..5_000)));
-        let victim = rng.random_range(0..INSTANCES);
-        let kind = kinds[rng.random_range(0..kinds.len())];
-        if kind < 2 {
+    let cluster = broker.cluster();
+    let faults = std::thread::scope(|scope| {
+        let servers = scope.spawn(|| {
+            schedule(&mut server_rng, &server_kinds, &producing, |rng, kind| {
+                let outage = Duration::from_millis(rng.random_range(2_000..4_000));
+                match kind {
+                    "broker" => broker_fault(rng, cluster),
+                    "s3" => {
+                        s3.stop();
+                        std::thread::sleep(outage);
+                        s3.resume().unwrap();
+                        "s3s-fs down"
+                    }
+                    _ => {
+                        redis.stop();
+                        std::thread::sleep(outage);
+                        redis.resume().unwrap();
+                        "redis down"
+                    }
+                }
+            })
+        });
+        let mut faults = schedule(&mut rng, &instance_kinds, &producing, |rng, kind| {
+            let victim = rng.random_range(0..INSTANCES);
+            if kind == "zombie" {
+                let process = instances[victim].as_ref().unwrap();
+                process.signal(libc::SIGSTOP);
+                std::thread::sleep(FROZEN);
+                process.signal(libc::SIGCONT);
+                return "zombie (SIGSTOP)";
+            }
             let process = instances[victim].take().unwrap();
-            recoveries.extend(process.assigned_after_start());
-            if kind == 0 {
+            let struck = Instant::now();
+            let name = if kind == "kill" {
                 process.kill();
-                *faults.entry("kill -9").or_default() += 1;
+                "kill -9"
             } else {
                 let (_, log) = process.terminate_and_wait(Duration::from_secs(90));
                 assert!(!log.contains("panicked"), "{log}");
-                *faults.entry("SIGTERM").or_default() += 1;
-            }
+                "SIGTERM"
+            };
             instances[victim] = Some(start_assigned(
                 &config,
                 &ids[victim],
                 false,
                 &mut stuck_joins,
             ));
-        }
-        match kind {
-            0 | 1 => {}
-            2 => {
-                s3.stop();
-                std::thread::sleep(Duration::from_millis(rng.random_range(2_000..4_000)));
-                s3.resume().unwrap();
-                *faults.entry("s3s-fs down").or_default() += 1;
+            if kind == "kill" {
+                recoveries.push(struck.elapsed());
             }
-            _ => {
-                redis.stop();
-                std::thread::sleep(Duration::from_millis(rng.random_range(2_000..4_000)));
-                redis.resume().unwrap();
-                *faults.entry("redis down").or_default() += 1;
-            }
-        }
-    }
+            name
+        });
+        faults.extend(servers.join().unwrap());
+        faults
+    });
     producer.join().unwrap();
     let soaked = started.elapsed();
 
-    // The time from each instance's last start to its assignment; then the three end with
-    // kill -9 and one bounded instance drains the rest, closing every window. Exactly-once
-    // covers the kills like any crash.
+    // The three end with kill -9 and one bounded instance drains the rest, closing every
+    // window. Exactly-once covers the kills like any crash.
     std::thread::sleep(Duration::from_secs(5));
     for process in instances.into_iter().flatten() {
-        recoveries.extend(process.assigned_after_start());
         process.kill();
     }
     super::wait_for_empty_group(&bootstrap, "chaos");
@@ -215,7 +289,7 @@ fn chaos_soak_with_three_instances_kills_and_server_outages() {
         lines.len()
     );
     for (kind, n) in &faults {
-        println!("  fault {kind:<12} {n}");
+        println!("  fault {kind:<20} {n}");
     }
     println!(
         "  lake events        {} (expected {expected_events})",
@@ -232,16 +306,29 @@ fn chaos_soak_with_three_instances_kills_and_server_outages() {
         sessions.len()
     );
     recoveries.sort();
+    if let (Some(median), Some(max)) = (recoveries.get(recoveries.len() / 2), recoveries.last()) {
+        println!(
+            "  kill -9 → processing again  median {:.2} s, max {:.2} s over {} kills",
+            median.as_secs_f64(),
+            max.as_secs_f64(),
+            recoveries.len()
+        );
+    }
+    println!("  joins retried      {stuck_joins}");
     println!(
-        "  start → assigned   median {:?}, max {:?} over {} (re)starts; {stuck_joins} joins retried",
-        recoveries[recoveries.len() / 2],
-        recoveries.last().unwrap(),
-        recoveries.len()
+        "  consumers replaced {} (zombies fenced by the group, and the like)",
+        logged(out.path(), "a new consumer joins the group")
+    );
+    println!(
+        "  epochs redone      {}",
+        logged(out.path(), "Epoch failed")
     );
 
+    let struck: u32 = faults.values().sum();
+    let required = seconds * 25 / 120;
     assert!(
-        faults.values().sum::<u32>() >= 3,
-        "too few faults: {faults:?}"
+        u64::from(struck) >= required,
+        "{struck} faults, fewer than {required}: {faults:?}"
     );
     assert_eq!(duplicates, 0, "events repeated in the lake");
     assert_eq!(repeated_sessions, 0, "sessions repeated in the topic");

@@ -25,8 +25,8 @@ use rdkafka::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
-use weir::kafka::headers::to_pairs;
 use weir::kafka::topic_reader::read_to_end;
+use weir::sinks::kafka::headers::to_pairs;
 use xtask::servers::KafkaCluster;
 
 use crate::harness::{plugin_dir, root};
@@ -277,6 +277,20 @@ impl WeirProcess {
         }
     }
 
+    /// Every thread's stack, from `gdb` (for the report of a run that stopped making
+    /// progress); says so when `gdb` is not installed.
+    pub fn stacks(&self) -> String {
+        let pid = self.child.id().to_string();
+        match Command::new("gdb")
+            .args(["-p", &pid, "-batch", "-ex", "thread apply all bt"])
+            .stdin(Stdio::null())
+            .output()
+        {
+            Ok(out) => String::from_utf8_lossy(&out.stdout).into_owned(),
+            Err(e) => format!("no stacks: gdb did not run ({e}); apt-get install gdb"),
+        }
+    }
+
     /// Where the log is written.
     pub fn log_path(&self) -> &Path {
         &self.log
@@ -331,21 +345,6 @@ impl WeirProcess {
     pub fn terminate_and_wait(self, within: Duration) -> (bool, String) {
         self.signal(libc::SIGTERM);
         self.wait_exit(within)
-    }
-
-    /// How long after its first log line the process logged its first assignment.
-    pub fn assigned_after_start(&self) -> Option<Duration> {
-        let log = self.log();
-        let time = |line: &str| {
-            let stamp = line.split_whitespace().next()?;
-            chrono::DateTime::parse_from_rfc3339(stamp).ok()
-        };
-        let first = log.lines().find_map(time)?;
-        let assigned = log
-            .lines()
-            .find(|l| l.contains("Partitions assigned"))
-            .and_then(time)?;
-        (assigned - first).to_std().ok()
     }
 
     /// Sends SIGTERM (drain and leave the group) and waits for a clean exit.

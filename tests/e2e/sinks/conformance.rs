@@ -24,14 +24,14 @@ use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::{Offset, TopicPartitionList};
 use weir::checkpoint::Delivery;
-use weir::kafka::producer::ProducerSettings;
-use weir::kafka::{KafkaSink, KafkaSinkConfig, OutputProducer};
+use weir::flow::{Provenance, SinkRecord};
+use weir::sinks::kafka::{KafkaSink, KafkaSinkConfig, OutputProducer, ProducerSettings};
 use weir::sinks::ndjson::{NdjsonSink, NdjsonSinkConfig};
 use weir::sinks::parquet::{ColumnConfig, ParquetSink, ParquetSinkConfig};
 use weir::sinks::redis::{RedisSink, RedisSinkConfig};
 use weir::sinks::resilience::{Breaker, RetryConfig};
 use weir::sinks::staging::Scope;
-use weir::sinks::{Provenance, Sink, SinkBatch, SinkRecord};
+use weir::sinks::{Sink, SinkBatch};
 use weir::storage::{S3Options, Storage};
 use xtask::servers::{KafkaCluster, RedisServer, S3Server};
 
@@ -221,8 +221,8 @@ fn parquet_config(path: String, s3: S3Options) -> ParquetSinkConfig {
         path,
         s3,
         schema: vec![column("id", "string"), column("n", "int64")],
-        roll_size: weir::config::ByteSize(128 << 20),
-        roll_interval: weir::config::Duration::from_secs(300),
+        roll_size: weir::units::ByteSize(128 << 20),
+        roll_interval: weir::units::HumanDuration::from_secs(300),
         row_group_rows: 1024,
         zstd_level: 3,
         retry: RetryConfig::default(),
@@ -334,9 +334,9 @@ fn redis_conforms() {
             url: server.url(),
             prefix: "conf".into(),
             fields: BTreeMap::new(),
-            ttl: Some(weir::config::Duration::from_secs(3600)),
+            ttl: Some(weir::units::HumanDuration::from_secs(3600)),
             pipeline: 2,
-            timeout: weir::config::Duration::from_secs(5),
+            timeout: weir::units::HumanDuration::from_secs(5),
             retry: RetryConfig::default(),
         },
     });

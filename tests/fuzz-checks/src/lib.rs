@@ -8,9 +8,9 @@
 )]
 
 use weir::config::{EventConfig, PipelineConfig};
+use weir::flow::Provenance;
+use weir::flow::SourceRecord;
 use weir::pipeline::RecordDecoder;
-use weir::sinks::Provenance;
-use weir::source::SourceRecord;
 use weir_sdk::json;
 
 /// Config text: parsing and validation return errors, never panic; a reload plan between

@@ -2,9 +2,9 @@
 
 use serde::Deserialize;
 
-use crate::config::{ByteSize, Duration};
 use crate::sinks::resilience::RetryConfig;
 use crate::storage::S3Options;
+use crate::units::{ByteSize, HumanDuration};
 
 /// A Parquet sink on a local folder or an S3-compatible bucket.
 #[derive(Debug, Clone, Deserialize)]
@@ -25,7 +25,7 @@ pub struct ParquetSinkConfig {
     pub roll_size: ByteSize,
     /// A file is closed and a new one started after it has been open this long.
     #[serde(default = "default_roll_interval")]
-    pub roll_interval: Duration,
+    pub roll_interval: HumanDuration,
     /// Rows per row group.
     #[serde(default = "default_row_group_rows")]
     pub row_group_rows: usize,
@@ -65,8 +65,8 @@ fn default_roll_size() -> ByteSize {
     ByteSize(128 << 20)
 }
 
-fn default_roll_interval() -> Duration {
-    Duration::from_secs(300)
+fn default_roll_interval() -> HumanDuration {
+    HumanDuration::from_secs(300)
 }
 
 fn default_row_group_rows() -> usize {

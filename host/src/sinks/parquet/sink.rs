@@ -450,7 +450,7 @@ mod tests {
     use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
     use super::*;
-    use crate::sinks::SinkRecord;
+    use crate::flow::SinkRecord;
     use crate::sinks::parquet::ColumnConfig;
     use crate::sinks::resilience::RetryConfig;
 
@@ -470,8 +470,8 @@ mod tests {
                 column("n", "int64", true),
                 column("tags", "list<string>", true),
             ],
-            roll_size: crate::config::ByteSize(128 << 20),
-            roll_interval: crate::config::Duration::from_secs(300),
+            roll_size: crate::units::ByteSize(128 << 20),
+            roll_interval: crate::units::HumanDuration::from_secs(300),
             row_group_rows: 1024,
             zstd_level: 3,
             retry: RetryConfig::default(),

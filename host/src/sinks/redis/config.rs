@@ -4,8 +4,8 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
-use crate::config::Duration;
 use crate::sinks::resilience::RetryConfig;
+use crate::units::HumanDuration;
 
 /// A Redis feature sink.
 #[derive(Debug, Clone, Deserialize)]
@@ -25,13 +25,13 @@ pub struct RedisSinkConfig {
     pub fields: BTreeMap<String, String>,
     /// Expiry of each hash, renewed by every write. None: the hashes do not expire.
     #[serde(default)]
-    pub ttl: Option<Duration>,
+    pub ttl: Option<HumanDuration>,
     /// Writes sent per pipelined round trip.
     #[serde(default = "default_pipeline")]
     pub pipeline: usize,
     /// Timeout of one command (and of connecting).
     #[serde(default = "default_timeout")]
-    pub timeout: Duration,
+    pub timeout: HumanDuration,
     /// Retries and circuit breaker.
     #[serde(default)]
     pub retry: RetryConfig,
@@ -57,8 +57,8 @@ fn default_pipeline() -> usize {
     256
 }
 
-fn default_timeout() -> Duration {
-    Duration::from_secs(5)
+fn default_timeout() -> HumanDuration {
+    HumanDuration::from_secs(5)
 }
 
 impl RedisSinkConfig {

@@ -3,9 +3,11 @@
 
 use std::sync::Arc;
 
-use super::headers::dead_letter_headers;
-use super::producer::OutputProducer;
-use crate::sinks::{DeadLetter, DeadLetterSink, SinkError, io_error};
+use super::DeadLetterSink;
+use crate::flow::DeadLetter;
+use crate::sinks::kafka::OutputProducer;
+use crate::sinks::kafka::headers::dead_letter_headers;
+use crate::sinks::{SinkError, io_error};
 
 /// Dead letters to a topic.
 pub struct DeadLetterTopic {

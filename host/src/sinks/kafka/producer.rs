@@ -11,8 +11,8 @@ use rdkafka::message::OwnedHeaders;
 use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
 use rdkafka::{ClientContext, Message, TopicPartitionList};
 
-use super::config::client_config;
 use crate::checkpoint::Delivery;
+use crate::kafka_client::client_config;
 
 /// Counts failed deliveries, so a checkpoint never commits offsets past a lost record.
 #[derive(Default)]

@@ -6,25 +6,25 @@ use serde::{Deserialize, Deserializer};
 
 /// A duration written like `"30s"`, `"5m"`, `"1h 30m"` or `"250ms"`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Duration(pub std::time::Duration);
+pub struct HumanDuration(pub std::time::Duration);
 
-impl Duration {
+impl HumanDuration {
     /// `secs` seconds.
     pub const fn from_secs(secs: u64) -> Self {
-        Duration(std::time::Duration::from_secs(secs))
+        HumanDuration(std::time::Duration::from_secs(secs))
     }
 
     /// `ms` milliseconds.
     pub const fn from_millis(ms: u64) -> Self {
-        Duration(std::time::Duration::from_millis(ms))
+        HumanDuration(std::time::Duration::from_millis(ms))
     }
 }
 
-impl<'de> Deserialize<'de> for Duration {
+impl<'de> Deserialize<'de> for HumanDuration {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let raw = String::deserialize(d)?;
         humantime::parse_duration(raw.trim())
-            .map(Duration)
+            .map(HumanDuration)
             .map_err(|e| {
                 serde::de::Error::custom(format!(
                     "invalid duration {raw:?} ({e}); write e.g. \"30s\", \"5m\", \"250ms\""

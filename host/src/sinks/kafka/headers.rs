@@ -3,7 +3,7 @@
 
 use rdkafka::message::{Header, Headers, OwnedHeaders};
 
-use crate::sinks::{DeadLetter, Provenance};
+use crate::flow::{DeadLetter, Provenance};
 
 /// Source topic of the record an output derives from.
 pub const SOURCE_TOPIC: &str = "weir.source.topic";

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use rdkafka::message::OwnedHeaders;
 
-use super::config::KafkaSinkConfig;
+use super::KafkaSinkConfig;
 use super::headers::with_provenance;
 use super::producer::OutputProducer;
 use crate::sinks::{Rejection, Sink, SinkBatch, SinkError, io_error};

@@ -7,8 +7,10 @@ use std::path::Path;
 
 use serde_json::{Value, json};
 
-use super::files::{OutputFiles, SharedFile};
-use super::{DeadLetter, DeadLetterSink, SinkError};
+use super::DeadLetterSink;
+use crate::flow::DeadLetter;
+use crate::sinks::SinkError;
+use crate::sinks::files::{OutputFiles, SharedFile};
 
 /// Dead letters appended to a file (shared by the partitions of a run).
 pub struct DeadLetterFile {

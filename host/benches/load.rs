@@ -15,6 +15,10 @@
 //!    time, for p50, p99 and p99.9.
 //! 3. **CPU**: the daemon's user + system time (`/proc/<pid>/stat`) over each latency run,
 //!    divided by the events produced in it.
+//! 4. **Recovery**: under load at 30% of the first delivery's sustainable rate, the daemon is
+//!    killed with -9 `--kills` times (default 5), 5 s apart, and started again at once with
+//!    the same instance id; each time from the kill until the new daemon reads records again
+//!    (`weir_source_records_total` above zero), for p50 and max.
 //!
 //! `cargo bench -p weir --bench load -- --step-seconds 20 --measure-seconds 30 --interval 1s`
 //! (`--deliveries at-least-once --rate 26000` skips the search; `--fetch-wait-ms 10` sets
@@ -318,6 +322,9 @@ impl Step {
 /// The setting of one delivery mode: its daemon, input topic and load.
 struct Bench {
     bootstrap: String,
+    /// The daemon's config and instance id, to start it again.
+    config: PathBuf,
+    name: String,
     topic: String,
     /// The topic bot-filter routes bots to.
     bots: String,
@@ -355,6 +362,8 @@ impl Bench {
             topic,
             bots,
             daemon: Daemon::start(&path, &name),
+            config: path,
+            name,
             load: Load::new(),
             produced: Arc::default(),
         }
@@ -448,6 +457,49 @@ impl Bench {
         step
     }
 
+    /// Under load at `rate`, kills the daemon with -9 `kills` times, 5 s apart, starting it
+    /// again at once: the time from each kill until the new daemon reads records again.
+    fn recoveries(&mut self, rate: f64, kills: usize) -> Vec<Duration> {
+        let Bench {
+            bootstrap,
+            topic,
+            config,
+            name,
+            daemon,
+            load,
+            produced,
+            ..
+        } = self;
+        let seconds = kills as f64 * 15.0 + 5.0;
+        std::thread::scope(|scope| {
+            let producer = scope
+                .spawn(|| produce_at(bootstrap, topic, load, (rate, seconds), produced, |_| {}));
+            let mut times = Vec::new();
+            for _ in 0..kills {
+                std::thread::sleep(Duration::from_secs(5));
+                let struck = Instant::now();
+                let _ = daemon.child.kill();
+                let _ = daemon.child.wait();
+                *daemon = Daemon::start(config, name);
+                let deadline = Instant::now() + Duration::from_secs(120);
+                while daemon.metric("weir_source_records_total") == 0.0 {
+                    assert!(
+                        Instant::now() < deadline,
+                        "no records read 120 s after a restart"
+                    );
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                times.push(struck.elapsed());
+                println!(
+                    "  kill -9 -> reading again in {:.2} s",
+                    struck.elapsed().as_secs_f64()
+                );
+            }
+            producer.join().unwrap();
+            times
+        })
+    }
+
     /// The highest sustainable rate: doubling from `start`, then three bisections.
     fn sustainable_rate(&mut self, start: f64, seconds: f64) -> f64 {
         let (mut good, mut bad) = (0.0, f64::INFINITY);
@@ -526,6 +578,8 @@ fn main() {
         kafka.create_topic(topic, 2).unwrap();
     }
     let mut report = Vec::new();
+    let mut recovery = None;
+    let kills: usize = arg("--kills", 5);
     let deliveries: String = arg("--deliveries", "exactly-once,at-least-once".to_string());
     // A known rate skips the search (to compare settings at the same load).
     let known_rate: f64 = arg("--rate", 0.0);
@@ -550,6 +604,13 @@ fn main() {
             let step = bench.step(sustainable * share, measure_seconds, true);
             report.push((delivery, sustainable, share, step));
         }
+        if recovery.is_none() && kills > 0 {
+            println!("{delivery}: kill -9 and restart under load at 30% of {sustainable:.0}");
+            let mut bench = Bench::fresh(&kafka, delivery, "recovery", &interval, out.path());
+            let mut times = bench.recoveries(sustainable * 0.3, kills);
+            times.sort();
+            recovery = Some((delivery, times));
+        }
     }
     println!(
         "\nweir on Apache Kafka {KAFKA_VERSION}, {PARTITIONS} partitions, bot-filter -> ip-geo -> sessionize, \
@@ -570,6 +631,16 @@ fn main() {
             step.latencies.len(),
             step.cpu_per_event_us(),
             step.checkpoint_ms
+        );
+    }
+    if let Some((delivery, times)) = recovery
+        && let (Some(median), Some(max)) = (times.get(times.len() / 2), times.last())
+    {
+        println!(
+            "\n{delivery}: kill -9 to reading again p50 {:.2} s, max {:.2} s over {} kills",
+            median.as_secs_f64(),
+            max.as_secs_f64(),
+            times.len()
         );
     }
 }

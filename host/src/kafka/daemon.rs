@@ -77,6 +77,15 @@ pub struct DaemonSummary {
 /// metrics.
 struct DaemonContext {
     coordinator: Arc<Mutex<Coordinator>>,
+    /// Set once the consumer is abandoned: its rebalances (its close revokes everything) no
+    /// longer reach the coordinator, which belongs to the consumer that replaced it.
+    retired: AtomicBool,
+}
+
+impl DaemonContext {
+    fn coordinator(&self) -> Option<MutexGuard<'_, Coordinator>> {
+        (!self.retired.load(Ordering::SeqCst)).then(|| lock(&self.coordinator))
+    }
 }
 
 fn lock(coordinator: &Mutex<Coordinator>) -> MutexGuard<'_, Coordinator> {
@@ -103,14 +112,20 @@ impl ClientContext for DaemonContext {
 
 impl ConsumerContext for DaemonContext {
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
-        if let Rebalance::Revoke(partitions) = rebalance {
-            lock(&self.coordinator).revoke(consumer, partitions);
+        if let Rebalance::Revoke(partitions) = rebalance
+            && let Some(mut coordinator) = self.coordinator()
+        {
+            coordinator.revoke(consumer, partitions);
         }
     }
 
     fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         match rebalance {
-            Rebalance::Assign(partitions) => lock(&self.coordinator).assign(consumer, partitions),
+            Rebalance::Assign(partitions) => {
+                if let Some(mut coordinator) = self.coordinator() {
+                    coordinator.assign(consumer, partitions);
+                }
+            }
             Rebalance::Error(e) => tracing::warn!(error = %e, "Rebalance failed."),
             Rebalance::Revoke(_) => {}
         }
@@ -197,6 +212,7 @@ pub fn run_with(
                 tracing::warn!(%reason, "The consumer failed for good; its epoch is abandoned and a new consumer joins the group.");
                 metrics::counter!("weir_source_consumer_restarts_total").increment(1);
                 lock(&coordinator).abandon_partitions(&consumer, &reason);
+                retire(consumer);
             }
             Ok(Ended::Stopped) => break (consumer, Ok(())),
             Err(e) => break (consumer, Err(e)),
@@ -217,6 +233,23 @@ pub fn run_with(
         elapsed: started.elapsed(),
         breakers: c.breakers(),
     })
+}
+
+/// Closes an abandoned consumer on a thread of its own: closing polls until librdkafka says
+/// the consumer is closed, which a consumer cut off from its group coordinator may not say
+/// for a long time, and the new consumer must not wait for it. Its rebalances are ignored.
+fn retire(consumer: BaseConsumer<DaemonContext>) {
+    consumer.context().retired.store(true, Ordering::SeqCst);
+    let spawned = std::thread::Builder::new()
+        .name("weir-consumer-close".into())
+        .spawn(move || {
+            let started = Instant::now();
+            drop(consumer);
+            tracing::info!(took = ?started.elapsed(), "The abandoned consumer is closed.");
+        });
+    if let Err(e) = spawned {
+        tracing::warn!(error = %e, "No thread to close the abandoned consumer on; it was closed here.");
+    }
 }
 
 /// The consumer's `fetch.wait.max.ms` unless `[source.kafka]`'s properties set it.
@@ -246,7 +279,10 @@ fn consumer(
     for (key, value) in properties {
         config.set(key, value);
     }
-    Ok(config.create_with_context(DaemonContext { coordinator })?)
+    Ok(config.create_with_context(DaemonContext {
+        coordinator,
+        retired: AtomicBool::new(false),
+    })?)
 }
 
 /// Why [`drive`] returned.

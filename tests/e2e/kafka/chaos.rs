@@ -43,9 +43,9 @@ fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
         .and_then(|v| v.parse().ok())
         .unwrap_or(default)
 }
-/// Should a member's join never complete (Tansu, the broker of earlier soaks, had such a
-/// case), starting weir again gets it in: a start whose assignment does not come within 60 s
-/// is killed and retried, and the report counts them.
+/// Starts an instance and waits until it processes. Should a member's join never complete
+/// (Tansu, the broker of earlier soaks, had such a case), starting weir again gets it in: a
+/// start that does not process within 60 s is killed and retried, and the report counts them.
 fn start_assigned(
     config: &std::path::Path,
     id: &str,
@@ -54,8 +54,10 @@ fn start_assigned(
 ) -> WeirProcess {
     for _ in 0..5 {
         let process = WeirProcess::start(config, id, bounded);
+        // Processing: partitions assigned and restored, or restored by a rewind after a
+        // restore that failed (a server down).
         if process.log_within(Duration::from_secs(60), |log| {
-            log.contains("Partitions assigned")
+            log.contains("Partitions assigned") || log.contains("Recovered from the last committed")
         }) {
             return process;
         }
@@ -179,10 +181,13 @@ fn chaos_soak_with_instance_broker_and_server_faults() {
     let producer = {
         let (bootstrap, producing) = (bootstrap.clone(), producing.clone());
         std::thread::spawn(move || {
-            for slice in &slices {
-                let next = Instant::now() + Duration::from_millis(500);
+            // Slice i is due 500 ms × i after the start: after a stall (a partition without
+            // a leader until the controller fences its dead node), the producer catches up.
+            let start = Instant::now();
+            for (i, slice) in slices.iter().enumerate() {
+                let due = start + Duration::from_millis(500) * u32::try_from(i).unwrap();
+                std::thread::sleep(due.saturating_duration_since(Instant::now()));
                 produce(&bootstrap, "clicks", slice);
-                std::thread::sleep(next.saturating_duration_since(Instant::now()));
             }
             producing.store(false, Ordering::SeqCst);
         })
@@ -325,7 +330,8 @@ fn chaos_soak_with_instance_broker_and_server_faults() {
     );
 
     let struck: u32 = faults.values().sum();
-    let required = seconds * 25 / 120;
+    // The short form strikes at least 25 times, the long one (1800 s) at least 300.
+    let required = (seconds / 6).max(25);
     assert!(
         u64::from(struck) >= required,
         "{struck} faults, fewer than {required}: {faults:?}"

@@ -283,6 +283,8 @@ impl KafkaCluster {
              share.coordinator.state.topic.replication.factor={replicas}\n\
              share.coordinator.state.topic.min.isr={min_insync}\n\
              group.initial.rebalance.delay.ms=0\n\
+             broker.heartbeat.interval.ms=500\n\
+             broker.session.timeout.ms=4000\n\
              num.network.threads=2\n\
              num.io.threads=2\n\
              num.recovery.threads.per.data.dir=1\n\

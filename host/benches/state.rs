@@ -14,8 +14,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use common::{arg, cpu_time, pipeline, wasm_stages};
-use weir::flow::Provenance;
-use weir::flow::SourceRecord;
+use weir::flow::{Provenance, SourceRecord};
 use weir::runtime::{EngineSettings, GeoDb, PluginEngine};
 
 const BATCH: usize = 512;

@@ -7,8 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use weir::config::EventConfig;
-use weir::flow::Provenance;
-use weir::flow::SourceRecord;
+use weir::flow::{Provenance, SourceRecord};
 use weir::pipeline::{PartitionPipeline, RecordDecoder, Router, Stage, WasmStage};
 use weir::runtime::{GeoDb, InstanceSettings, PluginEngine};
 use weir::sinks::Sink;

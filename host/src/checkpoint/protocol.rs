@@ -121,7 +121,9 @@ pub fn restore_plan(
 
 /// The checkpoints among `stored` that no committed state needs: those of epochs that never
 /// committed (an aborted epoch's, or a crashed one's). Objects that are not checkpoints (the
-/// marker) stay.
+/// marker) stay. Whoever restores deletes them only after its own next commit: until then it
+/// may be an instance the group has dropped, and one of them its successor's epoch in
+/// flight.
 pub fn uncommitted<'a>(
     stored: &'a [String],
     committed: Option<&CheckpointChain>,

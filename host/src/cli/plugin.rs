@@ -12,8 +12,7 @@ use weir_sdk::abi::{Batch, BatchResult, OutputKind};
 
 use crate::config::EventConfig;
 use crate::event::{EventArena, EventRef};
-use crate::flow::Provenance;
-use crate::flow::SourceRecord;
+use crate::flow::{Provenance, SourceRecord};
 use crate::pipeline::stage_io::{output_event, stage_batch, timer_events};
 use crate::pipeline::{RecordDecoder, Stage, WasmStage};
 use crate::runtime::{EngineSettings, GeoDb, InstanceSettings, PluginEngine};

@@ -349,9 +349,9 @@ impl Coordinator {
     }
 
     /// Builds one partition's task from its committed checkpoint (see
-    /// [`protocol::committed_checkpoint`]) and deletes the checkpoints of epochs that never
-    /// committed. Returns the task and the offset to read from: the checkpoint's, which can
-    /// differ from the broker's.
+    /// [`protocol::committed_checkpoint`]); the checkpoints of epochs that never committed go
+    /// with the task's next commit. Returns the task and the offset to read from: the
+    /// checkpoint's, which can differ from the broker's.
     fn restore_task(
         &self,
         topic: &Arc<str>,
@@ -399,11 +399,15 @@ impl Coordinator {
             });
         }
         pipeline.recover_sinks(sink_records.as_deref())?;
-        for key in uncommitted(&stored, chain.as_ref()) {
-            self.store.delete(key)?;
-        }
+        let leftovers = uncommitted(&stored, chain.as_ref()).cloned().collect();
         tracing::info!(%topic, partition, offset = ?offset, checkpoint = ?committed, chain = chain.as_ref().map_or(0, |c| c.base().len() + 1), "Partition restored.");
-        let task = PartitionTask::new((topic.clone(), partition), pipeline, offset, chain);
+        let task = PartitionTask::new(
+            (topic.clone(), partition),
+            pipeline,
+            offset,
+            chain,
+            leftovers,
+        );
         Ok((task, offset))
     }
 

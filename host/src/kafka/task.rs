@@ -60,15 +60,22 @@ pub struct PartitionTask {
     paused: bool,
     /// Bounded runs: the partition's low and high offsets, once fetched.
     end: Option<(i64, i64)>,
+    /// Checkpoints of epochs that never committed, found when the task was restored: deleted
+    /// after its next commit, which proves this instance still owns the partition (an
+    /// instance the group dropped may restore too, and must not delete what its successor
+    /// wrote and has not committed yet).
+    leftovers: Vec<String>,
 }
 
 impl PartitionTask {
-    /// A task over a built (and possibly restored) pipeline.
+    /// A task over a built (and possibly restored) pipeline, with the `leftovers` its restore
+    /// found.
     pub fn new(
         key: PartitionKey,
         pipeline: PartitionPipeline,
         next_offset: Option<i64>,
         committed: Option<CheckpointChain>,
+        leftovers: Vec<String>,
     ) -> Self {
         PartitionTask {
             topic: key.0,
@@ -80,6 +87,7 @@ impl PartitionTask {
             changed: false,
             paused: false,
             end: None,
+            leftovers,
         }
     }
 
@@ -229,14 +237,16 @@ impl PartitionTask {
     }
 
     /// The epoch committed with `chain`: publishes the sinks' output (their commit records
-    /// `sinks`) and returns the checkpoints the new chain no longer needs.
+    /// `sinks`) and returns the checkpoints no committed state needs any more: those the new
+    /// chain no longer builds on, and the restore's leftovers.
     pub fn committed(
         &mut self,
         chain: CheckpointChain,
         sinks: &CommitRecords,
     ) -> Result<Vec<String>> {
         self.pipeline.commit(sinks)?;
-        let stale = superseded(self.committed.as_ref(), &chain);
+        let mut stale = superseded(self.committed.as_ref(), &chain);
+        stale.append(&mut self.leftovers);
         self.committed = Some(chain);
         self.changed = false;
         Ok(stale)

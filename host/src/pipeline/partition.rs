@@ -12,8 +12,7 @@ use super::stage_io::{output_event, stage_batch, timer_events};
 use crate::config::MAIN_ROUTE;
 use crate::error::{Error, Result};
 use crate::event::{EventArena, EventRef};
-use crate::flow::SourceRecord;
-use crate::flow::{DeadLetter, Provenance};
+use crate::flow::{DeadLetter, Provenance, SourceRecord};
 use crate::state::{PartitionChanges, PartitionSnapshot, WatermarkTracker};
 
 /// What went through a pipeline.

@@ -65,8 +65,10 @@ pub struct Rejection {
 /// need not be visible, and the sink returns its commit record, which the partition's
 /// checkpoint keeps. Once the epoch has committed, `commit` makes the output the record names
 /// visible; it is idempotent, because recovery redoes it. `recover` starts a sink from the
-/// committed checkpoint's record (or from nothing): it redoes the commit, carries on from the
-/// record and drops whatever epochs that never committed left staged.
+/// committed checkpoint's record (or from nothing): it redoes the commit and carries on from
+/// the record; what epochs that never committed left staged it drops at its next `commit`,
+/// which proves the instance still owns the partition (an instance the group dropped may
+/// recover, and must not drop what its successor staged).
 pub trait Sink: Send {
     /// The sink's name from the config.
     fn name(&self) -> &str;
@@ -85,8 +87,8 @@ pub trait Sink: Send {
     fn commit(&mut self, _record: &[u8]) -> Result<(), SinkError> {
         Ok(())
     }
-    /// Starts from the committed checkpoint's record: redoes its commit, carries on from it
-    /// and drops output staged by epochs that never committed.
+    /// Starts from the committed checkpoint's record: redoes its commit and carries on from
+    /// it; output staged by epochs that never committed is dropped at the next `commit`.
     fn recover(&mut self, _record: Option<&[u8]>) -> Result<(), SinkError> {
         Ok(())
     }

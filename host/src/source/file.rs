@@ -10,8 +10,7 @@ use std::sync::Arc;
 
 use super::{Source, SourceError};
 
-use crate::flow::Provenance;
-use crate::flow::SourceRecord;
+use crate::flow::{Provenance, SourceRecord};
 
 /// The NDJSON source.
 pub struct FileSource {

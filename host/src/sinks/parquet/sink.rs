@@ -97,6 +97,11 @@ pub struct ParquetSink {
     files: BTreeMap<String, OpenFile>,
     scoped: bool,
     finishing: bool,
+    /// Staged parts no open file referred to when the sink recovered: deleted once this
+    /// instance next commits an epoch, which proves it still owns the partition. An instance
+    /// the group has dropped (a zombie) that recovers must not delete what its successor has
+    /// staged and not yet committed.
+    unreferenced: Vec<String>,
 }
 
 /// The Hive partition folder of an event time.
@@ -158,6 +163,7 @@ impl ParquetSink {
             files: BTreeMap::new(),
             scoped: scope.is_some(),
             finishing: false,
+            unreferenced: Vec::new(),
         })
     }
 
@@ -314,8 +320,8 @@ impl ParquetSink {
         Ok(())
     }
 
-    /// Deletes staged objects no open file refers to: parts of epochs that never committed.
-    fn discard_unreferenced(&self) -> Result<(), SinkError> {
+    /// Staged objects no open file refers to: parts of epochs that never committed.
+    fn unreferenced(&self) -> Result<Vec<String>, SinkError> {
         let keep: BTreeSet<&str> = self
             .files
             .values()
@@ -325,10 +331,20 @@ impl ParquetSink {
         let staged = self
             .breaker
             .call("listing staged parts", || storage.list_all(&self.staging))?;
-        for key in staged.iter().filter(|k| !keep.contains(k.as_str())) {
+        Ok(staged
+            .into_iter()
+            .filter(|k| !keep.contains(k.as_str()))
+            .collect())
+    }
+
+    /// Deletes the parts found unreferenced when the sink recovered.
+    fn discard_unreferenced(&mut self) -> Result<(), SinkError> {
+        let storage = &self.storage;
+        for key in &self.unreferenced {
             self.breaker
                 .call("discarding a staged part", || storage.delete(key))?;
         }
+        self.unreferenced.clear();
         Ok(())
     }
 }
@@ -410,7 +426,7 @@ impl Sink for ParquetSink {
         for publish in CommitRecord::decode(&self.name, record)?.publish {
             self.publish(&publish)?;
         }
-        Ok(())
+        self.discard_unreferenced()
     }
 
     fn recover(&mut self, record: Option<&[u8]>) -> Result<(), SinkError> {
@@ -428,7 +444,8 @@ impl Sink for ParquetSink {
                 .collect();
             self.drop_published_files()?;
         }
-        self.discard_unreferenced()
+        self.unreferenced = self.unreferenced()?;
+        Ok(())
     }
 
     fn wants_commit(&self) -> bool {
@@ -597,6 +614,36 @@ mod tests {
         let staged = dir.path().join(STAGING_DIR).join("clicks-0");
         let left: Vec<_> = walk(&staged);
         assert!(left.is_empty(), "staged parts are gone: {left:?}");
+    }
+
+    #[test]
+    fn a_recovery_deletes_uncommitted_parts_only_after_its_own_commit() {
+        let dir = tempfile::tempdir().unwrap();
+        let scope = Scope {
+            topic: "clicks".into(),
+            partition: 0,
+        };
+        let mut owner = sink(dir.path(), Some(scope.clone()));
+        owner
+            .write(&SinkBatch::of(&[record(r#"{"id":"e1"}"#, 0)]))
+            .unwrap();
+        let committed = owner.prepare_commit().unwrap().unwrap();
+        owner.commit(&committed).unwrap();
+        // The owner stages its next epoch; meanwhile an instance the group has dropped (a
+        // zombie) recovers the partition from the committed record.
+        owner
+            .write(&SinkBatch::of(&[record(r#"{"id":"e2"}"#, 0)]))
+            .unwrap();
+        let in_flight = owner.prepare_commit().unwrap().unwrap();
+        let mut zombie = sink(dir.path(), Some(scope));
+        zombie.recover(Some(&committed)).unwrap();
+        drop(zombie);
+        // The owner's epoch commits: its part is still there to publish.
+        owner.commit(&in_flight).unwrap();
+        owner.finish_files();
+        let last = owner.prepare_commit().unwrap().unwrap();
+        owner.commit(&last).unwrap();
+        assert_eq!(visible(dir.path()).1, ["e1", "e2"]);
     }
 
     #[test]

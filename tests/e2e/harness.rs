@@ -8,8 +8,7 @@ use std::process::{Command, Output};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
-use weir::flow::Provenance;
-use weir::flow::SourceRecord;
+use weir::flow::{Provenance, SourceRecord};
 use weir::pipeline::{PartitionPipeline, RecordDecoder, Router, Stage, WasmStage};
 use weir::runtime::{EngineSettings, GeoDb, InstanceSettings, PluginEngine};
 use weir::sinks::Sink;

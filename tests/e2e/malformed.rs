@@ -4,8 +4,7 @@
 //! run without the hostile ones.
 
 use serde::Deserialize;
-use weir::flow::Provenance;
-use weir::flow::SourceRecord;
+use weir::flow::{Provenance, SourceRecord};
 use weir::pipeline::reason_class;
 
 use crate::harness::{TestPipeline, geo, limits, root, wasm_stage};

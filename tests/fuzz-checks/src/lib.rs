@@ -8,8 +8,7 @@
 )]
 
 use weir::config::{EventConfig, PipelineConfig};
-use weir::flow::Provenance;
-use weir::flow::SourceRecord;
+use weir::flow::{Provenance, SourceRecord};
 use weir::pipeline::RecordDecoder;
 use weir_sdk::json;
 

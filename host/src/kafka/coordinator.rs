@@ -242,7 +242,10 @@ impl Coordinator {
         match self.restore(consumer, &keys, false) {
             // The consumer would start at the broker's offset, not the checkpoint's: the
             // driver's rewind seeks every partition to its checkpoint and resumes them.
-            Ok(true) => self.start_recovery(consumer),
+            Ok(true) => self.start_recovery(
+                consumer,
+                &Error::Commit("an assigned partition must be read from its checkpoint".into()),
+            ),
             Ok(false) => {
                 // A partition paused by an earlier failed epoch stays paused across a lost
                 // and regained assignment; these are ours afresh.
@@ -252,7 +255,7 @@ impl Coordinator {
             }
             Err(e) => {
                 tracing::warn!(error = %e, "Restoring assigned partitions failed; will retry.");
-                self.start_recovery(consumer);
+                self.start_recovery(consumer, &e);
                 return;
             }
         }
@@ -267,7 +270,13 @@ impl Coordinator {
         partitions: &TopicPartitionList,
     ) {
         if consumer.assignment_lost() {
+            // What the epoch produced must not commit with a later one: the partitions' new
+            // owners redo it.
             tracing::warn!("Assignment lost; its uncommitted epoch is abandoned.");
+            self.fail_epoch(
+                consumer,
+                &Error::Commit("the group dropped this member (assignment lost)".into()),
+            );
         } else if let Err(e) = self.checkpoint(consumer) {
             self.fail_epoch(consumer, &e);
         }
@@ -494,11 +503,14 @@ impl Coordinator {
         self.counts.failed += 1;
         metrics::counter!("weir_checkpoint_failures_total").increment(1);
         tracing::warn!(%error, "Epoch failed; rewinding to the last committed checkpoint.");
-        self.transaction.abort(error);
-        self.start_recovery(consumer);
+        self.start_recovery(consumer, error);
     }
 
-    fn start_recovery<C: ConsumerContext>(&mut self, consumer: &BaseConsumer<C>) {
+    /// Pauses every partition until [`Self::recover`] rebuilds them, and aborts the open
+    /// transaction (because of `error`): it holds what the rebuilt tasks had produced in this
+    /// epoch, which they produce again.
+    fn start_recovery<C: ConsumerContext>(&mut self, consumer: &BaseConsumer<C>, error: &Error) {
+        self.transaction.abort(error);
         self.recovering = true;
         if let Ok(assignment) = consumer.assignment()
             && let Err(e) = consumer.pause(&assignment)
@@ -558,7 +570,7 @@ impl Coordinator {
     ) -> Result<()> {
         self.factory.set_config(config);
         self.checkpoint(consumer)?;
-        self.start_recovery(consumer);
+        self.start_recovery(consumer, &Error::Commit("the sinks changed".into()));
         if let Err(e) = self.recover(consumer) {
             tracing::warn!(error = %e, "Rebuilding with the new sinks failed; retrying.");
         }

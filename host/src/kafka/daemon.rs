@@ -307,6 +307,7 @@ fn drive(
     let round = source.batch_size * lock(coordinator).workers();
     let mut messages = Vec::with_capacity(round);
     while !options.shutdown.load(Ordering::Relaxed) {
+        crate::failpoint::hit("poll");
         let deadline = Instant::now() + source.batch_timeout.0;
         while messages.len() < round {
             let left = deadline.saturating_duration_since(Instant::now());

@@ -310,6 +310,16 @@ fn chaos_soak_with_instance_broker_and_server_faults() {
         "  sessions topic     {} records, {repeated_sessions} repeated (read_committed)",
         sessions.len()
     );
+    // Where each repeat came from: its provenance (the input record that closed the session).
+    let mut seen = BTreeSet::new();
+    for record in &sessions {
+        if !seen.insert(record.value["session_id"].to_string()) {
+            println!(
+                "    repeated session {} {:?}",
+                record.value["session_id"], record.headers
+            );
+        }
+    }
     recoveries.sort();
     if let (Some(median), Some(max)) = (recoveries.get(recoveries.len() / 2), recoveries.last()) {
         println!(

@@ -1,12 +1,15 @@
-//! Zombie fencing on Apache Kafka: an instance frozen (SIGSTOP) as an epoch starts to commit,
-//! with its transaction open, stays frozen past its session timeout; the group gives its
-//! partitions to another instance, which continues the same open Parquet files; then the
-//! zombie resumes, stages the epoch's parts, writes its checkpoints and commits. The broker
-//! must refuse the commit (the offsets carry the zombie's stale group generation, KIP-447),
-//! the zombie's parts must not replace the heir's (before parts were named by the instance
-//! that staged them, it overwrote one and the lake lost about a hundred events), and nothing
-//! may be duplicated: the lake equals an uninterrupted run's and a `read_committed` consumer
-//! sees each session once.
+//! Zombie fencing on Apache Kafka: an instance frozen (SIGSTOP) with its transaction open
+//! stays frozen past its session timeout; the group gives its partitions to another instance,
+//! which continues the same open Parquet files; then the zombie resumes. Frozen as an epoch
+//! starts to commit, it stages the epoch's parts, writes its checkpoints and commits: the
+//! broker must refuse the commit (the offsets carry the zombie's stale group generation,
+//! KIP-447), and the zombie's parts must not replace the heir's (before parts were named by
+//! the instance that staged them, it overwrote one and the lake lost about a hundred events).
+//! Frozen between batches, it learns first that its assignment is lost, rejoins and gets
+//! partitions back: the outputs its lost epoch had produced must not commit with its next
+//! epoch (they did, and repeated sessions in the topic, until a lost assignment aborted the
+//! transaction). Either way nothing may be duplicated: the lake equals an uninterrupted run's
+//! and a `read_committed` consumer sees each session once.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -21,6 +24,38 @@ use super::{
 
 #[test]
 fn a_frozen_member_past_its_session_timeout_cannot_commit_when_it_resumes() {
+    // Its third epoch starts to commit: the transaction is open with the epoch's outputs.
+    // Resumed, it stages the epoch's Parquet parts, writes its checkpoints and commits, all
+    // after the heir has continued the same files.
+    let zombie_log = zombie_run("zombie", "epoch-start:3@stop", "Epoch failed");
+    // The broker refused the offsets of the zombie's stale generation (KIP-447).
+    let refusal = zombie_log
+        .lines()
+        .find(|l| l.contains("Epoch failed"))
+        .unwrap_or_default();
+    assert!(
+        ["Unknown member", "generation", "Fenced"]
+            .iter()
+            .any(|reason| refusal.contains(reason)),
+        "the zombie's commit was not refused by the broker: {refusal}"
+    );
+}
+
+#[test]
+fn a_member_that_lost_its_assignment_commits_none_of_its_lost_epoch() {
+    // Frozen as it is about to poll, after batches whose outputs are in the open transaction.
+    let zombie_log = zombie_run("lost", "poll:200@stop", "Assignment lost");
+    let lost = zombie_log.find("Assignment lost").unwrap_or_default();
+    assert!(
+        zombie_log[lost..].contains("Partition restored"),
+        "the zombie got no partition back after its assignment was lost"
+    );
+}
+
+/// Runs a zombie frozen at `failpoint`, an heir that takes its partitions, and the zombie
+/// resumed until it logs `resumed`; checks the lake and the sessions topic against an
+/// uninterrupted run and returns the zombie's log.
+fn zombie_run(group: &str, failpoint: &str, resumed: &str) -> String {
     let broker = Broker::start();
     let bootstrap = broker.bootstrap();
     let lines = clickstream(300);
@@ -28,16 +63,9 @@ fn a_frozen_member_past_its_session_timeout_cannot_commit_when_it_resumes() {
     produce(&bootstrap, "clicks", first);
 
     let out = tempfile::tempdir().unwrap();
-    let config = pipeline_config(&bootstrap, out.path(), "zombie");
-    // The zombie stops itself (SIGSTOP) as its third epoch starts to commit: its transaction
-    // is open with the epoch's outputs. Resumed, it stages the epoch's Parquet parts, writes
-    // its checkpoints and commits, all after the heir has continued the same files.
-    let zombie = WeirProcess::start_with_env(
-        &config,
-        "zombie",
-        false,
-        &[("WEIR_FAILPOINT", "epoch-start:3@stop")],
-    );
+    let config = pipeline_config(&bootstrap, out.path(), group);
+    let zombie =
+        WeirProcess::start_with_env(&config, "zombie", false, &[("WEIR_FAILPOINT", failpoint)]);
     zombie.wait_log(
         "the zombie to own partitions",
         Duration::from_secs(60),
@@ -57,7 +85,7 @@ fn a_frozen_member_past_its_session_timeout_cannot_commit_when_it_resumes() {
         })
     };
     zombie.wait_log("the zombie to freeze", Duration::from_secs(60), |log| {
-        log.contains("failpoint epoch-start reached; stopping")
+        log.contains("reached; stopping")
     });
 
     // The session timeout is 6 s: the group drops the zombie and the heir takes everything.
@@ -69,33 +97,20 @@ fn a_frozen_member_past_its_session_timeout_cannot_commit_when_it_resumes() {
     );
     std::thread::sleep(Duration::from_secs(2));
     zombie.signal(libc::SIGCONT);
-    zombie.wait_log(
-        "the zombie's commit to be refused",
-        Duration::from_secs(60),
-        |log| log.contains("Epoch failed"),
-    );
+    zombie.wait_log(resumed, Duration::from_secs(60), |log| {
+        log.contains(resumed)
+    });
     producer.join().unwrap();
     assert!(!producing.load(Ordering::SeqCst));
     wait_for(
         "the input to be committed",
         Duration::from_secs(120),
-        || caught_up(&bootstrap, "zombie"),
+        || caught_up(&bootstrap, group),
     );
     let zombie_log = zombie.terminate(Duration::from_secs(60));
     heir.terminate(Duration::from_secs(60));
-    // The broker refused the offsets of the zombie's stale generation (KIP-447).
-    let refusal = zombie_log
-        .lines()
-        .find(|l| l.contains("Epoch failed"))
-        .unwrap_or_default();
-    assert!(
-        ["Unknown member", "generation", "Fenced"]
-            .iter()
-            .any(|reason| refusal.contains(reason)),
-        "the zombie's commit was not refused by the broker: {refusal}"
-    );
     // Close the windows still open at the end of the input.
-    wait_for_empty_group(&bootstrap, "zombie");
+    wait_for_empty_group(&bootstrap, group);
     WeirProcess::start(&config, "heir", true).wait_success(Duration::from_secs(120));
 
     let reference = tempfile::tempdir().unwrap();
@@ -133,4 +148,5 @@ fn a_frozen_member_past_its_session_timeout_cannot_commit_when_it_resumes() {
         read_all(&bootstrap, "ref.sessions").len(),
         "the sessions topic differs from the reference's"
     );
+    zombie_log
 }

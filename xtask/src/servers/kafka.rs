@@ -262,6 +262,9 @@ impl KafkaCluster {
             .join(",");
         let replicas = self.nodes.len().min(3);
         let min_insync = if replicas >= 3 { 2 } else { 1 };
+        // Records keep their event time (the synthetic clickstream's is fixed, in November
+        // 2026), so the default 7-day retention deleted them under the tests once that was a
+        // week ago: nothing expires here.
         let config = format!(
             "process.roles=broker,controller\n\
              node.id={id}\n\
@@ -272,6 +275,7 @@ impl KafkaCluster {
              listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT\n\
              inter.broker.listener.name=PLAINTEXT\n\
              log.dirs={data}\n\
+             log.retention.ms=-1\n\
              num.partitions=1\n\
              default.replication.factor={replicas}\n\
              min.insync.replicas={min_insync}\n\

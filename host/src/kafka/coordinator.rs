@@ -13,18 +13,17 @@ use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::{Offset, TopicPartitionList};
 
 use super::config::{KafkaSourceConfig, StartPosition};
+use super::restore::{BrokerCommit, restore_task};
 use super::task::{Epoch, PartitionKey, PartitionTask, Prepared};
 use super::transaction::EpochTransaction;
-use crate::checkpoint::protocol::{self, committed_checkpoint, mark_committed, uncommitted};
+use crate::checkpoint::protocol::mark_committed;
 use crate::checkpoint::{CheckpointStore, partition_prefix, safe_name};
 use crate::config::PipelineConfig;
 use crate::error::{Error, Result};
-use crate::flow::{Provenance, SourceRecord};
+use crate::flow::SourceRecord;
 use crate::pipeline::PipelineStats;
 use crate::pipeline::build::PipelineFactory;
-use crate::sinks::SinkContext;
 use crate::sinks::kafka::OutputProducer;
-use crate::sinks::staging::Scope;
 
 /// Counts of the checkpoint protocol.
 #[derive(Debug, Clone, Copy, Default, serde::Serialize)]
@@ -337,8 +336,18 @@ impl Coordinator {
                 Offset::Offset(o) => Some(o),
                 _ => None,
             };
-            let (task, offset) =
-                self.restore_task(&topic, partition, broker_offset, elem.metadata(), &producer)?;
+            let committed = BrokerCommit {
+                offset: broker_offset,
+                metadata: elem.metadata(),
+            };
+            let (task, offset) = restore_task(
+                &self.factory,
+                &self.store,
+                &self.source.group,
+                (topic.clone(), partition),
+                committed,
+                &producer,
+            )?;
             moved |= offset != broker_offset;
             let position = match offset {
                 Some(o) => Offset::Offset(o),
@@ -355,69 +364,6 @@ impl Coordinator {
             return Ok(false);
         }
         Ok(moved)
-    }
-
-    /// Builds one partition's task from its committed checkpoint (see
-    /// [`protocol::committed_checkpoint`]); the checkpoints of epochs that never committed go
-    /// with the task's next commit. Returns the task and the offset to read from: the
-    /// checkpoint's, which can differ from the broker's.
-    fn restore_task(
-        &self,
-        topic: &Arc<str>,
-        partition: i32,
-        broker_offset: Option<i64>,
-        metadata: &str,
-        producer: &Arc<OutputProducer>,
-    ) -> Result<(PartitionTask, Option<i64>)> {
-        let context = SinkContext {
-            scope: Some(Scope {
-                topic: topic.to_string(),
-                partition,
-            }),
-            producer: Some(producer.clone()),
-            ..SinkContext::default()
-        };
-        let mut pipeline = self.factory.pipeline(&context)?;
-        let prefix = partition_prefix(&self.source.group, topic, partition);
-        let stored = self.store.list(&prefix)?;
-        let committed =
-            committed_checkpoint(&self.store, &prefix, &stored, broker_offset, metadata)?;
-        let mut offset = broker_offset;
-        let mut sink_records = None;
-        let mut chain = None;
-        if let Some(key) = &committed {
-            let plan = protocol::restore_plan(&self.store, &prefix, key)?;
-            pipeline.restore(&plan.snapshot)?;
-            for changes in &plan.changes {
-                pipeline.apply_changes(changes)?;
-            }
-            if broker_offset != Some(plan.checkpoint.offset) {
-                tracing::warn!(%topic, partition, broker = ?broker_offset, checkpoint = plan.checkpoint.offset, "The broker's committed offset differs from the committed checkpoint's; reading from the checkpoint's.");
-            }
-            offset = Some(plan.checkpoint.offset);
-            sink_records = Some(plan.checkpoint.sinks);
-            chain = Some(plan.chain);
-        } else if let Some(o) = broker_offset {
-            tracing::warn!(%topic, partition, offset = o, "No weir checkpoint matches the committed offset; starting with empty state.");
-        }
-        if let Some(next) = offset {
-            pipeline.resume_after(Provenance {
-                source: topic.clone(),
-                partition,
-                offset: next - 1,
-            });
-        }
-        pipeline.recover_sinks(sink_records.as_deref())?;
-        let leftovers = uncommitted(&stored, chain.as_ref()).cloned().collect();
-        tracing::info!(%topic, partition, offset = ?offset, checkpoint = ?committed, chain = chain.as_ref().map_or(0, |c| c.base().len() + 1), "Partition restored.");
-        let task = PartitionTask::new(
-            (topic.clone(), partition),
-            pipeline,
-            offset,
-            chain,
-            leftovers,
-        );
-        Ok((task, offset))
     }
 
     /// Commits an epoch: stages every changed partition's output, writes its checkpoint,

@@ -6,6 +6,7 @@ pub mod config;
 pub mod coordinator;
 pub mod daemon;
 pub mod replay;
+pub mod restore;
 pub mod task;
 pub mod topic_reader;
 pub mod transaction;

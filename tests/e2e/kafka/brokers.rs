@@ -73,10 +73,6 @@ fn input_leader(cluster: &KafkaCluster) -> usize {
 }
 
 #[test]
-#[ignore = "weir stopped committing for good after the node kills in 1 of 4 runs, again after \
-            the abandoned consumer moved to a thread of its own (cause not found yet; the \
-            failure report prints weir's threads); run it with \
-            `cargo test --test e2e kafka::brokers -- --ignored`"]
 fn transactions_go_on_through_broker_kills_and_a_frozen_broker() {
     let mut broker = Broker::with_nodes(3);
     let bootstrap = broker.bootstrap();

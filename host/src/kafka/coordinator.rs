@@ -270,12 +270,15 @@ impl Coordinator {
     ) {
         if consumer.assignment_lost() {
             // What the epoch produced must not commit with a later one: the partitions' new
-            // owners redo it.
+            // owners redo it. A rewind under way has aborted it already, and nothing runs
+            // until the rewind is done.
             tracing::warn!("Assignment lost; its uncommitted epoch is abandoned.");
-            self.fail_epoch(
-                consumer,
-                &Error::Commit("the group dropped this member (assignment lost)".into()),
-            );
+            if !self.recovering {
+                self.fail_epoch(
+                    consumer,
+                    &Error::Commit("the group dropped this member (assignment lost)".into()),
+                );
+            }
         } else if let Err(e) = self.checkpoint(consumer) {
             self.fail_epoch(consumer, &e);
         }

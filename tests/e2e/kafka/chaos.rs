@@ -278,11 +278,13 @@ fn chaos_soak_with_instance_broker_and_server_faults() {
     let dead = dead_letters(&bootstrap, "weir.dlq");
     let malformed = lines.len() - super::valid_events(&lines).len();
     let sessions = read_all(&bootstrap, "weir.sessions");
-    let session_ids: BTreeSet<String> = sessions
+    // Each repeat with its provenance (the input record that closed the session).
+    let mut session_ids = BTreeSet::new();
+    let repeats: Vec<_> = sessions
         .iter()
-        .map(|r| r.value["session_id"].to_string())
+        .filter(|r| !session_ids.insert(r.value["session_id"].to_string()))
         .collect();
-    let repeated_sessions = sessions.len() - session_ids.len();
+    let repeated_sessions = repeats.len();
     println!("chaos soak report (seed {seed})");
     println!(
         "  soak               {:.0} s, {INSTANCES} instances",
@@ -309,15 +311,11 @@ fn chaos_soak_with_instance_broker_and_server_faults() {
         "  sessions topic     {} records, {repeated_sessions} repeated (read_committed)",
         sessions.len()
     );
-    // Where each repeat came from: its provenance (the input record that closed the session).
-    let mut seen = BTreeSet::new();
-    for record in &sessions {
-        if !seen.insert(record.value["session_id"].to_string()) {
-            println!(
-                "    repeated session {} {:?}",
-                record.value["session_id"], record.headers
-            );
-        }
+    for record in &repeats {
+        println!(
+            "    repeated session {} {:?}",
+            record.value["session_id"], record.headers
+        );
     }
     recoveries.sort();
     if let (Some(median), Some(max)) = (recoveries.get(recoveries.len() / 2), recoveries.last()) {

@@ -10,9 +10,7 @@
 //! uninterrupted instance on the same input. It prints a report: faults by kind, duplicates
 //! and losses, and the time from each kill -9 to the restarted instance processing again.
 //! `WEIR_CHAOS_SEED` replays a fault sequence and `WEIR_CHAOS_FAULTS` (default
-//! `kill,term,zombie,s3,redis`) picks the kinds of fault. Kafka node kills (`broker`) are
-//! opt-in: a restarted instance can wait in librdkafka for a coordinator whose node is gone
-//! (confluentinc/librdkafka#5511), and a fresh-clone run gave up after 5 starts.
+//! `kill,term,zombie,broker,s3,redis`) picks the kinds of fault.
 //!
 //! The default run (and `.ci/run`) has the short form, 120 s of faults, at least 25 of them
 //! (5 to 8 minutes in all). The long form, at least 300 faults:
@@ -139,7 +137,10 @@ fn broker_fault(rng: &mut StdRng, cluster: &mut KafkaCluster) -> &'static str {
 fn chaos_soak_with_instance_broker_and_server_faults() {
     let seconds: u64 = env_or("WEIR_CHAOS_SECONDS", 120);
     let seed: u64 = env_or("WEIR_CHAOS_SEED", rand::random());
-    let wanted: String = env_or("WEIR_CHAOS_FAULTS", "kill,term,zombie,s3,redis".to_string());
+    let wanted: String = env_or(
+        "WEIR_CHAOS_FAULTS",
+        "kill,term,zombie,broker,s3,redis".to_string(),
+    );
     let picked = |all: [&'static str; 3]| -> Vec<&'static str> {
         all.into_iter()
             .filter(|kind| wanted.split(',').any(|w| w == *kind))
@@ -334,6 +335,10 @@ fn chaos_soak_with_instance_broker_and_server_faults() {
     println!(
         "  epochs redone      {}",
         logged(out.path(), "Epoch failed")
+    );
+    println!(
+        "  commits abandoned  {} (stuck in librdkafka; the producer replaced)",
+        logged(out.path(), "abandoning it for a new one")
     );
 
     let struck: u32 = faults.values().sum();

@@ -15,7 +15,8 @@
 //! The default run (and `.ci/run`) has the short form, 120 s of faults, at least 25 of them
 //! (5 to 8 minutes in all). The long form, at least 300 faults:
 //! `WEIR_CHAOS_SECONDS=1800 cargo test --workspace --test e2e kafka::chaos -- --nocapture`;
-//! `WEIR_CHAOS_KEEP=1` keeps the instances' logs.
+//! `WEIR_CHAOS_KEEP=1` keeps the instances' logs, the lake and the checkpoints (a failed soak
+//! keeps them anyway).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -36,6 +37,23 @@ const SERVER_FAULTS: [&str; 3] = ["broker", "s3", "redis"];
 /// A zombie stays frozen this long: past the group's session timeout (6 s in the tests'
 /// config), so the group gives its partitions to the others while its transaction is open.
 const FROZEN: Duration = Duration::from_secs(8);
+
+/// The soak's folders (the lake and checkpoints on s3s-fs, Redis, the instances' configs and
+/// logs): deleted when the soak passes, kept for a look when it fails or `WEIR_CHAOS_KEEP` is
+/// set.
+struct KeptOnFailure(Vec<std::path::PathBuf>);
+
+impl Drop for KeptOnFailure {
+    fn drop(&mut self) {
+        if std::thread::panicking() || std::env::var_os("WEIR_CHAOS_KEEP").is_some() {
+            println!("the soak's folders are kept: {:?}", self.0);
+        } else {
+            for folder in &self.0 {
+                let _ = std::fs::remove_dir_all(folder);
+            }
+        }
+    }
+}
 
 fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
     std::env::var(name)
@@ -152,16 +170,19 @@ fn chaos_soak_with_instance_broker_and_server_faults() {
     let mut server_rng = StdRng::seed_from_u64(seed.wrapping_add(1));
     let mut broker = Broker::with_nodes(3);
     let bootstrap = broker.bootstrap();
-    let servers = tempfile::tempdir().unwrap();
+    let kept = |prefix| {
+        tempfile::Builder::new()
+            .prefix(prefix)
+            .disable_cleanup(true)
+            .tempdir()
+            .unwrap()
+    };
+    let servers = kept("weir-chaos-servers-");
+    let out = kept("weir-chaos-");
+    let _folders = KeptOnFailure(vec![servers.path().into(), out.path().into()]);
     let mut s3 = S3Server::start(servers.path()).unwrap_or_else(|e| panic!("{e:#}"));
     s3.create_bucket("weir").unwrap();
     let mut redis = RedisServer::start(servers.path()).unwrap_or_else(|e| panic!("{e:#}"));
-    // WEIR_CHAOS_KEEP=1 keeps the instances' configs and logs for a look afterwards.
-    let out = tempfile::Builder::new()
-        .prefix("weir-chaos-")
-        .disable_cleanup(std::env::var_os("WEIR_CHAOS_KEEP").is_some())
-        .tempdir()
-        .unwrap();
     println!("instance logs in {}", out.path().display());
     let config = lakehouse_config(&bootstrap, out.path(), "chaos", &s3, &redis);
 

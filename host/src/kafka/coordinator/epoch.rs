@@ -1,0 +1,93 @@
+//! Committing an epoch: each changed partition stages its output and writes its checkpoint,
+//! the offsets (naming the checkpoints) commit with the transaction, then the output is
+//! published and what the new checkpoints replace is deleted.
+
+use std::time::Instant;
+
+use rdkafka::consumer::{BaseConsumer, ConsumerContext};
+use rdkafka::{Offset, TopicPartitionList};
+
+use super::Coordinator;
+use crate::checkpoint::partition_prefix;
+use crate::checkpoint::protocol::mark_committed;
+use crate::error::Result;
+use crate::kafka::task::{Epoch, PartitionTask, Prepared};
+
+impl Coordinator {
+    /// Commits an epoch: stages every changed partition's output, writes its checkpoint,
+    /// commits the offsets (naming the checkpoints) with the transaction, then publishes.
+    pub fn checkpoint<C: ConsumerContext>(&mut self, consumer: &BaseConsumer<C>) -> Result<()> {
+        if self.recovering {
+            return Ok(());
+        }
+        let started = Instant::now();
+        let mut changed = false;
+        for task in self.tasks.values_mut() {
+            changed |= task.wants_commit();
+        }
+        if !changed {
+            self.epoch_started = started;
+            return Ok(());
+        }
+        crate::failpoint::hit("epoch-start");
+        self.epoch_seq += 1;
+        let name = format!(
+            "{}-{:06}",
+            chrono::Utc::now().format("%Y%m%dT%H%M%S%3f"),
+            self.epoch_seq
+        );
+        let epoch = Epoch {
+            name: &name,
+            group: &self.source.group,
+            incremental: self.incremental,
+            store: &self.store,
+        };
+        // Each changed partition stages its output and writes its checkpoint: side by side on
+        // the workers, as their Parquet parts are encoded here.
+        let prepared: Vec<Result<Option<Prepared>>> = {
+            use rayon::prelude::*;
+            let mut tasks: Vec<&mut PartitionTask> = self.tasks.values_mut().collect();
+            match &self.workers {
+                Some(pool) if tasks.len() > 1 => pool.install(|| {
+                    tasks
+                        .par_iter_mut()
+                        .map(|task| task.prepare(&epoch))
+                        .collect()
+                }),
+                _ => tasks.iter_mut().map(|task| task.prepare(&epoch)).collect(),
+            }
+        };
+        let mut offsets = TopicPartitionList::new();
+        let mut staged = Vec::new();
+        for prepared in prepared {
+            let Some(p) = prepared? else { continue };
+            let (topic, partition) = (&p.key.0, p.key.1);
+            offsets.add_partition_offset(topic, partition, Offset::Offset(p.next))?;
+            if let Some(mut elem) = offsets.find_partition(topic, partition) {
+                elem.set_metadata(p.metadata.clone());
+            }
+            staged.push(p);
+        }
+        self.transaction.commit(consumer, &offsets)?;
+        self.counts.committed += 1;
+        crate::failpoint::hit("committed");
+        // The markers first: a broker without offset metadata leaves them the only record of
+        // which checkpoint committed, so nothing is published before they are written.
+        for p in &staged {
+            let prefix = partition_prefix(&self.source.group, &p.key.0, p.key.1);
+            mark_committed(&self.store, &prefix, &p.chain)?;
+        }
+        for p in staged {
+            if let Some(task) = self.tasks.get_mut(&p.key) {
+                for stale in task.committed(p.chain, &p.sinks)? {
+                    self.store.delete(&stale)?;
+                }
+            }
+        }
+        self.open_transaction()?;
+        metrics::histogram!("weir_checkpoint_duration_seconds").record(started.elapsed());
+        metrics::counter!("weir_checkpoint_epochs_total").increment(1);
+        tracing::debug!(epoch = name, partitions = offsets.count(), took = ?started.elapsed(), "Epoch committed.");
+        Ok(())
+    }
+}

@@ -2,8 +2,9 @@
 //! makes the process abort (like kill -9: nothing is flushed, no destructor runs) the n-th
 //! time (default the first) it reaches the point named `name`; with the suffix `@hang` the
 //! thread hangs there instead, as on a server that never answers, and with `@stop` the process
-//! stops itself (SIGSTOP) there, as a paused VM would, until a SIGCONT. Without the variable,
-//! a hit is one atomic load.
+//! stops itself (SIGSTOP) there, as a paused VM would, until a SIGCONT; with `@fail` the call
+//! there fails instead (points checked with [`fails`]), as a store that refuses a write would.
+//! Without the variable, a hit is one atomic load.
 
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -17,6 +18,7 @@ enum Action {
     Abort,
     Hang,
     Stop,
+    Fail,
 }
 
 struct Armed {
@@ -35,6 +37,8 @@ fn armed() -> Option<&'static Armed> {
                 (point.to_string(), Action::Hang)
             } else if let Some(point) = raw.strip_suffix("@stop") {
                 (point.to_string(), Action::Stop)
+            } else if let Some(point) = raw.strip_suffix("@fail") {
+                (point.to_string(), Action::Fail)
             } else {
                 (raw, Action::Abort)
             };
@@ -52,14 +56,27 @@ fn armed() -> Option<&'static Armed> {
         .as_ref()
 }
 
+/// Whether the point `name` is the armed one and its turn has come (counting this hit).
+fn turn(name: &str) -> Option<Action> {
+    let armed = armed()?;
+    (armed.name == name && armed.hits.fetch_add(1, Ordering::SeqCst) + 1 == armed.at)
+        .then_some(armed.action)
+}
+
+/// Whether the call at the point `name` must fail now (`@fail`).
+pub fn fails(name: &str) -> bool {
+    let failing = turn(name) == Some(Action::Fail);
+    if failing {
+        eprintln!("weir: failpoint {name} reached; failing");
+    }
+    failing
+}
+
 /// Marks the point `name`; aborts the process (or hangs the thread) if it is the armed one
 /// and its turn has come.
 pub fn hit(name: &str) {
-    if let Some(armed) = armed()
-        && armed.name == name
-        && armed.hits.fetch_add(1, Ordering::SeqCst) + 1 == armed.at
-    {
-        match armed.action {
+    if let Some(action) = turn(name) {
+        match action {
             Action::Hang => {
                 eprintln!("weir: failpoint {name} reached; hanging");
                 loop {
@@ -75,6 +92,8 @@ pub fn hit(name: &str) {
                 eprintln!("weir: failpoint {name} reached; aborting");
                 std::process::abort();
             }
+            // Only a point checked with `fails` can fail.
+            Action::Fail => {}
         }
     }
 }

@@ -350,8 +350,8 @@ fn drive(
             }
             continue;
         }
-        if let Err(e) = c.run_tasks() {
-            c.fail_epoch(consumer, &e);
+        // A failure below fails the epoch; the rewind starts at the next turn.
+        if c.run_tasks(consumer).is_err() {
             continue;
         }
         let reloaded = options
@@ -363,16 +363,11 @@ fn drive(
             if let Some(status) = &options.status {
                 status.set_pipeline(&new);
             }
-            if let Err(e) = c.reconfigure(consumer, new) {
-                c.fail_epoch(consumer, &e);
-            }
+            c.reconfigure(consumer, new);
             continue;
         }
         c.update_pauses(consumer);
-        if c.checkpoint_due(interval)
-            && let Err(e) = c.checkpoint(consumer)
-        {
-            c.fail_epoch(consumer, &e);
+        if c.checkpoint_due(interval) && c.checkpoint(consumer).is_err() {
             continue;
         }
         if last_progress.elapsed() >= Duration::from_millis(250) {
@@ -387,8 +382,7 @@ fn drive(
             last_progress = Instant::now();
         }
         if idle && options.bounded.load(Ordering::Relaxed) && c.at_end(consumer)? {
-            if let Err(e) = c.finish(consumer) {
-                c.fail_epoch(consumer, &e);
+            if c.finish(consumer).is_err() {
                 continue;
             }
             tracing::info!("Input consumed to its end; stopping.");

@@ -39,6 +39,10 @@ pub struct Router {
     dead: Vec<DeadLetter>,
     dead_letters: Box<dyn DeadLetterSink>,
     counts: RouteCounts,
+    /// A sink's write or epoch end failed since the last recovery: what it was handed may be
+    /// gone (records taken from their buffer, a part whose upload failed), so nothing more is
+    /// written or committed until [`Router::recover`].
+    failed: Option<String>,
 }
 
 /// The class of a dead-letter reason: the text before the first `:`.
@@ -72,6 +76,7 @@ impl Router {
             dead: Vec::new(),
             dead_letters,
             counts: RouteCounts::default(),
+            failed: None,
         }
     }
 
@@ -124,6 +129,23 @@ impl Router {
 
     /// Writes everything queued to the sinks and the dead-letter output.
     pub fn write_out(&mut self) -> Result<(), SinkError> {
+        self.refuse_after_failure()?;
+        self.write_to_each()
+            .inspect_err(|e| self.failed = Some(e.to_string()))
+    }
+
+    /// A sink failed since the last recovery: the epoch must be rewound first.
+    fn refuse_after_failure(&self) -> Result<(), SinkError> {
+        match &self.failed {
+            Some(reason) => Err(SinkError::Io {
+                sink: "router".into(),
+                reason: format!("a sink failed earlier in this epoch ({reason}); rewind first"),
+            }),
+            None => Ok(()),
+        }
+    }
+
+    fn write_to_each(&mut self) -> Result<(), SinkError> {
         for i in 0..self.sinks.len() {
             if self.buffers[i].is_empty() {
                 continue;
@@ -165,6 +187,11 @@ impl Router {
     /// Writes out and ends the epoch in every sink; returns each sink's commit record.
     pub fn prepare_commit(&mut self) -> Result<Vec<(String, Vec<u8>)>, SinkError> {
         self.write_out()?;
+        self.end_epoch_in_each()
+            .inspect_err(|e| self.failed = Some(e.to_string()))
+    }
+
+    fn end_epoch_in_each(&mut self) -> Result<Vec<(String, Vec<u8>)>, SinkError> {
         let mut records = Vec::new();
         for sink in &mut self.sinks {
             if let Some(record) = sink.prepare_commit()? {
@@ -192,6 +219,7 @@ impl Router {
             buffer.clear();
         }
         self.dead.clear();
+        self.failed = None;
         for sink in &mut self.sinks {
             let record = records
                 .and_then(|r| r.iter().find(|(name, _)| name == sink.name()))

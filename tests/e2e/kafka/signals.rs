@@ -4,10 +4,18 @@
 //! process exits once the drain timeout has passed; in the next run a second signal during the
 //! drain exits at once; and the run after that finishes the input with the lake exactly as an
 //! uninterrupted run leaves it.
+//! SIGTERM whose final commit fails in a sink: the epoch is aborted, and the revocation that
+//! follows (the consumer's close) does not commit it again without what the sink gave up.
 
 use std::time::{Duration, Instant};
 
-use super::{Broker, WeirProcess, clickstream, lake_tables, pipeline_config, produce};
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+
+use super::{
+    Broker, PARTITIONS, WeirProcess, clickstream, lake_tables, pipeline_config, produce,
+    wait_for_answer,
+};
 
 #[test]
 fn a_stuck_drain_exits_after_the_drain_timeout_and_recovery_holds() {
@@ -97,4 +105,81 @@ fn a_stuck_drain_exits_after_the_drain_timeout_and_recovery_holds() {
     let actual = lake_tables(out.path());
     assert!(!expected["events"].as_array().unwrap().is_empty());
     assert_eq!(actual, expected, "the lake after a timed-out drain differs");
+}
+
+/// Whether `group` has committed an offset for any partition of `clicks`.
+fn committed_any(bootstrap: &str, group: &str) -> bool {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", group)
+        .create()
+        .unwrap();
+    let mut query = TopicPartitionList::new();
+    for p in 0..PARTITIONS as i32 {
+        query.add_partition("clicks", p);
+    }
+    let committed = consumer
+        .committed_offsets(query, Duration::from_secs(10))
+        .unwrap();
+    committed
+        .elements()
+        .iter()
+        .any(|e| matches!(e.offset(), Offset::Offset(_)))
+}
+
+#[test]
+fn a_final_commit_that_fails_in_a_sink_is_aborted_not_committed_on_revocation() {
+    let broker = Broker::start();
+    let bootstrap = broker.bootstrap();
+    produce(&bootstrap, "clicks", &clickstream(60));
+    let out = tempfile::tempdir().unwrap();
+    let config = pipeline_config(&bootstrap, out.path(), "final");
+    // No epoch is due before SIGTERM: the final commit stages the first part of the run, and
+    // the failure point makes that upload fail.
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(
+        &config,
+        text.replace("interval = \"1s\"", "interval = \"1h\""),
+    )
+    .unwrap();
+    let port = xtask::servers::free_port().unwrap();
+    let listen = format!("127.0.0.1:{port}");
+    let process = WeirProcess::start_with_env(
+        &config,
+        "final",
+        false,
+        &[
+            ("WEIR_FAILPOINT", "stage-part:1@fail"),
+            ("WEIR_ADMIN_LISTEN", &listen),
+        ],
+    );
+    wait_for_answer(port, "/metrics", |_, body| {
+        body.contains("weir_sink_records_total{sink=\"lake\",route=\"main\"}")
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    let (succeeded, log) = process.terminate_and_wait(Duration::from_secs(60));
+    assert!(
+        log.contains("failpoint stage-part reached; failing"),
+        "{log}"
+    );
+    assert!(
+        !succeeded,
+        "a failed final commit is not a clean exit:\n{log}"
+    );
+    assert!(
+        !committed_any(&bootstrap, "final"),
+        "the failed final epoch was committed:\n{log}"
+    );
+
+    WeirProcess::start(&config, "final", true).wait_success(Duration::from_secs(300));
+    let reference = tempfile::tempdir().unwrap();
+    let reference_config = pipeline_config(&bootstrap, reference.path(), "reference");
+    WeirProcess::start(&reference_config, "reference", true).wait_success(Duration::from_secs(300));
+    let expected = lake_tables(reference.path());
+    assert!(!expected["events"].as_array().unwrap().is_empty());
+    assert_eq!(
+        lake_tables(out.path()),
+        expected,
+        "the lake after a failed final commit differs"
+    );
 }

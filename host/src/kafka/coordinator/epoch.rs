@@ -15,11 +15,19 @@ use crate::kafka::task::{Epoch, PartitionTask, Prepared};
 
 impl Coordinator {
     /// Commits an epoch: stages every changed partition's output, writes its checkpoint,
-    /// commits the offsets (naming the checkpoints) with the transaction, then publishes.
+    /// commits the offsets (naming the checkpoints) with the transaction, then publishes. A
+    /// failure fails the epoch here: the sinks may have given up part of it (a part whose
+    /// upload failed is gone from the sink), so nothing may commit again before the rewind,
+    /// whoever calls next (the revocation that follows a failed final commit, say).
     pub fn checkpoint<C: ConsumerContext>(&mut self, consumer: &BaseConsumer<C>) -> Result<()> {
         if self.recovering {
             return Ok(());
         }
+        self.commit_epoch(consumer)
+            .inspect_err(|e| self.fail_epoch(consumer, e))
+    }
+
+    fn commit_epoch<C: ConsumerContext>(&mut self, consumer: &BaseConsumer<C>) -> Result<()> {
         let started = Instant::now();
         let mut changed = false;
         for task in self.tasks.values_mut() {

@@ -176,8 +176,14 @@ impl Coordinator {
         }
     }
 
-    /// Runs every task once: side by side on the workers, when there are several of both.
-    pub fn run_tasks(&mut self) -> Result<()> {
+    /// Runs every task once: side by side on the workers, when there are several of both. A
+    /// failure fails the epoch (a failed batch may have left output in the sinks).
+    pub fn run_tasks<C: ConsumerContext>(&mut self, consumer: &BaseConsumer<C>) -> Result<()> {
+        self.run_each_task()
+            .inspect_err(|e| self.fail_epoch(consumer, e))
+    }
+
+    fn run_each_task(&mut self) -> Result<()> {
         use rayon::prelude::*;
         let batch_size = self.source.batch_size;
         match &self.workers {
@@ -242,27 +248,28 @@ impl Coordinator {
     }
 
     /// A config reload changed the sinks: commits the epoch, then rebuilds every partition
-    /// from that checkpoint with sinks and routes from `config`. Should the commit fail, the
-    /// rewind that follows rebuilds with `config` too.
+    /// from that checkpoint with sinks and routes from `config`. Should the commit fail (the
+    /// epoch fails), the rewind that follows rebuilds with `config` too.
     pub fn reconfigure<C: ConsumerContext>(
         &mut self,
         consumer: &BaseConsumer<C>,
         config: PipelineConfig,
-    ) -> Result<()> {
+    ) {
         self.factory.set_config(config);
-        self.checkpoint(consumer)?;
+        if self.checkpoint(consumer).is_err() {
+            return;
+        }
         self.start_recovery(consumer, &Error::Commit("the sinks changed".into()));
         if let Err(e) = self.recover(consumer) {
             tracing::warn!(error = %e, "Rebuilding with the new sinks failed; retrying.");
         }
-        Ok(())
     }
 
-    /// Bounded runs: closes every window and commits the final epoch.
+    /// Bounded runs: closes every window and commits the final epoch; a failure fails the
+    /// epoch.
     pub fn finish<C: ConsumerContext>(&mut self, consumer: &BaseConsumer<C>) -> Result<()> {
-        for task in self.tasks.values_mut() {
-            task.finish()?;
-        }
+        let finished: Result<()> = self.tasks.values_mut().try_for_each(PartitionTask::finish);
+        finished.inspect_err(|e| self.fail_epoch(consumer, e))?;
         self.checkpoint(consumer)
     }
 }

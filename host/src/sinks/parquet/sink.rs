@@ -210,6 +210,12 @@ impl ParquetSink {
             file.parts.len(),
             self.run_id
         );
+        if crate::failpoint::fails("stage-part") {
+            return Err(io_error(
+                &self.name,
+                format!("staging {key}: refused (failpoint)"),
+            ));
+        }
         let storage = &self.storage;
         self.breaker
             .call("staging a part", || storage.put(&key, bytes.clone()))?;

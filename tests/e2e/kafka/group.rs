@@ -4,25 +4,37 @@
 use std::time::Duration;
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::KafkaResult;
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 
 use super::{
     Broker, PARTITIONS, WeirProcess, clickstream, lake_tables, pipeline_config, produce, wait_for,
 };
 
-/// Whether `group` has committed the end of every input partition.
-pub(super) fn caught_up(bootstrap: &str, group: &str) -> bool {
+/// A client of `group` (it does not join it) and the offsets the group has committed for the
+/// input partitions.
+pub(super) fn committed_input(
+    bootstrap: &str,
+    group: &str,
+    timeout: Duration,
+) -> (BaseConsumer, KafkaResult<TopicPartitionList>) {
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
         .set("group.id", group)
         .create()
         .unwrap();
-    let timeout = Duration::from_secs(5);
     let mut query = TopicPartitionList::new();
     for p in 0..PARTITIONS as i32 {
         query.add_partition("clicks", p);
     }
-    let Ok(committed) = consumer.committed_offsets(query, timeout) else {
+    let committed = consumer.committed_offsets(query, timeout);
+    (consumer, committed)
+}
+
+/// Whether `group` has committed the end of every input partition.
+pub(super) fn caught_up(bootstrap: &str, group: &str) -> bool {
+    let timeout = Duration::from_secs(5);
+    let (consumer, Ok(committed)) = committed_input(bootstrap, group, timeout) else {
         return false;
     };
     committed.elements().iter().all(|e| {

@@ -9,12 +9,11 @@
 
 use std::time::{Duration, Instant};
 
-use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+use rdkafka::Offset;
 
+use super::group::committed_input;
 use super::{
-    Broker, PARTITIONS, WeirProcess, clickstream, lake_tables, pipeline_config, produce,
-    wait_for_answer,
+    Broker, WeirProcess, clickstream, lake_tables, pipeline_config, produce, wait_for_answer,
 };
 
 #[test]
@@ -109,19 +108,9 @@ fn a_stuck_drain_exits_after_the_drain_timeout_and_recovery_holds() {
 
 /// Whether `group` has committed an offset for any partition of `clicks`.
 fn committed_any(bootstrap: &str, group: &str) -> bool {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .set("group.id", group)
-        .create()
-        .unwrap();
-    let mut query = TopicPartitionList::new();
-    for p in 0..PARTITIONS as i32 {
-        query.add_partition("clicks", p);
-    }
-    let committed = consumer
-        .committed_offsets(query, Duration::from_secs(10))
-        .unwrap();
+    let (_, committed) = committed_input(bootstrap, group, Duration::from_secs(10));
     committed
+        .unwrap()
         .elements()
         .iter()
         .any(|e| matches!(e.offset(), Offset::Offset(_)))

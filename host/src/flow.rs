@@ -1,5 +1,6 @@
 //! The records that flow through a pipeline: [`SourceRecord`] as read, [`Provenance`] (where
-//! it was read), [`SinkRecord`] as routed to a sink, and [`DeadLetter`] for a record that failed.
+//! it was read), [`SinkRecord`] as routed to a sink, and [`DeadLetter`] for a record that failed,
+//! with its [`DeadLetterClass`].
 
 use std::sync::Arc;
 
@@ -63,4 +64,171 @@ pub struct DeadLetter {
     pub headers: Vec<(String, Vec<u8>)>,
     /// Event time if it was known.
     pub time: Option<i64>,
+}
+
+/// What kind of failure made a dead letter: a fixed set, so that the metric label built from it
+/// (`weir_dead_letters_total{reason}`) cannot grow with what plugins write. The full reason
+/// stays in the dead letter, its headers and the logs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum DeadLetterClass {
+    /// The record could not be decoded (not JSON, no key, a bad time...).
+    Decode,
+    /// The plugin dead-lettered the record itself, with a reason of its own.
+    Plugin,
+    /// The plugin trapped on the record.
+    Trap,
+    /// The plugin's call ran past its deadline.
+    Timeout,
+    /// The call passed a limit: memory, output, state or timers.
+    Limit,
+    /// The plugin returned a result the host refuses.
+    InvalidResult,
+    /// The stage's breaker was open: the plugin was not called.
+    Breaker,
+    /// No sink takes the route the record was sent on.
+    Unrouted,
+    /// A sink refused the record.
+    Sink,
+}
+
+/// Reason prefixes of the failures the host isolates in a stage (the messages of
+/// `runtime::CallFailure` and of the stage breaker), with their classes.
+const STAGE_FAILURES: &[(&str, DeadLetterClass)] = &[
+    ("trap:", DeadLetterClass::Trap),
+    ("timeout", DeadLetterClass::Timeout),
+    ("memory limit", DeadLetterClass::Limit),
+    ("output limit:", DeadLetterClass::Limit),
+    ("state limit:", DeadLetterClass::Limit),
+    ("timer limit:", DeadLetterClass::Limit),
+    ("invalid result:", DeadLetterClass::InvalidResult),
+    ("stage breaker open:", DeadLetterClass::Breaker),
+];
+
+impl DeadLetterClass {
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeadLetterClass::Decode => "decode",
+            DeadLetterClass::Plugin => "plugin",
+            DeadLetterClass::Trap => "trap",
+            DeadLetterClass::Timeout => "timeout",
+            DeadLetterClass::Limit => "limit",
+            DeadLetterClass::InvalidResult => "invalid_result",
+            DeadLetterClass::Breaker => "breaker",
+            DeadLetterClass::Unrouted => "unrouted",
+            DeadLetterClass::Sink => "sink",
+        }
+    }
+}
+
+impl DeadLetter {
+    /// Its class: host stages (decode, router, sinks) by where it failed; a plugin's stage by
+    /// the failure the host isolated (a timer's reason starts with `timer `), anything else
+    /// being the plugin's own reason.
+    pub fn class(&self) -> DeadLetterClass {
+        if self.plugin.is_none() {
+            return match self.stage.as_str() {
+                "decode" => DeadLetterClass::Decode,
+                stage if stage.starts_with("sink:") => DeadLetterClass::Sink,
+                _ => DeadLetterClass::Unrouted,
+            };
+        }
+        let isolated = |reason: &str| {
+            STAGE_FAILURES
+                .iter()
+                .find(|(prefix, _)| reason.starts_with(prefix))
+                .map(|(_, class)| *class)
+        };
+        isolated(&self.reason)
+            .or_else(|| isolated(self.reason.strip_prefix("timer ")?))
+            .unwrap_or(DeadLetterClass::Plugin)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pipeline::stage_breaker::StageBreaker;
+    use crate::runtime::CallFailure;
+
+    fn letter(stage: &str, plugin: bool, reason: &str) -> DeadLetter {
+        DeadLetter {
+            reason: reason.to_string(),
+            stage: stage.to_string(),
+            plugin: plugin.then(|| ("p".to_string(), "0".repeat(64))),
+            provenance: None,
+            key: None,
+            value: Vec::new(),
+            headers: Vec::new(),
+            time: None,
+        }
+    }
+
+    #[test]
+    fn every_failure_the_host_isolates_has_its_class_and_a_plugins_own_reason_is_plugin() {
+        let breaker = StageBreaker::new("s", std::time::Duration::from_secs(60));
+        for _ in 0..3 {
+            breaker.observe(Some("trap: x"));
+        }
+        let open = breaker.refusing().expect("three failures in a row open it");
+        let cases = [
+            (
+                CallFailure::Trap("unreachable".into()).to_string(),
+                DeadLetterClass::Trap,
+            ),
+            (CallFailure::Timeout.to_string(), DeadLetterClass::Timeout),
+            (CallFailure::MemoryLimit.to_string(), DeadLetterClass::Limit),
+            (
+                CallFailure::OutputLimit {
+                    bytes: 9,
+                    inputs: 1,
+                    limit: 1,
+                }
+                .to_string(),
+                DeadLetterClass::Limit,
+            ),
+            (
+                CallFailure::StateLimit(1).to_string(),
+                DeadLetterClass::Limit,
+            ),
+            (
+                CallFailure::TimerLimit(1).to_string(),
+                DeadLetterClass::Limit,
+            ),
+            (
+                CallFailure::InvalidResult("x".into()).to_string(),
+                DeadLetterClass::InvalidResult,
+            ),
+            (open, DeadLetterClass::Breaker),
+            (
+                format!("timer {}", CallFailure::Timeout),
+                DeadLetterClass::Timeout,
+            ),
+            ("bot: crawler user agent".into(), DeadLetterClass::Plugin),
+            (
+                "anything at all a plugin writes".into(),
+                DeadLetterClass::Plugin,
+            ),
+        ];
+        for (reason, class) in cases {
+            assert_eq!(letter("stage", true, &reason).class(), class, "{reason}");
+        }
+        assert_eq!(
+            letter("decode", false, "invalid json: x").class(),
+            DeadLetterClass::Decode
+        );
+        assert_eq!(
+            letter("sink:lake", false, "too big").class(),
+            DeadLetterClass::Sink
+        );
+        assert_eq!(
+            letter("router", false, "unrouted: x").class(),
+            DeadLetterClass::Unrouted
+        );
+        // A stage a user named like a host stage is still a plugin's.
+        assert_eq!(
+            letter("decode", true, "mine").class(),
+            DeadLetterClass::Plugin
+        );
+    }
 }

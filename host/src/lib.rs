@@ -13,6 +13,8 @@ pub mod failpoint;
 pub mod flow;
 pub mod kafka;
 pub mod kafka_client;
+pub mod liveness;
+pub mod partition_gauges;
 pub mod pipeline;
 pub mod runtime;
 pub mod sinks;

@@ -4,11 +4,12 @@
 
 mod http;
 mod metrics_exporter;
+mod process_metrics;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use serde::Deserialize;
 
@@ -19,6 +20,7 @@ use crate::config::PipelineConfig;
 use crate::pipeline::plugins::PluginRegistry;
 use crate::sinks::SinkConfig;
 use crate::sinks::resilience::BreakerState;
+use crate::units::HumanDuration;
 
 /// `[admin]`: where the admin endpoint listens.
 #[derive(Debug, Clone, Deserialize)]
@@ -27,18 +29,29 @@ pub struct AdminConfig {
     /// `host:port` to listen on (port 0 picks a free one), or `off`.
     #[serde(default = "default_listen")]
     pub listen: String,
+    /// `/healthz` fails once a thread that moves records (the Kafka driver, a file worker)
+    /// has not finished a turn of its loop for this long.
+    #[serde(default = "default_stall_timeout")]
+    pub stall_timeout: HumanDuration,
 }
 
 impl Default for AdminConfig {
     fn default() -> Self {
         AdminConfig {
             listen: default_listen(),
+            stall_timeout: default_stall_timeout(),
         }
     }
 }
 
 fn default_listen() -> String {
     "127.0.0.1:9898".into()
+}
+
+/// Longer than the longest legitimate turn: an epoch commit's deadline with the default
+/// checkpoint timeout is 65 s.
+fn default_stall_timeout() -> HumanDuration {
+    HumanDuration::from_secs(120)
 }
 
 impl AdminConfig {
@@ -57,6 +70,9 @@ impl AdminConfig {
 /// What the running pipeline tells the endpoint.
 pub struct Status {
     started: Instant,
+    /// When it started, in seconds since the Unix epoch.
+    started_unix: f64,
+    stall_timeout: Duration,
     ready: AtomicBool,
     breakers: Mutex<Vec<(String, BreakerState)>>,
     pipeline: Mutex<serde_json::Value>,
@@ -68,6 +84,8 @@ impl Status {
     pub fn new(config: &PipelineConfig) -> Arc<Self> {
         Arc::new(Status {
             started: Instant::now(),
+            started_unix: chrono::Utc::now().timestamp_millis() as f64 / 1000.0,
+            stall_timeout: config.admin.stall_timeout.0,
             ready: AtomicBool::new(false),
             breakers: Mutex::new(Vec::new()),
             pipeline: Mutex::new(describe(config)),
@@ -107,14 +125,25 @@ impl Status {
             .clone()
     }
 
-    /// `/healthz`: the process answers; with its uptime and breakers.
-    fn health(&self) -> serde_json::Value {
-        serde_json::json!({
-            "status": "ok",
+    /// `/healthz`: whether the threads that move records are turning (`false` once one has
+    /// been stuck past the stall timeout), with the uptime, readiness and breakers.
+    fn health(&self) -> (bool, serde_json::Value) {
+        let stalled = crate::liveness::stalled(self.stall_timeout);
+        let healthy = stalled.is_empty();
+        let stalled: Vec<_> = stalled
+            .into_iter()
+            .map(|(thread, silent)| {
+                serde_json::json!({ "thread": thread, "seconds": silent.as_secs_f64() })
+            })
+            .collect();
+        let body = serde_json::json!({
+            "status": if healthy { "ok" } else { "stalled" },
+            "stalled": stalled,
             "uptime_seconds": self.started.elapsed().as_secs(),
             "ready": self.ready(),
             "breakers": self.breakers().into_iter().collect::<std::collections::BTreeMap<_, _>>(),
-        })
+        });
+        (healthy, body)
     }
 
     /// `/pipeline`: stages, routes and sinks, with each sink's breaker.
@@ -178,7 +207,13 @@ mod tests {
 
     #[test]
     fn listens_on_an_address_or_not_at_all_and_names_bad_values() {
-        let listen = |s: &str| AdminConfig { listen: s.into() }.address();
+        let listen = |s: &str| {
+            AdminConfig {
+                listen: s.into(),
+                ..AdminConfig::default()
+            }
+            .address()
+        };
         assert_eq!(
             listen("127.0.0.1:9898").unwrap(),
             Some("127.0.0.1:9898".parse().unwrap())

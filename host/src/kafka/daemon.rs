@@ -101,8 +101,13 @@ impl ClientContext for DaemonContext {
         for (topic, stats) in &statistics.topics {
             for (partition, p) in &stats.partitions {
                 if *partition >= 0 && p.consumer_lag >= 0 {
-                    metrics::gauge!("weir_source_consumer_lag_records", "topic" => topic.clone(), "partition" => partition.to_string())
-                        .set(p.consumer_lag as f64);
+                    crate::partition_gauges::set(
+                        "weir_source_consumer_lag_records",
+                        topic,
+                        *partition,
+                        None,
+                        p.consumer_lag as f64,
+                    );
                 }
             }
         }
@@ -306,7 +311,9 @@ fn drive(
     // A round reads a batch per worker, so that every worker has one to run.
     let round = source.batch_size * lock(coordinator).workers();
     let mut messages = Vec::with_capacity(round);
+    let heart = crate::liveness::Heart::new("kafka driver");
     while !options.shutdown.load(Ordering::Relaxed) {
+        heart.beat();
         crate::failpoint::hit("poll");
         let deadline = Instant::now() + source.batch_timeout.0;
         while messages.len() < round {

@@ -210,13 +210,22 @@ impl PartitionTask {
                 CheckpointChain::new(&prefix, Vec::new(), name.clone()),
             ),
         };
-        let labels = [
-            ("topic", self.topic.to_string()),
-            ("partition", self.partition.to_string()),
-        ];
-        metrics::gauge!("weir_state_snapshot_bytes", &labels).set(state.len() as f64);
-        metrics::gauge!("weir_checkpoint_chain_length", &labels)
-            .set((chain.base().len() + 1) as f64);
+        let (topic, partition) = (&self.topic, self.partition);
+        let chain_length = (chain.base().len() + 1) as f64;
+        crate::partition_gauges::set(
+            "weir_state_snapshot_bytes",
+            topic,
+            partition,
+            None,
+            state.len() as f64,
+        );
+        crate::partition_gauges::set(
+            "weir_checkpoint_chain_length",
+            topic,
+            partition,
+            None,
+            chain_length,
+        );
         let checkpoint = PartitionCheckpoint {
             version: CHECKPOINT_VERSION,
             offset: next,

@@ -201,21 +201,41 @@ impl PartitionPipeline {
     /// Sets this partition's gauges: watermark lag behind the wall clock, and state keys and
     /// pending timers per stage.
     pub fn publish_gauges(&self, topic: &str, partition: i32) {
-        let labels = [
-            ("topic", topic.to_string()),
-            ("partition", partition.to_string()),
-        ];
+        use crate::partition_gauges::set;
         let watermark = self.watermark.current();
         if watermark > i64::MIN / 2 && watermark < i64::MAX / 2 {
             let lag = (chrono::Utc::now().timestamp_millis() - watermark) as f64 / 1000.0;
-            metrics::gauge!("weir_source_watermark_lag_seconds", &labels).set(lag);
+            set(
+                "weir_source_watermark_lag_seconds",
+                topic,
+                partition,
+                None,
+                lag,
+            );
         }
         for stage in &self.stages {
-            let mut labels = labels.to_vec();
-            labels.push(("stage", stage.name().to_string()));
-            metrics::gauge!("weir_state_keys", &labels).set(stage.state().entry_count() as f64);
-            metrics::gauge!("weir_state_timers", &labels).set(stage.state().timer_count() as f64);
-            metrics::gauge!("weir_state_bytes", &labels).set(stage.state().bytes() as f64);
+            let (name, state) = (Some(stage.name()), stage.state());
+            set(
+                "weir_state_keys",
+                topic,
+                partition,
+                name,
+                state.entry_count() as f64,
+            );
+            set(
+                "weir_state_timers",
+                topic,
+                partition,
+                name,
+                state.timer_count() as f64,
+            );
+            set(
+                "weir_state_bytes",
+                topic,
+                partition,
+                name,
+                state.bytes() as f64,
+            );
         }
     }
 

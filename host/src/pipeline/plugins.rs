@@ -397,11 +397,7 @@ impl PluginRegistry {
                     loaded_at: version.loaded_at.clone(),
                     calls: version.stats.summary(),
                     last_rejection: rejections.get(&slot.plugin).cloned(),
-                    breaker: if version.breaker.is_open() {
-                        "open"
-                    } else {
-                        "closed"
-                    },
+                    breaker: version.breaker.state(),
                 }
             })
             .collect()

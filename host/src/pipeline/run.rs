@@ -198,7 +198,9 @@ fn read(
 /// A worker: runs the batches of its partitions as they come, lets idle partitions' watermarks
 /// move, and closes every partition when the input ends.
 fn work(mut mine: Vec<(usize, PartitionPipeline)>, rx: Receiver<Work>) -> Result<PipelineStats> {
+    let heart = crate::liveness::Heart::new("file worker");
     loop {
+        heart.beat();
         match rx.recv_timeout(IDLE_POLL) {
             Ok((p, records)) => {
                 if let Some((_, pipeline)) = mine.iter_mut().find(|(q, _)| *q == p) {

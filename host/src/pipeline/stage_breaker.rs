@@ -18,6 +18,8 @@ struct Inner {
     failed: u32,
     tried: u32,
     open: Option<(Instant, String)>,
+    /// The open time is over and the trial batch was let through (published as half-open).
+    trial: bool,
 }
 
 /// The breaker of one stage version, shared by every partition.
@@ -45,10 +47,16 @@ impl StageBreaker {
     /// The dead-letter reason while the breaker refuses calls; `None` when closed or when its
     /// open time is over (the next batch is the trial).
     pub fn refusing(&self) -> Option<String> {
-        let inner = self.lock();
+        let mut inner = self.lock();
         match &inner.open {
             Some((until, reason)) if Instant::now() < *until => {
                 Some(format!("stage breaker open: {reason}"))
+            }
+            Some(_) if !inner.trial => {
+                inner.trial = true;
+                drop(inner);
+                self.gauge(1.0, "half-open");
+                None
             }
             _ => None,
         }
@@ -62,9 +70,14 @@ impl StageBreaker {
             .is_some_and(|(until, _)| Instant::now() < *until)
     }
 
-    /// Whether the breaker has tripped and not yet closed again.
-    pub fn is_open(&self) -> bool {
-        self.lock().open.is_some()
+    /// `closed`, `open`, or `half-open` once the open time is over and until a trial batch
+    /// closes it again.
+    pub fn state(&self) -> &'static str {
+        match &self.lock().open {
+            None => "closed",
+            Some((until, _)) if Instant::now() < *until => "open",
+            Some(_) => "half-open",
+        }
     }
 
     /// One record tried alone; `failure` is why it failed. Returns true when this failure
@@ -125,11 +138,13 @@ mod tests {
             breaker.refusing().as_deref(),
             Some("stage breaker open: timeout")
         );
+        assert_eq!(breaker.state(), "open");
         std::thread::sleep(Duration::from_millis(600));
+        assert_eq!(breaker.state(), "half-open");
         assert_eq!(breaker.refusing(), None, "the next batch is a trial");
-        assert!(breaker.is_open());
+        assert_eq!(breaker.state(), "half-open");
         breaker.batch_passed();
-        assert!(!breaker.is_open());
+        assert_eq!(breaker.state(), "closed");
 
         // Isolated failures among successes never open it.
         for i in 0..100 {

@@ -162,7 +162,10 @@ impl Breaker {
     ) -> Result<T, SinkError> {
         let attempts = match self.state() {
             BreakerState::Closed => self.config.attempts,
-            BreakerState::HalfOpen => 1,
+            BreakerState::HalfOpen => {
+                self.publish(BreakerState::HalfOpen);
+                1
+            }
             BreakerState::Open => {
                 return Err(io_error(
                     &self.sink,

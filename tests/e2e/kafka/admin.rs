@@ -2,7 +2,9 @@
 //! after the partitions are assigned and restored, Prometheus metrics with real histograms,
 //! the loaded plugins with their hashes, and the pipeline with its breakers.
 
-use std::time::Duration;
+use std::io::Write;
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
 
 use super::{Broker, WeirProcess, clickstream, pipeline_config, produce, request, wait_for_answer};
 
@@ -21,6 +23,24 @@ fn admin_endpoint_reports_health_readiness_metrics_plugins_and_pipeline() {
     let health: serde_json::Value =
         serde_json::from_str(&wait_for_answer(port, "/healthz", |code, _| code == 200)).unwrap();
     assert_eq!(health["status"], "ok");
+    // Clients that connect and send nothing do not hold up a probe: connections are served
+    // concurrently (one at a time, each idle one would hold the next probe for its timeout).
+    let idle: Vec<_> = (0..3)
+        .map(|_| {
+            let mut idle = TcpStream::connect(("127.0.0.1", port)).unwrap();
+            idle.write_all(b"GET /metr").unwrap();
+            idle
+        })
+        .collect();
+    let asked = Instant::now();
+    let (code, _) = request(port, "GET", "/healthz").expect("a probe beside idle clients");
+    assert_eq!(code, 200);
+    assert!(
+        asked.elapsed() < Duration::from_secs(3),
+        "the probe waited {:?} behind idle clients",
+        asked.elapsed()
+    );
+    drop(idle);
     wait_for_answer(port, "/readyz", |code, _| code == 200);
     assert!(
         process.log().contains("Partitions assigned"),
@@ -48,10 +68,14 @@ fn admin_endpoint_reports_health_readiness_metrics_plugins_and_pipeline() {
         "weir_source_records_total",
         "weir_sink_records_total{sink=\"lake\",route=\"main\"}",
         "weir_stage_batch_duration_seconds_bucket{stage=\"bot-filter\"",
-        "weir_dead_letters_total{stage=\"decode\"",
+        "weir_dead_letters_total{stage=\"decode\",reason=\"decode\"",
         "weir_state_keys{",
         "weir_state_snapshot_bytes{",
         "weir_checkpoint_epochs_total",
+        "weir_checkpoint_last_commit_timestamp_seconds",
+        "weir_build_info{version=",
+        "process_cpu_seconds_total",
+        "process_resident_memory_bytes",
     ] {
         assert!(
             metrics.contains(name),
@@ -115,4 +139,55 @@ fn admin_endpoint_reports_health_readiness_metrics_plugins_and_pipeline() {
     assert_eq!(request(port, "GET", "/nothing").unwrap().0, 404);
     assert_eq!(request(port, "POST", "/metrics").unwrap().0, 405);
     process.terminate(Duration::from_secs(60));
+}
+
+#[test]
+fn a_wedged_driver_fails_healthz_while_the_endpoint_still_answers() {
+    let broker = Broker::start();
+    let bootstrap = broker.bootstrap();
+    produce(&bootstrap, "clicks", &clickstream(30));
+    let out = tempfile::tempdir().unwrap();
+    let config = pipeline_config(&bootstrap, out.path(), "wedged");
+    let mut text = std::fs::read_to_string(&config).unwrap();
+    text.push_str("\n[admin]\nstall_timeout = \"2s\"\n");
+    std::fs::write(&config, text).unwrap();
+    let port = xtask::servers::free_port().unwrap();
+    let listen = format!("127.0.0.1:{port}");
+    // The driver's 80th turn hangs, as a thread stuck in a call that never returns would.
+    let process = WeirProcess::start_with_env(
+        &config,
+        "wedged",
+        false,
+        &[
+            ("WEIR_ADMIN_LISTEN", &listen),
+            ("WEIR_FAILPOINT", "poll:80@hang"),
+        ],
+    );
+    wait_for_answer(port, "/readyz", |code, _| code == 200);
+    let (code, body) = request(port, "GET", "/healthz").unwrap();
+    assert!(
+        code == 200 || process.log().contains("failpoint poll reached"),
+        "unhealthy before the driver hung: {body}\n{}",
+        process.log()
+    );
+    let health: serde_json::Value =
+        serde_json::from_str(&wait_for_answer(port, "/healthz", |code, _| code == 503)).unwrap();
+    assert!(
+        process.log().contains("failpoint poll reached"),
+        "{}",
+        process.log()
+    );
+    assert_eq!(health["status"], "stalled", "{health}");
+    let stalled = &health["stalled"][0];
+    assert_eq!(stalled["thread"], "kafka driver", "{health}");
+    assert!(stalled["seconds"].as_f64().unwrap() > 2.0, "{health}");
+    // The rest of the endpoint still answers: only liveness says the process must go.
+    assert_eq!(request(port, "GET", "/readyz").unwrap().0, 200);
+    assert!(
+        request(port, "GET", "/metrics")
+            .unwrap()
+            .1
+            .contains("weir_source_records_total")
+    );
+    process.kill();
 }

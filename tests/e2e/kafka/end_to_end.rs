@@ -131,6 +131,7 @@ fn weir_run_on_kafka_fills_the_lake_the_topics_and_the_dlq() {
         assert!(reason.starts_with(expected), "{reason} is not {expected}");
         classes.insert(*expected);
         assert_eq!(record.header("weir.dlq.stage"), Some("decode"));
+        assert_eq!(record.header("weir.dlq.class"), Some("decode"));
         assert_eq!(record.header("weir.source.topic"), Some("clicks"));
         assert!(record.header("weir.source.offset").is_some());
         assert!(

@@ -1,14 +1,18 @@
 //! Two `weir` processes in one consumer group split the partitions; when one stops, the other
 //! takes its partitions over from their checkpoints and the open sessions continue.
 
+use std::collections::BTreeSet;
 use std::time::Duration;
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaResult;
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 
+use xtask::servers::free_port;
+
 use super::{
-    Broker, PARTITIONS, WeirProcess, clickstream, lake_tables, pipeline_config, produce, wait_for,
+    Broker, PARTITIONS, WeirProcess, clickstream, lake_tables, pipeline_config, produce, request,
+    wait_for,
 };
 
 /// A client of `group` (it does not join it) and the offsets the group has committed for the
@@ -45,6 +49,20 @@ pub(super) fn caught_up(bootstrap: &str, group: &str) -> bool {
     })
 }
 
+/// The input partitions with a per-partition series in the `/metrics` of the admin endpoint
+/// on `port`.
+fn gauged_partitions(port: u16) -> BTreeSet<String> {
+    let Some((200, metrics)) = request(port, "GET", "/metrics") else {
+        return BTreeSet::new();
+    };
+    metrics
+        .lines()
+        .filter_map(|line| line.split_once("{topic=\"clicks\",partition=\""))
+        .filter_map(|(_, rest)| rest.split_once('"'))
+        .map(|(partition, _)| partition.to_string())
+        .collect()
+}
+
 #[test]
 fn two_instances_split_the_partitions_and_hand_over_open_sessions() {
     let broker = Broker::start();
@@ -55,11 +73,23 @@ fn two_instances_split_the_partitions_and_hand_over_open_sessions() {
 
     let out = tempfile::tempdir().unwrap();
     let config = pipeline_config(&bootstrap, out.path(), "pair");
-    let a = WeirProcess::start(&config, "a", false);
+    let (a_port, b_port) = (free_port().unwrap(), free_port().unwrap());
+    let admin = |port: u16| format!("127.0.0.1:{port}");
+    let a = WeirProcess::start_with_env(
+        &config,
+        "a",
+        false,
+        &[("WEIR_ADMIN_LISTEN", &admin(a_port))],
+    );
     a.wait_log("a to own partitions", Duration::from_secs(60), |log| {
         log.contains("Partitions assigned")
     });
-    let b = WeirProcess::start(&config, "b", false);
+    let b = WeirProcess::start_with_env(
+        &config,
+        "b",
+        false,
+        &[("WEIR_ADMIN_LISTEN", &admin(b_port))],
+    );
     // With cooperative rebalancing b's first assignment is empty: it owns partitions once it
     // has restored one.
     b.wait_log("b to own partitions", Duration::from_secs(60), |log| {
@@ -74,6 +104,19 @@ fn two_instances_split_the_partitions_and_hand_over_open_sessions() {
         a.log().contains("Partitions revoked"),
         "a gave partitions to b:\n{}",
         a.log()
+    );
+    // Each exports the per-partition gauges of its own partitions only: a dropped those it
+    // gave b (a stale lag there would fire alerts and mislead an autoscaler).
+    wait_for(
+        "each instance's gauges to cover its own partitions only",
+        Duration::from_secs(60),
+        || {
+            let (mine, theirs) = (gauged_partitions(a_port), gauged_partitions(b_port));
+            !mine.is_empty()
+                && !theirs.is_empty()
+                && mine.is_disjoint(&theirs)
+                && mine.len() + theirs.len() == PARTITIONS as usize
+        },
     );
 
     // b drains, commits and leaves; a takes its partitions from their checkpoints.

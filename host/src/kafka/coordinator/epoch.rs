@@ -95,6 +95,8 @@ impl Coordinator {
         self.open_transaction()?;
         metrics::histogram!("weir_checkpoint_duration_seconds").record(started.elapsed());
         metrics::counter!("weir_checkpoint_epochs_total").increment(1);
+        metrics::gauge!("weir_checkpoint_last_commit_timestamp_seconds")
+            .set(chrono::Utc::now().timestamp_millis() as f64 / 1000.0);
         tracing::debug!(epoch = name, partitions = offsets.count(), took = ?started.elapsed(), "Epoch committed.");
         Ok(())
     }

@@ -23,6 +23,9 @@ impl Coordinator {
             .iter()
             .map(|e| (Arc::from(e.topic()), e.partition()))
             .collect();
+        for (topic, partition) in &keys {
+            crate::partition_gauges::own(topic, *partition);
+        }
         self.assigned.extend(keys.iter().cloned());
         if self.recovering {
             return;
@@ -74,6 +77,7 @@ impl Coordinator {
         }
         for elem in partitions.elements() {
             let key: PartitionKey = (Arc::from(elem.topic()), elem.partition());
+            crate::partition_gauges::release(&key.0, key.1);
             self.assigned.remove(&key);
             if let Some(task) = self.tasks.remove(&key) {
                 self.retired.add(&task.stats());
@@ -92,5 +96,6 @@ impl Coordinator {
         self.fail_epoch(consumer, &Error::Commit(reason.to_string()));
         self.retire_tasks();
         self.assigned.clear();
+        crate::partition_gauges::release_all();
     }
 }

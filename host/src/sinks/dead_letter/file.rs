@@ -32,6 +32,7 @@ pub fn to_json(letter: &DeadLetter) -> Value {
         .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&letter.value).into_owned()));
     json!({
         "reason": letter.reason,
+        "class": letter.class().as_str(),
         "stage": letter.stage,
         "plugin": letter.plugin.as_ref().map(|p| &p.0),
         "plugin_sha256": letter.plugin.as_ref().map(|p| &p.1),

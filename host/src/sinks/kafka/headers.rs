@@ -13,6 +13,9 @@ pub const SOURCE_PARTITION: &str = "weir.source.partition";
 pub const SOURCE_OFFSET: &str = "weir.source.offset";
 /// Dead letters: the reason, e.g. `invalid json: ...`.
 pub const DLQ_REASON: &str = "weir.dlq.reason";
+/// Dead letters: the reason's class (`decode`, `plugin`, `trap`, `timeout`, `limit`,
+/// `invalid_result`, `breaker`, `unrouted`, `sink`).
+pub const DLQ_CLASS: &str = "weir.dlq.class";
 /// Dead letters: `decode`, a stage name, `router` or `sink:<name>`.
 pub const DLQ_STAGE: &str = "weir.dlq.stage";
 /// Dead letters: the plugin's name.
@@ -50,7 +53,7 @@ pub fn with_provenance(mut headers: OwnedHeaders, provenance: &Provenance) -> Ow
 
 /// The headers of a dead letter: the original record's, then provenance and `weir.dlq.*`.
 pub fn dead_letter_headers(letter: &DeadLetter, failed_at: &str) -> OwnedHeaders {
-    let mut headers = OwnedHeaders::new_with_capacity(letter.headers.len() + 9);
+    let mut headers = OwnedHeaders::new_with_capacity(letter.headers.len() + 10);
     for (key, value) in &letter.headers {
         headers = add(headers, key, value);
     }
@@ -58,6 +61,7 @@ pub fn dead_letter_headers(letter: &DeadLetter, failed_at: &str) -> OwnedHeaders
         headers = with_provenance(headers, provenance);
     }
     headers = add(headers, DLQ_REASON, letter.reason.as_bytes());
+    headers = add(headers, DLQ_CLASS, letter.class().as_str().as_bytes());
     headers = add(headers, DLQ_STAGE, letter.stage.as_bytes());
     if let Some((plugin, sha)) = &letter.plugin {
         headers = add(headers, DLQ_PLUGIN, plugin.as_bytes());

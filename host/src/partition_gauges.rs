@@ -1,0 +1,134 @@
+//! Per-partition gauges (consumer lag, watermark lag, state and checkpoint sizes), kept apart
+//! from the Prometheus recorder, which cannot forget a series: here a partition's series leave
+//! `/metrics` when the partition leaves this instance, so an old owner does not keep exporting
+//! a stale lag that fires alerts and misleads an autoscaler.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Write;
+use std::sync::{Mutex, MutexGuard};
+
+/// A partition: topic and number.
+type Partition = (String, i32);
+
+/// One series: its gauge's name, its partition and, for per-stage gauges, the stage.
+type Series = (&'static str, Partition, Option<String>);
+
+#[derive(Default)]
+struct Gauges {
+    owned: BTreeSet<Partition>,
+    values: BTreeMap<Series, f64>,
+}
+
+fn gauges() -> MutexGuard<'static, Gauges> {
+    static GAUGES: Mutex<Gauges> = Mutex::new(Gauges {
+        owned: BTreeSet::new(),
+        values: BTreeMap::new(),
+    });
+    GAUGES.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// The partition is this instance's now: its gauges may be set.
+pub fn own(topic: &str, partition: i32) {
+    gauges().owned.insert((topic.to_string(), partition));
+}
+
+/// The partition left this instance: its series are gone, and setting them again does nothing
+/// until it is owned again (a statistics callback can come after the revocation).
+pub fn release(topic: &str, partition: i32) {
+    let mut gauges = gauges();
+    let key = (topic.to_string(), partition);
+    gauges.owned.remove(&key);
+    gauges.values.retain(|(_, p, _), _| *p != key);
+}
+
+/// Every partition left this instance.
+pub fn release_all() {
+    let mut gauges = gauges();
+    gauges.owned.clear();
+    gauges.values.clear();
+}
+
+/// Sets gauge `name` of a partition this instance owns (per stage when `stage` is given).
+pub fn set(name: &'static str, topic: &str, partition: i32, stage: Option<&str>, value: f64) {
+    let mut gauges = gauges();
+    let key = (topic.to_string(), partition);
+    if gauges.owned.contains(&key) {
+        gauges
+            .values
+            .insert((name, key, stage.map(str::to_string)), value);
+    }
+}
+
+/// The gauges in the Prometheus text format.
+pub fn render() -> String {
+    let gauges = gauges();
+    let mut out = String::new();
+    let mut last = "";
+    for ((name, (topic, partition), stage), value) in &gauges.values {
+        if *name != last {
+            let _ = writeln!(out, "# TYPE {name} gauge");
+            last = name;
+        }
+        let _ = write!(
+            out,
+            "{name}{{topic=\"{}\",partition=\"{partition}\"",
+            escape(topic)
+        );
+        if let Some(stage) = stage {
+            let _ = write!(out, ",stage=\"{}\"", escape(stage));
+        }
+        let _ = writeln!(out, "}} {value}");
+    }
+    out
+}
+
+/// A label value escaped as the text format wants.
+fn escape(value: &str) -> String {
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn series_of(topic: &str) -> Vec<String> {
+        render()
+            .lines()
+            .filter(|l| l.contains(&format!("topic=\"{topic}\"")))
+            .map(str::to_string)
+            .collect()
+    }
+
+    #[test]
+    fn a_released_partition_leaves_the_output_and_stays_out_until_owned_again() {
+        let topic = "gauges-release-test";
+        set("weir_test_lag_records", topic, 0, None, 5.0);
+        assert!(series_of(topic).is_empty(), "not owned yet");
+        own(topic, 0);
+        own(topic, 1);
+        set("weir_test_lag_records", topic, 0, None, 5.0);
+        set("weir_test_lag_records", topic, 1, None, 7.0);
+        set("weir_test_keys", topic, 1, Some("a \"b\""), 3.0);
+        let rendered = render();
+        assert!(rendered.contains("# TYPE weir_test_lag_records gauge\n"));
+        assert_eq!(
+            series_of(topic),
+            [
+                "weir_test_keys{topic=\"gauges-release-test\",partition=\"1\",stage=\"a \\\"b\\\"\"} 3",
+                "weir_test_lag_records{topic=\"gauges-release-test\",partition=\"0\"} 5",
+                "weir_test_lag_records{topic=\"gauges-release-test\",partition=\"1\"} 7",
+            ]
+        );
+        release(topic, 1);
+        set("weir_test_lag_records", topic, 1, None, 9.0);
+        assert_eq!(
+            series_of(topic),
+            ["weir_test_lag_records{topic=\"gauges-release-test\",partition=\"0\"} 5"]
+        );
+        release(topic, 0);
+        assert!(series_of(topic).is_empty());
+    }
+}

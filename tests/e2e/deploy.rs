@@ -7,10 +7,13 @@ use std::process::Command;
 
 use crate::harness::{root, weir};
 
-/// Every metric name the host emits (`counter!`, `gauge!`, `histogram!` with a literal name).
+/// Every metric name the host emits: `counter!`, `gauge!`, `histogram!` and the per-partition
+/// gauges' `set` with a literal name, and the `# TYPE` lines the admin endpoint writes itself.
 fn exported_metrics() -> BTreeSet<String> {
-    let macro_call =
-        regex::Regex::new(r#"(?:counter|gauge|histogram)!\(\s*"(weir_[a-z0-9_]+)""#).unwrap();
+    let macro_call = regex::Regex::new(
+        r#"(?:(?:counter|gauge|histogram)!\(|partition_gauges::set\(|\bset\(|# TYPE )\s*"?(weir_[a-z0-9_]+)"#,
+    )
+    .unwrap();
     let mut names = BTreeSet::new();
     let mut dirs = vec![root().join("host/src")];
     while let Some(dir) = dirs.pop() {
@@ -92,6 +95,34 @@ fn dashboard_and_alerts_query_only_metrics_weir_exports() {
         assert!(
             unknown.is_empty(),
             "the {what} query metrics weir does not export: {unknown:?}"
+        );
+    }
+}
+
+#[test]
+fn every_alert_links_its_section_of_the_runbooks() {
+    let rules = std::fs::read_to_string(root().join("deploy/prometheus/weir-alerts.yml")).unwrap();
+    let runbooks = std::fs::read_to_string(root().join("docs/runbooks.md")).unwrap();
+    let alert = regex::Regex::new(r"- alert: (\w+)").unwrap();
+    let link = regex::Regex::new(r#"runbook_url: "docs/runbooks\.md#([a-z]+)""#).unwrap();
+    let alerts: Vec<&str> = alert
+        .captures_iter(&rules)
+        .map(|c| c.get(1).unwrap().as_str())
+        .collect();
+    let links: Vec<&str> = link
+        .captures_iter(&rules)
+        .map(|c| c.get(1).unwrap().as_str())
+        .collect();
+    assert!(alerts.len() >= 11, "{alerts:?}");
+    assert_eq!(
+        links,
+        alerts.iter().map(|a| a.to_lowercase()).collect::<Vec<_>>(),
+        "each alert, in order, links the section named after it"
+    );
+    for name in alerts {
+        assert!(
+            runbooks.contains(&format!("\n## {name}\n")),
+            "docs/runbooks.md has no section for {name}"
         );
     }
 }

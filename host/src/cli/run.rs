@@ -40,6 +40,7 @@ pub fn run(args: RunArgs) -> Result<()> {
     let plugin_dir = args.plugin_dir.unwrap_or_else(|| config.plugin_dir.clone());
     let status = admin::Status::new(&config);
     start_admin(&config.admin, &status)?;
+    publish_config_metrics(&config);
     if let SourceConfig::File(_) = config.source {
         let built = build(&config, &plugin_dir)?;
         status.set_plugins(built.factory.registry().clone());
@@ -73,6 +74,20 @@ pub fn run(args: RunArgs) -> Result<()> {
         println!("breaker {sink:<9} {state:>10?}");
     }
     Ok(())
+}
+
+/// The gauges that describe the configuration: the source (its consumer group, for the
+/// dashboard's `group` variable) and each stage's state limit (for `WeirStateNearLimit`).
+fn publish_config_metrics(config: &PipelineConfig) {
+    let (kind, group) = match &config.source {
+        SourceConfig::File(_) => ("file", String::new()),
+        SourceConfig::Kafka(kafka) => ("kafka", kafka.group.clone()),
+    };
+    metrics::gauge!("weir_source_info", "kind" => kind, "group" => group).set(1.0);
+    for stage in &config.stages {
+        metrics::gauge!("weir_stage_state_limit_bytes", "stage" => stage.name.clone())
+            .set(stage.state_limit.0 as f64);
+    }
 }
 
 /// Installs the Prometheus recorder and serves the admin endpoint, unless it is `off`.

@@ -8,6 +8,7 @@ mod cli;
 mod configs;
 mod deploy;
 mod example;
+mod file_source;
 mod harness;
 mod isolation;
 mod kafka;

@@ -47,8 +47,14 @@ pub fn run(args: RunArgs) -> Result<()> {
         ConfigReloader::new(args.config.clone(), built.factory.registry().clone(), None)?
             .reload_on_hangup()?;
         status.set_ready(true);
-        let summary = run_to_end(built)?;
+        let summary = run_to_end(built, &*shutdown_flag()?)?;
         print_summary(&summary.stats, summary.elapsed);
+        if summary.stopped {
+            println!(
+                "stopped by a signal before the end of the input: open windows were not closed"
+            );
+            tracing::info!("Stopped by a signal; the sinks closed and published what they took.");
+        }
         return Ok(());
     }
     let mut options = DaemonOptions::new(&args.instance_id.unwrap_or_else(default_instance_id));

@@ -133,10 +133,17 @@ pub struct FileSourceConfig {
     /// backfill uses every core; each has its own state, watermark and output files.
     #[serde(default)]
     pub partitions: Option<usize>,
+    /// Standard input: how long a batch waits to fill before what arrived is processed.
+    #[serde(default = "default_file_batch_timeout")]
+    pub batch_timeout: HumanDuration,
 }
 
 fn default_batch_size() -> usize {
     512
+}
+
+fn default_file_batch_timeout() -> HumanDuration {
+    HumanDuration::from_millis(50)
 }
 
 /// How to read the key and the event time of a record.

@@ -201,7 +201,7 @@ pub fn build(config: &PipelineConfig, plugin_dir: &Path) -> Result<BuiltPipeline
         partitions: pipelines,
         key_field: config.event.key_field.clone(),
         workers: workers.min(partitions),
-        source: Box::new(FileSource::open(&file.path)?),
+        source: Box::new(FileSource::open(&file.path, file.batch_timeout.0)?),
         batch_size: file.batch_size,
         factory,
     })

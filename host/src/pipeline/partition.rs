@@ -167,6 +167,14 @@ impl PartitionPipeline {
         Ok(())
     }
 
+    /// Ends an input stopped before its end (a signal): the windows stay open (their timers
+    /// do not fire, as the input did not end), and the sinks close, publishing what they took.
+    pub fn stop(&mut self) -> Result<()> {
+        self.router.write_out()?;
+        self.router.close()?;
+        Ok(())
+    }
+
     /// Ends a checkpoint epoch in the sinks; returns each sink's commit record.
     pub fn prepare_commit(&mut self) -> Result<Vec<(String, Vec<u8>)>> {
         Ok(self.router.prepare_commit()?)

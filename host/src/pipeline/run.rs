@@ -1,8 +1,10 @@
 //! Drives a built file pipeline from its source to the end. With several (virtual)
 //! partitions, the reading thread splits each batch by key hash and hands every partition's
 //! records to the worker thread that owns it; each worker runs its partitions' pipelines and
-//! closes them at the end of input.
+//! closes them at the end of input. A stop flag (set by SIGTERM or SIGINT) ends the reading
+//! after the batch in hand; the partitions then close their sinks without closing windows.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, sync_channel};
 use std::time::{Duration, Instant};
 
@@ -21,6 +23,8 @@ pub struct RunSummary {
     pub stats: PipelineStats,
     /// Wall-clock time of the run.
     pub elapsed: Duration,
+    /// The run was stopped before the end of its input; open windows were not closed.
+    pub stopped: bool,
 }
 
 /// How long a source or a worker waits for input before an idle partition's watermark may
@@ -30,26 +34,52 @@ const IDLE_POLL: Duration = Duration::from_millis(20);
 /// Batches a worker may have waiting before the reader waits for it (backpressure).
 const QUEUED_BATCHES: usize = 4;
 
-/// Runs until the source ends, then fires every remaining timer and closes the sinks.
-pub fn run_to_end(built: BuiltPipeline) -> Result<RunSummary> {
+/// Runs until the source ends, then fires every remaining timer and closes the sinks; or,
+/// once `stop` is set, until the batch in hand is done, then closes the sinks.
+pub fn run_to_end(built: BuiltPipeline, stop: &AtomicBool) -> Result<RunSummary> {
     let started = Instant::now();
+    let stopped = AtomicBool::new(false);
     let stats = if built.partitions.len() == 1 {
-        run_one(built)?
+        run_one(built, stop, &stopped)?
     } else {
-        run_partitioned(built)?
+        run_partitioned(built, stop, &stopped)?
     };
     Ok(RunSummary {
         stats,
         elapsed: started.elapsed(),
+        stopped: stopped.into_inner(),
     })
 }
 
+/// Whether reading must stop before the end of the input; notes it in `stopped`.
+fn stopping(stop: &AtomicBool, stopped: &AtomicBool) -> bool {
+    let stopping = stop.load(Ordering::Relaxed);
+    if stopping {
+        stopped.store(true, Ordering::Relaxed);
+    }
+    stopping
+}
+
+/// Closes a partition at the end of its input: every window closes, unless the run was
+/// stopped.
+fn close(pipeline: &mut PartitionPipeline, stopped: &AtomicBool) -> Result<()> {
+    if stopped.load(Ordering::Relaxed) {
+        pipeline.stop()
+    } else {
+        pipeline.finish()
+    }
+}
+
 /// One partition on the calling thread.
-fn run_one(mut built: BuiltPipeline) -> Result<PipelineStats> {
+fn run_one(
+    mut built: BuiltPipeline,
+    stop: &AtomicBool,
+    stopped: &AtomicBool,
+) -> Result<PipelineStats> {
     let Some(pipeline) = built.partitions.first_mut() else {
         return Ok(PipelineStats::default());
     };
-    loop {
+    while !stopping(stop, stopped) {
         match built.source.next_batch(built.batch_size)? {
             Some(batch) if batch.is_empty() => {
                 pipeline.on_idle()?;
@@ -59,7 +89,7 @@ fn run_one(mut built: BuiltPipeline) -> Result<PipelineStats> {
             None => break,
         }
     }
-    pipeline.finish()?;
+    close(pipeline, stopped)?;
     Ok(pipeline.stats())
 }
 
@@ -83,7 +113,11 @@ fn partition_of(record: &SourceRecord, key_field: &str, partitions: usize) -> us
 }
 
 /// Partitions spread over worker threads, fed by the calling thread.
-fn run_partitioned(built: BuiltPipeline) -> Result<PipelineStats> {
+fn run_partitioned(
+    built: BuiltPipeline,
+    stop: &AtomicBool,
+    stopped: &AtomicBool,
+) -> Result<PipelineStats> {
     let BuiltPipeline {
         partitions,
         key_field,
@@ -108,7 +142,7 @@ fn run_partitioned(built: BuiltPipeline) -> Result<PipelineStats> {
             senders.push(tx);
             let handle = std::thread::Builder::new()
                 .name(format!("weir-worker-{w}"))
-                .spawn_scoped(scope, move || work(mine, rx))
+                .spawn_scoped(scope, move || work(mine, rx, stopped))
                 .map_err(|e| crate::source::SourceError::Io {
                     source_name: "workers".into(),
                     reason: format!("cannot start worker {w}: {e}"),
@@ -119,9 +153,9 @@ fn run_partitioned(built: BuiltPipeline) -> Result<PipelineStats> {
             &mut *source,
             &senders,
             &key_field,
-            count,
-            workers,
+            (count, workers),
             batch_size,
+            (stop, stopped),
         );
         // Closing the channels ends the workers, which then close their partitions.
         drop(senders);
@@ -155,15 +189,17 @@ fn read(
     source: &mut dyn crate::source::Source,
     senders: &[SyncSender<Work>],
     key_field: &str,
-    partitions: usize,
-    workers: usize,
+    (partitions, workers): (usize, usize),
     batch_size: usize,
+    (stop, stopped): (&AtomicBool, &AtomicBool),
 ) -> Result<()> {
     let mut pending: Vec<Vec<SourceRecord>> = (0..partitions).map(|_| Vec::new()).collect();
     let send = |p: usize, records: Vec<SourceRecord>| -> bool {
         senders[p % workers].send((p, records)).is_ok()
     };
-    while let Some(batch) = source.next_batch(batch_size)? {
+    while !stopping(stop, stopped)
+        && let Some(batch) = source.next_batch(batch_size)?
+    {
         let flush_all = batch.is_empty();
         for mut record in batch {
             let p = partition_of(&record, key_field, partitions);
@@ -197,7 +233,11 @@ fn read(
 
 /// A worker: runs the batches of its partitions as they come, lets idle partitions' watermarks
 /// move, and closes every partition when the input ends.
-fn work(mut mine: Vec<(usize, PartitionPipeline)>, rx: Receiver<Work>) -> Result<PipelineStats> {
+fn work(
+    mut mine: Vec<(usize, PartitionPipeline)>,
+    rx: Receiver<Work>,
+    stopped: &AtomicBool,
+) -> Result<PipelineStats> {
     let heart = crate::liveness::Heart::new("file worker");
     loop {
         heart.beat();
@@ -217,7 +257,7 @@ fn work(mut mine: Vec<(usize, PartitionPipeline)>, rx: Receiver<Work>) -> Result
     }
     let mut stats = PipelineStats::default();
     for (_, pipeline) in &mut mine {
-        pipeline.finish()?;
+        close(pipeline, stopped)?;
         stats.add(&pipeline.stats());
     }
     Ok(stats)

@@ -1,0 +1,75 @@
+//! `weir run` on standard input: a short batch is processed after `batch_timeout` instead of
+//! waiting for a full one, and SIGTERM ends the run the way it ends a Kafka run: the batch in
+//! hand finishes, the Parquet sink publishes what it took, the summary prints, exit 0.
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::harness::{duckdb, plugin_dir, wait_for_answer};
+
+#[test]
+fn stdin_hands_over_a_short_batch_after_its_timeout_and_sigterm_publishes_what_was_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let (lake, config) = (dir.path().join("lake"), dir.path().join("pipeline.toml"));
+    std::fs::write(
+        &config,
+        format!(
+            "plugin_dir = {:?}\n\
+             [source.file]\npath = \"-\"\nbatch_size = 512\nbatch_timeout = \"50ms\"\n\
+             [event]\nkey_field = \"user_id\"\ntime_field = \"ts\"\n\
+             [[stages]]\nname = \"bot-filter\"\nplugin = \"bot-filter\"\n\
+             [sinks.lake]\ntype = \"parquet\"\nroutes = [\"main\", \"bots\"]\npath = {lake:?}\n\
+             schema = [{{ name = \"user_id\", type = \"string\" }}, {{ name = \"n\", type = \"int64\" }}]\n\
+             [dead_letter]\npath = {:?}\n",
+            plugin_dir(),
+            dir.path().join("dlq.ndjson")
+        ),
+    )
+    .unwrap();
+    let port = xtask::servers::free_port().unwrap();
+    let mut run = Command::new(env!("CARGO_BIN_EXE_weir"))
+        .args(["run", "--config", config.to_str().unwrap()])
+        .env("WEIR_ADMIN_LISTEN", format!("127.0.0.1:{port}"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = run.stdin.take().unwrap();
+    let start = 1_767_225_600_000_i64;
+    for n in 0..10 {
+        let line = format!(
+            "{{\"user_id\":\"u{n}\",\"ts\":{},\"n\":{n},\"user_agent\":\"Mozilla/5.0\"}}\n",
+            start + n * 1000
+        );
+        stdin.write_all(line.as_bytes()).unwrap();
+    }
+    stdin.flush().unwrap();
+    // Ten lines of a 512-line batch, and stdin stays open: they are processed anyway.
+    wait_for_answer(port, "/metrics", |_, body| {
+        body.contains("weir_source_records_total 10")
+    });
+
+    // SAFETY: kill only sends a signal to the child.
+    assert_eq!(unsafe { libc::kill(run.id() as i32, libc::SIGTERM) }, 0);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while run.try_wait().unwrap().is_none() {
+        assert!(Instant::now() < deadline, "no exit 30 s after SIGTERM");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let finished = run.wait_with_output().unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&finished.stdout),
+        String::from_utf8_lossy(&finished.stderr),
+    );
+    assert!(finished.status.success(), "{stdout}{stderr}");
+    assert!(stdout.contains("stopped by a signal"), "{stdout}");
+    let script = format!(
+        "import duckdb\n\
+         print(duckdb.sql(\"select count(*), sum(n) from read_parquet('{}/**/*.parquet', hive_partitioning = true)\").fetchone())",
+        lake.display()
+    );
+    assert_eq!(duckdb(&script).trim(), "(10, 45)", "{stdout}{stderr}");
+    drop(stdin);
+}

@@ -106,47 +106,49 @@ impl Storage {
             reason,
         };
         validate_location(location).map_err(error)?;
-        let (store, root): (Arc<dyn ObjectStore>, Path) = if let Some(rest) =
-            location.strip_prefix("s3://")
-        {
-            let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
-            let mut builder = AmazonS3Builder::from_env()
-                .with_bucket_name(bucket)
-                .with_allow_http(s3.allow_http)
-                .with_virtual_hosted_style_request(!s3.path_style);
-            if let Some(endpoint) = &s3.endpoint {
-                builder = builder.with_endpoint(endpoint);
-            }
-            if let Some(key) = &s3.access_key_id {
-                builder = builder.with_access_key_id(setting(key).map_err(error)?);
-            }
-            if let Some(secret) = &s3.secret_access_key {
-                builder = builder.with_secret_access_key(setting(secret).map_err(error)?);
-            }
-            let region = s3
-                .region
-                .clone()
-                .or_else(|| std::env::var("AWS_REGION").ok())
-                .unwrap_or_else(|| "us-east-1".into());
-            // A couple of quick retries for transient errors; the sinks' breakers and the
-            // checkpoint protocol own the longer policy.
-            let retry = object_store::RetryConfig {
-                max_retries: 2,
-                retry_timeout: std::time::Duration::from_secs(10),
-                ..Default::default()
+        let (store, root): (Arc<dyn ObjectStore>, Path) =
+            if let Some(rest) = location.strip_prefix("s3://") {
+                let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+                let mut builder = AmazonS3Builder::from_env()
+                    .with_bucket_name(bucket)
+                    .with_allow_http(s3.allow_http)
+                    .with_virtual_hosted_style_request(!s3.path_style);
+                if let Some(endpoint) = &s3.endpoint {
+                    builder = builder.with_endpoint(endpoint);
+                }
+                if let Some(key) = &s3.access_key_id {
+                    builder = builder.with_access_key_id(setting(key).map_err(error)?);
+                }
+                if let Some(secret) = &s3.secret_access_key {
+                    builder = builder.with_secret_access_key(setting(secret).map_err(error)?);
+                }
+                let region = s3
+                    .region
+                    .clone()
+                    .or_else(|| std::env::var("AWS_REGION").ok())
+                    .unwrap_or_else(|| "us-east-1".into());
+                // A couple of quick retries for transient errors; the sinks' breakers and the
+                // checkpoint protocol own the longer policy.
+                let retry = object_store::RetryConfig {
+                    max_retries: 2,
+                    retry_timeout: std::time::Duration::from_secs(10),
+                    ..Default::default()
+                };
+                let store = builder
+                    .with_retry(retry)
+                    .with_region(region)
+                    .build()
+                    .map_err(|e| error(e.to_string()))?;
+                (Arc::new(store), Path::from(prefix))
+            } else {
+                let dir = location.strip_prefix("file://").unwrap_or(location);
+                std::fs::create_dir_all(dir).map_err(|e| error(format!("creating {dir}: {e}")))?;
+                // A folder emptied by a delete (a file's staged parts, once published) goes too.
+                let store = LocalFileSystem::new_with_prefix(dir)
+                    .map_err(|e| error(e.to_string()))?
+                    .with_automatic_cleanup(true);
+                (Arc::new(store), Path::default())
             };
-            let store = builder
-                .with_retry(retry)
-                .with_region(region)
-                .build()
-                .map_err(|e| error(e.to_string()))?;
-            (Arc::new(store), Path::from(prefix))
-        } else {
-            let dir = location.strip_prefix("file://").unwrap_or(location);
-            std::fs::create_dir_all(dir).map_err(|e| error(format!("creating {dir}: {e}")))?;
-            let store = LocalFileSystem::new_with_prefix(dir).map_err(|e| error(e.to_string()))?;
-            (Arc::new(store), Path::default())
-        };
         Ok(Storage {
             store,
             root,
@@ -296,6 +298,10 @@ mod tests {
         assert!(!store.exists("g/t/0/a").unwrap());
         assert_eq!(store.list("g/t/0").unwrap().len(), 1);
         assert!(store.list("g/none").unwrap().is_empty());
+        // Deleting the last object of a folder removes the folders it empties, up to the root.
+        store.delete("g/t/1/deep/c").unwrap();
+        assert!(!dir.path().join("store/g/t/1").exists());
+        assert!(dir.path().join("store/g/t/0").exists());
         assert!(Storage::open("s3://", &S3Options::default()).is_err());
     }
 }

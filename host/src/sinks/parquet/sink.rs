@@ -1,6 +1,6 @@
 //! Writes routed records as Parquet on a [`Storage`]. Each epoch's rows of one
 //! `dt=YYYY-MM-DD/hour=HH` folder become a staged part (a whole small Parquet file under
-//! `_staging/<scope>/`). A file is made of the parts of several epochs and rolls on size or
+//! `_staging/<scope>/<file>.parts/`, named `.part` so no lake glob takes it for a table file). A file is made of the parts of several epochs and rolls on size or
 //! age; once the epoch that rolled it has committed, its parts are joined into the final file
 //! and deleted. Readers only ever see whole files of committed rows. Without a scope (the file
 //! source) there are no epochs: a file is published as soon as it is due, and at close.
@@ -203,8 +203,9 @@ impl ParquetSink {
         let Some(file) = self.files.get_mut(folder) else {
             return Ok(());
         };
+        // Named so that no lake glob (`**/*.parquet`) takes a staged part for a table file.
         let key = format!(
-            "{}/{}/{:05}-{}.parquet",
+            "{}/{}.parts/{:05}-{}.part",
             self.staging,
             file.name,
             file.parts.len(),

@@ -45,3 +45,10 @@ pub enum Error {
 
 /// Result alias with [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// `text` on one line: every run of whitespace, line breaks included, becomes one space (a
+/// library's multi-line debug dump, such as wasmparser's byte lists, in a log line or a
+/// metric-free reason).
+pub fn one_line(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
+}

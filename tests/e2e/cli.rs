@@ -61,6 +61,16 @@ fn inspect_shows_world_exports_imports_and_hash() {
         .find_map(|l| l.strip_prefix("sha256   "))
         .unwrap();
     assert_eq!(sha.len(), 64);
+
+    // A file that is not a component is refused in one line, not a multi-line byte dump.
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.wasm");
+    std::fs::write(&bad, "not wasm").unwrap();
+    let out = weir(&["plugin", "inspect", bad.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("bad magic number"), "{stderr}");
+    assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
 }
 
 #[test]
@@ -321,9 +331,21 @@ fn hot_reload_a_rebuilt_version(dir: &Path, crate_dir: &Path, target: &Path, was
     std::fs::copy(wasm, &tmp).unwrap();
     std::fs::rename(&tmp, plugins.join("page-marker.wasm")).unwrap();
     let sha = weir::runtime::sha256_hex(&std::fs::read(wasm).unwrap());
-    wait_for_answer(port, "/plugins", |_, body| body.contains(&sha));
+    // Loaded, but the stage swaps at its next batch: until then the old version serves.
+    let plugins = |body: &str| serde_json::from_str::<serde_json::Value>(body).unwrap()[0].clone();
+    let loaded = plugins(&wait_for_answer(port, "/plugins", |_, body| {
+        body.contains(&sha)
+    }));
+    assert_eq!(loaded["pending_sha256"], sha.as_str(), "{loaded}");
+    assert_ne!(loaded["sha256"], sha.as_str(), "{loaded}");
 
-    for i in 3..6 {
+    stdin.write_all(event(3).as_bytes()).unwrap();
+    stdin.flush().unwrap();
+    let serving = plugins(&wait_for_answer(port, "/plugins", |_, body| {
+        plugins(body)["sha256"] == sha.as_str()
+    }));
+    assert!(serving["pending_sha256"].is_null(), "{serving}");
+    for i in 4..6 {
         stdin.write_all(event(i).as_bytes()).unwrap();
     }
     drop(stdin);

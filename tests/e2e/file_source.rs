@@ -1,6 +1,7 @@
 //! `weir run` on standard input: a short batch is processed after `batch_timeout` instead of
 //! waiting for a full one, and SIGTERM ends the run the way it ends a Kafka run: the batch in
-//! hand finishes, the Parquet sink publishes what it took, the summary prints, exit 0.
+//! hand finishes, the Parquet sink publishes what it took, the summary prints, exit 0. A
+//! config-only SIGHUP switches the stage to its new config without a "swap" to itself.
 
 use std::io::Write;
 use std::process::{Command, Stdio};
@@ -37,18 +38,39 @@ fn stdin_hands_over_a_short_batch_after_its_timeout_and_sigterm_publishes_what_w
         .spawn()
         .unwrap();
     let mut stdin = run.stdin.take().unwrap();
-    let start = 1_767_225_600_000_i64;
-    for n in 0..10 {
-        let line = format!(
-            "{{\"user_id\":\"u{n}\",\"ts\":{},\"n\":{n},\"user_agent\":\"Mozilla/5.0\"}}\n",
-            start + n * 1000
-        );
-        stdin.write_all(line.as_bytes()).unwrap();
-    }
-    stdin.flush().unwrap();
+    let mut send = |lines: std::ops::Range<i64>| {
+        for n in lines {
+            let line = format!(
+                "{{\"user_id\":\"u{n}\",\"ts\":{},\"n\":{n},\"user_agent\":\"Mozilla/5.0\"}}\n",
+                1_767_225_600_000_i64 + n * 1000
+            );
+            stdin.write_all(line.as_bytes()).unwrap();
+        }
+        stdin.flush().unwrap();
+    };
+    send(0..10);
     // Ten lines of a 512-line batch, and stdin stays open: they are processed anyway.
     wait_for_answer(port, "/metrics", |_, body| {
         body.contains("weir_source_records_total 10")
+    });
+
+    // A SIGHUP that changes only the stage's config: the stage switches to it at its next
+    // batch, with no "swap" from its version to itself.
+    let text = std::fs::read_to_string(&config).unwrap();
+    let changed = text.replace(
+        "plugin = \"bot-filter\"\n",
+        "plugin = \"bot-filter\"\n[stages.config]\nrate_limit = 500\n",
+    );
+    assert_ne!(changed, text);
+    std::fs::write(&config, changed).unwrap();
+    // SAFETY: kill only sends a signal to the child.
+    assert_eq!(unsafe { libc::kill(run.id() as i32, libc::SIGHUP) }, 0);
+    wait_for_answer(port, "/metrics", |_, body| {
+        body.contains("weir_config_reloads_total{result=\"applied\"} 1")
+    });
+    send(10..11);
+    wait_for_answer(port, "/metrics", |_, body| {
+        body.contains("weir_source_records_total 11")
     });
 
     // SAFETY: kill only sends a signal to the child.
@@ -65,11 +87,15 @@ fn stdin_hands_over_a_short_batch_after_its_timeout_and_sigterm_publishes_what_w
     );
     assert!(finished.status.success(), "{stdout}{stderr}");
     assert!(stdout.contains("stopped by a signal"), "{stdout}");
+    assert!(
+        stderr.contains("Stage switched to its new config"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("Stage swapped"), "{stderr}");
     let script = format!(
         "import duckdb\n\
          print(duckdb.sql(\"select count(*), sum(n) from read_parquet('{}/**/*.parquet', hive_partitioning = true)\").fetchone())",
         lake.display()
     );
-    assert_eq!(duckdb(&script).trim(), "(10, 45)", "{stdout}{stderr}");
-    drop(stdin);
+    assert_eq!(duckdb(&script).trim(), "(11, 55)", "{stdout}{stderr}");
 }

@@ -71,8 +71,15 @@ fn a_reload_reaches_every_stage_of_the_plugin_and_bad_files_and_configs_change_n
     };
     assert_eq!(stages, ["bots-a", "bots-b"]);
     assert_eq!(generations(), [1, 1, 0]);
+    // Loaded for both stages; no stage has swapped to it yet, so the old version serves.
     let loaded = registry.statuses()[0].sha256.clone();
+    let pending = registry.statuses()[0].pending_sha256.clone().unwrap();
+    assert_ne!(pending, loaded);
     assert_eq!(registry.statuses()[1].sha256, loaded);
+    assert_eq!(
+        registry.statuses()[1].pending_sha256.as_ref(),
+        Some(&pending)
+    );
     assert_eq!(
         registry.reload_file(&plugins.join("other.wasm")),
         ReloadOutcome::Unused

@@ -64,6 +64,9 @@ pub struct StageSlot {
     breaker_open: Duration,
     generation: AtomicU64,
     current: Mutex<Arc<StageVersion>>,
+    /// The version a partition of the stage last swapped to: what `/plugins` shows as serving
+    /// (a published version only serves from the stage's next batch).
+    serving: Mutex<Arc<StageVersion>>,
 }
 
 impl StageSlot {
@@ -76,18 +79,15 @@ impl StageSlot {
         config: Vec<(String, String)>,
         breaker_open: Duration,
     ) -> Self {
+        let version = Arc::new(StageVersion::new(stage, breaker_open, plugin, config));
         StageSlot {
             stage: stage.to_string(),
-            plugin: plugin.name().to_string(),
+            plugin: version.plugin.name().to_string(),
             settings,
             breaker_open,
             generation: AtomicU64::new(0),
-            current: Mutex::new(Arc::new(StageVersion::new(
-                stage,
-                breaker_open,
-                plugin,
-                config,
-            ))),
+            current: Mutex::new(version.clone()),
+            serving: Mutex::new(version),
         }
     }
 
@@ -110,6 +110,18 @@ impl StageSlot {
     pub fn current(&self) -> (u64, Arc<StageVersion>) {
         let current = self.current.lock().unwrap_or_else(|p| p.into_inner());
         (self.generation(), current.clone())
+    }
+
+    /// A partition of the stage swapped to `version`.
+    pub fn swapped_to(&self, version: &Arc<StageVersion>) {
+        *self.serving.lock().unwrap_or_else(|p| p.into_inner()) = version.clone();
+    }
+
+    fn serving(&self) -> Arc<StageVersion> {
+        self.serving
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// The labels an instance of `plugin` in this stage logs and counts with.
@@ -165,10 +177,12 @@ pub struct PluginStatus {
     pub stage: String,
     /// Plugin name.
     pub plugin: String,
-    /// sha256 of the component: its version.
+    /// sha256 of the component serving: the version the stage runs (swapped in).
     pub sha256: String,
-    /// When this version was loaded (RFC 3339).
+    /// When the serving version was loaded (RFC 3339).
     pub loaded_at: String,
+    /// sha256 of a version loaded but not yet swapped in (the stage swaps at its next batch).
+    pub pending_sha256: Option<String>,
     /// Calls, failures and latency of this version.
     #[serde(flatten)]
     pub calls: CallSummary,
@@ -216,8 +230,11 @@ impl PluginRegistry {
                 return Err(ConfigError::Invalid {
                     field: format!("stages[{i}].plugin"),
                     reason: format!(
-                        "{} does not exist (build plugins with `cargo xtask build-plugins`)",
-                        path.display()
+                        "{} does not exist: build the plugin's crate with `cargo build \
+                         --release --target wasm32-wasip2` and copy its .wasm there as \
+                         {}.wasm (or point plugin_dir at the folder that has it)",
+                        path.display(),
+                        stage.plugin
                     ),
                 }
                 .into());
@@ -389,12 +406,16 @@ impl PluginRegistry {
         self.slots
             .iter()
             .map(|slot| {
-                let (_, version) = slot.current();
+                let (_, loaded) = slot.current();
+                let version = slot.serving();
+                let pending = !Arc::ptr_eq(&loaded, &version)
+                    && loaded.plugin.sha256() != version.plugin.sha256();
                 PluginStatus {
                     stage: slot.stage.clone(),
                     plugin: slot.plugin.clone(),
                     sha256: version.plugin.sha256().to_string(),
                     loaded_at: version.loaded_at.clone(),
+                    pending_sha256: pending.then(|| loaded.plugin.sha256().to_string()),
                     calls: version.stats.summary(),
                     last_rejection: rejections.get(&slot.plugin).cloned(),
                     breaker: version.breaker.state(),
@@ -406,9 +427,9 @@ impl PluginRegistry {
 
 /// The reason a rejection records: the error without the "plugin X rejected" preamble.
 fn rejection_reason(error: RuntimeError) -> String {
-    match error {
+    crate::error::one_line(&match error {
         RuntimeError::Rejected { reason, .. } => reason,
         RuntimeError::Init { reason, .. } => format!("init failed: {reason}"),
         other => other.to_string(),
-    }
+    })
 }

@@ -117,7 +117,12 @@ impl WasmStage {
         let labels = self.slot.labels(&version.plugin);
         match self.new_instance(&version, labels.clone()) {
             Ok(instance) => {
-                tracing::info!(stage = %self.labels.stage, plugin = %labels.plugin, from = %self.labels.version, to = %labels.version, "Stage swapped to the new version.");
+                if labels.version == self.labels.version {
+                    tracing::info!(stage = %self.labels.stage, plugin = %labels.plugin, version = %labels.version, "Stage switched to its new config.");
+                } else {
+                    tracing::info!(stage = %self.labels.stage, plugin = %labels.plugin, from = %self.labels.version, to = %labels.version, "Stage swapped to the new version.");
+                }
+                self.slot.swapped_to(&version);
                 self.needs = instance.needs().clone();
                 self.instance = Some(instance);
                 self.version = version;

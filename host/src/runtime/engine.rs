@@ -172,7 +172,7 @@ impl PluginEngine {
     pub fn load_bytes(&self, name: &str, bytes: &[u8]) -> Result<Plugin> {
         let rejected = |reason: String| RuntimeError::Rejected {
             plugin: name.to_string(),
-            reason,
+            reason: crate::error::one_line(&reason),
         };
         let component = Component::from_binary(&self.engine, bytes)
             .map_err(|e| rejected(format!("not a valid component: {e:#}")))?;

@@ -228,6 +228,6 @@ fn classify(error: &wasmtime::Error, memory_exceeded: bool) -> CallFailure {
                 None => CallFailure::Trap(trap.to_string()),
             }
         }
-        None => CallFailure::Trap(format!("{error:#}")),
+        None => CallFailure::Trap(crate::error::one_line(&format!("{error:#}"))),
     }
 }

@@ -67,6 +67,19 @@ impl<'a> RecordView<'a> {
         Some(&self.bytes[self.members[at].value.range()])
     }
 
+    /// How many top-level members the record has.
+    pub fn member_count(&self) -> usize {
+        self.members.len()
+    }
+
+    /// The name of the first top-level member that is none of `names`, if any.
+    pub fn member_not_in(&self, names: &[String]) -> Option<String> {
+        self.members
+            .iter()
+            .find(|m| !names.iter().any(|n| parse::name_is(self.bytes, m, n)))
+            .map(|m| parse::decoded_name(self.bytes, m).into_owned())
+    }
+
     /// The top-level members, as raw name (escapes unresolved) and raw value.
     pub fn members(&self) -> impl Iterator<Item = (&'a [u8], &'a [u8])> + 'a {
         let bytes = self.bytes;

@@ -282,14 +282,21 @@ impl ColumnWriter {
         self.rows
     }
 
-    /// Appends `record` as a row, or says which field does not fit (and appends nothing).
-    /// `row` is scratch space, reused across the rows of a write.
+    /// The first top-level field of `record` that is not a column, if any.
+    pub fn extra_field(&self, record: &RecordView<'_>) -> Option<String> {
+        record.member_not_in(&self.names)
+    }
+
+    /// Appends `record` as a row, or says which field does not fit (and appends nothing);
+    /// returns how many of the columns the record had. `row` is scratch space, reused across
+    /// the rows of a write.
     pub fn append<'a>(
         &mut self,
         record: &RecordView<'a>,
         row: &mut Vec<Cell<'a>>,
-    ) -> Result<(), String> {
+    ) -> Result<usize, String> {
         row.clear();
+        let mut found = 0;
         for (((builder, name), field), hint) in self
             .builders
             .iter()
@@ -299,9 +306,12 @@ impl ColumnWriter {
         {
             let cell = match record.field_hinted(name, hint) {
                 None => Cell::Null,
-                Some(raw) => builder
-                    .convert(raw)
-                    .map_err(|e| format!("schema mismatch: field {:?}: {e}", field.name()))?,
+                Some(raw) => {
+                    found += 1;
+                    builder
+                        .convert(raw)
+                        .map_err(|e| format!("schema mismatch: field {:?}: {e}", field.name()))?
+                }
             };
             if matches!(cell, Cell::Null) && !field.is_nullable() {
                 return Err(format!(
@@ -318,7 +328,7 @@ impl ColumnWriter {
             }
         }
         self.rows += 1;
-        Ok(())
+        Ok(found)
     }
 
     /// The rows appended so far as a record batch; the builders start over.

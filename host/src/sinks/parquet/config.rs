@@ -18,8 +18,11 @@ pub struct ParquetSinkConfig {
     /// Settings of an `s3://` path.
     #[serde(default)]
     pub s3: S3Options,
-    /// Columns, in order. Fields of a record not listed here are not stored.
+    /// Columns, in order.
     pub schema: Vec<ColumnConfig>,
+    /// What happens to a record with a field that is not a column (see [`ExtraFields`]).
+    #[serde(default)]
+    pub extra_fields: ExtraFields,
     /// A file is closed and a new one started past this size.
     #[serde(default = "default_roll_size")]
     pub roll_size: ByteSize,
@@ -35,6 +38,21 @@ pub struct ParquetSinkConfig {
     /// Retries and circuit breaker of the store.
     #[serde(default)]
     pub retry: RetryConfig,
+}
+
+/// The policy for a record's fields that are not columns of the sink's schema.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ExtraFields {
+    /// Store the columns, leave the other fields out; counted in
+    /// `weir_sink_extra_fields_total`, and the first such field of a run is logged.
+    #[default]
+    Ignore,
+    /// Send the record to the dead-letter output, naming the field.
+    DeadLetter,
+    /// Fail the write, naming the field: a file run stops; a Kafka run's epochs fail until the
+    /// schema or the plugin is fixed.
+    Error,
 }
 
 /// One column of the declared schema.

@@ -10,6 +10,6 @@ mod schema;
 mod sink;
 
 pub use compose::concat;
-pub use config::{ColumnConfig, ParquetSinkConfig};
+pub use config::{ColumnConfig, ExtraFields, ParquetSinkConfig};
 pub use schema::{parse_type, schema_of};
 pub use sink::{ParquetSink, partition_of};

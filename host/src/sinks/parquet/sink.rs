@@ -20,10 +20,10 @@ use serde::{Deserialize, Serialize};
 
 use super::columns::ColumnWriter;
 use super::compose::concat;
-use super::{ParquetSinkConfig, schema_of};
+use super::{ExtraFields, ParquetSinkConfig, schema_of};
 use crate::sinks::resilience::Breaker;
 use crate::sinks::staging::{STAGING_DIR, Scope};
-use crate::sinks::{Rejection, Sink, SinkBatch, SinkError, io_error, now_ms};
+use crate::sinks::{RecordView, Rejection, Sink, SinkBatch, SinkError, io_error, now_ms};
 use crate::storage::Storage;
 
 /// An hour in ms: files are partitioned by the hour of their rows' event time.
@@ -97,6 +97,9 @@ pub struct ParquetSink {
     files: BTreeMap<String, OpenFile>,
     scoped: bool,
     finishing: bool,
+    extra_fields: ExtraFields,
+    /// Whether a field left out under `extra_fields = "ignore"` was logged (once per sink).
+    logged_ignored_field: bool,
     /// Staged parts no open file referred to when the sink recovered: deleted once this
     /// instance next commits an epoch, which proves it still owns the partition. An instance
     /// the group has dropped (a zombie) that recovers must not delete what its successor has
@@ -163,6 +166,8 @@ impl ParquetSink {
             files: BTreeMap::new(),
             scoped: scope.is_some(),
             finishing: false,
+            extra_fields: config.extra_fields,
+            logged_ignored_field: false,
             unreferenced: Vec::new(),
         })
     }
@@ -226,6 +231,16 @@ impl ParquetSink {
         });
         crate::failpoint::hit("part-staged");
         Ok(())
+    }
+
+    /// Logs the first field this sink leaves out under `extra_fields = "ignore"`.
+    fn note_ignored_field(&mut self, record: &RecordView<'_>) {
+        if self.logged_ignored_field {
+            return;
+        }
+        self.logged_ignored_field = true;
+        let field = self.columns.extra_field(record).unwrap_or_default();
+        tracing::warn!(sink = %self.name, %field, "A record has a field that is not a column; it is left out (extra_fields = \"ignore\"; weir_sink_extra_fields_total counts such records). Add the column, or set extra_fields to \"dead-letter\" or \"error\".");
     }
 
     fn stage_all(&mut self) -> Result<(), SinkError> {
@@ -382,20 +397,43 @@ impl Sink for ParquetSink {
         }
         groups.sort_by_key(|(hour, _)| *hour);
         let mut rejections = Vec::new();
+        let mut with_extra_fields = 0_u64;
         for (hour, rows) in groups {
             let mut cells = Vec::with_capacity(self.schema.fields().len());
             for index in rows {
                 let Some(record) = records.get(index) else {
                     continue;
                 };
-                if let Err(reason) = self.columns.append(&record, &mut cells) {
+                if self.extra_fields != ExtraFields::Ignore
+                    && let Some(field) = self.columns.extra_field(&record)
+                {
+                    let reason = format!("extra field: {field:?} is not a column of the sink");
+                    if self.extra_fields == ExtraFields::Error {
+                        return Err(io_error(
+                            &self.name,
+                            format!("{reason} (extra_fields = \"error\")"),
+                        ));
+                    }
                     rejections.push(Rejection { index, reason });
+                    continue;
+                }
+                match self.columns.append(&record, &mut cells) {
+                    Ok(found) if found < record.member_count() => {
+                        with_extra_fields += 1;
+                        self.note_ignored_field(&record);
+                    }
+                    Ok(_) => {}
+                    Err(reason) => rejections.push(Rejection { index, reason }),
                 }
             }
             if self.columns.rows() > 0 {
                 let batch = self.columns.finish().map_err(|e| io_error(&self.name, e))?;
                 self.write_batch(&partition_of(hour * HOUR_MS), &batch)?;
             }
+        }
+        if with_extra_fields > 0 {
+            metrics::counter!("weir_sink_extra_fields_total", "sink" => self.name.clone())
+                .increment(with_extra_fields);
         }
         if !self.scoped {
             for publish in self.roll(false)? {
@@ -494,6 +532,7 @@ mod tests {
                 column("n", "int64", true),
                 column("tags", "list<string>", true),
             ],
+            extra_fields: ExtraFields::Ignore,
             roll_size: crate::units::ByteSize(128 << 20),
             roll_interval: crate::units::HumanDuration::from_secs(300),
             row_group_rows: 1024,
@@ -544,6 +583,44 @@ mod tests {
             }
         }
         (files, ids)
+    }
+
+    #[test]
+    fn a_field_that_is_not_a_column_is_left_out_dead_lettered_or_an_error_as_configured() {
+        let records = [
+            record(r#"{"id":"a","n":1}"#, 0),
+            record(r#"{"id":"b","n":2,"extra":true}"#, 0),
+        ];
+        let with = |policy| {
+            let dir = tempfile::tempdir().unwrap();
+            let breaker = Arc::new(Breaker::new("lake", &RetryConfig::default()));
+            let config = ParquetSinkConfig {
+                extra_fields: policy,
+                ..config(dir.path())
+            };
+            let mut sink = ParquetSink::new("lake", &config, None, breaker).unwrap();
+            let written = sink.write(&SinkBatch::of(&records));
+            let ids = written.is_ok().then(|| {
+                sink.close().unwrap();
+                visible(dir.path()).1
+            });
+            (written, ids)
+        };
+        let (ignored, ids) = with(ExtraFields::Ignore);
+        assert!(ignored.unwrap().is_empty());
+        assert_eq!(ids.unwrap(), ["a", "b"]);
+        let (dead, ids) = with(ExtraFields::DeadLetter);
+        let dead = dead.unwrap();
+        assert_eq!(dead.len(), 1);
+        assert_eq!(dead[0].index, 1);
+        assert!(dead[0].reason.contains("\"extra\""), "{}", dead[0].reason);
+        assert_eq!(ids.unwrap(), ["a"]);
+        let (error, _) = with(ExtraFields::Error);
+        let error = error.unwrap_err().to_string();
+        assert!(
+            error.contains("\"extra\"") && error.contains("extra_fields"),
+            "{error}"
+        );
     }
 
     #[test]

@@ -41,23 +41,13 @@ pub struct S3Options {
     /// Path-style requests (`endpoint/bucket/key`), which most S3-compatible servers need.
     #[serde(default = "default_true")]
     pub path_style: bool,
-    /// Access key id; `"${NAME}"` reads the variable `NAME`. Default: `AWS_ACCESS_KEY_ID`,
+    /// Access key id (`"${NAME}"` in the config reads the variable `NAME`). Default: `AWS_ACCESS_KEY_ID`,
     /// else the standard AWS chain.
     #[serde(default)]
     pub access_key_id: Option<String>,
-    /// Secret access key; `"${NAME}"` reads the variable `NAME`.
+    /// Secret access key (`"${NAME}"` in the config reads the variable `NAME`).
     #[serde(default)]
     pub secret_access_key: Option<String>,
-}
-
-/// A setting's value, reading `"${NAME}"` from the environment.
-fn setting(value: &str) -> Result<String, String> {
-    match value.strip_prefix("${").and_then(|v| v.strip_suffix('}')) {
-        Some(name) => {
-            std::env::var(name).map_err(|_| format!("environment variable {name} is not set"))
-        }
-        None => Ok(value.to_string()),
-    }
 }
 
 fn default_true() -> bool {
@@ -117,10 +107,10 @@ impl Storage {
                     builder = builder.with_endpoint(endpoint);
                 }
                 if let Some(key) = &s3.access_key_id {
-                    builder = builder.with_access_key_id(setting(key).map_err(error)?);
+                    builder = builder.with_access_key_id(key);
                 }
                 if let Some(secret) = &s3.secret_access_key {
-                    builder = builder.with_secret_access_key(setting(secret).map_err(error)?);
+                    builder = builder.with_secret_access_key(secret);
                 }
                 let region = s3
                     .region

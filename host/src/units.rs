@@ -43,7 +43,8 @@ impl fmt::Display for ByteSize {
     }
 }
 
-/// Parses `"64MiB"`, `"1.5GB"`, `"4096"`.
+/// Parses `"64MiB"` (powers of 1024), `"1.5GB"` (powers of 1000), `"4096"`; a bare `k`, `m`
+/// or `g` is refused as ambiguous.
 pub fn parse_size(raw: &str) -> Result<usize, String> {
     let raw = raw.trim();
     let split = raw
@@ -58,9 +59,17 @@ pub fn parse_size(raw: &str) -> Result<usize, String> {
         "kb" => 1e3,
         "mb" => 1e6,
         "gb" => 1e9,
-        "kib" | "k" => 1024.0,
-        "mib" | "m" => 1024.0 * 1024.0,
-        "gib" | "g" => 1024.0 * 1024.0 * 1024.0,
+        "kib" => 1024.0,
+        "mib" => 1024.0 * 1024.0,
+        "gib" => 1024.0 * 1024.0 * 1024.0,
+        short @ ("k" | "m" | "g") => {
+            let upper = short.to_ascii_uppercase();
+            return Err(format!(
+                "ambiguous size unit {:?} in {raw:?}: write {number}{upper}iB (powers of 1024) \
+                 or {number}{upper}B (powers of 1000)",
+                unit.trim()
+            ));
+        }
         other => {
             return Err(format!(
                 "unknown size unit {other:?} in {raw:?}; use B, KiB, MiB, GiB, KB, MB or GB"
@@ -96,7 +105,14 @@ mod tests {
     #[test]
     fn sizes_parse_with_binary_and_decimal_units() {
         assert_eq!(parse_size("64MiB"), Ok(64 << 20));
+        assert_eq!(parse_size("64MB"), Ok(64_000_000));
+        assert_eq!(parse_size("2GiB"), Ok(2 << 30));
         assert_eq!(parse_size("1.5 KB"), Ok(1500));
+        let ambiguous = parse_size("64m").unwrap_err();
+        assert!(
+            ambiguous.contains("64MiB") && ambiguous.contains("64MB"),
+            "{ambiguous}"
+        );
         assert_eq!(parse_size("4096"), Ok(4096));
         assert!(parse_size("12 parsecs").is_err());
         assert!(parse_size("lots").is_err());

@@ -150,17 +150,23 @@ fn json_logs_are_one_object_per_line_and_plugin_logs_name_the_plugin_and_version
         ),
     )
     .unwrap();
-    let run = weir(&[
-        "--log",
-        "info",
-        "--log-format",
-        "json",
-        "run",
-        "--config",
-        config.to_str().unwrap(),
-        "--plugin-dir",
-        crate::harness::plugin_dir().to_str().unwrap(),
-    ]);
+    // `--log info` beats RUST_LOG: the plugin's info line below shows.
+    let run = Command::new(env!("CARGO_BIN_EXE_weir"))
+        .args([
+            "--log",
+            "info",
+            "--log-format",
+            "json",
+            "run",
+            "--config",
+            config.to_str().unwrap(),
+            "--plugin-dir",
+            crate::harness::plugin_dir().to_str().unwrap(),
+        ])
+        .env("RUST_LOG", "error")
+        .env("WEIR_ADMIN_LISTEN", "127.0.0.1:0")
+        .output()
+        .unwrap();
     let stderr = String::from_utf8_lossy(&run.stderr);
     assert!(run.status.success(), "{stderr}");
     let lines: Vec<serde_json::Value> = stderr

@@ -53,6 +53,41 @@ path = "dlq.ndjson"
 "#;
 
 #[test]
+fn environment_variables_expand_in_every_string_and_a_missing_one_names_its_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("vars.toml");
+    let text = BASE
+        .replace(
+            "STAGE_EXTRA",
+            "memory_limit = \"${WEIR_E2E_UNSET_MEMORY:-48MiB}\"",
+        )
+        .replace(
+            "path = \"out.ndjson\"",
+            "path = \"${WEIR_E2E_UNSET_DIR:-fallback}/out-${HOME}.ndjson\"",
+        );
+    std::fs::write(&path, &text).unwrap();
+    let config = PipelineConfig::load(&path).unwrap();
+    assert_eq!(config.stages[0].memory_limit.0, 48 << 20);
+    let Some(weir::sinks::SinkConfig::Ndjson(out)) = config.sinks.get("out") else {
+        panic!("no ndjson sink");
+    };
+    let home = std::env::var("HOME").unwrap();
+    assert_eq!(
+        out.path.to_str().unwrap(),
+        format!("fallback/out-{home}.ndjson")
+    );
+    let required = text.replace(
+        "${WEIR_E2E_UNSET_DIR:-fallback}",
+        "${WEIR_E2E_UNSET_DIR:?where the output goes}",
+    );
+    let message = refusal(&required);
+    assert!(
+        message.contains("sinks.out.path") && message.contains("where the output goes"),
+        "{message}"
+    );
+}
+
+#[test]
 fn bad_configs_name_the_field() {
     let cases = [
         ("memory_limit = \"1KiB\"", "stages[0].memory_limit"),

@@ -18,7 +18,7 @@ use clap::{Parser, Subcommand};
 #[derive(Debug, Parser)]
 #[command(name = "weir", version, about, long_about = None)]
 pub struct Cli {
-    /// Log filter, e.g. `info`, `weir=debug` (also `RUST_LOG`).
+    /// Log filter, e.g. `info`, `weir=debug`; beats `RUST_LOG`.
     /// Default: `info`, or `warn` for `weir demo` (its progress bar shows what happens).
     #[arg(long, global = true, env = "WEIR_LOG")]
     pub log: Option<String>,
@@ -88,13 +88,16 @@ pub enum Command {
 /// Parses arguments, sets up logging and runs the command.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-        let default = match cli.command {
-            Command::Demo(_) => "warn",
-            _ => "info",
-        };
-        tracing_subscriber::EnvFilter::new(cli.log.as_deref().unwrap_or(default))
-    });
+    // `--log` (or WEIR_LOG) first, then RUST_LOG, then the command's default.
+    let filter = match cli.log.as_deref() {
+        Some(log) => tracing_subscriber::EnvFilter::new(log),
+        None => tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+            tracing_subscriber::EnvFilter::new(match cli.command {
+                Command::Demo(_) => "warn",
+                _ => "info",
+            })
+        }),
+    };
     let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);

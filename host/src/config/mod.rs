@@ -2,6 +2,7 @@
 //! [`PipelineConfig::validate`] that names the bad field. Building the running pipeline from
 //! it (which does I/O) lives in [`crate::pipeline::build`].
 
+mod env;
 pub mod reload;
 
 use std::collections::BTreeMap;
@@ -348,10 +349,20 @@ impl PipelineConfig {
 
     /// Parses and validates the config text read from `path`.
     pub fn parse(path: &Path, text: &str) -> Result<Self, ConfigError> {
-        let config: PipelineConfig = toml::from_str(text).map_err(|e| ConfigError::Parse {
+        let parse_error = |e: toml::de::Error| ConfigError::Parse {
             path: path.into(),
             message: e.to_string(),
-        })?;
+        };
+        // Read straight from the text (errors then name the line) unless variables must be
+        // expanded first.
+        let config: PipelineConfig = if text.contains("${") {
+            let mut value: toml::Value = toml::from_str(text).map_err(parse_error)?;
+            env::interpolate(&mut value, "")
+                .map_err(|(field, reason)| ConfigError::Invalid { field, reason })?;
+            value.try_into().map_err(parse_error)?
+        } else {
+            toml::from_str(text).map_err(parse_error)?
+        };
         config.validate()?;
         Ok(config)
     }

@@ -5,7 +5,6 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
-use crate::kafka_client::resolve_properties;
 use crate::units::HumanDuration;
 
 /// `[source.kafka]`: a consumer group over one or more topics.
@@ -69,40 +68,30 @@ impl KafkaSourceConfig {
                 format!("must be at least batch_size ({})", self.batch_size),
             ));
         }
-        self.consumer_client_properties()?;
-        self.producer_client_properties().map(|_| ())
+        Ok(())
     }
 
-    /// The consumer's librdkafka properties, resolved: `properties` with
-    /// `consumer_properties` over them. Errors name the property relative to `source.kafka`.
-    pub fn consumer_client_properties(&self) -> Result<BTreeMap<String, String>, (String, String)> {
-        merged(
-            &self.properties,
-            &self.consumer_properties,
-            "consumer_properties",
-        )
+    /// The consumer's librdkafka properties: `properties` with `consumer_properties` over
+    /// them.
+    pub fn consumer_client_properties(&self) -> BTreeMap<String, String> {
+        merged(&self.properties, &self.consumer_properties)
     }
 
-    /// The output producer's librdkafka properties, resolved: `properties` with
-    /// `producer_properties` over them.
-    pub fn producer_client_properties(&self) -> Result<BTreeMap<String, String>, (String, String)> {
-        merged(
-            &self.properties,
-            &self.producer_properties,
-            "producer_properties",
-        )
+    /// The output producer's librdkafka properties: `properties` with `producer_properties`
+    /// over them.
+    pub fn producer_client_properties(&self) -> BTreeMap<String, String> {
+        merged(&self.properties, &self.producer_properties)
     }
 }
 
-/// `shared` resolved, with `own` (the table `table`) resolved over it.
+/// `shared` with `own` over it.
 fn merged(
     shared: &BTreeMap<String, String>,
     own: &BTreeMap<String, String>,
-    table: &str,
-) -> Result<BTreeMap<String, String>, (String, String)> {
-    let mut all = resolve_properties(shared, "properties")?;
-    all.extend(resolve_properties(own, table)?);
-    Ok(all)
+) -> BTreeMap<String, String> {
+    let mut all = shared.clone();
+    all.extend(own.iter().map(|(k, v)| (k.clone(), v.clone())));
+    all
 }
 
 /// Where a new consumer group starts reading.

@@ -184,12 +184,8 @@ pub fn run_with(
         }
         .into());
     };
-    let invalid = |(field, reason): (String, String)| ConfigError::Invalid {
-        field: format!("source.kafka.{field}"),
-        reason,
-    };
-    let consumer_properties = source.consumer_client_properties().map_err(invalid)?;
-    let producer_properties = source.producer_client_properties().map_err(invalid)?;
+    let consumer_properties = source.consumer_client_properties();
+    let producer_properties = source.producer_client_properties();
     let started = Instant::now();
     let coordinator = Arc::new(Mutex::new(Coordinator::new(
         config,
@@ -349,8 +345,9 @@ fn drive(
                 match c.recover(consumer) {
                     Ok(()) => backoff = Duration::from_millis(250),
                     Err(e) => {
-                        tracing::warn!(error = %e, retry_in = ?backoff, "Recovery failed.");
-                        next_recovery = Instant::now() + backoff;
+                        let wait = crate::sinks::resilience::jittered(backoff);
+                        tracing::warn!(error = %e, retry_in = ?wait, "Recovery failed.");
+                        next_recovery = Instant::now() + wait;
                         backoff = (backoff * 2).min(Duration::from_secs(10));
                     }
                 }

@@ -115,14 +115,8 @@ pub fn replay(config: &PipelineConfig, filter: &ReplayFilter) -> Result<ReplayRe
             "dlq replay needs a dead-letter topic",
         ));
     };
-    let invalid_property =
-        |(field, reason): (String, String)| invalid(&format!("source.kafka.{field}"), &reason);
-    let consumer_properties = source
-        .consumer_client_properties()
-        .map_err(invalid_property)?;
-    let producer_properties = source
-        .producer_client_properties()
-        .map_err(invalid_property)?;
+    let consumer_properties = source.consumer_client_properties();
+    let producer_properties = source.producer_client_properties();
     let timeout = config.checkpoint.timeout.0;
     let store = CheckpointStore::open(&config.checkpoint)?;
     let ledger_key = format!(

@@ -83,17 +83,22 @@ impl RetryConfig {
         Ok(())
     }
 
-    /// The wait before retry number `retry` (0-based): exponential, capped, with the upper
-    /// half jittered so that partitions retrying together spread out.
+    /// The wait before retry number `retry` (0-based): exponential, capped, jittered.
     pub fn backoff(&self, retry: u32) -> Duration {
-        let exponential = self
-            .initial_backoff
-            .0
-            .saturating_mul(1u32 << retry.min(20))
-            .min(self.max_backoff.0);
-        let half = exponential / 2;
-        half + half.mul_f64(rand::random::<f64>())
+        jittered(
+            self.initial_backoff
+                .0
+                .saturating_mul(1u32 << retry.min(20))
+                .min(self.max_backoff.0),
+        )
     }
+}
+
+/// `wait` with its upper half jittered, so that partitions or instances retrying together
+/// spread out instead of hitting a recovering server at once.
+pub fn jittered(wait: Duration) -> Duration {
+    let half = wait / 2;
+    half + half.mul_f64(rand::random::<f64>())
 }
 
 /// Where a breaker stands.

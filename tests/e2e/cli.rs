@@ -7,32 +7,56 @@ use std::process::{Command, Stdio};
 use crate::harness::{plugin, request, root, wait_for_answer, weir};
 
 #[test]
-fn validate_accepts_the_example_and_refuses_a_bad_field() {
-    let ok = weir(&[
-        "validate",
-        root()
-            .join("examples/clickstream/pipeline.toml")
-            .to_str()
-            .unwrap(),
-    ]);
-    assert!(
-        ok.status.success(),
-        "{}",
-        String::from_utf8_lossy(&ok.stderr)
-    );
-    assert!(String::from_utf8_lossy(&ok.stdout).contains("valid (3 stages"));
-
+fn validate_loads_the_plugins_and_the_geo_database_and_refuses_a_bad_field() {
     let dir = tempfile::tempdir().unwrap();
-    let bad = dir.path().join("bad.toml");
-    let text = std::fs::read_to_string(root().join("examples/clickstream/pipeline.toml")).unwrap();
-    std::fs::write(&bad, text.replacen("batch_size = 512", "batch_size = 0", 1)).unwrap();
-    let refused = weir(&["validate", bad.to_str().unwrap()]);
-    assert!(!refused.status.success());
-    assert!(
-        String::from_utf8_lossy(&refused.stderr).contains("`source.file.batch_size`"),
-        "{}",
-        String::from_utf8_lossy(&refused.stderr)
-    );
+    let geo = dir.path().join("geo.mmdb");
+    let example =
+        std::fs::read_to_string(root().join("examples/clickstream/pipeline.toml")).unwrap();
+    let text = example
+        .replace(
+            "plugin_dir = \"target/plugins\"",
+            &format!("plugin_dir = {:?}", crate::harness::plugin_dir()),
+        )
+        .replace("\"out/clickstream/geo.mmdb\"", &format!("{geo:?}"));
+    let write = |name: &str, text: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        path
+    };
+    let validate = |path: &Path| {
+        let out = weir(&["validate", path.to_str().unwrap()]);
+        let text = String::from_utf8_lossy(&out.stdout).to_string()
+            + &String::from_utf8_lossy(&out.stderr);
+        (out.status.success(), text)
+    };
+    // The geo database is missing: refused, saying how to make one.
+    let config = write("pipeline.toml", &text);
+    let (ok, message) = validate(&config);
+    assert!(!ok && message.contains("weir generate geodb"), "{message}");
+    weir::synth::geodb::write(&geo).unwrap();
+    let (ok, message) = validate(&config);
+    assert!(ok, "{message}");
+    assert!(message.contains("valid (3 stages"), "{message}");
+    assert!(message.contains("every plugin loads"), "{message}");
+
+    let cases = [
+        (
+            text.replacen("batch_size = 512", "batch_size = 0", 1),
+            "`source.file.batch_size`",
+        ),
+        (
+            text.replacen("plugin = \"ip-geo\"", "plugin = \"no-such-plugin\"", 1),
+            "`stages[1].plugin`",
+        ),
+        (
+            text.replacen("rate_limit = 120", "rate_limit = 0", 1),
+            "rate_limit",
+        ),
+    ];
+    for (bad, expected) in cases {
+        let (ok, message) = validate(&write("bad.toml", &bad));
+        assert!(!ok && message.contains(expected), "{expected}: {message}");
+    }
 }
 
 #[test]

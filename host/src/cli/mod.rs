@@ -8,6 +8,7 @@ mod generate;
 mod plugin;
 mod run;
 mod scaffold;
+mod validate;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -72,11 +73,10 @@ pub enum Command {
     /// Work with the dead-letter topic.
     #[command(subcommand)]
     Dlq(dlq::DlqCommand),
-    /// Check a config file without running it. Exits non-zero naming the bad field and why.
-    Validate {
-        /// The pipeline config (TOML).
-        config: PathBuf,
-    },
+    /// Check a config file without running it: its fields, its plugins (each loads and its
+    /// `init` takes the stage's config) and geo database, and with `--check-connections` its
+    /// servers. Exits non-zero naming the bad field and why.
+    Validate(validate::ValidateArgs),
     /// Test or inspect one plugin file.
     #[command(subcommand)]
     Plugin(plugin::PluginCommand),
@@ -125,7 +125,7 @@ pub fn main() -> ExitCode {
         }),
         Command::Demo(args) => demo::run(args),
         Command::Dlq(cmd) => dlq::execute(cmd),
-        Command::Validate { config } => run::validate(&config),
+        Command::Validate(args) => validate::validate(&args),
         Command::Plugin(cmd) => plugin::execute(cmd),
         Command::Generate(cmd) => generate::execute(cmd),
     };

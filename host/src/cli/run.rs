@@ -1,6 +1,6 @@
 //! `weir run` and `weir validate`.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
@@ -151,18 +151,6 @@ fn default_instance_id() -> String {
         .ok()
         .filter(|h| !h.is_empty())
         .unwrap_or_else(|| "weir".into())
-}
-
-/// Validates a config and says what it holds.
-pub fn validate(config_path: &Path) -> Result<()> {
-    let config = PipelineConfig::load(config_path)?;
-    println!(
-        "{}: valid ({} stages, {} sinks)",
-        config_path.display(),
-        config.stages.len(),
-        config.sinks.len()
-    );
-    Ok(())
 }
 
 /// Prints counts and throughput.

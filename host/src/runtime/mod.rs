@@ -55,7 +55,10 @@ pub enum RuntimeError {
         reason: String,
     },
     /// The geo database could not be opened.
-    #[error("cannot open geo database {path}: {reason}")]
+    #[error(
+        "cannot open geo database {path}: {reason} (use a MaxMind City database such as \
+         GeoLite2-City.mmdb, or make a small synthetic one with `weir generate geodb --out {path}`)"
+    )]
     Geo {
         /// The database file.
         path: PathBuf,

@@ -193,3 +193,56 @@ fn a_wedged_driver_fails_healthz_while_the_endpoint_still_answers() {
     );
     process.kill();
 }
+
+#[test]
+fn validate_checks_connections_to_the_brokers_their_topics_and_the_stores() {
+    let broker = Broker::start();
+    let bootstrap = broker.bootstrap();
+    produce(&bootstrap, "clicks", &clickstream(2));
+    let out = tempfile::tempdir().unwrap();
+    let config = pipeline_config(&bootstrap, out.path(), "validate");
+    let validate = |config: &std::path::Path| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_weir"))
+            .args(["validate", "--check-connections", config.to_str().unwrap()])
+            .args([
+                "--plugin-dir",
+                crate::harness::plugin_dir().to_str().unwrap(),
+            ])
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).to_string()
+            + &String::from_utf8_lossy(&out.stderr);
+        (out.status.success(), text)
+    };
+    let (ok, message) = validate(&config);
+    assert!(ok, "{message}");
+    assert!(
+        message.contains(&format!("reachable: Kafka at {bootstrap}")),
+        "{message}"
+    );
+    assert!(message.contains("reachable: checkpoint store"), "{message}");
+    assert!(message.contains("reachable: sinks.lake"), "{message}");
+
+    let text = std::fs::read_to_string(&config).unwrap();
+    let missing_topic = out.path().join("missing-topic.toml");
+    std::fs::write(
+        &missing_topic,
+        text.replacen("topics = [\"clicks\"]", "topics = [\"no-such-topic\"]", 1),
+    )
+    .unwrap();
+    let (ok, message) = validate(&missing_topic);
+    assert!(!ok, "{message}");
+    assert!(
+        message.contains("source.kafka.topics") && message.contains("no-such-topic"),
+        "{message}"
+    );
+    let no_broker = out.path().join("no-broker.toml");
+    let port = xtask::servers::free_port().unwrap();
+    std::fs::write(
+        &no_broker,
+        text.replace(&bootstrap, &format!("127.0.0.1:{port}")),
+    )
+    .unwrap();
+    let (ok, message) = validate(&no_broker);
+    assert!(!ok && message.contains("no answer"), "{message}");
+}

@@ -6,4 +6,4 @@ mod config;
 mod sink;
 
 pub use config::RedisSinkConfig;
-pub use sink::RedisSink;
+pub use sink::{RedisSink, ping};

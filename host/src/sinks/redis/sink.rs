@@ -100,6 +100,19 @@ fn field_value(value: &serde_json::Value) -> Option<String> {
     }
 }
 
+/// Connects to the sink's server and asks it for a PONG, within the sink's timeout.
+pub fn ping(config: &RedisSinkConfig) -> Result<(), String> {
+    let client = client_for(config).map_err(|e| e.details().to_string())?;
+    let timeout = config.timeout.0;
+    io_runtime().block_on(async {
+        match tokio::time::timeout(timeout, client.ping::<String>(None)).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) => Err(e.details().to_string()),
+            Err(_) => Err(format!("no answer from {} within {timeout:?}", config.url)),
+        }
+    })
+}
+
 impl RedisSink {
     /// Creates the sink; the connection is made in the background and retried.
     pub fn new(

@@ -62,7 +62,7 @@ pub enum PluginCommand {
     New {
         /// Plugin name: lowercase letters, digits and `-`.
         name: String,
-        /// Folder to create the crate in.
+        /// The parent folder: the crate is made in a new folder `PATH/NAME`.
         #[arg(long, default_value = ".")]
         path: PathBuf,
         /// The `sdk` folder of a weir checkout (default: the one this weir was built from).

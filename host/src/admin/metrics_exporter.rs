@@ -11,10 +11,23 @@ const SECONDS_BUCKETS: &[f64] = &[
     5.0, 10.0, 30.0, 60.0,
 ];
 
+/// Buckets of the event-time latency at the sinks: 1 ms to an hour (late and replayed events
+/// are minutes or hours behind).
+const EVENT_LATENCY_BUCKETS: &[f64] = &[
+    0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0,
+    3600.0,
+];
+
 /// Installs the process-wide Prometheus recorder and returns the handle that renders it.
 pub fn install_prometheus() -> Result<PrometheusHandle, String> {
     let handle = PrometheusBuilder::new()
         .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), SECONDS_BUCKETS)
+        .map_err(|e| e.to_string())?
+        // A full name is matched before a suffix.
+        .set_buckets_for_metric(
+            Matcher::Full("weir_sink_event_latency_seconds".into()),
+            EVENT_LATENCY_BUCKETS,
+        )
         .map_err(|e| e.to_string())?
         .install_recorder()
         .map_err(|e| e.to_string())?;

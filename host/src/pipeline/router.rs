@@ -257,10 +257,15 @@ impl Router {
 }
 
 /// `weir_sink_records_total{sink, route}`: records a sink took (refused ones are subtracted
-/// from the route they came on, which for almost every sink is its only route).
+/// from the route they came on, which for almost every sink is its only route); and
+/// `weir_sink_event_latency_seconds{sink}`: from each record's event time to the sink taking it.
 fn count_written(sink: &str, records: &SinkBatch, refused: usize) {
+    let latency =
+        metrics::histogram!("weir_sink_event_latency_seconds", "sink" => sink.to_string());
+    let now = crate::sinks::now_ms();
     let mut by_route: Vec<(&str, u64)> = Vec::new();
     for record in records.iter() {
+        latency.record((now - record.time).max(0) as f64 / 1000.0);
         match by_route
             .iter_mut()
             .find(|(route, _)| *route == record.route)

@@ -74,6 +74,7 @@ fn admin_endpoint_reports_health_readiness_metrics_plugins_and_pipeline() {
         "weir_checkpoint_epochs_total",
         "weir_checkpoint_last_commit_timestamp_seconds",
         "weir_build_info{version=",
+        "weir_sink_event_latency_seconds_bucket{sink=\"lake\",le=\"3600\"}",
         "weir_source_info{kind=\"kafka\",group=\"admin\"} 1",
         "weir_stage_state_limit_bytes{stage=\"sessionize\"}",
         "process_cpu_seconds_total",

@@ -2,7 +2,7 @@
 
 use std::io::Write;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use crate::harness::{plugin, request, root, wait_for_answer, weir};
 
@@ -314,15 +314,7 @@ fn hot_reload_a_rebuilt_version(dir: &Path, crate_dir: &Path, target: &Path, was
         ),
     )
     .unwrap();
-    let port = xtask::servers::free_port().unwrap();
-    let mut run = Command::new(env!("CARGO_BIN_EXE_weir"))
-        .args(["run", "--config", config.to_str().unwrap()])
-        .env("WEIR_ADMIN_LISTEN", format!("127.0.0.1:{port}"))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let (mut run, port) = crate::harness::run_on_stdin(&config);
     let mut stdin = run.stdin.take().unwrap();
     let event = |i: u32| format!("{{\"user_id\":\"u{i}\",\"ts\":{i},\"type\":\"page_view\"}}\n");
     let calls = |at_least: u64| {
@@ -396,5 +388,66 @@ fn hot_reload_a_rebuilt_version(dir: &Path, crate_dir: &Path, target: &Path, was
     assert!(
         request(port, "GET", "/plugins").is_none(),
         "the endpoint outlived the run"
+    );
+}
+
+#[test]
+fn dlq_list_and_show_read_a_dead_letter_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let events = dir.path().join("events.ndjson");
+    std::fs::write(
+        &events,
+        "{\"user_id\":\"u1\",\"ts\":1700000000000}\nnot json\n{\"ts\":1700000000000}\n",
+    )
+    .unwrap();
+    let config = dir.path().join("pipeline.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "plugin_dir = {:?}\n[source.file]\npath = {events:?}\n[sinks.out]\ntype = \"ndjson\"\n\
+             routes = [\"main\"]\npath = {:?}\n[dead_letter]\npath = {:?}\n",
+            crate::harness::plugin_dir(),
+            dir.path().join("out.ndjson"),
+            dir.path().join("dead.ndjson"),
+        ),
+    )
+    .unwrap();
+    let config = config.to_str().unwrap();
+    let run = |args: &[&str]| {
+        let out = weir(args);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    run(&["run", "--config", config]);
+    let listed = run(&["dlq", "list", "--config", config]);
+    assert!(listed.contains("2 dead letters"), "{listed}");
+    assert_eq!(
+        listed.lines().filter(|l| l.contains(" decode ")).count(),
+        2,
+        "{listed}"
+    );
+    let shown = run(&[
+        "dlq",
+        "show",
+        "--config",
+        config,
+        "--reason",
+        "^invalid json",
+    ]);
+    let shown: Vec<serde_json::Value> = shown
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(shown.len(), 1, "{shown:?}");
+    assert_eq!(shown[0]["record"], "not json");
+    assert_eq!(shown[0]["class"], "decode");
+    assert!(
+        shown[0]["at"].as_str().unwrap().ends_with("dead.ndjson:1"),
+        "{}",
+        shown[0]
     );
 }

@@ -5,7 +5,7 @@
 use std::collections::BTreeSet;
 use std::process::Command;
 
-use crate::harness::{root, weir};
+use crate::harness::{python, root, weir};
 
 /// Every metric name the host emits: `counter!`, `gauge!`, `histogram!` and the per-partition
 /// gauges' `set` with a literal name, and the `# TYPE` lines the admin endpoint writes itself.
@@ -125,6 +125,161 @@ fn every_alert_links_its_section_of_the_runbooks() {
             "docs/runbooks.md has no section for {name}"
         );
     }
+}
+
+/// Every document of the Kubernetes manifests, as JSON (read by PyYAML in the test venv).
+fn kubernetes_documents() -> Vec<(String, serde_json::Value)> {
+    let dir = root().join("deploy/kubernetes");
+    let script = format!(
+        "import glob, json, os, yaml\n\
+         docs = []\n\
+         for path in sorted(glob.glob(os.path.join({dir:?}, '*.yaml'))):\n\
+         \x20   for doc in yaml.safe_load_all(open(path)):\n\
+         \x20       docs.append([os.path.basename(path), doc])\n\
+         print(json.dumps(docs))",
+        dir = dir.to_str().unwrap()
+    );
+    serde_json::from_str(&python(&script)).unwrap()
+}
+
+#[test]
+fn kubernetes_manifests_pass_the_api_schemas_and_agree_with_each_other() {
+    let dir = root().join("deploy/kubernetes");
+    // The built-in kinds against Kubernetes' own schemas, refusing unknown fields.
+    let manifests: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
+        .map(|p| p.display().to_string())
+        .collect();
+    let out = python(&format!(
+        "import subprocess, sys\n\
+         r = subprocess.run([sys.executable, '-m', 'kubernetes_validate', '--strict', '-k', '1.30'] + {manifests:?}, capture_output=True, text=True)\n\
+         print(r.returncode, r.stdout, r.stderr)"
+    ));
+    assert!(out.starts_with("0 ") && !out.contains("ERROR"), "{out}");
+    for kind in ["deployment/weir", "poddisruptionbudget/weir"] {
+        assert!(
+            out.contains(&format!("passed for resource {kind}")),
+            "{out}"
+        );
+    }
+
+    let docs = kubernetes_documents();
+    let of_kind = |kind: &str| -> &serde_json::Value {
+        &docs
+            .iter()
+            .find(|(_, d)| d["kind"] == kind)
+            .unwrap_or_else(|| panic!("no {kind} in deploy/kubernetes"))
+            .1
+    };
+    let kustomization = of_kind("Kustomization");
+    let files: std::collections::BTreeSet<&str> = docs
+        .iter()
+        .map(|(f, _)| f.as_str())
+        .filter(|f| *f != "kustomization.yaml")
+        .collect();
+    let listed: std::collections::BTreeSet<&str> = kustomization["resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r.as_str().unwrap())
+        .collect();
+    assert_eq!(listed, files, "kustomization.yaml lists every manifest");
+
+    let deployment = of_kind("Deployment");
+    assert!(
+        deployment["spec"]["replicas"].is_null(),
+        "KEDA owns the replicas"
+    );
+    let pod = &deployment["spec"]["template"];
+    let labels = &pod["metadata"]["labels"];
+    let security = &pod["spec"]["securityContext"];
+    assert_eq!(security["runAsNonRoot"], true);
+    let uid = security["runAsUser"].as_u64().unwrap();
+    assert!(uid >= 1000, "a numeric non-root user");
+    let container = &pod["spec"]["containers"][0];
+    assert_eq!(container["securityContext"]["readOnlyRootFilesystem"], true);
+    assert_eq!(
+        container["securityContext"]["allowPrivilegeEscalation"],
+        false
+    );
+    assert_eq!(
+        container["securityContext"]["capabilities"]["drop"][0],
+        "ALL"
+    );
+    for probe in ["startupProbe", "livenessProbe", "readinessProbe"] {
+        assert!(container[probe]["httpGet"]["path"].is_string(), "{probe}");
+    }
+    let ports: Vec<&str> = container["ports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
+
+    let matches_pod = |selector: &serde_json::Value| {
+        selector["matchLabels"]
+            .as_object()
+            .unwrap()
+            .iter()
+            .all(|(k, v)| labels[k] == *v)
+    };
+    assert!(matches_pod(
+        &of_kind("PodDisruptionBudget")["spec"]["selector"]
+    ));
+    let monitor = &of_kind("PodMonitor")["spec"];
+    assert!(matches_pod(&monitor["selector"]));
+    let endpoint = &monitor["podMetricsEndpoints"][0];
+    assert!(ports.contains(&endpoint["port"].as_str().unwrap()));
+    assert_eq!(endpoint["path"], "/metrics");
+    // The job label the alerts select (`up{job="weir"}`).
+    assert_eq!(labels[monitor["jobLabel"].as_str().unwrap()], "weir");
+
+    // The scaler watches the pipeline's own group and topic and scales this Deployment.
+    let pipeline = weir::config::PipelineConfig::load(&dir.join("pipeline.toml"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let weir::config::SourceConfig::Kafka(kafka) = &pipeline.source else {
+        panic!("the Kubernetes pipeline reads Kafka");
+    };
+    let scaled = &of_kind("ScaledObject")["spec"];
+    assert_eq!(
+        scaled["scaleTargetRef"]["name"],
+        deployment["metadata"]["name"]
+    );
+    let trigger = &scaled["triggers"][0];
+    assert_eq!(trigger["type"], "kafka");
+    assert_eq!(trigger["metadata"]["consumerGroup"], kafka.group.as_str());
+    assert_eq!(
+        trigger["metadata"]["bootstrapServers"],
+        kafka.brokers.as_str()
+    );
+    assert!(
+        kafka
+            .topics
+            .iter()
+            .any(|t| trigger["metadata"]["topic"] == t.as_str())
+    );
+    assert_eq!(trigger["metadata"]["allowIdleConsumers"], "false");
+    let (min, max) = (
+        scaled["minReplicaCount"].as_u64().unwrap(),
+        scaled["maxReplicaCount"].as_u64().unwrap(),
+    );
+    assert!(1 <= min && min <= max);
+
+    // The image runs as that user and checks its own health.
+    let dockerfile = std::fs::read_to_string(root().join("deploy/docker/Dockerfile")).unwrap();
+    assert!(
+        dockerfile.contains(&format!("USER {uid}:{uid}")),
+        "{dockerfile}"
+    );
+    assert!(dockerfile.contains("HEALTHCHECK") && dockerfile.contains("/healthz"));
+    assert!(
+        dockerfile.contains("--mount=type=cache"),
+        "dependencies are cached"
+    );
+    let ignored = std::fs::read_to_string(root().join(".dockerignore")).unwrap();
+    assert!(ignored.lines().any(|l| l.trim() == "target"), "{ignored}");
 }
 
 #[test]

@@ -1,7 +1,7 @@
 //! `weir run` on the example clickstream, checked by an independent reader: DuckDB reads the
 //! Parquet lake and the test recomputes what the lake must hold from the raw input.
 
-use crate::harness::{duckdb, plugin_dir, root, weir};
+use crate::harness::{plugin_dir, python, root, weir};
 
 /// Runs the example pipeline into a temporary folder and returns that folder.
 fn run_example() -> tempfile::TempDir {
@@ -119,7 +119,7 @@ fn example_pipeline_fills_the_lake_correctly() {
         events.to_str().unwrap(),
         out.path().to_str().unwrap()
     );
-    let summary: serde_json::Value = serde_json::from_str(duckdb(&script).trim()).unwrap();
+    let summary: serde_json::Value = serde_json::from_str(python(&script).trim()).unwrap();
     assert!(summary["lake"].as_u64().unwrap() > 3_000, "{summary}");
     assert!(summary["sessions"].as_u64().unwrap() > 100, "{summary}");
     assert!(summary["dead_letters"].as_u64().unwrap() > 20, "{summary}");

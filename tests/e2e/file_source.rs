@@ -4,10 +4,9 @@
 //! config-only SIGHUP switches the stage to its new config without a "swap" to itself.
 
 use std::io::Write;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::harness::{duckdb, plugin_dir, wait_for_answer};
+use crate::harness::{plugin_dir, python, run_on_stdin, wait_for_answer};
 
 #[test]
 fn stdin_hands_over_a_short_batch_after_its_timeout_and_sigterm_publishes_what_was_written() {
@@ -28,15 +27,7 @@ fn stdin_hands_over_a_short_batch_after_its_timeout_and_sigterm_publishes_what_w
         ),
     )
     .unwrap();
-    let port = xtask::servers::free_port().unwrap();
-    let mut run = Command::new(env!("CARGO_BIN_EXE_weir"))
-        .args(["run", "--config", config.to_str().unwrap()])
-        .env("WEIR_ADMIN_LISTEN", format!("127.0.0.1:{port}"))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let (mut run, port) = run_on_stdin(&config);
     let mut stdin = run.stdin.take().unwrap();
     let mut send = |lines: std::ops::Range<i64>| {
         for n in lines {
@@ -97,5 +88,5 @@ fn stdin_hands_over_a_short_batch_after_its_timeout_and_sigterm_publishes_what_w
          print(duckdb.sql(\"select count(*), sum(n) from read_parquet('{}/**/*.parquet', hive_partitioning = true)\").fetchone())",
         lake.display()
     );
-    assert_eq!(duckdb(&script).trim(), "(11, 55)", "{stdout}{stderr}");
+    assert_eq!(python(&script).trim(), "(11, 55)", "{stdout}{stderr}");
 }

@@ -4,7 +4,7 @@
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Child, Command, Output, Stdio};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -150,16 +150,32 @@ pub fn weir(args: &[&str]) -> Output {
         .expect("running weir")
 }
 
+/// `weir run --config CONFIG` reading standard input from a pipe, its output piped and its
+/// admin endpoint on a free port (returned).
+pub fn run_on_stdin(config: &Path) -> (Child, u16) {
+    let port = xtask::servers::free_port().unwrap();
+    let child = Command::new(env!("CARGO_BIN_EXE_weir"))
+        .args(["run", "--config", config.to_str().unwrap()])
+        .env("WEIR_ADMIN_LISTEN", format!("127.0.0.1:{port}"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    (child, port)
+}
+
 /// The workspace root.
 pub fn root() -> PathBuf {
     xtask::workspace_root()
 }
 
-/// Runs a Python script with the DuckDB venv; returns stdout. Fails with the install hint
-/// when the venv cannot be made.
-pub fn duckdb(script: &str) -> String {
-    let python = xtask::python::venv_python()
-        .unwrap_or_else(|e| panic!("independent Parquet reader unavailable: {e:#}"));
+/// Runs a Python script in the test venv (DuckDB, kubernetes-validate); returns stdout. Fails
+/// with the install hint when the venv cannot be made.
+pub fn python(script: &str) -> String {
+    let python = xtask::python::venv_python().unwrap_or_else(|e| {
+        panic!("the test venv (DuckDB, kubernetes-validate) is unavailable: {e:#}")
+    });
     let out = Command::new(python).arg("-c").arg(script).output().unwrap();
     assert!(
         out.status.success(),

@@ -1,5 +1,6 @@
 //! A Python virtual environment with DuckDB, the independent Parquet reader the tests use to
-//! check what weir wrote.
+//! check what weir wrote, and kubernetes-validate, which checks the Kubernetes manifests
+//! against the API's schemas (bundled, so no cluster or network is needed).
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -10,7 +11,7 @@ use anyhow::{Context, Result, bail};
 use crate::paths::target_dir;
 
 /// The PyPI packages the venv holds.
-pub const PACKAGES: &[&str] = &["duckdb==1.5.6"];
+pub const PACKAGES: &[&str] = &["duckdb==1.5.6", "kubernetes-validate==1.37.0"];
 
 static VENV_LOCK: Mutex<()> = Mutex::new(());
 
@@ -21,16 +22,20 @@ pub fn venv_python() -> Result<PathBuf> {
     let venv = target_dir().join("py-venv");
     let python = venv.join("bin").join("python");
     let marker = venv.join(".weir-ready");
-    if marker.is_file() {
+    // The marker lists what was installed: a venv made for fewer packages is completed.
+    if std::fs::read_to_string(&marker).is_ok_and(|made| made == PACKAGES.join("\n")) {
         return Ok(python);
     }
-    let hint = "install Python 3 with venv and pip (Debian: `apt-get install python3-venv`), then run \
-                `python3 -m venv target/py-venv && target/py-venv/bin/pip install duckdb==1.5.6`";
+    let hint = format!(
+        "install Python 3 with venv and pip (Debian: `apt-get install python3-venv`), then run \
+         `python3 -m venv target/py-venv && target/py-venv/bin/pip install {}`",
+        PACKAGES.join(" ")
+    );
     let status = Command::new("python3")
         .args(["-m", "venv"])
         .arg(&venv)
         .status()
-        .context(hint.to_string())?;
+        .context(hint.clone())?;
     if !status.success() {
         bail!("creating the Python venv failed: {hint}");
     }
@@ -44,7 +49,7 @@ pub fn venv_python() -> Result<PathBuf> {
         ])
         .args(PACKAGES)
         .status()
-        .context(hint.to_string())?;
+        .context(hint.clone())?;
     if !status.success() {
         bail!("installing {PACKAGES:?} into the venv failed: {hint}");
     }

@@ -1,31 +1,75 @@
-//! `weir dlq`: replay dead letters once their cause is fixed.
+//! `weir dlq`: see what is in the dead-letter output (`list`, `show`) and replay dead letters
+//! once their cause is fixed (`replay`).
 
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use clap::Subcommand;
 
+use super::dlq_view;
 use crate::config::PipelineConfig;
 use crate::kafka::replay::{ReplayFilter, replay};
+use crate::sinks::dead_letter::Selection;
+
+/// Which dead letters a command takes.
+#[derive(Debug, clap::Args)]
+pub struct SelectArgs {
+    /// The pipeline config (names the dead-letter topic or file, and the brokers).
+    #[arg(long, short)]
+    config: PathBuf,
+    /// Only reasons matching this regular expression.
+    #[arg(long)]
+    reason: Option<String>,
+    /// Only dead letters raised at this stage (`decode`, a stage name, `sink:<name>`).
+    #[arg(long)]
+    stage: Option<String>,
+    /// Only this class: `decode`, `plugin`, `trap`, `timeout`, `limit`, `invalid_result`,
+    /// `breaker`, `unrouted`, `sink`.
+    #[arg(long)]
+    class: Option<String>,
+    /// Only dead letters written since this time: RFC 3339, or a duration ago (`2h`).
+    #[arg(long)]
+    since: Option<String>,
+}
+
+impl SelectArgs {
+    fn selection(&self) -> Result<Selection> {
+        Ok(Selection {
+            reason: self
+                .reason
+                .as_deref()
+                .map(|r| regex::Regex::new(r).with_context(|| format!("--reason {r:?}")))
+                .transpose()?,
+            stage: self.stage.clone(),
+            class: self.class.clone(),
+            since_ms: self.since.as_deref().map(since_ms).transpose()?,
+        })
+    }
+}
 
 /// Dead-letter commands.
 #[derive(Debug, Subcommand)]
 pub enum DlqCommand {
+    /// Count the dead letters by stage, class and reason, with when each was first and last
+    /// written.
+    List {
+        #[command(flatten)]
+        select: SelectArgs,
+    },
+    /// Print the dead letters, one JSON object per line: where they are kept, when, where and
+    /// why they failed, their source record and the record itself.
+    Show {
+        #[command(flatten)]
+        select: SelectArgs,
+        /// At most this many (the first ones).
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+    },
     /// Re-publish dead letters' original records (default: to their source topic). Offsets
     /// already replayed are recorded and skipped next time.
     Replay {
-        /// The pipeline config (names the brokers, the DLQ topic and the checkpoint store).
-        #[arg(long, short)]
-        config: PathBuf,
-        /// Only reasons matching this regular expression.
-        #[arg(long)]
-        reason: Option<String>,
-        /// Only dead letters raised at this stage (`decode`, a stage name, `sink:<name>`).
-        #[arg(long)]
-        stage: Option<String>,
-        /// Only dead letters written since this time: RFC 3339, or a duration ago (`2h`).
-        #[arg(long)]
-        since: Option<String>,
+        #[command(flatten)]
+        select: SelectArgs,
         /// Publish to this topic instead of each record's source topic.
         #[arg(long)]
         to: Option<String>,
@@ -47,34 +91,44 @@ fn since_ms(raw: &str) -> Result<i64> {
 
 /// Runs a dlq command.
 pub fn execute(cmd: DlqCommand) -> Result<()> {
-    let DlqCommand::Replay {
-        config,
-        reason,
-        stage,
-        since,
-        to,
-        dry_run,
-    } = cmd;
-    let config = PipelineConfig::load(&config)?;
-    let filter = ReplayFilter {
-        reason: reason
-            .map(|r| regex::Regex::new(&r).with_context(|| format!("--reason {r:?}")))
-            .transpose()?,
-        stage,
-        since_ms: since.as_deref().map(since_ms).transpose()?,
-        to,
-        dry_run,
-    };
-    let report = replay(&config, &filter)?;
-    let verb = if dry_run { "would replay" } else { "replayed" };
-    let count = if dry_run {
-        report.matched - report.no_target
-    } else {
-        report.replayed
-    };
-    println!(
-        "{verb} {count} dead letters (scanned {}, matched {}, already replayed {}, without a target topic {})",
-        report.scanned, report.matched, report.already_replayed, report.no_target
-    );
+    match cmd {
+        DlqCommand::List { select } => {
+            let config = PipelineConfig::load(&select.config)?;
+            let letters = dlq_view::read(&config, &select.selection()?)?;
+            for line in dlq_view::list(&letters) {
+                println!("{line}");
+            }
+            println!("{} dead letters", letters.len());
+        }
+        DlqCommand::Show { select, limit } => {
+            let config = PipelineConfig::load(&select.config)?;
+            for line in dlq_view::show(&dlq_view::read(&config, &select.selection()?)?, limit) {
+                println!("{line}");
+            }
+        }
+        DlqCommand::Replay {
+            select,
+            to,
+            dry_run,
+        } => {
+            let config = PipelineConfig::load(&select.config)?;
+            let filter = ReplayFilter {
+                select: select.selection()?,
+                to,
+                dry_run,
+            };
+            let report = replay(&config, &filter)?;
+            let verb = if dry_run { "would replay" } else { "replayed" };
+            let count = if dry_run {
+                report.matched - report.no_target
+            } else {
+                report.replayed
+            };
+            println!(
+                "{verb} {count} dead letters (scanned {}, matched {}, already replayed {}, without a target topic {})",
+                report.scanned, report.matched, report.already_replayed, report.no_target
+            );
+        }
+    }
     Ok(())
 }

@@ -4,6 +4,7 @@
 mod config_reload;
 mod demo;
 mod dlq;
+mod dlq_view;
 mod generate;
 mod plugin;
 mod run;

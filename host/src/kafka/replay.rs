@@ -6,7 +6,6 @@ use std::collections::BTreeMap;
 
 use rdkafka::consumer::BaseConsumer;
 use rdkafka::message::{Header, Message, OwnedHeaders};
-use regex::Regex;
 use serde::{Deserialize, Serialize};
 
 use super::topic_reader::read_to_end;
@@ -14,18 +13,17 @@ use crate::checkpoint::{CheckpointStore, Delivery, safe_name};
 use crate::config::{ConfigError, PipelineConfig, SourceConfig};
 use crate::error::{Error, Result};
 use crate::kafka_client::client_config;
-use crate::sinks::kafka::headers::{DLQ_REASON, DLQ_STAGE, SOURCE_TOPIC, WEIR_PREFIX, to_pairs};
+use crate::sinks::dead_letter::Selection;
+use crate::sinks::kafka::headers::{
+    DLQ_CLASS, DLQ_REASON, DLQ_STAGE, SOURCE_TOPIC, WEIR_PREFIX, to_pairs,
+};
 use crate::sinks::kafka::{OutputProducer, ProducerSettings};
 
 /// Which dead letters to replay, and where.
 #[derive(Debug, Clone, Default)]
 pub struct ReplayFilter {
-    /// Only reasons matching this.
-    pub reason: Option<Regex>,
-    /// Only dead letters raised at this stage (`decode`, a stage name, `sink:<name>`).
-    pub stage: Option<String>,
-    /// Only dead letters written at or after this time (ms).
-    pub since_ms: Option<i64>,
+    /// Which dead letters.
+    pub select: Selection,
     /// Publish here instead of each record's source topic.
     pub to: Option<String>,
     /// Count, do not publish or record.
@@ -75,7 +73,8 @@ impl Ledger {
     }
 }
 
-fn header<'a>(headers: &'a [(String, Vec<u8>)], name: &str) -> Option<&'a str> {
+/// A header's value as text.
+pub fn header<'a>(headers: &'a [(String, Vec<u8>)], name: &str) -> Option<&'a str> {
     headers
         .iter()
         .find(|(k, _)| k == name)
@@ -152,13 +151,12 @@ pub fn replay(config: &PipelineConfig, filter: &ReplayFilter) -> Result<ReplayRe
             return Ok(());
         }
         let headers = message.headers().map(to_pairs).unwrap_or_default();
-        let reason = header(&headers, DLQ_REASON).unwrap_or_default();
-        let stage = header(&headers, DLQ_STAGE).unwrap_or_default();
-        let matches = filter.reason.as_ref().is_none_or(|r| r.is_match(reason))
-            && filter.stage.as_ref().is_none_or(|s| s == stage)
-            && filter
-                .since_ms
-                .is_none_or(|since| message.timestamp().to_millis().unwrap_or(0) >= since);
+        let matches = filter.select.takes(
+            header(&headers, DLQ_REASON).unwrap_or_default(),
+            header(&headers, DLQ_STAGE).unwrap_or_default(),
+            header(&headers, DLQ_CLASS).unwrap_or_default(),
+            message.timestamp().to_millis().unwrap_or(0),
+        );
         if !matches {
             return Ok(());
         }

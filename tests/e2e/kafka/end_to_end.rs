@@ -235,14 +235,19 @@ fn plugin_failures_land_in_the_dlq_and_replay_once() {
         .collect();
     assert_eq!(by_offset.len(), 6, "{dlq:?}");
     let expect = [
-        ("1", "trap", "hostile-stage"),
-        ("2", "asked to dead-letter", "hostile-stage"),
-        ("3", "timeout", "hostile-stage"),
-        ("5", "invalid key", "decode"),
-        ("6", "invalid time", "decode"),
-        ("7", "invalid json", "decode"),
+        ("1", "trap", "hostile-stage", "trap"),
+        ("2", "asked to dead-letter", "hostile-stage", "plugin"),
+        ("3", "timeout", "hostile-stage", "timeout"),
+        ("5", "invalid key", "decode", "decode"),
+        ("6", "invalid time", "decode", "decode"),
+        ("7", "invalid json", "decode", "decode"),
     ];
-    for (offset, reason, stage) in expect {
+    for (offset, reason, stage, class) in expect {
+        assert_eq!(
+            by_offset[offset].header("weir.dlq.class"),
+            Some(class),
+            "{offset}"
+        );
         let record = by_offset[offset];
         assert!(
             record
@@ -270,8 +275,35 @@ fn plugin_failures_land_in_the_dlq_and_replay_once() {
         }
     }
 
-    // Replay the trapped record once; a second replay finds nothing new.
+    // What is in the DLQ, by stage, class and reason; then the trapped one itself.
     let config = config.to_str().unwrap();
+    let cli = |args: &[&str]| {
+        let run = weir(args);
+        assert!(
+            run.status.success(),
+            "{}",
+            String::from_utf8_lossy(&run.stderr)
+        );
+        String::from_utf8(run.stdout).unwrap()
+    };
+    let listed = cli(&["dlq", "list", "--config", config]);
+    assert!(listed.contains("6 dead letters"), "{listed}");
+    let decode = listed
+        .lines()
+        .find(|l| l.contains(" decode ") && l.contains("invalid json"))
+        .unwrap_or_else(|| panic!("{listed}"));
+    assert!(decode.trim_start().starts_with("1 "), "{listed}");
+    let shown = cli(&["dlq", "show", "--config", config, "--class", "trap"]);
+    let shown: Vec<serde_json::Value> = shown
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(shown.len(), 1, "{shown:?}");
+    assert_eq!(shown[0]["stage"], "hostile-stage");
+    assert_eq!(shown[0]["source"], "in/0/1");
+    assert_eq!(shown[0]["record"]["action"], "trap");
+
+    // Replay the trapped record once; a second replay finds nothing new.
     let replay = |extra: &[&str]| {
         let mut args = vec![
             "dlq", "replay", "--config", config, "--reason", "^trap", "--to", "replayed",

@@ -470,5 +470,5 @@ print(json.dumps({
 pub fn lake_tables(out: &Path) -> serde_json::Value {
     let script =
         format!("{TABLES}\n",).replace("sys.argv[1]", &format!("{:?}", out.to_str().unwrap()));
-    serde_json::from_str(&crate::harness::duckdb(&script)).unwrap()
+    serde_json::from_str(&crate::harness::python(&script)).unwrap()
 }

@@ -152,7 +152,10 @@ fn plugins_swap_at_batch_boundaries_and_bad_files_are_rejected_while_the_stream_
 
     produced_at_least(15);
     install(&plugins, "bot-filter", &v2);
-    wait_for_answer(port, "/plugins", |_, body| body.contains(&sha256(&v2)));
+    // Loaded, then serving once the stage's next batch swaps it in (records keep coming).
+    wait_for("v2 to serve", Duration::from_secs(60), || {
+        plugin_status(port, "bot-filter")["sha256"] == sha256(&v2).as_str()
+    });
 
     // Each kind of bad file is rejected with its reason, and v2 keeps serving.
     let half_of_v1 = &v1[..v1.len() / 2];

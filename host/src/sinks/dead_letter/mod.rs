@@ -2,9 +2,11 @@
 //! source, to a [`topic`] inside the epoch's transaction.
 
 pub mod file;
+mod selection;
 pub mod topic;
 
 pub use file::DeadLetterFile;
+pub use selection::Selection;
 pub use topic::DeadLetterTopic;
 
 use super::SinkError;

@@ -4,7 +4,7 @@ use std::io::Write;
 use std::path::Path;
 use std::process::Command;
 
-use crate::harness::{plugin, request, root, wait_for_answer, weir};
+use crate::harness::{plugin, request, root, wait_for_answer, weir, weir_ok};
 
 #[test]
 fn validate_loads_the_plugins_and_the_geo_database_and_refuses_a_bad_field() {
@@ -413,24 +413,15 @@ fn dlq_list_and_show_read_a_dead_letter_file() {
     )
     .unwrap();
     let config = config.to_str().unwrap();
-    let run = |args: &[&str]| {
-        let out = weir(args);
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
-    };
-    run(&["run", "--config", config]);
-    let listed = run(&["dlq", "list", "--config", config]);
+    weir_ok(&["run", "--config", config]);
+    let listed = weir_ok(&["dlq", "list", "--config", config]);
     assert!(listed.contains("2 dead letters"), "{listed}");
     assert_eq!(
         listed.lines().filter(|l| l.contains(" decode ")).count(),
         2,
         "{listed}"
     );
-    let shown = run(&[
+    let shown = weir_ok(&[
         "dlq",
         "show",
         "--config",

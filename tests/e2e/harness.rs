@@ -150,6 +150,17 @@ pub fn weir(args: &[&str]) -> Output {
         .expect("running weir")
 }
 
+/// Runs the `weir` binary, which must succeed; returns its standard output.
+pub fn weir_ok(args: &[&str]) -> String {
+    let out = weir(args);
+    assert!(
+        out.status.success(),
+        "weir {args:?} failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
 /// `weir run --config CONFIG` reading standard input from a pipe, its output piped and its
 /// admin endpoint on a free port (returned).
 pub fn run_on_stdin(config: &Path) -> (Child, u16) {

@@ -13,7 +13,7 @@ use xtask::servers::KafkaCluster;
 use super::{
     Broker, WeirProcess, clickstream, lake_tables, pipeline_config, produce, read_all, valid_events,
 };
-use crate::harness::{plugin_dir, weir};
+use crate::harness::{plugin_dir, weir_ok};
 
 /// The reason class the decoder must give a malformed line.
 fn expected_reason(line: &str) -> &'static str {
@@ -277,23 +277,14 @@ fn plugin_failures_land_in_the_dlq_and_replay_once() {
 
     // What is in the DLQ, by stage, class and reason; then the trapped one itself.
     let config = config.to_str().unwrap();
-    let cli = |args: &[&str]| {
-        let run = weir(args);
-        assert!(
-            run.status.success(),
-            "{}",
-            String::from_utf8_lossy(&run.stderr)
-        );
-        String::from_utf8(run.stdout).unwrap()
-    };
-    let listed = cli(&["dlq", "list", "--config", config]);
+    let listed = weir_ok(&["dlq", "list", "--config", config]);
     assert!(listed.contains("6 dead letters"), "{listed}");
     let decode = listed
         .lines()
         .find(|l| l.contains(" decode ") && l.contains("invalid json"))
         .unwrap_or_else(|| panic!("{listed}"));
     assert!(decode.trim_start().starts_with("1 "), "{listed}");
-    let shown = cli(&["dlq", "show", "--config", config, "--class", "trap"]);
+    let shown = weir_ok(&["dlq", "show", "--config", config, "--class", "trap"]);
     let shown: Vec<serde_json::Value> = shown
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
@@ -309,13 +300,7 @@ fn plugin_failures_land_in_the_dlq_and_replay_once() {
             "dlq", "replay", "--config", config, "--reason", "^trap", "--to", "replayed",
         ];
         args.extend_from_slice(extra);
-        let run = weir(&args);
-        assert!(
-            run.status.success(),
-            "{}",
-            String::from_utf8_lossy(&run.stderr)
-        );
-        String::from_utf8(run.stdout).unwrap()
+        weir_ok(&args)
     };
     assert!(replay(&["--dry-run"]).starts_with("would replay 1 "));
     assert!(replay(&[]).starts_with("replayed 1 "));

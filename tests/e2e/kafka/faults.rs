@@ -37,7 +37,9 @@ fn counters() -> std::collections::BTreeMap<String, u64> {
 }
 
 /// Runs the example pipeline on the cluster with `faults` injected from this thread while
-/// the daemon runs on another; the run ends (bounded) once the faults are over.
+/// the daemon runs on another, from when it is ready (its producer made and its partitions
+/// restored: on a loaded machine, compiling the plugins can take longer than the faults'
+/// first steps); the run ends (bounded) once the faults are over.
 fn run(
     bootstrap: &str,
     out: &std::path::Path,
@@ -50,9 +52,21 @@ fn run(
         .replace("interval = \"1s\"", "interval = \"1s\"\ntimeout = \"3s\"");
     std::fs::write(&path, text).unwrap();
     let config = PipelineConfig::load(&path).unwrap();
-    let options = DaemonOptions::new(group);
+    let status = weir::admin::Status::new(&config);
+    let options = DaemonOptions {
+        status: Some(status.clone()),
+        ..DaemonOptions::new(group)
+    };
     std::thread::scope(|scope| {
         let daemon = scope.spawn(|| daemon::run(&config, plugin_dir(), &options));
+        let deadline = std::time::Instant::now() + Duration::from_secs(120);
+        while !status.ready() {
+            assert!(
+                std::time::Instant::now() < deadline && !daemon.is_finished(),
+                "the daemon never became ready"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
         faults();
         options.bounded.store(true, Ordering::Relaxed);
         daemon.join().unwrap().unwrap()

@@ -94,17 +94,22 @@ pub fn execute(cmd: DlqCommand) -> Result<()> {
     match cmd {
         DlqCommand::List { select } => {
             let config = PipelineConfig::load(&select.config)?;
-            let letters = dlq_view::read(&config, &select.selection()?)?;
-            for line in dlq_view::list(&letters) {
+            let mut counts = dlq_view::Counts::default();
+            dlq_view::read(&config, &select.selection()?, |letter| counts.add(&letter))?;
+            for line in dlq_view::list(&counts) {
                 println!("{line}");
             }
-            println!("{} dead letters", letters.len());
+            println!("{} dead letters", counts.total());
         }
         DlqCommand::Show { select, limit } => {
             let config = PipelineConfig::load(&select.config)?;
-            for line in dlq_view::show(&dlq_view::read(&config, &select.selection()?)?, limit) {
-                println!("{line}");
-            }
+            let mut shown = 0;
+            dlq_view::read(&config, &select.selection()?, |letter| {
+                if shown < limit {
+                    println!("{}", dlq_view::show(&letter));
+                    shown += 1;
+                }
+            })?;
         }
         DlqCommand::Replay {
             select,

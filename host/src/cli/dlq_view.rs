@@ -62,9 +62,13 @@ fn record_value(bytes: &[u8]) -> Value {
         .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(bytes).into_owned()))
 }
 
-/// The dead letters of `config`'s dead-letter output that `selection` takes, in order.
-pub fn read(config: &PipelineConfig, selection: &Selection) -> Result<Vec<Letter>> {
-    let mut letters = Vec::new();
+/// Hands `each` the dead letters of `config`'s dead-letter output that `selection` takes, in
+/// order, one at a time (a topic of millions is not held in memory).
+pub fn read(
+    config: &PipelineConfig,
+    selection: &Selection,
+    mut each: impl FnMut(Letter),
+) -> Result<()> {
     let mut keep = |letter: Letter| {
         if selection.takes(
             &letter.reason,
@@ -72,7 +76,7 @@ pub fn read(config: &PipelineConfig, selection: &Selection) -> Result<Vec<Letter
             &letter.class,
             letter.written_ms,
         ) {
-            letters.push(letter);
+            each(letter);
         }
     };
     match (
@@ -144,23 +148,42 @@ pub fn read(config: &PipelineConfig, selection: &Selection) -> Result<Vec<Letter
         }
         (None, None, _) => bail!("dead_letter: the config names no path or topic"),
     }
-    Ok(letters)
+    Ok(())
 }
 
-/// Counts by stage, class and reason (the text before its first `:`), with the first and
-/// last time each was written: one line each, most frequent first.
-pub fn list(letters: &[Letter]) -> Vec<String> {
-    let mut groups: BTreeMap<(&str, &str, &str), (u64, i64, i64)> = BTreeMap::new();
-    for letter in letters {
-        let group = groups
-            .entry((&letter.stage, &letter.class, reason_class(&letter.reason)))
-            .or_insert((0, i64::MAX, i64::MIN));
+/// Dead letters counted by stage, class and reason (the text before its first `:`), with the
+/// first and last time each was written.
+#[derive(Debug, Default)]
+pub struct Counts {
+    groups: BTreeMap<(String, String, String), (u64, i64, i64)>,
+    total: u64,
+}
+
+impl Counts {
+    /// Counts one more.
+    pub fn add(&mut self, letter: &Letter) {
+        let key = (
+            letter.stage.clone(),
+            letter.class.clone(),
+            reason_class(&letter.reason).to_string(),
+        );
+        let group = self.groups.entry(key).or_insert((0, i64::MAX, i64::MIN));
         group.0 += 1;
         group.1 = group.1.min(letter.written_ms);
         group.2 = group.2.max(letter.written_ms);
+        self.total += 1;
     }
-    let mut rows: Vec<_> = groups.into_iter().collect();
-    rows.sort_by(|a, b| b.1.0.cmp(&a.1.0).then(a.0.cmp(&b.0)));
+
+    /// How many were counted.
+    pub fn total(&self) -> u64 {
+        self.total
+    }
+}
+
+/// The counts as a table, one line a group, most frequent first.
+pub fn list(counts: &Counts) -> Vec<String> {
+    let mut rows: Vec<_> = counts.groups.iter().collect();
+    rows.sort_by(|a, b| b.1.0.cmp(&a.1.0).then(a.0.cmp(b.0)));
     let time = |ms: i64| {
         chrono::DateTime::from_timestamp_millis(ms)
             .map(|t| t.format("%Y-%m-%dT%H:%M:%SZ").to_string())
@@ -173,20 +196,16 @@ pub fn list(letters: &[Letter]) -> Vec<String> {
     for ((stage, class, reason), (count, first, last)) in rows {
         lines.push(format!(
             "{count:>8}  {stage:<16} {class:<14} {reason:<40} {:<20} {}",
-            time(first),
-            time(last)
+            time(*first),
+            time(*last)
         ));
     }
     lines
 }
 
-/// The dead letters as JSON lines, at most `limit` of them (the first ones).
-pub fn show(letters: &[Letter], limit: usize) -> Vec<String> {
-    letters
-        .iter()
-        .take(limit)
-        .map(|l| l.to_json().to_string())
-        .collect()
+/// A dead letter as one JSON line.
+pub fn show(letter: &Letter) -> String {
+    letter.to_json().to_string()
 }
 
 #[cfg(test)]
@@ -208,20 +227,21 @@ mod tests {
     }
 
     #[test]
-    fn lists_counts_by_stage_class_and_reason_most_frequent_first_and_shows_json_lines() {
+    fn counts_by_stage_class_and_reason_most_frequent_first_and_shows_json_lines() {
         let letters = [
             letter("decode", "decode", "invalid json: at 3", 1_000),
             letter("ip-geo", "trap", "trap: unreachable in f", 2_000),
             letter("decode", "decode", "invalid json: at 9", 3_000),
         ];
-        let lines = list(&letters);
+        let mut counts = Counts::default();
+        letters.iter().for_each(|l| counts.add(l));
+        assert_eq!(counts.total(), 3);
+        let lines = list(&counts);
         assert!(lines[0].contains("count") && lines[0].contains("reason"));
         assert!(lines[1].trim_start().starts_with("2  decode"), "{lines:?}");
         assert!(lines[1].contains("invalid json") && lines[1].contains("1970-01-01T00:00:03Z"));
         assert!(lines[2].contains("trap") && lines[2].contains("ip-geo"));
-        let shown = show(&letters, 1);
-        assert_eq!(shown.len(), 1);
-        let first: Value = serde_json::from_str(&shown[0]).unwrap();
+        let first: Value = serde_json::from_str(&show(&letters[0])).unwrap();
         assert_eq!(first["reason"], "invalid json: at 3");
         assert_eq!(first["source"], "clicks/0/7");
         assert_eq!(first["record"]["user_id"], "u1");

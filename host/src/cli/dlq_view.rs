@@ -6,14 +6,12 @@ use std::collections::BTreeMap;
 use std::io::BufRead;
 
 use anyhow::{Context, Result, bail};
-use rdkafka::consumer::BaseConsumer;
 use rdkafka::message::Message;
 use serde_json::{Value, json};
 
 use crate::config::{PipelineConfig, SourceConfig};
-use crate::kafka::replay::header;
+use crate::kafka::replay::{dlq_reader, header};
 use crate::kafka::topic_reader::read_to_end;
-use crate::kafka_client::client_config;
 use crate::pipeline::reason_class;
 use crate::sinks::dead_letter::Selection;
 use crate::sinks::kafka::headers::{
@@ -85,13 +83,8 @@ pub fn read(
         &config.source,
     ) {
         (Some(topic), _, SourceConfig::Kafka(source)) => {
-            let consumer: BaseConsumer =
-                client_config(&source.brokers, &source.consumer_client_properties())
-                    .set("group.id", format!("{}-dlq-view", source.group))
-                    .set("enable.auto.commit", "false")
-                    .set("isolation.level", "read_committed")
-                    .create()
-                    .context("dead_letter.topic: creating a consumer")?;
+            let consumer =
+                dlq_reader(source, "view").context("dead_letter.topic: creating a consumer")?;
             read_to_end(&consumer, topic, config.checkpoint.timeout.0, |message| {
                 let headers = message.headers().map(to_pairs).unwrap_or_default();
                 let text = |name: &str| header(&headers, name).map(str::to_string);

@@ -12,6 +12,7 @@ use super::topic_reader::read_to_end;
 use crate::checkpoint::{CheckpointStore, Delivery, safe_name};
 use crate::config::{ConfigError, PipelineConfig, SourceConfig};
 use crate::error::{Error, Result};
+use crate::kafka::config::KafkaSourceConfig;
 use crate::kafka_client::client_config;
 use crate::sinks::dead_letter::Selection;
 use crate::sinks::kafka::headers::{
@@ -73,6 +74,19 @@ impl Ledger {
     }
 }
 
+/// A consumer that reads the dead-letter topic's committed records for `purpose` (`replay`,
+/// `view`), in a group of its own beside the pipeline's, committing nothing.
+pub fn dlq_reader(
+    source: &KafkaSourceConfig,
+    purpose: &str,
+) -> rdkafka::error::KafkaResult<BaseConsumer> {
+    client_config(&source.brokers, &source.consumer_client_properties())
+        .set("group.id", format!("{}-dlq-{purpose}", source.group))
+        .set("enable.auto.commit", "false")
+        .set("isolation.level", "read_committed")
+        .create()
+}
+
 /// A header's value as text.
 pub fn header<'a>(headers: &'a [(String, Vec<u8>)], name: &str) -> Option<&'a str> {
     headers
@@ -114,7 +128,6 @@ pub fn replay(config: &PipelineConfig, filter: &ReplayFilter) -> Result<ReplayRe
             "dlq replay needs a dead-letter topic",
         ));
     };
-    let consumer_properties = source.consumer_client_properties();
     let producer_properties = source.producer_client_properties();
     let timeout = config.checkpoint.timeout.0;
     let store = CheckpointStore::open(&config.checkpoint)?;
@@ -125,11 +138,7 @@ pub fn replay(config: &PipelineConfig, filter: &ReplayFilter) -> Result<ReplayRe
     );
     let mut ledger = read_ledger(&store, &ledger_key)?;
 
-    let consumer: BaseConsumer = client_config(&source.brokers, &consumer_properties)
-        .set("group.id", format!("{}-dlq-replay", source.group))
-        .set("enable.auto.commit", "false")
-        .set("isolation.level", "read_committed")
-        .create()?;
+    let consumer = dlq_reader(source, "replay")?;
     let producer = if filter.dry_run {
         None
     } else {

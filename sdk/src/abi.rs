@@ -13,6 +13,33 @@ pub struct Needs {
     pub values: bool,
     /// Whether headers come with the batch.
     pub headers: bool,
+    /// State names whose entries expire (see [`StateTtl`]); the others live until deleted,
+    /// or for the stage's configured `state_ttl`.
+    pub ttls: Vec<StateTtl>,
+}
+
+/// How long the entries under one state name live without being touched, in event time: an
+/// entry written (or, with [`TtlRefresh::OnReadAndWrite`], read) for a record at time `t` is
+/// gone once the partition's watermark reaches `t + ttl_ms`. The host drops it from state,
+/// from checkpoints and from the state metrics.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StateTtl {
+    /// The state name.
+    pub name: String,
+    /// Lifetime in ms of event time (at least 1).
+    pub ttl_ms: u64,
+    /// What restarts the lifetime.
+    pub refresh: TtlRefresh,
+}
+
+/// What restarts a state entry's lifetime.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum TtlRefresh {
+    /// Writing it.
+    #[default]
+    OnWrite,
+    /// Writing it or reading it.
+    OnReadAndWrite,
 }
 
 /// A batch of records or fired timers in columns (see `wit/transform.wit`).

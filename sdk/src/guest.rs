@@ -146,6 +146,13 @@ fn to_wit(result: BatchResult) -> wit::types::BatchResult {
 pub fn init<T: Transform>(config: Vec<(String, String)>) -> Result<wit::types::Needs, String> {
     let transform = T::init(&Config::new(config))?;
     let needs = transform.needs();
+    for ttl in &needs.ttls {
+        let refresh = match ttl.refresh {
+            crate::TtlRefresh::OnWrite => wit::state::TtlRefresh::OnWrite,
+            crate::TtlRefresh::OnReadAndWrite => wit::state::TtlRefresh::OnReadAndWrite,
+        };
+        wit::state::expire_after(&ttl.name, ttl.ttl_ms, refresh);
+    }
     let declared = wit::types::Needs {
         fields: needs.fields.clone(),
         state: needs.state.clone(),

@@ -39,7 +39,7 @@ mod host_api;
 pub mod json;
 pub mod testing;
 
-pub use abi::Needs;
+pub use abi::{Needs, StateTtl, TtlRefresh};
 pub use config::Config;
 pub use context::Context;
 pub use event::{Event, Events};
@@ -75,6 +75,20 @@ impl Needs {
     /// Also the headers of each event.
     pub fn with_headers(mut self) -> Self {
         self.headers = true;
+        self
+    }
+
+    /// Entries of the state `name` expire `ttl` of event time after they were last written
+    /// (or also read, per `refresh`): the host forgets them, so state about keys that went
+    /// quiet does not grow forever. A read of an expired entry finds nothing.
+    pub fn with_ttl(mut self, name: &str, ttl: std::time::Duration, refresh: TtlRefresh) -> Self {
+        let ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
+        self.ttls.retain(|t| t.name != name);
+        self.ttls.push(StateTtl {
+            name: name.to_string(),
+            ttl_ms,
+            refresh,
+        });
         self
     }
 }

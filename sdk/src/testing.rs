@@ -2,14 +2,17 @@
 //! and timers, a watermark the test controls, a pluggable geo lookup, and outputs decoded as
 //! JSON. It builds batches the way the host does (only the declared fields, the declared
 //! state prefetched) and applies results the way the host does (edits, state and timer
-//! changes), so what passes here behaves the same in Wasm. Nothing here needs Wasm.
+//! changes, state lifetimes in event time), so what passes here behaves the same in Wasm.
+//! Nothing here needs Wasm.
 
 use std::collections::{BTreeSet, HashMap};
 
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
-use crate::abi::{self, Batch, BatchResult, Change, Edit, Needs, OutputKind, ValueKind};
+use crate::abi::{
+    self, Batch, BatchResult, Change, Edit, Needs, OutputKind, StateTtl, TtlRefresh, ValueKind,
+};
 use crate::host_api::{HostApi, Level, Location};
 use crate::{Config, Transform, json};
 
@@ -18,7 +21,12 @@ type GeoFn = Box<dyn Fn(&str) -> Result<Option<Location>, String>>;
 /// In-memory host capabilities, like the host's own per-partition state.
 #[derive(Default)]
 pub struct MemoryHost {
-    state: HashMap<(Vec<u8>, String), Vec<u8>>,
+    /// Each entry's value and the event time it was last touched.
+    state: HashMap<(Vec<u8>, String), (Vec<u8>, i64)>,
+    /// The declared state lifetimes.
+    ttls: Vec<StateTtl>,
+    /// The latest time of the current call's records of each key: when it touches them.
+    touch_times: HashMap<Vec<u8>, i64>,
     timers: BTreeSet<(i64, Vec<u8>)>,
     watermark: i64,
     /// Every log line, in order.
@@ -43,7 +51,7 @@ impl std::fmt::Debug for MemoryHost {
 
 impl HostApi for MemoryHost {
     fn state_get(&mut self, key: &[u8], name: &str) -> Option<Vec<u8>> {
-        self.state.get(&(key.to_vec(), name.to_string())).cloned()
+        self.read(key, name).cloned()
     }
     fn apply_changes(&mut self, changes: &[u8]) {
         self.apply(changes);
@@ -72,6 +80,42 @@ impl HostApi for MemoryHost {
 }
 
 impl MemoryHost {
+    /// The value `name` of `key`, touching it when its lifetime restarts on reads.
+    fn read(&mut self, key: &[u8], name: &str) -> Option<&Vec<u8>> {
+        let touch = self.touch_times.get(key).copied();
+        let refresh = self.lifetime(name).map(|t| t.refresh);
+        let (value, touched) = self.state.get_mut(&(key.to_vec(), name.to_string()))?;
+        if let (Some(TtlRefresh::OnReadAndWrite), Some(t)) = (refresh, touch) {
+            *touched = (*touched).max(t);
+        }
+        Some(value)
+    }
+
+    fn lifetime(&self, name: &str) -> Option<&StateTtl> {
+        self.ttls.iter().find(|t| t.name == name)
+    }
+
+    /// Drops the entries whose lifetime ended by the watermark, as the host does.
+    fn expire(&mut self) {
+        let (ttls, watermark) = (&self.ttls, self.watermark);
+        self.state.retain(|(_, name), (_, touched)| {
+            let ttl = ttls.iter().find(|t| t.name == *name);
+            ttl.is_none_or(|t| touched.saturating_add(t.ttl_ms as i64) > watermark)
+        });
+    }
+
+    /// Notes when the batch's records touch their keys.
+    fn begin_call(&mut self, batch: &Batch) {
+        self.touch_times.clear();
+        for i in 0..batch.len() {
+            let latest = self
+                .touch_times
+                .entry(batch.key(i).to_vec())
+                .or_insert(i64::MIN);
+            *latest = (*latest).max(batch.times[i]);
+        }
+    }
+
     /// Applies a call's state and timer changes, as the host does after a call.
     #[expect(
         clippy::expect_used,
@@ -82,7 +126,10 @@ impl MemoryHost {
             match change.expect("the SDK writes well-framed changes") {
                 Change::Put { key, name, value } => {
                     let name = String::from_utf8_lossy(name).into_owned();
-                    self.state.insert((key.to_vec(), name), value.to_vec());
+                    let touch = self.touch_times.get(key).copied().unwrap_or(self.watermark);
+                    let entry = (key.to_vec(), name);
+                    let touched = self.state.get(&entry).map_or(touch, |e| e.1.max(touch));
+                    self.state.insert(entry, (value.to_vec(), touched));
                 }
                 Change::Delete { key, name } => {
                     let name = String::from_utf8_lossy(name).into_owned();
@@ -99,7 +146,8 @@ impl MemoryHost {
     }
 
     /// Fills in the batch's key ids and the declared state of each distinct key.
-    fn prefetch(&self, batch: &mut Batch, names: &[String]) {
+    fn prefetch(&mut self, batch: &mut Batch, names: &[String]) {
+        self.begin_call(batch);
         let mut ids: HashMap<Vec<u8>, u32> = HashMap::new();
         let mut order: Vec<Vec<u8>> = Vec::new();
         for i in 0..batch.len() {
@@ -113,8 +161,8 @@ impl MemoryHost {
         }
         for key in &order {
             for name in names {
-                let value = self.state.get(&(key.clone(), name.clone()));
-                batch.push_state(value.map(Vec::as_slice));
+                let value = self.read(key, name).cloned();
+                batch.push_state(value.as_deref());
             }
         }
     }
@@ -206,10 +254,14 @@ impl<T: Transform> TestHarness<T> {
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
         let transform = T::init(&Config::new(pairs))?;
+        let needs = transform.needs();
         Ok(TestHarness {
-            needs: transform.needs(),
+            host: MemoryHost {
+                ttls: needs.ttls.clone(),
+                ..MemoryHost::default()
+            },
+            needs,
             transform,
-            host: MemoryHost::default(),
         })
     }
 
@@ -259,11 +311,13 @@ impl<T: Transform> TestHarness<T> {
         self.process(&[TestEvent::new(key, time, value)])
     }
 
-    /// Moves the watermark to `watermark` (never backwards) and fires every timer at or
-    /// below it, earliest first, in batches as the host does (timers a batch sets that are
-    /// already due fire in the next one).
+    /// Moves the watermark to `watermark` (never backwards), drops the state entries whose
+    /// lifetime ended by it, and fires every timer at or below it, earliest first, in
+    /// batches as the host does (timers a batch sets that are already due fire in the next
+    /// one).
     pub fn advance_watermark(&mut self, watermark: i64) -> Vec<TestOutput> {
         self.host.watermark = self.host.watermark.max(watermark);
+        self.host.expire();
         let mut outputs = Vec::new();
         loop {
             let due: Vec<(i64, Vec<u8>)> = self
@@ -297,11 +351,7 @@ impl<T: Transform> TestHarness<T> {
 
     /// The decoded state value `name` of `key`.
     pub fn state<S: DeserializeOwned>(&self, key: &str, name: &str) -> Option<S> {
-        let raw = self
-            .host
-            .state
-            .get(&(key.as_bytes().to_vec(), name.to_string()))?;
-        postcard::from_bytes(raw).ok()
+        postcard::from_bytes(&self.state_bytes(key, name)?).ok()
     }
 
     /// The raw state value `name` of `key`.
@@ -309,7 +359,7 @@ impl<T: Transform> TestHarness<T> {
         self.host
             .state
             .get(&(key.as_bytes().to_vec(), name.to_string()))
-            .cloned()
+            .map(|(value, _)| value.clone())
     }
 
     /// Pending timers as `(at, key)`, earliest first.

@@ -79,10 +79,21 @@ pub struct TestPipeline {
 
 impl TestPipeline {
     pub fn new(stages: Vec<Box<dyn Stage>>, routes: &[&str]) -> Self {
-        let sinks: Vec<(String, MemorySink)> = routes
-            .iter()
-            .map(|r| (r.to_string(), MemorySink::new(r)))
-            .collect();
+        TestPipeline::with_sinks(stages, routes, MemorySink::new)
+    }
+
+    /// A pipeline whose sinks only count what they are given (for long runs).
+    pub fn counting(stages: Vec<Box<dyn Stage>>, routes: &[&str]) -> Self {
+        TestPipeline::with_sinks(stages, routes, MemorySink::counting)
+    }
+
+    fn with_sinks(
+        stages: Vec<Box<dyn Stage>>,
+        routes: &[&str],
+        sink: impl Fn(&str) -> MemorySink,
+    ) -> Self {
+        let sinks: Vec<(String, MemorySink)> =
+            routes.iter().map(|r| (r.to_string(), sink(r))).collect();
         let boxed = sinks
             .iter()
             .map(|(r, s)| (Box::new(s.clone()) as Box<dyn Sink>, vec![r.clone()]))

@@ -15,3 +15,4 @@ mod kafka;
 mod malformed;
 mod registry;
 mod sinks;
+mod state_ttl;

@@ -255,6 +255,10 @@ pub struct StageConfig {
     /// Most pending timers the stage may hold in one partition.
     #[serde(default = "default_timer_limit")]
     pub timer_limit: usize,
+    /// Lifetime, in event time since the last write, of the stage's state entries whose name
+    /// the plugin gave no lifetime of its own; none: they live until deleted.
+    #[serde(default)]
+    pub state_ttl: Option<HumanDuration>,
     /// How long the stage's breaker stays open once most of a batch failed: records skip the
     /// plugin and go to the dead-letter output, and timers wait.
     #[serde(default = "default_breaker_open")]
@@ -297,6 +301,7 @@ impl StageConfig {
             output_limit: self.output_limit.0,
             state_limit: self.state_limit.0,
             timer_limit: self.timer_limit,
+            state_ttl: self.state_ttl.map(|d| d.0),
         }
     }
 
@@ -421,6 +426,12 @@ impl PipelineConfig {
             }
             if stage.timer_limit == 0 {
                 return Err(invalid(field("timer_limit"), "must be at least 1"));
+            }
+            if stage
+                .state_ttl
+                .is_some_and(|d| d.0 < std::time::Duration::from_secs(1))
+            {
+                return Err(invalid(field("state_ttl"), "must be at least 1s"));
             }
             if stage.breaker_open.0.is_zero() {
                 return Err(invalid(field("breaker_open"), "must be longer than zero"));

@@ -3,13 +3,15 @@
 //! uses it as the native baseline; tests use it to check pipeline logic without building
 //! plugins.
 
+use std::sync::Arc;
+
 use weir_sdk::abi::{Batch, BatchResult, Needs};
 use weir_sdk::{HostApi, Level, Location, Transform};
 
 use super::stage::{FiredTimers, Stage};
 use super::stage_call::{apply_changes, check, due_timers, prefetch};
 use crate::runtime::{InstanceSettings, RuntimeError};
-use crate::state::StageState;
+use crate::state::{StageState, TtlPolicy};
 
 /// A geo lookup answering like the `geo` capability.
 type GeoLookup = dyn Fn(&str) -> Result<Option<Location>, String> + Send;
@@ -20,6 +22,7 @@ pub struct NativeStage<T: Transform> {
     transform: T,
     needs: Needs,
     settings: InstanceSettings,
+    ttl: Arc<TtlPolicy>,
     state: StageState,
     geo: Option<Box<GeoLookup>>,
 }
@@ -33,9 +36,11 @@ impl<T: Transform + Send> NativeStage<T> {
                 stage: name.into(),
                 reason,
             })?;
+        let needs = transform.needs();
         Ok(NativeStage {
             name: name.to_string(),
-            needs: transform.needs(),
+            ttl: Arc::new(TtlPolicy::new(&needs.ttls, None)),
+            needs,
             transform,
             settings: InstanceSettings::default(),
             state: StageState::default(),
@@ -61,7 +66,14 @@ impl<T: Transform + Send> NativeStage<T> {
         watermark: i64,
         call: impl FnOnce(&mut T, &Needs, &Batch, &mut dyn HostApi) -> BatchResult,
     ) -> Result<BatchResult, RuntimeError> {
-        prefetch(batch, &mut self.state, &self.needs, watermark);
+        prefetch(
+            batch,
+            &mut self.state,
+            &self.needs,
+            &self.ttl,
+            watermark,
+            &self.name,
+        );
         let limits = self.settings.state_limits();
         let mut host = StateHost {
             state: &mut self.state,

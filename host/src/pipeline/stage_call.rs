@@ -4,17 +4,32 @@
 //! stage's limits (journaled, so a failed call leaves no trace).
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use foldhash::fast::RandomState;
 use weir_sdk::abi::{self, Batch, BatchResult, Change, Needs, RawEdit, ValueKind};
 
 use crate::event::parse;
 use crate::runtime::{CallFailure, StateLimits};
-use crate::state::{Journal, StageState};
+use crate::state::{Journal, StageState, TtlPolicy};
 
 /// Fills in `batch.key_ids` and the state `needs` declares for each distinct key, as
-/// `state` holds it, and the watermark.
-pub fn prefetch(batch: &mut Batch, state: &mut StageState, needs: &Needs, watermark: i64) {
+/// `state` holds it under the lifetimes of `ttl`, and the watermark. Expired entries dropped
+/// on the way count in `weir_state_expired_total` of `stage`.
+pub fn prefetch(
+    batch: &mut Batch,
+    state: &mut StageState,
+    needs: &Needs,
+    ttl: &Arc<TtlPolicy>,
+    watermark: i64,
+    stage: &str,
+) {
+    let records = (0..batch.len()).map(|i| (batch.key(i), batch.times[i]));
+    let expired = state.begin_call(ttl, watermark, records);
+    if expired > 0 {
+        ::metrics::counter!("weir_state_expired_total", "stage" => stage.to_string())
+            .increment(expired as u64);
+    }
     batch.watermark = watermark;
     batch.key_ids.clear();
     batch.state.clear();

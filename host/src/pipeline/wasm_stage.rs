@@ -16,7 +16,7 @@ use crate::runtime::{
     CallFailure, GeoDb, InstanceLabels, InstanceSettings, Plugin, PluginEngine, PluginInstance,
     RuntimeError,
 };
-use crate::state::StageState;
+use crate::state::{StageState, TtlPolicy};
 
 /// Which export a call goes to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -37,6 +37,8 @@ pub struct WasmStage {
     geo: Option<Arc<GeoDb>>,
     instance: Option<PluginInstance>,
     needs: Needs,
+    /// The lifetimes of the state names, from `needs` and the stage's `state_ttl`.
+    ttl: Arc<TtlPolicy>,
     state: StageState,
 }
 
@@ -72,6 +74,7 @@ impl WasmStage {
             geo,
             instance: None,
             needs: Needs::default(),
+            ttl: Arc::default(),
             state: StageState::default(),
         };
         stage.instance()?;
@@ -99,11 +102,21 @@ impl WasmStage {
             Some(instance) => instance,
             None => {
                 let instance = self.new_instance(&self.version, self.labels.clone())?;
-                self.needs = instance.needs().clone();
+                self.set_needs(instance.needs());
                 instance
             }
         };
         Ok(self.instance.insert(instance))
+    }
+
+    /// What the running instance reads, and the state lifetimes that follow from it and the
+    /// stage's settings (a config reload may change `state_ttl`).
+    fn set_needs(&mut self, needs: &Needs) {
+        self.needs = needs.clone();
+        let ttl = TtlPolicy::new(&needs.ttls, self.slot.settings().state_ttl);
+        if *self.ttl != ttl {
+            self.ttl = Arc::new(ttl);
+        }
     }
 
     /// At a batch boundary: swaps in the slot's newer version, if one was published. The
@@ -123,7 +136,7 @@ impl WasmStage {
                     tracing::info!(stage = %self.labels.stage, plugin = %labels.plugin, from = %self.labels.version, to = %labels.version, "Stage swapped to the new version.");
                 }
                 self.slot.swapped_to(&version);
-                self.needs = instance.needs().clone();
+                self.set_needs(instance.needs());
                 self.instance = Some(instance);
                 self.version = version;
                 self.labels = labels;
@@ -143,7 +156,14 @@ impl WasmStage {
         watermark: i64,
     ) -> Result<Result<BatchResult, CallFailure>, RuntimeError> {
         self.instance()?;
-        prefetch(batch, &mut self.state, &self.needs, watermark);
+        prefetch(
+            batch,
+            &mut self.state,
+            &self.needs,
+            &self.ttl,
+            watermark,
+            &self.labels.stage,
+        );
         let settings = self.slot.settings();
         let started = std::time::Instant::now();
         let mut state = std::mem::take(&mut self.state);

@@ -89,5 +89,7 @@ pub fn needs_from_wit(needs: wit::Needs) -> abi::Needs {
         state: needs.state,
         values: needs.values,
         headers: needs.headers,
+        // Declared through `state.expire-after` during `init`; the instance adds them.
+        ttls: Vec::new(),
     }
 }

@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+use weir_sdk::abi::{StateTtl, TtlRefresh};
 
 use super::bindings::weir::transform::{geo, log, metrics, state, types};
 use super::geo::GeoDb;
@@ -39,6 +40,9 @@ pub struct StoreData {
     pub(crate) state: StageState,
     geo: Option<Arc<GeoDb>>,
     labels: InstanceLabels,
+    /// State lifetimes declared by `init`; `None` once `init` returned (later declarations
+    /// are ignored).
+    pub(crate) declared_ttls: Option<Vec<StateTtl>>,
 }
 
 impl StoreData {
@@ -65,6 +69,7 @@ impl StoreData {
             state: StageState::default(),
             geo,
             labels,
+            declared_ttls: Some(Vec::new()),
         }
     }
 }
@@ -100,6 +105,22 @@ impl state::Host for StoreData {
                 Err(wasmtime::format_err!("{message}"))
             }
         }
+    }
+
+    fn expire_after(&mut self, name: String, ttl_ms: u64, refresh: state::TtlRefresh) {
+        let Some(declared) = self.declared_ttls.as_mut() else {
+            return;
+        };
+        let refresh = match refresh {
+            state::TtlRefresh::OnWrite => TtlRefresh::OnWrite,
+            state::TtlRefresh::OnReadAndWrite => TtlRefresh::OnReadAndWrite,
+        };
+        declared.retain(|t| t.name != name);
+        declared.push(StateTtl {
+            name,
+            ttl_ms: ttl_ms.max(1),
+            refresh,
+        });
     }
 }
 

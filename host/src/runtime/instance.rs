@@ -29,6 +29,8 @@ pub struct InstanceSettings {
     pub state_limit: usize,
     /// Most pending timers of the stage in one partition.
     pub timer_limit: usize,
+    /// Lifetime of the state entries whose name the plugin gave none (event time).
+    pub state_ttl: Option<Duration>,
 }
 
 impl Default for InstanceSettings {
@@ -39,6 +41,7 @@ impl Default for InstanceSettings {
             output_limit: 1 << 20,
             state_limit: 1 << 30,
             timer_limit: 1_000_000,
+            state_ttl: None,
         }
     }
 }
@@ -146,6 +149,8 @@ impl PluginInstance {
         match instance.call(&mut unused, |b, s| b.call_init(s, config)) {
             Ok(Ok(needs)) => {
                 instance.needs = needs_from_wit(needs);
+                let declared = instance.store.data_mut().declared_ttls.take();
+                instance.needs.ttls = declared.unwrap_or_default();
                 Ok(instance)
             }
             Ok(Err(reason)) => Err(init_error(reason)),

@@ -5,7 +5,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::StageState;
-use super::stage_state::{StageChanges, StageChangesRef};
+use super::stage_state::{StageChanges, StageChangesRef, StageChangesV1, StageStateV1};
 
 /// Errors encoding or decoding a snapshot.
 #[derive(Debug, thiserror::Error)]
@@ -21,8 +21,35 @@ pub enum SnapshotError {
     Version(u32, u32),
 }
 
-/// The current format version.
-pub const SNAPSHOT_VERSION: u32 = 1;
+/// The current format version. Version 2 added each entry's touch time (for state
+/// lifetimes); version 1 still decodes, its entries touched at the snapshot's watermark.
+pub const SNAPSHOT_VERSION: u32 = 2;
+
+/// A full snapshot of format 1.
+#[derive(Deserialize)]
+struct SnapshotV1 {
+    watermark: i64,
+    stages: Vec<(String, StageStateV1)>,
+}
+
+/// Changes of format 1.
+#[derive(Deserialize)]
+struct ChangesV1 {
+    watermark: i64,
+    stages: Vec<(String, StageChangesV1)>,
+}
+
+/// The format version the bytes start with.
+fn version_of(bytes: &[u8]) -> Result<u32, SnapshotError> {
+    let (version, _) = postcard::take_from_bytes::<u32>(bytes).map_err(SnapshotError::Decode)?;
+    Ok(version)
+}
+
+/// The bytes after the version.
+fn after_version(bytes: &[u8]) -> Result<&[u8], SnapshotError> {
+    let (_, rest) = postcard::take_from_bytes::<u32>(bytes).map_err(SnapshotError::Decode)?;
+    Ok(rest)
+}
 
 #[derive(Serialize)]
 struct SnapshotRef<'a> {
@@ -58,6 +85,20 @@ impl PartitionSnapshot {
 
     /// Decodes a snapshot.
     pub fn decode(bytes: &[u8]) -> Result<Self, SnapshotError> {
+        if version_of(bytes)? == 1 {
+            let old: SnapshotV1 =
+                postcard::from_bytes(after_version(bytes)?).map_err(SnapshotError::Decode)?;
+            let touched = old.watermark.max(0);
+            return Ok(PartitionSnapshot {
+                version: SNAPSHOT_VERSION,
+                watermark: old.watermark,
+                stages: old
+                    .stages
+                    .into_iter()
+                    .map(|(name, state)| (name, state.upgrade(touched)))
+                    .collect(),
+            });
+        }
         let mut snapshot: PartitionSnapshot =
             postcard::from_bytes(bytes).map_err(SnapshotError::Decode)?;
         check_version(snapshot.version)?;
@@ -114,6 +155,20 @@ impl PartitionChanges {
 
     /// Decodes changes.
     pub fn decode(bytes: &[u8]) -> Result<Self, SnapshotError> {
+        if version_of(bytes)? == 1 {
+            let old: ChangesV1 =
+                postcard::from_bytes(after_version(bytes)?).map_err(SnapshotError::Decode)?;
+            let touched = old.watermark.max(0);
+            return Ok(PartitionChanges {
+                version: SNAPSHOT_VERSION,
+                watermark: old.watermark,
+                stages: old
+                    .stages
+                    .into_iter()
+                    .map(|(name, changes)| (name, changes.upgrade(touched)))
+                    .collect(),
+            });
+        }
         let changes: PartitionChanges =
             postcard::from_bytes(bytes).map_err(SnapshotError::Decode)?;
         check_version(changes.version)?;
@@ -139,6 +194,72 @@ mod tests {
         assert_eq!(stage.get(b"u1", "open"), Some(b"abc".to_vec()));
         assert_eq!(stage.next_timer(), Some(&(42, b"u1".to_vec())));
         assert!(PartitionSnapshot::decode(b"\x05\x01").is_err());
+    }
+
+    /// Checkpoints written before entries had touch times still restore, each entry living
+    /// a full lifetime from the checkpoint's watermark.
+    #[test]
+    #[allow(clippy::type_complexity, reason = "the old format, spelled out")]
+    fn format_1_snapshots_and_changes_still_decode() {
+        #[derive(Serialize)]
+        struct V1<'a> {
+            version: u32,
+            watermark: i64,
+            stages: Vec<(
+                &'a str,
+                std::collections::BTreeMap<&'a [u8], &'a [u8]>,
+                Vec<(i64, &'a [u8])>,
+            )>,
+        }
+        let key = |k: &[u8], name: &[u8]| {
+            let mut bytes = (k.len() as u32).to_le_bytes().to_vec();
+            bytes.extend_from_slice(k);
+            bytes.extend_from_slice(name);
+            bytes
+        };
+        let u1 = key(b"u1", b"open");
+        let old = V1 {
+            version: 1,
+            watermark: 500,
+            stages: vec![(
+                "s",
+                [(u1.as_slice(), b"abc".as_slice())].into(),
+                vec![(42, b"u1".as_slice())],
+            )],
+        };
+        let mut back = PartitionSnapshot::decode(&postcard::to_allocvec(&old).unwrap()).unwrap();
+        assert_eq!((back.version, back.watermark), (SNAPSHOT_VERSION, 500));
+        let (_, state) = &mut back.stages[0];
+        assert_eq!(state.get(b"u1", "open"), Some(b"abc".to_vec()));
+        assert_eq!(state.bytes(), u1.len() + 3);
+        assert_eq!(state.next_timer(), Some(&(42, b"u1".to_vec())));
+
+        #[derive(Serialize)]
+        struct ChangesV1<'a> {
+            version: u32,
+            watermark: i64,
+            stages: Vec<(
+                &'a str,
+                Vec<(&'a [u8], Option<&'a [u8]>)>,
+                Vec<(i64, &'a [u8], bool)>,
+            )>,
+        }
+        let old = ChangesV1 {
+            version: 1,
+            watermark: 600,
+            stages: vec![(
+                "s",
+                vec![(u1.as_slice(), None)],
+                vec![(42, b"u1".as_slice(), false)],
+            )],
+        };
+        let changes = PartitionChanges::decode(&postcard::to_allocvec(&old).unwrap()).unwrap();
+        for ((_, state), (_, delta)) in back.stages.iter_mut().zip(changes.stages) {
+            state.apply(delta);
+        }
+        let (_, state) = &mut back.stages[0];
+        assert_eq!(state.get(b"u1", "open"), None);
+        assert_eq!((state.bytes(), state.timer_count()), (0, 0));
     }
 
     #[test]

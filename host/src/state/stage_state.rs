@@ -1,11 +1,17 @@
-//! Keyed state and timers of one stage in one partition, with an undo journal per call and a
-//! record of what changed since the last checkpoint (for incremental checkpoints).
+//! Keyed state and timers of one stage in one partition, with an undo journal per call, a
+//! record of what changed since the last checkpoint (for incremental checkpoints), and the
+//! expiry of entries whose state name has a lifetime ([`TtlPolicy`]).
 
 use std::collections::{BTreeSet, HashMap, HashSet};
+use std::hash::BuildHasher;
+use std::sync::Arc;
 
 use foldhash::fast::RandomState;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use smallvec::SmallVec;
+use weir_sdk::abi::TtlRefresh;
+
+use super::ttl::TtlPolicy;
 
 /// The map key of an entry: the key's length, the key and the state name. Most are short and
 /// kept inside the table itself, so a lookup touches one cache line where a heap key took two.
@@ -14,8 +20,8 @@ type EntryKey = SmallVec<[u8; 32]>;
 /// One undoable change.
 #[derive(Debug)]
 enum Undo {
-    /// The entry held this value (or nothing) before the change.
-    Entry(EntryKey, Option<Vec<u8>>),
+    /// The entry held this value, touched at this time (or nothing) before the change.
+    Entry(EntryKey, Option<(Value, i64)>),
     /// The timer was added by the call.
     TimerAdded(i64, Vec<u8>),
     /// The timer was removed by the call.
@@ -32,11 +38,12 @@ pub enum Journal {
     Skip,
 }
 
-/// A stored value, kept in the table itself when small (a counter, a timestamp), and whether
-/// it changed since the last checkpoint.
+/// A stored value, kept in the table itself when small (a counter, a timestamp), the event
+/// time it was last touched, and whether it changed since the last checkpoint.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 struct Entry {
     value: Value,
+    touched: i64,
     changed: bool,
 }
 
@@ -71,45 +78,138 @@ pub struct StageState {
     /// Timers added or removed since the last [`StageState::clear_changes`].
     #[serde(skip)]
     changed_timers: BTreeSet<(i64, Vec<u8>)>,
+    #[serde(skip)]
+    expiry: Expiry,
+}
+
+/// What expiring entries takes: the stage's lifetimes, the event-time clock (the watermark of
+/// the current call), and when the current call's records touch each key.
+#[derive(Debug, Default)]
+struct Expiry {
+    policy: Arc<TtlPolicy>,
+    clock: i64,
+    /// The latest time of the current call's records of each key, by key hash.
+    key_times: HashMap<u64, i64, RandomState>,
+    hasher: RandomState,
+    /// The latest time of all the current call's records: the touch of a key not among them.
+    call_time: i64,
+    /// The clock at which the next sweep runs.
+    next_sweep: i64,
+}
+
+impl Expiry {
+    /// When the current call touches `key`.
+    fn touch_time(&self, key: &[u8]) -> i64 {
+        if self.key_times.is_empty() {
+            return self.call_time;
+        }
+        let hash = self.hasher.hash_one(key);
+        self.key_times.get(&hash).copied().unwrap_or(self.call_time)
+    }
+
+    /// Whether an entry under `name` last touched at `touched` is gone.
+    fn expired(&self, name: &[u8], touched: i64) -> bool {
+        self.policy
+            .of(name)
+            .is_some_and(|l| touched.saturating_add(l.ms) <= self.clock)
+    }
+}
+
+/// The state name in an entry's map key.
+fn name_of(entry_key: &[u8]) -> &[u8] {
+    let len = entry_key
+        .get(..4)
+        .and_then(|b| b.try_into().ok())
+        .map_or(0, |b| u32::from_le_bytes(b) as usize);
+    entry_key.get(4 + len..).unwrap_or_default()
 }
 
 fn entries_out<S: Serializer>(entries: &Entries, serializer: S) -> Result<S::Ok, S::Error> {
     serializer.collect_map(
         entries
             .iter()
-            .map(|(k, e)| (k.as_slice(), e.value.as_slice())),
+            .map(|(k, e)| (k.as_slice(), (e.touched, e.value.as_slice()))),
     )
 }
 
 fn entries_in<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Entries, D::Error> {
-    let plain = HashMap::<Vec<u8>, Vec<u8>, RandomState>::deserialize(deserializer)?;
+    let plain = HashMap::<Vec<u8>, (i64, Vec<u8>), RandomState>::deserialize(deserializer)?;
     Ok(plain
         .into_iter()
-        .map(|(k, value)| {
-            (
-                EntryKey::from_vec(k),
-                Entry {
-                    value: Value::from_vec(value),
-                    changed: false,
-                },
-            )
-        })
+        .map(|(k, (touched, value))| (EntryKey::from_vec(k), stored(value, touched)))
         .collect())
 }
 
+/// A restored entry: not changed since the checkpoint it came from.
+fn stored(value: Vec<u8>, touched: i64) -> Entry {
+    Entry {
+        value: Value::from_vec(value),
+        touched,
+        changed: false,
+    }
+}
+
+/// A stage's state as snapshot format 1 wrote it: no touch times.
+#[derive(Debug, Deserialize)]
+pub struct StageStateV1 {
+    entries: HashMap<Vec<u8>, Vec<u8>, RandomState>,
+    timers: BTreeSet<(i64, Vec<u8>)>,
+}
+
+impl StageStateV1 {
+    /// The state, each entry touched at `touched` (so it lives a full lifetime from there).
+    pub fn upgrade(self, touched: i64) -> StageState {
+        let entries = self.entries.into_iter();
+        let mut state = StageState {
+            entries: entries
+                .map(|(k, v)| (EntryKey::from_vec(k), stored(v, touched)))
+                .collect(),
+            timers: self.timers,
+            ..StageState::default()
+        };
+        state.recount();
+        state
+    }
+}
+
+/// A stage's changes as snapshot format 1 wrote them.
+#[derive(Debug, Deserialize)]
+pub struct StageChangesV1 {
+    entries: Vec<(Vec<u8>, Option<Vec<u8>>)>,
+    timers: Vec<(i64, Vec<u8>, bool)>,
+}
+
+impl StageChangesV1 {
+    /// The changes, each written entry touched at `touched`.
+    pub fn upgrade(self, touched: i64) -> StageChanges {
+        StageChanges {
+            entries: self
+                .entries
+                .into_iter()
+                .map(|(k, v)| (k, v.map(|v| (touched, v))))
+                .collect(),
+            timers: self.timers,
+        }
+    }
+}
+
+/// A changed entry in a checkpoint: its map key, and its touch time and value (`None`:
+/// deleted).
+type EntryChange<B> = (B, Option<(i64, B)>);
+
 /// What changed in a stage's state since a checkpoint, as it is now: each changed entry with
-/// its value (`None`: deleted) and each changed timer with whether it is pending. Borrowed
-/// from the state for encoding; [`StageChanges`] is the decoded form.
+/// its touch time and value (`None`: deleted) and each changed timer with whether it is
+/// pending. Borrowed from the state for encoding; [`StageChanges`] is the decoded form.
 #[derive(Debug, Serialize)]
 pub struct StageChangesRef<'a> {
-    entries: Vec<(&'a [u8], Option<&'a [u8]>)>,
+    entries: Vec<EntryChange<&'a [u8]>>,
     timers: Vec<(i64, &'a [u8], bool)>,
 }
 
 /// Decoded [`StageChangesRef`].
 #[derive(Debug, Default, Deserialize)]
 pub struct StageChanges {
-    entries: Vec<(Vec<u8>, Option<Vec<u8>>)>,
+    entries: Vec<EntryChange<Vec<u8>>>,
     timers: Vec<(i64, Vec<u8>, bool)>,
 }
 
@@ -122,17 +222,88 @@ fn entry_key(buf: &mut EntryKey, key: &[u8], name: &[u8]) {
 }
 
 impl StageState {
+    /// Prepares a call over records with these keys and event times, at `watermark`, under
+    /// `policy`: entries whose lifetime ended by the watermark read as absent from now on,
+    /// writes and reads touch entries at their key's latest record time, and every so often
+    /// (a quarter of the shortest lifetime of event time) the expired entries are dropped.
+    /// Returns how many were dropped.
+    pub fn begin_call<'k>(
+        &mut self,
+        policy: &Arc<TtlPolicy>,
+        watermark: i64,
+        records: impl Iterator<Item = (&'k [u8], i64)> + Clone,
+    ) -> usize {
+        let expiry = &mut self.expiry;
+        if !Arc::ptr_eq(&expiry.policy, policy) {
+            expiry.policy = Arc::clone(policy);
+        }
+        expiry.clock = watermark;
+        expiry.key_times.clear();
+        expiry.call_time = records.clone().map(|(_, t)| t).max().unwrap_or(watermark);
+        let Some(shortest) = expiry.policy.shortest() else {
+            return 0;
+        };
+        for (key, time) in records {
+            let hash = expiry.hasher.hash_one(key);
+            let latest = expiry.key_times.entry(hash).or_insert(time);
+            *latest = (*latest).max(time);
+        }
+        if watermark == i64::MIN || watermark < expiry.next_sweep {
+            return 0;
+        }
+        expiry.next_sweep = watermark.saturating_add((shortest / 4).max(1000));
+        self.sweep()
+    }
+
+    /// Drops every expired entry, recording the deletions for the next checkpoint.
+    fn sweep(&mut self) -> usize {
+        let before = self.entries.len();
+        let StageState {
+            entries,
+            bytes,
+            deleted_entries,
+            expiry,
+            ..
+        } = self;
+        entries.retain(|k, e| {
+            if !expiry.expired(name_of(k), e.touched) {
+                return true;
+            }
+            *bytes -= k.len() + e.value.len();
+            deleted_entries.insert(k.clone());
+            false
+        });
+        before - self.entries.len()
+    }
+
     /// The value stored under `name` for `key`.
     pub fn get(&mut self, key: &[u8], name: &str) -> Option<Vec<u8>> {
         self.get_ref(key, name.as_bytes()).map(<[u8]>::to_vec)
     }
 
-    /// The value stored under `name` for `key`, borrowed.
+    /// The value stored under `name` for `key`, borrowed; nothing once it expired. A read
+    /// touches the entry when its name's lifetime restarts on reads.
     pub fn get_ref(&mut self, key: &[u8], name: &[u8]) -> Option<&[u8]> {
         entry_key(&mut self.scratch, key, name);
-        self.entries
-            .get(self.scratch.as_slice())
-            .map(|e| e.value.as_slice())
+        let Some(lifetime) = self.expiry.policy.of(name) else {
+            return self
+                .entries
+                .get(self.scratch.as_slice())
+                .map(|e| e.value.as_slice());
+        };
+        let touch = self.expiry.touch_time(key);
+        let entry = self.entries.get_mut(self.scratch.as_slice())?;
+        if entry.touched.saturating_add(lifetime.ms) <= self.expiry.clock {
+            return None;
+        }
+        if lifetime.refresh == TtlRefresh::OnReadAndWrite && touch > entry.touched {
+            entry.touched = touch;
+            if !entry.changed {
+                entry.changed = true;
+                self.changed_entries.push(self.scratch.clone());
+            }
+        }
+        Some(entry.value.as_slice())
     }
 
     /// Stores a value, journaling the previous one.
@@ -153,6 +324,7 @@ impl StageState {
     ) -> bool {
         entry_key(&mut self.scratch, key, name);
         let new_len = value.len();
+        let touch = self.expiry.touch_time(key);
         if let Some(entry) = self.entries.get_mut(self.scratch.as_slice()) {
             let old_len = entry.value.len();
             let bytes = self.bytes - old_len + new_len;
@@ -160,11 +332,13 @@ impl StageState {
                 return false;
             }
             self.bytes = bytes;
+            let touched = entry.touched;
+            entry.touched = touched.max(touch);
             match journal {
                 Journal::Keep => {
                     let previous = std::mem::replace(&mut entry.value, Value::from_slice(value));
                     self.journal
-                        .push(Undo::Entry(self.scratch.clone(), Some(previous.into_vec())));
+                        .push(Undo::Entry(self.scratch.clone(), Some((previous, touched))));
                 }
                 Journal::Skip => {
                     entry.value.clear();
@@ -183,6 +357,7 @@ impl StageState {
             self.bytes = bytes;
             let entry = Entry {
                 value: Value::from_slice(value),
+                touched: touch,
                 changed: true,
             };
             self.entries.insert(self.scratch.clone(), entry);
@@ -210,7 +385,7 @@ impl StageState {
             if journal == Journal::Keep {
                 self.journal.push(Undo::Entry(
                     self.scratch.clone(),
-                    Some(previous.value.into_vec()),
+                    Some((previous.value, previous.touched)),
                 ));
             }
             self.deleted_entries.insert(self.scratch.clone());
@@ -320,7 +495,7 @@ impl StageState {
     pub fn changes(&self) -> StageChangesRef<'_> {
         let live = self.changed_entries.iter().filter_map(|k| {
             let entry = self.entries.get(k)?;
-            Some((k.as_slice(), Some(entry.value.as_slice())))
+            Some((k.as_slice(), Some((entry.touched, entry.value.as_slice()))))
         });
         let deleted = self
             .deleted_entries
@@ -354,13 +529,10 @@ impl StageState {
         for (key, value) in changes.entries {
             let key_len = key.len();
             let old = match value {
-                Some(value) => {
+                Some((touched, value)) => {
                     self.bytes += key_len + value.len();
-                    let entry = Entry {
-                        value: Value::from_vec(value),
-                        changed: false,
-                    };
-                    self.entries.insert(EntryKey::from_vec(key), entry)
+                    self.entries
+                        .insert(EntryKey::from_vec(key), stored(value, touched))
                 }
                 None => self.entries.remove(key.as_slice()),
             };
@@ -387,10 +559,11 @@ impl StageState {
     pub fn rollback(&mut self) {
         while let Some(undo) = self.journal.pop() {
             match undo {
-                Undo::Entry(k, Some(v)) => {
-                    let (key_len, value_len) = (k.len(), v.len());
+                Undo::Entry(k, Some((value, touched))) => {
+                    let (key_len, value_len) = (k.len(), value.len());
                     let entry = Entry {
-                        value: Value::from_vec(v),
+                        value,
+                        touched,
                         changed: true,
                     };
                     match self.entries.insert(k.clone(), entry) {
@@ -525,6 +698,87 @@ mod tests {
         );
         state.clear_changes();
         assert_eq!(state.changes().entries.len(), 0);
+    }
+
+    fn policy(ttl_ms: u64, refresh: TtlRefresh) -> Arc<TtlPolicy> {
+        let declared = weir_sdk::abi::StateTtl {
+            name: "a".into(),
+            ttl_ms,
+            refresh,
+        };
+        Arc::new(TtlPolicy::new(&[declared], None))
+    }
+
+    /// A call at `watermark` over one record of each key at its time.
+    fn call(s: &mut StageState, ttl: &Arc<TtlPolicy>, watermark: i64, records: &[(&[u8], i64)]) {
+        s.begin_call(ttl, watermark, records.iter().copied());
+    }
+
+    #[test]
+    fn entries_expire_in_event_time_from_their_keys_latest_write() {
+        let ttl = policy(1000, TtlRefresh::OnWrite);
+        let mut s = StageState::default();
+        call(&mut s, &ttl, 0, &[(b"u1", 100), (b"u2", 500), (b"u1", 50)]);
+        s.put(b"u1", "a", b"1".to_vec());
+        s.put(b"u2", "a", b"2".to_vec());
+        s.put(b"u2", "b", b"kept".to_vec());
+        s.commit();
+        s.clear_changes();
+        let all = s.bytes();
+        // u1 was touched at 100 (its latest record), u2 at 500.
+        call(&mut s, &ttl, 1099, &[]);
+        assert_eq!(s.get(b"u1", "a"), Some(b"1".to_vec()));
+        call(&mut s, &ttl, 1100, &[]);
+        assert_eq!(s.get(b"u1", "a"), None, "gone at touch + ttl");
+        assert_eq!(s.get(b"u2", "a"), Some(b"2".to_vec()));
+        // A write restarts the lifetime.
+        call(&mut s, &ttl, 1400, &[(b"u2", 1450)]);
+        s.put(b"u2", "a", b"3".to_vec());
+        s.commit();
+        call(&mut s, &ttl, 2449, &[]);
+        assert_eq!(s.get(b"u2", "a"), Some(b"3".to_vec()));
+        // Sweeps drop what expired (u1 at the sweep of 2449, u2 now), and the next
+        // checkpoint records the deletions.
+        sweep_at(&mut s, &ttl, 2450);
+        assert_eq!(s.entry_count(), 1, "a name without a lifetime stays");
+        assert_eq!(s.get(b"u2", "b"), Some(b"kept".to_vec()));
+        assert_eq!(s.bytes(), all - 2 * (4 + 2 + 1 + 1));
+        let changes = s.changes();
+        let deleted = changes.entries.iter().filter(|(_, v)| v.is_none()).count();
+        assert_eq!(deleted, 2);
+    }
+
+    /// Runs a sweep now, at `watermark`; returns how many entries it dropped.
+    fn sweep_at(s: &mut StageState, ttl: &Arc<TtlPolicy>, watermark: i64) -> usize {
+        s.expiry.next_sweep = 0;
+        s.begin_call(ttl, watermark, std::iter::empty())
+    }
+
+    #[test]
+    fn reads_restart_the_lifetime_when_declared_and_rollbacks_restore_touches() {
+        let ttl = policy(1000, TtlRefresh::OnReadAndWrite);
+        let mut s = StageState::default();
+        call(&mut s, &ttl, 0, &[(b"u1", 100)]);
+        s.put(b"u1", "a", b"1".to_vec());
+        s.commit();
+        call(&mut s, &ttl, 900, &[(b"u1", 900)]);
+        assert_eq!(s.get(b"u1", "a"), Some(b"1".to_vec()), "read at 900");
+        assert_eq!(sweep_at(&mut s, &ttl, 1899), 0, "lives to 1900");
+        // A rolled-back write does not extend it.
+        call(&mut s, &ttl, 1899, &[(b"u1", 5000)]);
+        s.put(b"u1", "a", b"2".to_vec());
+        s.rollback();
+        assert_eq!(sweep_at(&mut s, &ttl, 1900), 1);
+        // Encoded and decoded, an entry keeps its touch time.
+        call(&mut s, &ttl, 1900, &[(b"u2", 2000)]);
+        s.put(b"u2", "a", b"x".to_vec());
+        s.commit();
+        let mut copy: StageState =
+            postcard::from_bytes(&postcard::to_allocvec(&s).unwrap()).unwrap();
+        copy.recount();
+        assert_eq!(sweep_at(&mut copy, &ttl, 2999), 0);
+        assert_eq!(sweep_at(&mut copy, &ttl, 3000), 1);
+        assert_eq!(copy.bytes(), 0);
     }
 
     #[test]

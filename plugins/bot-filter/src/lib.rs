@@ -12,6 +12,11 @@
 //! `bot_ttl` (default `1h`), `action` (`route` | `drop`, default `route`) and `route`
 //! (default `bots`). The rate rule is in `rate.rs`.
 //!
+//! A user's rate state expires (host-owned state lifetime, event time) once the user has been
+//! quiet for the longer of `rate_window` and `bot_ttl`: by then a mark has run out and the
+//! bucket has drained, so the next event starts fresh, and state about users who left does
+//! not grow forever.
+//!
 //! It reads only the user-agent field and the per-user rate state; the verdict of each user
 //! agent text is remembered (a clickstream repeats a few thousand of them), so most events
 //! cost a hash lookup instead of a scan for ~150 patterns.
@@ -26,7 +31,7 @@ mod rate_report;
 mod tests;
 mod verdicts;
 
-use weir_sdk::{Config, Context, Event, Needs, Transform};
+use weir_sdk::{Config, Context, Event, Needs, Transform, TtlRefresh};
 
 use crate::config::{Action, MissingPolicy, Settings};
 use crate::patterns::UaMatcher;
@@ -96,7 +101,13 @@ impl Transform for BotFilter {
     }
 
     fn needs(&self) -> Needs {
-        Needs::fields(&[&self.settings.user_agent_field]).with_state(&[RATE_STATE])
+        Needs::fields(&[&self.settings.user_agent_field])
+            .with_state(&[RATE_STATE])
+            .with_ttl(
+                RATE_STATE,
+                self.settings.rate.idle_lifetime(),
+                TtlRefresh::OnWrite,
+            )
     }
 
     fn process(&mut self, event: Event<'_>, ctx: &mut Context<'_>) {

@@ -38,6 +38,13 @@ pub(crate) struct RateRule {
 }
 
 impl RateRule {
+    /// How long a user's state is kept after their last event: the longer of the window and
+    /// the mark, after which forgetting the user changes no verdict of an ordinary client.
+    pub(crate) fn idle_lifetime(&self) -> std::time::Duration {
+        let ms = self.window_ms.max(self.ttl_ms).max(1);
+        std::time::Duration::from_millis(u64::try_from(ms).unwrap_or(u64::MAX))
+    }
+
     /// Time between two events at the allowed rate, ms (at least 1).
     fn interval(&self) -> i64 {
         (self.window_ms / i64::from(self.limit.max(1))).max(1)

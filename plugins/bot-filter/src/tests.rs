@@ -207,6 +207,24 @@ fn bot_ttl_expires_in_event_time() {
 }
 
 #[test]
+fn a_quiet_users_rate_state_expires_after_the_longer_of_window_and_mark() {
+    let mut h = harness(&[("rate_window", "1m"), ("bot_ttl", "5m")]);
+    let ttl = &h.needs().ttls;
+    assert_eq!((ttl.len(), ttl[0].name.as_str()), (1, "rate"));
+    assert_eq!(ttl[0].ttl_ms, 300_000);
+    one(&mut h, "u-10", T0, CHROME_WINDOWS);
+    one(&mut h, "u-11", T0 + 200_000, CHROME_WINDOWS);
+    h.advance_watermark(T0 + 299_999);
+    assert!(h.state_bytes("u-10", "rate").is_some(), "not yet");
+    h.advance_watermark(T0 + 300_000);
+    assert!(h.state_bytes("u-10", "rate").is_none(), "quiet for bot_ttl");
+    assert!(
+        h.state_bytes("u-11", "rate").is_some(),
+        "still within its lifetime"
+    );
+}
+
+#[test]
 fn user_agent_bots_do_not_feed_the_rate_rule() {
     let mut h = harness(&[("rate_limit", "1")]);
     for i in 0..5 {

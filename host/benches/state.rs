@@ -4,7 +4,11 @@
 //! at the end. Reports each stage's state (entries, bytes, bytes per user), the encoded
 //! snapshot and the process's peak resident memory.
 //!
-//! Run: `cargo bench -p weir --bench state -- --users 1000000 --events-per-user 2`.
+//! With `--bot-ttl 2m`, the same input runs first with bot-filter's per-user state expiring
+//! after 2 minutes of event time, then with the default hour (nothing expires): state, snapshot
+//! and CPU per event of both, and their ratios.
+//!
+//! Run: `cargo bench -p weir --bench state -- --users 1000000 --events-per-user 2 --bot-ttl 2m`.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -63,17 +67,31 @@ fn rss_mib() -> (f64, f64) {
     (field("VmHWM:"), field("VmRSS:"))
 }
 
-fn main() {
-    let users: usize = arg("--users", 1_000_000);
-    let per_user: usize = arg("--events-per-user", 2);
-    let events = users * per_user;
-    xtask::plugins::build_all().unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("geo.mmdb");
-    weir::synth::geodb::write(&db).unwrap();
-    let geo = Arc::new(GeoDb::open(&db).unwrap());
-    let engine = Arc::new(PluginEngine::new(&EngineSettings::default()).unwrap());
-    let (mut pipeline, _sinks) = pipeline(wasm_stages(&engine, &geo, STAGES, |_| Vec::new()));
+/// What one pass measured.
+struct Pass {
+    cpu_per_event_us: f64,
+    wall: std::time::Duration,
+    report: Vec<(String, usize, usize)>,
+    snapshot_bytes: usize,
+    rss_mib: (f64, f64),
+}
+
+/// Runs the events through a fresh pipeline whose bot-filter gets `bot_config`.
+fn pass(
+    engine: &Arc<PluginEngine>,
+    geo: &Arc<GeoDb>,
+    users: usize,
+    events: usize,
+    bot_config: &[(String, String)],
+) -> Pass {
+    let config = |name: &str| {
+        if name == "bot-filter" {
+            bot_config.to_vec()
+        } else {
+            Vec::new()
+        }
+    };
+    let (mut pipeline, _sinks) = pipeline(wasm_stages(engine, geo, STAGES, config));
     let (_, rss_before) = rss_mib();
     let (wall0, cpu0) = (Instant::now(), cpu_time());
     let mut batch = Vec::with_capacity(BATCH);
@@ -83,29 +101,86 @@ fn main() {
         pipeline.process(&batch).unwrap();
     }
     let (wall, cpu) = (wall0.elapsed(), cpu_time() - cpu0);
-    let (peak, current) = rss_mib();
+    let (_, rss_after) = rss_mib();
+    Pass {
+        cpu_per_event_us: cpu.as_secs_f64() * 1e6 / events as f64,
+        wall,
+        report: pipeline
+            .state_report()
+            .into_iter()
+            .map(|(name, entries, bytes)| (name.to_string(), entries, bytes))
+            .collect(),
+        snapshot_bytes: pipeline.snapshot().unwrap().len(),
+        rss_mib: (rss_before, rss_after),
+    }
+}
+
+fn print(title: &str, pass: &Pass, users: usize) {
     println!(
-        "{users} users x {per_user} events through [{}] in {wall:.1?} ({:.3} CPU µs/event)",
-        STAGES.join(" -> "),
-        cpu.as_secs_f64() * 1e6 / events as f64
+        "{title}: {:.1?} ({:.3} CPU µs/event)",
+        pass.wall, pass.cpu_per_event_us
     );
     println!(
-        "{:<12} {:>10} {:>14} {:>16}",
+        "  {:<12} {:>10} {:>14} {:>16}",
         "stage", "entries", "state bytes", "bytes per user"
     );
-    for (name, entries, bytes) in pipeline.state_report() {
+    for (name, entries, bytes) in &pass.report {
         println!(
-            "{name:<12} {entries:>10} {bytes:>14} {:>16.1}",
-            bytes as f64 / users as f64
+            "  {name:<12} {entries:>10} {bytes:>14} {:>16.1}",
+            *bytes as f64 / users as f64
         );
     }
-    let snapshot = pipeline.snapshot().unwrap();
     println!(
-        "snapshot     {} bytes ({:.1} per user)",
-        snapshot.len(),
-        snapshot.len() as f64 / users as f64
+        "  snapshot     {} bytes ({:.1} per user)",
+        pass.snapshot_bytes,
+        pass.snapshot_bytes as f64 / users as f64
     );
     println!(
-        "resident     {rss_before:.0} MiB before the input, {current:.0} MiB after, peak {peak:.0} MiB"
+        "  resident     {:.0} MiB before the input, {:.0} MiB after",
+        pass.rss_mib.0, pass.rss_mib.1
     );
+}
+
+fn main() {
+    let users: usize = arg("--users", 1_000_000);
+    let per_user: usize = arg("--events-per-user", 2);
+    // With `--bot-ttl 2m`, after a warm-up pass, one pass gives bot-filter that mark (so its
+    // per-user state lives 2 minutes of event time after a user's last event) and the next
+    // keeps the default hour, which outlasts the whole input: the same events with and
+    // without expiry.
+    let bot_ttl: String = arg("--bot-ttl", String::new());
+    let events = users * per_user;
+    xtask::plugins::build_all().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("geo.mmdb");
+    weir::synth::geodb::write(&db).unwrap();
+    let geo = Arc::new(GeoDb::open(&db).unwrap());
+    let engine = Arc::new(PluginEngine::new(&EngineSettings::default()).unwrap());
+    println!(
+        "{users} users x {per_user} events, one per ms of event time, through [{}]",
+        STAGES.join(" -> ")
+    );
+    if !bot_ttl.is_empty() {
+        // Both measured passes then run warm (the allocator's pages and the code already in).
+        pass(&engine, &geo, users, events, &[]);
+    }
+    let expiring = (!bot_ttl.is_empty()).then(|| {
+        let config = [("bot_ttl".to_string(), bot_ttl.clone())];
+        let pass = pass(&engine, &geo, users, events, &config);
+        print(&format!("bot_ttl {bot_ttl}"), &pass, users);
+        pass
+    });
+    let baseline = pass(&engine, &geo, users, events, &[]);
+    print("bot_ttl 1h (nothing expires)", &baseline, users);
+    let (peak, _) = rss_mib();
+    println!("peak resident {peak:.0} MiB");
+    if let Some(expiring) = expiring {
+        let bytes = |p: &Pass| p.report[0].2 as f64;
+        println!(
+            "with bot_ttl {bot_ttl}: bot-filter state x{:.3}, snapshot x{:.3}, CPU per event x{:.3} of the baseline",
+            bytes(&expiring) / bytes(&baseline),
+            expiring.snapshot_bytes as f64 / baseline.snapshot_bytes as f64,
+            expiring.cpu_per_event_us / baseline.cpu_per_event_us
+        );
+    }
 }

@@ -1,11 +1,14 @@
-//! `deploy/`: the Prometheus alert rules pass their promtool unit tests, the Grafana
+//! `deploy/`: the Prometheus alert rules pass their promtool unit tests, the Alertmanager
+//! config passes amtool and routes each alert by its severity, the Datadog Agent's
+//! OpenMetrics check scrapes the metric names docs/datadog.md lists, the Grafana
 //! dashboard and the alerts query only metrics weir exports, the Kubernetes pipeline is a
 //! valid config, and the systemd unit and the Dockerfile run `weir` with options it has.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::Write;
 use std::process::Command;
 
-use crate::harness::{python, root, weir};
+use crate::harness::{plugin_dir, python, request, root, run_on_stdin, wait_for_answer, weir};
 
 /// Every metric name the host emits: `counter!`, `gauge!`, `histogram!` and the per-partition
 /// gauges' `set` with a literal name, and the `# TYPE` lines the admin endpoint writes itself.
@@ -123,6 +126,182 @@ fn every_alert_links_its_section_of_the_runbooks() {
         assert!(
             runbooks.contains(&format!("\n## {name}\n")),
             "docs/runbooks.md has no section for {name}"
+        );
+    }
+}
+
+/// Runs `amtool` with `args` in `deploy/alertmanager`; its standard output.
+fn amtool(args: &[&str]) -> String {
+    let output = Command::new("amtool")
+        .args(args)
+        .current_dir(root().join("deploy/alertmanager"))
+        .output()
+        .unwrap_or_else(|e| {
+            panic!(
+                "amtool is missing ({e}): run `apt-get install -y --no-install-recommends prometheus-alertmanager`"
+            )
+        });
+    assert!(
+        output.status.success(),
+        "amtool {args:?} failed:\n{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+#[test]
+fn alertmanager_config_is_valid_and_pages_only_for_critical_alerts() {
+    let check = amtool(&["check-config", "alertmanager.yml"]);
+    assert!(check.contains("SUCCESS"), "{check}");
+    let rules = std::fs::read_to_string(root().join("deploy/prometheus/weir-alerts.yml")).unwrap();
+    let alert = regex::Regex::new(r"- alert: (\w+)[\s\S]*?severity: (\w+)").unwrap();
+    let alerts: Vec<(&str, &str)> = alert
+        .captures_iter(&rules)
+        .map(|c| (c.get(1).unwrap().as_str(), c.get(2).unwrap().as_str()))
+        .collect();
+    assert!(alerts.len() >= 11, "{alerts:?}");
+    for (name, severity) in alerts {
+        let receivers = amtool(&[
+            "config",
+            "routes",
+            "test",
+            "--config.file=alertmanager.yml",
+            &format!("alertname={name}"),
+            &format!("severity={severity}"),
+        ]);
+        let expected = match severity {
+            "critical" => "pagerduty-weir,slack-weir",
+            "warning" => "slack-weir",
+            other => panic!("{name} has severity {other}: route it in alertmanager.yml"),
+        };
+        assert_eq!(receivers.trim(), expected, "{name} ({severity})");
+    }
+}
+
+/// The Datadog metric name the OpenMetrics check makes of each sampled family in a Prometheus
+/// text: `weir.` and the name without `weir_`; a counter without `_total` and with `.count`; a
+/// histogram as `.bucket`, `.sum` and `.count`.
+fn datadog_names(prometheus_text: &str) -> BTreeSet<String> {
+    let family = regex::Regex::new(r"(?m)^# TYPE ([a-z0-9_]+) ([a-z]+)$").unwrap();
+    let mut names = BTreeSet::new();
+    for c in family.captures_iter(prometheus_text) {
+        let (raw, kind) = (&c[1], &c[2]);
+        if !prometheus_text.contains(&format!("\n{raw}")) {
+            continue;
+        }
+        let name = raw.strip_prefix("weir_").unwrap_or(raw);
+        match kind {
+            "counter" => {
+                names.insert(format!("weir.{}.count", name.trim_end_matches("_total")));
+            }
+            "histogram" => {
+                names.extend(["bucket", "sum", "count"].map(|part| format!("weir.{name}.{part}")))
+            }
+            _ => {
+                names.insert(format!("weir.{name}"));
+            }
+        }
+    }
+    names
+}
+
+#[test]
+fn the_datadog_openmetrics_check_scrapes_the_names_the_docs_list() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("pipeline.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "plugin_dir = {:?}\n\
+             [source.file]\npath = \"-\"\nbatch_timeout = \"50ms\"\n\
+             [event]\nkey_field = \"user_id\"\ntime_field = \"ts\"\n\
+             [[stages]]\nname = \"bot-filter\"\nplugin = \"bot-filter\"\n\
+             [sinks.out]\ntype = \"ndjson\"\nroutes = [\"main\", \"bots\"]\npath = {:?}\n\
+             [dead_letter]\npath = {:?}\n",
+            plugin_dir(),
+            dir.path().join("out.ndjson"),
+            dir.path().join("dlq.ndjson")
+        ),
+    )
+    .unwrap();
+    let (mut run, port) = run_on_stdin(&config);
+    let mut stdin = run.stdin.take().unwrap();
+    for n in 0..10 {
+        let ua = if n % 2 == 0 {
+            "Mozilla/5.0"
+        } else {
+            "curl/8.4.0"
+        };
+        writeln!(
+            stdin,
+            "{{\"user_id\":\"u{n}\",\"ts\":{},\"user_agent\":\"{ua}\"}}",
+            1_767_225_600_000_i64 + n * 1000
+        )
+        .unwrap();
+    }
+    writeln!(stdin, "not json").unwrap();
+    stdin.flush().unwrap();
+    wait_for_answer(port, "/metrics", |_, body| {
+        body.contains("weir_source_records_total 11")
+    });
+
+    let produced: BTreeMap<String, Vec<String>> = serde_json::from_str(&python(&format!(
+        "import json, sys, yaml\n\
+         from datadog_checks.base.checks.openmetrics.v2.base import OpenMetricsBaseCheckV2\n\
+         from datadog_checks.base.stubs import aggregator\n\
+         conf = yaml.safe_load(open({conf:?}))\n\
+         instance = dict(conf['instances'][0], openmetrics_endpoint='http://127.0.0.1:{port}/metrics')\n\
+         check = OpenMetricsBaseCheckV2('openmetrics', conf['init_config'], [instance])\n\
+         error = check.run()\n\
+         if error: sys.exit(error)\n\
+         names = {{}}\n\
+         for name in aggregator.metric_names:\n\
+         \x20   for m in aggregator.metrics(name):\n\
+         \x20       names.setdefault(name, set()).update(t.split(':')[0] for t in m.tags)\n\
+         print(json.dumps({{k: sorted(v) for k, v in names.items()}}))\n",
+        conf = root().join("deploy/datadog/conf.yaml")
+    )))
+    .unwrap();
+    let (_, text) = request(port, "GET", "/metrics").unwrap();
+    // SAFETY: kill only sends a signal to the child.
+    assert_eq!(unsafe { libc::kill(run.id() as i32, libc::SIGTERM) }, 0);
+    drop(stdin);
+    assert!(run.wait().unwrap().success());
+
+    let names: BTreeSet<String> = produced.keys().cloned().collect();
+    let expected = datadog_names(&text);
+    assert!(
+        names.is_subset(&expected),
+        "names the check made that the rule does not give: {:?}",
+        names.difference(&expected).collect::<Vec<_>>()
+    );
+    assert!(
+        expected.difference(&names).count() <= 2,
+        "families the check did not submit: {:?}",
+        expected.difference(&names).collect::<Vec<_>>()
+    );
+    assert!(
+        produced.values().flatten().all(|tag| tag != "version"),
+        "`version` is renamed: {produced:?}"
+    );
+    assert!(produced["weir.build_info"].contains(&"weir_version".to_string()));
+    let doc = std::fs::read_to_string(root().join("docs/datadog.md")).unwrap();
+    let listed = regex::Regex::new(r"`(weir\.[a-z0-9_.]+)`").unwrap();
+    let table = doc.lines().filter(|l| l.starts_with("| `weir."));
+    let listed: BTreeSet<&str> = table
+        .flat_map(|row| row.split(" | ").next())
+        .flat_map(|cell| {
+            listed
+                .captures_iter(cell)
+                .map(|c| c.get(1).unwrap().as_str())
+        })
+        .collect();
+    assert!(listed.len() >= 10, "{listed:?}");
+    for name in listed {
+        assert!(
+            names.contains(name),
+            "docs/datadog.md lists {name}, the check made {names:?}"
         );
     }
 }

@@ -1,6 +1,7 @@
 //! A Python virtual environment with DuckDB, the independent Parquet reader the tests use to
-//! check what weir wrote, and kubernetes-validate, which checks the Kubernetes manifests
-//! against the API's schemas (bundled, so no cluster or network is needed).
+//! check what weir wrote, kubernetes-validate, which checks the Kubernetes manifests against
+//! the API's schemas (bundled, so no cluster or network is needed), and the Datadog Agent's
+//! OpenMetrics check.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -11,7 +12,23 @@ use anyhow::{Context, Result, bail};
 use crate::paths::target_dir;
 
 /// The PyPI packages the venv holds.
-pub const PACKAGES: &[&str] = &["duckdb==1.5.6", "kubernetes-validate==1.37.0"];
+pub const PACKAGES: &[&str] = &[
+    "duckdb==1.5.6",
+    "kubernetes-validate==1.37.0",
+    // The Datadog Agent's OpenMetrics check, run against weir's /metrics, with what its
+    // `[deps]` extra would pin (that extra pins versions the package index may not have).
+    "datadog-checks-base==38.7.0",
+    "binary==1.0.2",
+    "cachetools==8.0.3",
+    "lazy-loader==0.6",
+    "prometheus-client==0.26.0",
+    "pydantic==2.14.4",
+    "python-dateutil==4.0.0",
+    "requests==2.34.2",
+    "requests-unixsocket2==1.0.1",
+    "simplejson==4.3.0",
+    "wrapt==2.5.2",
+];
 
 static VENV_LOCK: Mutex<()> = Mutex::new(());
 

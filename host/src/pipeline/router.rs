@@ -121,7 +121,7 @@ impl Router {
             .as_ref()
             .map(|(_, sha)| sha.get(..12).unwrap_or(sha).to_string())
             .unwrap_or_default();
-        metrics::counter!("weir_dead_letters_total", "stage" => letter.stage.clone(), "reason" => letter.class().as_str(), "version" => version)
+        metrics::counter!("weir_dead_letters_total", "stage" => letter.stage.clone(), "reason" => letter.class().as_str(), "plugin_version" => version)
             .increment(1);
         *self.counts.dead_letters.entry(class).or_default() += 1;
         self.dead.push(letter);

@@ -194,7 +194,7 @@ impl WasmStage {
     fn on_failure(&mut self, failure: &CallFailure) {
         self.state.rollback();
         self.instance = None;
-        ::metrics::counter!("weir_stage_failures_total", "stage" => self.labels.stage.to_string(), "kind" => failure_kind(failure), "version" => self.labels.version.to_string())
+        ::metrics::counter!("weir_stage_failures_total", "stage" => self.labels.stage.to_string(), "kind" => failure_kind(failure), "plugin_version" => self.labels.version.to_string())
             .increment(1);
     }
 

@@ -8,6 +8,9 @@
 //! section naming the swap, so each swap compiles a version never seen before) by writing it
 //! beside the folder's file and renaming it over it.
 //!
+//! `--plugin page-type` swaps the example regex plugin instead (a 1.3 MB component, put in
+//! front of the three).
+//!
 //! Run: `cargo bench -p weir --bench reload` (add `-- --swaps N --gap-ms MS` to change it).
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -27,22 +30,26 @@ const BATCH: usize = 512;
 /// Throughput is counted in windows this long.
 const WINDOW: Duration = Duration::from_millis(100);
 
-fn config(dir: &Path) -> PipelineConfig {
+/// The pipeline's stages, `extra` (a plugin swapped that is not among them) first.
+fn stages(extra: Option<&str>) -> Vec<&str> {
+    extra
+        .into_iter()
+        .chain(["bot-filter", "ip-geo", "sessionize"])
+        .collect()
+}
+
+fn config(dir: &Path, stages: &[&str]) -> PipelineConfig {
+    let stages: String = stages
+        .iter()
+        .map(|s| format!("[[stages]]\nname = \"{s}\"\nplugin = \"{s}\"\n"))
+        .collect();
     let text = format!(
         r#"
         [source.file]
         path = "unused.ndjson"
         [geo]
         database = "{geo}"
-        [[stages]]
-        name = "bot-filter"
-        plugin = "bot-filter"
-        [[stages]]
-        name = "ip-geo"
-        plugin = "ip-geo"
-        [[stages]]
-        name = "sessionize"
-        plugin = "sessionize"
+        {stages}
         [sinks.out]
         type = "ndjson"
         routes = ["main"]
@@ -87,17 +94,23 @@ fn windows(batches: &[Instant], start: Instant, end: Instant) -> Vec<(Instant, f
 fn main() {
     let swaps = arg("--swaps", 8usize);
     let gap = Duration::from_millis(arg("--gap-ms", 3000u64));
+    // `--plugin page-type` swaps the 1.3 MB regex plugin (put in front of the pipeline).
+    let swapped: String = arg("--plugin", "bot-filter".to_string());
+    let extra = (!stages(None).contains(&swapped.as_str())).then_some(swapped.as_str());
+    let stages = stages(extra);
+    let index = stages.iter().position(|s| *s == swapped).unwrap();
     let built = xtask::plugins::build_all().expect("building plugins");
     let dir = tempfile::tempdir().unwrap();
     let plugins = dir.path().join("plugins");
     std::fs::create_dir_all(&plugins).unwrap();
-    for name in ["bot-filter", "ip-geo", "sessionize"] {
+    for name in &stages {
         let file = format!("{name}.wasm");
         std::fs::copy(built.join(&file), plugins.join(&file)).unwrap();
     }
     weir::synth::geodb::write(&dir.path().join("geo.mmdb")).unwrap();
-    let v1 = std::fs::read(plugins.join("bot-filter.wasm")).unwrap();
-    let mut factory = PipelineFactory::new(&config(dir.path()), &plugins, 1).unwrap();
+    let file = plugins.join(format!("{swapped}.wasm"));
+    let v1 = std::fs::read(&file).unwrap();
+    let mut factory = PipelineFactory::new(&config(dir.path(), &stages), &plugins, 1).unwrap();
     factory.watch_plugins().unwrap();
     let (mut pipeline, _sinks) = pipeline(factory.stages().unwrap());
 
@@ -115,7 +128,7 @@ fn main() {
                 let now = Instant::now();
                 let mut t = timeline.lock().unwrap();
                 t.batches.push(now);
-                let current = pipeline.plugin_versions()[0];
+                let current = pipeline.plugin_versions()[index];
                 if current != version {
                     version = current.to_string();
                     t.versions.push((now, version.clone()));
@@ -125,19 +138,21 @@ fn main() {
     };
 
     println!(
-        "bot-filter → ip-geo → sessionize (Wasm), batches of {BATCH}, one pipeline thread; {swaps} swaps of bot-filter, {gap:?} apart"
+        "{} (Wasm), batches of {BATCH}, one pipeline thread; {swaps} swaps of {swapped} ({} KiB), {gap:?} apart",
+        stages.join(" → "),
+        v1.len() / 1024
     );
     std::thread::sleep(gap);
-    let slot = factory.registry().slots()[0].clone();
+    let slot = factory.registry().slots()[index].clone();
     let mut renames = Vec::new();
     let mut published = Vec::new();
     for swap in 0..swaps {
         let bytes = xtask::plugins::with_custom_section(&v1, &format!("swap-{swap}"));
         let sha = weir::runtime::sha256_hex(&bytes);
-        let tmp = plugins.join(".bot-filter.wasm.tmp");
+        let tmp = plugins.join(format!(".{swapped}.wasm.tmp"));
         std::fs::write(&tmp, &bytes).unwrap();
         let renamed = Instant::now();
-        std::fs::rename(&tmp, plugins.join("bot-filter.wasm")).unwrap();
+        std::fs::rename(&tmp, &file).unwrap();
         renames.push((renamed, sha));
         let generation = slot.generation();
         while slot.generation() == generation && renamed.elapsed() < gap {

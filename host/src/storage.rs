@@ -204,6 +204,22 @@ impl Storage {
         }
     }
 
+    /// A token that changes whenever the object does (its ETag, size and modification time);
+    /// `None` when it does not exist.
+    pub fn version(&self, key: &str) -> Result<Option<String>, StorageError> {
+        let path = self.path(key);
+        match io_runtime().block_on(self.store.head(&path)) {
+            Ok(meta) => Ok(Some(format!(
+                "{} {} {}",
+                meta.e_tag.unwrap_or_default(),
+                meta.size,
+                meta.last_modified.timestamp_nanos_opt().unwrap_or_default()
+            ))),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(self.error(key, e)),
+        }
+    }
+
     /// Copies an object (on S3, without downloading it).
     pub fn copy(&self, from: &str, to: &str) -> Result<(), StorageError> {
         io_runtime()

@@ -13,6 +13,7 @@ mod harness;
 mod isolation;
 mod kafka;
 mod malformed;
+mod plugin_store;
 mod registry;
 mod sinks;
 mod state_ttl;

@@ -56,9 +56,13 @@ fn invalid(field: impl Into<String>, reason: impl Into<String>) -> ConfigError {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PipelineConfig {
-    /// Folder holding `<plugin>.wasm` files. Overridden by `--plugin-dir` / `WEIR_PLUGIN_DIR`.
+    /// Folder, or object-store prefix (`s3://bucket/dir`), holding `<plugin>.wasm` files.
+    /// Overridden by `--plugin-dir` / `WEIR_PLUGIN_DIR`.
     #[serde(default = "default_plugin_dir")]
     pub plugin_dir: PathBuf,
+    /// How new plugin versions are found besides the folder watcher.
+    #[serde(default)]
+    pub plugins: PluginsConfig,
     /// Where records come from.
     pub source: SourceConfig,
     /// How the key and event time are read from each record.
@@ -86,6 +90,31 @@ pub struct PipelineConfig {
     /// How the instance uses the machine's cores.
     #[serde(default)]
     pub runtime: RuntimeConfig,
+}
+
+/// How new plugin versions are found: a folder is watched (inotify); an `s3://` plugin_dir, or
+/// a folder on a network volume whose writers inotify does not see, is polled.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PluginsConfig {
+    /// How often the plugin files are checked for new versions. Default: every 10 s for an
+    /// `s3://` plugin_dir; a folder is only polled when this is set.
+    #[serde(default)]
+    pub poll_interval: Option<HumanDuration>,
+    /// S3 options of an `s3://` plugin_dir.
+    #[serde(default)]
+    pub s3: crate::storage::S3Options,
+}
+
+impl PluginsConfig {
+    /// The poll interval, if the plugin files are polled at all.
+    pub fn poll_interval(&self, plugin_dir: &std::path::Path) -> Option<std::time::Duration> {
+        let remote = plugin_dir.to_str().is_some_and(|d| d.starts_with("s3://"));
+        match self.poll_interval {
+            Some(interval) => Some(interval.0),
+            None => remote.then_some(std::time::Duration::from_secs(10)),
+        }
+    }
 }
 
 /// How the instance uses the machine's cores.

@@ -3,11 +3,13 @@
 //! the plugin folder for new versions); it then builds one [`PartitionPipeline`] per source
 //! partition (fresh instances, state and sinks), and [`build`] wires a file source.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
 use super::decode::RecordDecoder;
 use super::partition::PartitionPipeline;
+use super::plugin_source::{PluginPoller, PluginSource};
 use super::plugins::PluginRegistry;
 use super::router::Router;
 use super::stage::Stage;
@@ -44,11 +46,14 @@ pub struct BuiltPipeline {
 /// [`PluginRegistry`] whose new versions every pipeline it built picks up.
 pub struct PipelineFactory {
     config: PipelineConfig,
-    plugin_dir: PathBuf,
+    source: Arc<PluginSource>,
+    /// How often `source` is polled for new versions, if at all.
+    poll_interval: Option<Duration>,
     registry: Arc<PluginRegistry>,
     breakers: Breakers,
     files: OutputFiles,
     watcher: Option<PluginWatcher>,
+    poller: Option<PluginPoller>,
 }
 
 /// The engine settings a config needs for `partitions` partitions at once.
@@ -63,34 +68,51 @@ pub fn engine_settings(config: &PipelineConfig, partitions: u32) -> EngineSettin
 }
 
 impl PipelineFactory {
-    /// Opens the geo database and loads every stage's plugin from `plugin_dir`. The engine's
-    /// instance pool is sized for `partitions` partitions.
+    /// Opens the geo database and loads every stage's plugin from `plugin_dir` (a folder or
+    /// an `s3://` prefix). The engine's instance pool is sized for `partitions` partitions.
     pub fn new(config: &PipelineConfig, plugin_dir: &Path, partitions: u32) -> Result<Self> {
+        let source = PluginSource::open(plugin_dir, &config.plugins.s3).map_err(|reason| {
+            ConfigError::Invalid {
+                field: "plugin_dir".into(),
+                reason,
+            }
+        })?;
         let engine = Arc::new(PluginEngine::new(&engine_settings(config, partitions))?);
         let geo = match &config.geo {
             Some(geo) => Some(Arc::new(GeoDb::open(&geo.database)?)),
             None => None,
         };
-        let registry = PluginRegistry::load(config, plugin_dir, engine, geo)?;
+        let registry = PluginRegistry::load(config, &source, engine, geo)?;
         Ok(PipelineFactory {
             config: config.clone(),
-            plugin_dir: plugin_dir.to_path_buf(),
+            source: Arc::new(source),
+            poll_interval: config.plugins.poll_interval(plugin_dir),
             registry: Arc::new(registry),
             breakers: Breakers::default(),
             files: OutputFiles::default(),
             watcher: None,
+            poller: None,
         })
     }
 
-    /// Starts watching the plugin folder: new versions of the stages' plugins are loaded and
-    /// swapped in while the pipelines run.
+    /// Starts watching the plugin folder (and polling the plugin source, when it is an
+    /// object store or `[plugins] poll_interval` asks for it): new versions of the stages'
+    /// plugins are loaded and swapped in while the pipelines run.
     pub fn watch_plugins(&mut self) -> Result<()> {
-        let watcher = PluginWatcher::start(self.registry.clone(), &self.plugin_dir, DEBOUNCE)
-            .map_err(|e| ConfigError::Invalid {
-                field: "plugin_dir".into(),
-                reason: format!("cannot watch {}: {e}", self.plugin_dir.display()),
-            })?;
-        self.watcher = Some(watcher);
+        let cannot = |e: &dyn std::fmt::Display| ConfigError::Invalid {
+            field: "plugin_dir".into(),
+            reason: format!("cannot watch {}: {e}", self.source.describe()),
+        };
+        if let Some(dir) = self.source.folder() {
+            let watcher = PluginWatcher::start(self.registry.clone(), dir, DEBOUNCE)
+                .map_err(|e| cannot(&e))?;
+            self.watcher = Some(watcher);
+        }
+        if let Some(interval) = self.poll_interval {
+            let poller = PluginPoller::start(self.registry.clone(), self.source.clone(), interval)
+                .map_err(|e| cannot(&e))?;
+            self.poller = Some(poller);
+        }
         Ok(())
     }
 

@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use super::plugin_source::PluginSource;
 use super::stage_breaker::StageBreaker;
 use crate::config::{ConfigError, PipelineConfig, StageConfig};
 use crate::error::Result;
@@ -94,6 +95,11 @@ impl StageSlot {
     /// The stage's name.
     pub fn stage(&self) -> &str {
         &self.stage
+    }
+
+    /// The name of the plugin the stage runs (its file is `<plugin>.wasm`).
+    pub fn plugin(&self) -> &str {
+        &self.plugin
     }
 
     /// The instance limits of the stage.
@@ -210,10 +216,11 @@ impl std::fmt::Debug for PluginRegistry {
 }
 
 impl PluginRegistry {
-    /// Loads every stage's plugin from `dir`; at start a missing or broken plugin is an error.
+    /// Loads every stage's plugin from `source`; at start a missing or broken plugin is an
+    /// error.
     pub fn load(
         config: &PipelineConfig,
-        dir: &Path,
+        source: &PluginSource,
         engine: Arc<PluginEngine>,
         geo: Option<Arc<GeoDb>>,
     ) -> Result<Self> {
@@ -225,24 +232,20 @@ impl PluginRegistry {
             rejections: Mutex::new(BTreeMap::new()),
         };
         for (i, stage) in config.stages.iter().enumerate() {
-            let path = dir.join(format!("{}.wasm", stage.plugin));
-            if !path.is_file() {
-                return Err(ConfigError::Invalid {
-                    field: format!("stages[{i}].plugin"),
-                    reason: format!(
-                        "{} does not exist: build the plugin's crate with `cargo build \
-                         --release --target wasm32-wasip2` and copy its .wasm there as \
-                         {}.wasm (or point plugin_dir at the folder that has it)",
-                        path.display(),
-                        stage.plugin
-                    ),
-                }
+            let invalid = |reason: String| ConfigError::Invalid {
+                field: format!("stages[{i}].plugin"),
+                reason,
+            };
+            let Some(bytes) = source.read(&stage.plugin).map_err(invalid)? else {
+                return Err(invalid(format!(
+                    "{} does not exist: build the plugin's crate with `cargo build \
+                     --release --target wasm32-wasip2` and copy its .wasm there as \
+                     {}.wasm (or point plugin_dir at the place that has it)",
+                    source.location(&stage.plugin),
+                    stage.plugin
+                ))
                 .into());
-            }
-            let bytes = std::fs::read(&path).map_err(|source| RuntimeError::Read {
-                path: path.clone(),
-                source,
-            })?;
+            };
             let plugin = registry.compile(&stage.plugin, &bytes)?;
             let slot = StageSlot::new(
                 &stage.name,
@@ -314,30 +317,38 @@ impl PluginRegistry {
             .file_stem()
             .map(|s| s.to_string_lossy().into_owned())
             .unwrap_or_default();
-        let slots: Vec<&Arc<StageSlot>> = self.slots.iter().filter(|s| s.plugin == name).collect();
-        if slots.is_empty() {
+        if !self.slots.iter().any(|s| s.plugin == name) {
             tracing::debug!(file = %path.display(), "No stage runs this plugin; ignored.");
             return ReloadOutcome::Unused;
         }
-        let bytes = match std::fs::read(path) {
-            Ok(bytes) => bytes,
+        match std::fs::read(path) {
+            Ok(bytes) => self.reload_bytes(&name, &bytes),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 tracing::info!(plugin = %name, "Plugin file removed; the running version stays.");
-                return ReloadOutcome::Unchanged;
+                ReloadOutcome::Unchanged
             }
-            Err(e) => return self.reject(&name, &[], format!("cannot read the file: {e}")),
-        };
-        let sha = sha256_hex(&bytes);
+            Err(e) => self.reject(&name, &[], format!("cannot read the file: {e}")),
+        }
+    }
+
+    /// Loads `bytes` as the new version of every stage running the plugin `name`, as
+    /// [`Self::reload_file`] does with a file's bytes.
+    pub fn reload_bytes(&self, name: &str, bytes: &[u8]) -> ReloadOutcome {
+        let slots: Vec<&Arc<StageSlot>> = self.slots.iter().filter(|s| s.plugin == name).collect();
+        if slots.is_empty() {
+            return ReloadOutcome::Unused;
+        }
+        let sha = sha256_hex(bytes);
         if slots.iter().all(|s| s.current().1.plugin.sha256() == sha) {
             return ReloadOutcome::Unchanged;
         }
-        let plugin = match self.compile(&name, &bytes) {
+        let plugin = match self.compile(name, bytes) {
             Ok(plugin) => plugin,
-            Err(e) => return self.reject(&name, &bytes, rejection_reason(e)),
+            Err(e) => return self.reject(name, bytes, rejection_reason(e)),
         };
         for slot in &slots {
             if let Err(e) = self.trial(slot, &plugin, &slot.current().1.config) {
-                return self.reject(&name, &bytes, rejection_reason(e));
+                return self.reject(name, bytes, rejection_reason(e));
             }
         }
         for slot in &slots {
@@ -345,7 +356,7 @@ impl PluginRegistry {
             slot.publish(plugin.clone(), config);
         }
         let stages: Vec<String> = slots.iter().map(|s| s.stage.clone()).collect();
-        metrics::counter!("weir_plugin_reloads_total", "plugin" => name.clone(), "result" => "loaded")
+        metrics::counter!("weir_plugin_reloads_total", "plugin" => name.to_string(), "result" => "loaded")
             .increment(1);
         tracing::info!(plugin = %name, version = plugin.version(), ?stages, "Plugin loaded; its stages swap at their next batch.");
         ReloadOutcome::Loaded {

@@ -64,6 +64,35 @@ fn config(dir: &Path, stages: &[&str]) -> PipelineConfig {
     config
 }
 
+/// A build of `plugin` with its own code changed for version `swap`: page-type gets one more
+/// URL rule, bot-filter one more user-agent pattern.
+fn changed_version(plugin: &str, swap: usize) -> Vec<u8> {
+    let variant = format!("{plugin}-v{swap}");
+    let (file, anchor, added) = match plugin {
+        "page-type" => (
+            "src/lib.rs",
+            "const DEFAULT_RULES: &[&str] = &[\n",
+            format!("    r\"promo{swap}=/promo/{swap}/\",\n"),
+        ),
+        "bot-filter" => (
+            "src/patterns.rs",
+            "&[\n",
+            format!("    \"weirbenchbot{swap}\",\n"),
+        ),
+        other => panic!("no code change known for {other}"),
+    };
+    let built = xtask::plugins::build_variant(plugin, &variant, |dir| {
+        let path = dir.join(file);
+        let text = std::fs::read_to_string(&path)?;
+        let changed = text.replacen(anchor, &format!("{anchor}{added}"), 1);
+        anyhow::ensure!(changed != text, "{} has no `{anchor}`", path.display());
+        std::fs::write(&path, changed)?;
+        Ok(())
+    })
+    .unwrap();
+    std::fs::read(built).unwrap()
+}
+
 /// What the pipeline thread saw: when each batch ended, and when each version first ran.
 #[derive(Default)]
 struct Timeline {
@@ -96,6 +125,10 @@ fn main() {
     let gap = Duration::from_millis(arg("--gap-ms", 3000u64));
     // `--plugin page-type` swaps the 1.3 MB regex plugin (put in front of the pipeline).
     let swapped: String = arg("--plugin", "bot-filter".to_string());
+    // `--changed-code` builds each new version with a change to the plugin's own code (a rule
+    // or a pattern added), as a developer's next version is; otherwise each version is the
+    // same code with a custom section naming the swap.
+    let changed_code = std::env::args().any(|a| a == "--changed-code");
     let extra = (!stages(None).contains(&swapped.as_str())).then_some(swapped.as_str());
     let stages = stages(extra);
     let index = stages.iter().position(|s| *s == swapped).unwrap();
@@ -110,6 +143,16 @@ fn main() {
     weir::synth::geodb::write(&dir.path().join("geo.mmdb")).unwrap();
     let file = plugins.join(format!("{swapped}.wasm"));
     let v1 = std::fs::read(&file).unwrap();
+    // Every new version is built before the pipeline starts.
+    let versions: Vec<Vec<u8>> = (0..swaps)
+        .map(|swap| {
+            if changed_code {
+                changed_version(&swapped, swap)
+            } else {
+                xtask::plugins::with_custom_section(&v1, &format!("swap-{swap}"))
+            }
+        })
+        .collect();
     let mut factory = PipelineFactory::new(&config(dir.path(), &stages), &plugins, 1).unwrap();
     factory.watch_plugins().unwrap();
     let (mut pipeline, _sinks) = pipeline(factory.stages().unwrap());
@@ -146,8 +189,7 @@ fn main() {
     let slot = factory.registry().slots()[index].clone();
     let mut renames = Vec::new();
     let mut published = Vec::new();
-    for swap in 0..swaps {
-        let bytes = xtask::plugins::with_custom_section(&v1, &format!("swap-{swap}"));
+    for bytes in versions {
         let sha = weir::runtime::sha256_hex(&bytes);
         let tmp = plugins.join(format!(".{swapped}.wasm.tmp"));
         std::fs::write(&tmp, &bytes).unwrap();

@@ -342,6 +342,13 @@ impl PluginRegistry {
         if slots.iter().all(|s| s.current().1.plugin.sha256() == sha) {
             return ReloadOutcome::Unchanged;
         }
+        // The same bytes as the last rejection (a second event of one rename, a poll that
+        // raced a write) are not tried again: they would fail the same way.
+        let rejections = self.rejections.lock().unwrap_or_else(|p| p.into_inner());
+        if rejections.get(name).is_some_and(|r| r.sha256 == sha) {
+            return ReloadOutcome::Unchanged;
+        }
+        drop(rejections);
         let plugin = match self.compile(name, bytes) {
             Ok(plugin) => plugin,
             Err(e) => return self.reject(name, bytes, rejection_reason(e)),

@@ -1,5 +1,6 @@
 //! Watches the plugin folder with `notify` and hands each changed `<name>.wasm` to the
-//! [`PluginRegistry`] once the file has been quiet for the debounce time, on the watcher's own
+//! [`PluginRegistry`] once the file has been quiet for the debounce time, or at once when it
+//! was renamed into place (a rename is atomic: the file is whole), on the watcher's own
 //! thread: compiling never runs on the data path.
 
 use std::collections::HashMap;
@@ -8,6 +9,7 @@ use std::sync::Arc;
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
+use notify::event::{ModifyKind, RenameMode};
 use notify::{EventKind, RecursiveMode, Watcher};
 
 use super::plugins::PluginRegistry;
@@ -71,8 +73,22 @@ fn debounce_loop(
                 if matches!(event.kind, EventKind::Access(_)) {
                     continue;
                 }
+                // The file a rename lands on is complete: it is due now. Its other events
+                // (a rename's source, writes) wait for quiet.
+                let renamed_to = match event.kind {
+                    EventKind::Modify(ModifyKind::Name(RenameMode::To)) => event.paths.first(),
+                    EventKind::Modify(ModifyKind::Name(RenameMode::Both)) => event.paths.get(1),
+                    _ => None,
+                }
+                .cloned();
                 for path in event.paths.into_iter().filter(|p| is_plugin_file(p)) {
-                    pending.insert(path, Instant::now());
+                    let now = Instant::now();
+                    let at = if renamed_to.as_ref() == Some(&path) {
+                        now.checked_sub(debounce).unwrap_or(now)
+                    } else {
+                        now
+                    };
+                    pending.insert(path, at);
                 }
             }
             Ok(Err(e)) => tracing::warn!(error = %e, "Watching the plugin folder failed."),

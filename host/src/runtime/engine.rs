@@ -11,6 +11,7 @@ use wasmtime::component::{Component, HasSelf, Linker};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
 use super::bindings::{Transform, TransformPre, WORLD_VERSION};
+use super::compile_cache::CompileCache;
 use super::host_impl::StoreData;
 use super::plugin::Plugin;
 use super::{Result, RuntimeError};
@@ -53,9 +54,13 @@ impl std::fmt::Debug for PluginEngine {
     }
 }
 
-fn engine_config(settings: &EngineSettings, pooling: bool) -> Config {
+fn engine_config(settings: &EngineSettings, pooling: bool) -> Result<Config> {
     let mut config = Config::new();
     config.wasm_component_model(true).epoch_interruption(true);
+    // One cache per engine: a new version compiles only the functions that changed.
+    config
+        .enable_incremental_compilation(Arc::new(CompileCache::default()))
+        .map_err(|e| RuntimeError::Engine(e.to_string()))?;
     // `WEIR_WASM_PROFILER=perfmap` names JIT-compiled plugin functions for `perf`.
     if std::env::var("WEIR_WASM_PROFILER").is_ok_and(|v| v == "perfmap") {
         config.profiler(wasmtime::ProfilingStrategy::PerfMap);
@@ -72,7 +77,7 @@ fn engine_config(settings: &EngineSettings, pooling: bool) -> Config {
             .max_memory_size(settings.max_memory_bytes.max(1 << 20));
         config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
     }
-    config
+    Ok(config)
 }
 
 /// Lowers the scheduling priority of the calling thread (nice 10), so work on it yields to the
@@ -108,11 +113,11 @@ impl PluginEngine {
     /// when the machine cannot reserve the pool) and starts the epoch ticker.
     pub fn new(settings: &EngineSettings) -> Result<Self> {
         lower_compile_priority();
-        let engine = match Engine::new(&engine_config(settings, true)) {
+        let engine = match Engine::new(&engine_config(settings, true)?) {
             Ok(engine) => engine,
             Err(e) => {
                 tracing::warn!(error = %e, "Pooling allocator unavailable, using on-demand allocation.");
-                Engine::new(&engine_config(settings, false))
+                Engine::new(&engine_config(settings, false)?)
                     .map_err(|e| RuntimeError::Engine(e.to_string()))?
             }
         };

@@ -5,6 +5,7 @@
 
 mod bindings;
 mod call_stats;
+mod compile_cache;
 mod engine;
 mod geo;
 mod host_impl;

@@ -1,7 +1,7 @@
 //! The `weir` command line as a user runs it: validate, plugin inspect, plugin test.
 
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use crate::harness::{plugin, request, root, wait_for_answer, weir, weir_ok};
@@ -214,79 +214,156 @@ fn json_logs_are_one_object_per_line_and_plugin_logs_name_the_plugin_and_version
     );
 }
 
+/// `weir` copied out of the checkout, run in `work` with the scaffold's own target folder.
+fn installed_weir(bin: &Path, work: &Path, target: &Path, args: &[&str]) -> std::process::Output {
+    Command::new(bin)
+        .args(args)
+        .current_dir(work)
+        .env("CARGO_TARGET_DIR", target)
+        .env("WEIR_LOG", "warn")
+        .output()
+        .unwrap()
+}
+
 #[test]
-fn plugin_new_scaffolds_a_crate_that_passes_its_tests_builds_and_runs() {
+fn plugin_new_build_and_deploy_work_from_an_installed_binary_outside_a_checkout() {
     let dir = tempfile::tempdir().unwrap();
-    let sdk = root().join("sdk");
-    let made = weir(&[
-        "plugin",
-        "new",
-        "page-marker",
-        "--path",
-        dir.path().to_str().unwrap(),
-        "--sdk",
-        sdk.to_str().unwrap(),
-    ]);
-    assert!(
-        made.status.success(),
-        "{}",
-        String::from_utf8_lossy(&made.stderr)
-    );
-    let crate_dir = dir.path().join("page-marker");
+    // An installed weir: the binary alone, in an empty folder far from any checkout.
+    let bin = dir.path().join("bin/weir");
+    std::fs::create_dir_all(bin.parent().unwrap()).unwrap();
+    std::fs::copy(env!("CARGO_BIN_EXE_weir"), &bin).unwrap();
+    let work = dir.path().join("work");
+    std::fs::create_dir_all(&work).unwrap();
     // Its own target folder: the outer build may hold the shared one's lock.
     let target = xtask::target_dir().join("scaffolded-plugin");
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    for args in [
-        &["test", "--quiet"][..],
-        &["build", "--release", "--target", "wasm32-wasip2"][..],
-    ] {
-        let run = std::process::Command::new(&cargo)
-            .args(args)
-            .current_dir(&crate_dir)
-            .env("CARGO_TARGET_DIR", &target)
-            .output()
-            .unwrap();
+    let weir_here = |args: &[&str]| {
+        let out = installed_weir(&bin, &work, &target, args);
         assert!(
-            run.status.success(),
-            "cargo {args:?} failed:\n{}{}",
-            String::from_utf8_lossy(&run.stdout),
-            String::from_utf8_lossy(&run.stderr)
+            out.status.success(),
+            "weir {args:?} failed:\n{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
         );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    weir_here(&["plugin", "new", "page-marker"]);
+    let crate_dir = work.join("page-marker");
+    for file in [
+        "rust-toolchain.toml",
+        ".cargo/config.toml",
+        "weir-sdk/sdk/Cargo.toml",
+        "weir-sdk/wit/transform.wit",
+    ] {
+        assert!(crate_dir.join(file).is_file(), "the scaffold has no {file}");
     }
-    let wasm = target.join("wasm32-wasip2/release/page_marker.wasm");
+    let toolchain = std::fs::read_to_string(crate_dir.join("rust-toolchain.toml")).unwrap();
+    assert!(toolchain.contains("wasm32-wasip2"), "{toolchain}");
+    let cargo_config = std::fs::read_to_string(crate_dir.join(".cargo/config.toml")).unwrap();
+    assert!(cargo_config.contains("+simd128"), "{cargo_config}");
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let test = Command::new(&cargo)
+        .args(["test", "--quiet"])
+        .current_dir(&crate_dir)
+        .env("CARGO_TARGET_DIR", &target)
+        .output()
+        .unwrap();
+    assert!(
+        test.status.success(),
+        "cargo test failed:\n{}{}",
+        String::from_utf8_lossy(&test.stdout),
+        String::from_utf8_lossy(&test.stderr)
+    );
+    let built = weir_here(&["plugin", "build", "--path", "page-marker"]);
+    let wasm = PathBuf::from(
+        built
+            .trim()
+            .strip_prefix("built page-marker: ")
+            .unwrap_or_else(|| panic!("{built}")),
+    );
+    assert!(wasm.is_file(), "{built}");
+
     let input = dir.path().join("events.ndjson");
     std::fs::write(
         &input,
         "{\"user_id\":\"u1\",\"ts\":0,\"type\":\"page_view\"}\n{\"user_id\":\"u1\",\"ts\":1}\n",
     )
     .unwrap();
-    let test = weir(&[
+    let stdout = weir_here(&[
         "plugin",
         "test",
         wasm.to_str().unwrap(),
         "--input",
         input.to_str().unwrap(),
     ]);
-    let stdout = String::from_utf8_lossy(&test.stdout);
-    assert!(
-        test.status.success(),
-        "{}",
-        String::from_utf8_lossy(&test.stderr)
-    );
     let outputs: Vec<serde_json::Value> = stdout
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
     assert_eq!(outputs[0]["event"]["page_marker"], true);
     assert_eq!(outputs[1]["kind"], "dead-letter");
-    hot_reload_a_rebuilt_version(dir.path(), &crate_dir, &target, &wasm);
-    let again = weir(&[
-        "plugin",
-        "new",
-        "page-marker",
-        "--path",
-        dir.path().to_str().unwrap(),
-    ]);
+
+    // Deployed to a bucket: one upload of the whole component, read back by another client.
+    let s3 = xtask::servers::S3Server::start(dir.path()).unwrap_or_else(|e| panic!("{e:#}"));
+    s3.create_bucket("plugins").unwrap();
+    let mut deploy = Command::new(&bin);
+    deploy
+        .args([
+            "plugin",
+            "deploy",
+            "--component",
+            wasm.to_str().unwrap(),
+            "--name",
+            "page-marker",
+        ])
+        .args([
+            "--to",
+            "s3://plugins/prod",
+            "--s3-endpoint",
+            &s3.endpoint(),
+            "--s3-allow-http",
+        ])
+        .envs(s3.client_env());
+    let deployed = deploy.output().unwrap();
+    assert!(
+        deployed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&deployed.stderr)
+    );
+    let bucket =
+        weir::storage::Storage::open("s3://plugins/prod", &crate::sinks::s3_options(&s3)).unwrap();
+    assert_eq!(
+        bucket.get("page-marker.wasm").unwrap().unwrap().as_ref(),
+        std::fs::read(&wasm).unwrap().as_slice()
+    );
+    // What is not a weir plugin is refused, and nothing is deployed.
+    let refused = installed_weir(
+        &bin,
+        &work,
+        &target,
+        &[
+            "plugin",
+            "deploy",
+            "--component",
+            input.to_str().unwrap(),
+            "--to",
+            dir.path().to_str().unwrap(),
+        ],
+    );
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("is not a weir plugin"));
+    assert!(!dir.path().join("events.wasm").exists());
+
+    hot_reload_a_rebuilt_version(dir.path(), &crate_dir, &wasm, &|plugins: &Path| {
+        weir_here(&[
+            "plugin",
+            "deploy",
+            "--path",
+            "page-marker",
+            "--to",
+            plugins.to_str().unwrap(),
+        ])
+    });
+    let again = installed_weir(&bin, &work, &target, &["plugin", "new", "page-marker"]);
     assert!(
         !again.status.success(),
         "an existing folder is not overwritten"
@@ -296,9 +373,14 @@ fn plugin_new_scaffolds_a_crate_that_passes_its_tests_builds_and_runs() {
 }
 
 /// The tutorial's last step: `weir run` reads events from stdin with the scaffolded plugin;
-/// the crate is edited and rebuilt, and the new component is copied in beside the old one and
-/// renamed over it. The events after the swap show the new behaviour, those before the old.
-fn hot_reload_a_rebuilt_version(dir: &Path, crate_dir: &Path, target: &Path, wasm: &Path) {
+/// the crate is edited, and `weir plugin deploy` rebuilds it and renames the new component
+/// over the old one. The events after the swap show the new behaviour, those before the old.
+fn hot_reload_a_rebuilt_version(
+    dir: &Path,
+    crate_dir: &Path,
+    wasm: &Path,
+    deploy: &dyn Fn(&Path) -> String,
+) {
     let plugins = dir.join("plugins");
     std::fs::create_dir_all(&plugins).unwrap();
     std::fs::copy(wasm, plugins.join("page-marker.wasm")).unwrap();
@@ -337,21 +419,8 @@ fn hot_reload_a_rebuilt_version(dir: &Path, crate_dir: &Path, target: &Path, was
         "the scaffold no longer sets page_marker this way"
     );
     std::fs::write(&lib, edited).unwrap();
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let build = Command::new(cargo)
-        .args(["build", "--release", "--target", "wasm32-wasip2"])
-        .current_dir(crate_dir)
-        .env("CARGO_TARGET_DIR", target)
-        .output()
-        .unwrap();
-    assert!(
-        build.status.success(),
-        "{}",
-        String::from_utf8_lossy(&build.stderr)
-    );
-    let tmp = plugins.join(".page-marker.wasm.tmp");
-    std::fs::copy(wasm, &tmp).unwrap();
-    std::fs::rename(&tmp, plugins.join("page-marker.wasm")).unwrap();
+    let deployed = deploy(&plugins);
+    assert!(deployed.starts_with("deployed page-marker: "), "{deployed}");
     let sha = weir::runtime::sha256_hex(&std::fs::read(wasm).unwrap());
     // Loaded, but the stage swaps at its next batch: until then the old version serves.
     let plugins = |body: &str| serde_json::from_str::<serde_json::Value>(body).unwrap()[0].clone();

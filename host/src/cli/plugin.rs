@@ -1,4 +1,4 @@
-//! `weir plugin test`, `weir plugin inspect` and `weir plugin new`.
+//! `weir plugin test`, `inspect`, `new`, `build` and `deploy`.
 
 use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
@@ -65,9 +65,41 @@ pub enum PluginCommand {
         /// The parent folder: the crate is made in a new folder `PATH/NAME`.
         #[arg(long, default_value = ".")]
         path: PathBuf,
-        /// The `sdk` folder of a weir checkout (default: the one this weir was built from).
+        /// The `sdk` folder of a weir checkout (default: the SDK this weir carries, written
+        /// into the crate's `weir-sdk` folder).
         #[arg(long)]
         sdk: Option<PathBuf>,
+    },
+    /// Build a plugin crate into its component (`cargo build --release --target
+    /// wasm32-wasip2`) and print where it is.
+    Build {
+        /// The plugin crate.
+        #[arg(long, default_value = ".")]
+        path: PathBuf,
+    },
+    /// Build a plugin crate (or take a built component) and install it as `<name>.wasm` in a
+    /// plugin folder or an `s3://` prefix, whole at once, once it type-checks as a weir plugin.
+    /// A running weir swaps it in at its next batch.
+    Deploy {
+        /// Where: the pipeline's plugin_dir, a folder or `s3://bucket/dir` (credentials from
+        /// `AWS_*`).
+        #[arg(long)]
+        to: String,
+        /// The plugin crate to build.
+        #[arg(long, default_value = ".")]
+        path: PathBuf,
+        /// A built component to deploy instead of building the crate.
+        #[arg(long)]
+        component: Option<PathBuf>,
+        /// The plugin name (default: the crate's package name, or the component's file name).
+        #[arg(long)]
+        name: Option<String>,
+        /// Endpoint of an S3-compatible server.
+        #[arg(long)]
+        s3_endpoint: Option<String>,
+        /// Allow an `http://` S3 endpoint.
+        #[arg(long)]
+        s3_allow_http: bool,
     },
 }
 
@@ -75,6 +107,45 @@ pub enum PluginCommand {
 pub fn execute(cmd: PluginCommand) -> Result<()> {
     match cmd {
         PluginCommand::Inspect { plugin } => inspect(&plugin),
+        PluginCommand::Build { path } => {
+            let built = super::plugin_ship::build(&path)?;
+            println!("built {}: {}", built.name, built.component.display());
+            Ok(())
+        }
+        PluginCommand::Deploy {
+            to,
+            path,
+            component,
+            name,
+            s3_endpoint,
+            s3_allow_http,
+        } => {
+            let built = match component {
+                Some(component) => {
+                    let stem = component
+                        .file_stem()
+                        .map(|s| s.to_string_lossy().into_owned());
+                    super::plugin_ship::Built {
+                        name: stem.unwrap_or_default(),
+                        component,
+                    }
+                }
+                None => super::plugin_ship::build(&path)?,
+            };
+            let name = name.unwrap_or(built.name);
+            let destination = super::plugin_ship::Destination {
+                to,
+                s3: crate::storage::S3Options {
+                    endpoint: s3_endpoint,
+                    allow_http: s3_allow_http,
+                    path_style: true,
+                    ..Default::default()
+                },
+            };
+            let at = super::plugin_ship::deploy(&built.component, &name, &destination)?;
+            println!("deployed {name}: {at}");
+            Ok(())
+        }
         PluginCommand::New { name, path, sdk } => {
             let dir = super::scaffold::new_plugin(&name, &path, sdk)?;
             println!(

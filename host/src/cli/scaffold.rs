@@ -5,8 +5,19 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 
-/// Where this build of weir found the SDK: the default `weir-sdk` path of new plugins.
-const BUILT_WITH_SDK: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../sdk");
+/// Where a new crate keeps the SDK it was made with (the sources this weir carries).
+const VENDORED_SDK: &str = "weir-sdk";
+
+/// The toolchain file: the wasm target comes with the toolchain.
+const RUST_TOOLCHAIN_TOML: &str = r#"[toolchain]
+channel = "stable"
+targets = ["wasm32-wasip2"]
+"#;
+
+/// Cargo settings: wasm SIMD, which wasmtime enables, so byte scans run 16 bytes at a time.
+const CARGO_CONFIG_TOML: &str = r#"[target.wasm32-wasip2]
+rustflags = ["-C", "target-feature=+simd128"]
+"#;
 
 const CARGO_TOML: &str = r#"[package]
 name = "{name}"
@@ -103,17 +114,21 @@ const README_MD: &str = r#"# {name}
 A weir transform, made by `weir plugin new {name}`.
 
 ```sh
-cargo test                                            # the plugin's own tests, natively
-cargo build --release --target wasm32-wasip2          # the component
-cp target/wasm32-wasip2/release/{crate}.wasm PLUGIN_DIR/{name}.wasm
+cargo test                            # the plugin's own tests, natively
+weir plugin build                     # the component (cargo build --release --target wasm32-wasip2)
+weir plugin deploy --to PLUGIN_DIR    # build, then install it as PLUGIN_DIR/{name}.wasm (or --to s3://bucket/dir)
 ```
 
 Then add a stage to the pipeline, `[[stages]] name = "{name}"`, `plugin = "{name}"`
 (`[stages.config] type = "..."` picks the events to mark). Try it on a file first:
 `weir plugin test target/wasm32-wasip2/release/{crate}.wasm --input events.ndjson`.
+A running weir swaps a deployed version in at its next batch.
+
+`{sdk_note}`
 "#;
 
-/// Writes the crate `name` under `parent`; `sdk` is the `weir-sdk` folder it depends on.
+/// Writes the crate `name` under `parent`; `sdk` is the `weir-sdk` folder it depends on
+/// (default: the SDK this weir carries, written into the crate's `weir-sdk` folder).
 pub fn new_plugin(name: &str, parent: &Path, sdk: Option<PathBuf>) -> Result<PathBuf> {
     let valid = name.chars().next().is_some_and(|c| c.is_ascii_lowercase())
         && name
@@ -124,35 +139,61 @@ pub fn new_plugin(name: &str, parent: &Path, sdk: Option<PathBuf>) -> Result<Pat
             "plugin name {name:?}: use lowercase letters, digits and `-`, starting with a letter"
         );
     }
-    let sdk = sdk.unwrap_or_else(|| PathBuf::from(BUILT_WITH_SDK));
-    let sdk = sdk.canonicalize().with_context(|| {
-        format!(
-            "the weir SDK is not at {}: pass --sdk PATH (the `sdk` folder of a weir checkout)",
-            sdk.display()
-        )
-    })?;
+    let sdk = sdk
+        .map(|sdk| {
+            sdk.canonicalize().with_context(|| {
+                format!(
+                    "the weir SDK is not at {}: pass --sdk PATH (the `sdk` folder of a weir \
+                     checkout), or leave --sdk out to use the SDK this weir carries",
+                    sdk.display()
+                )
+            })
+        })
+        .transpose()?;
     let dir = parent.join(name);
     if dir.exists() {
         bail!("{} already exists", dir.display());
     }
+    let (sdk_path, sdk_note) = match &sdk {
+        Some(sdk) => (
+            sdk.display().to_string(),
+            format!("The crate uses the SDK at {}.", sdk.display()),
+        ),
+        None => (
+            format!("{VENDORED_SDK}/sdk"),
+            format!(
+                "`{VENDORED_SDK}/` holds the SDK and the WIT contract of weir {}, which made \
+                 this crate; a newer weir's `weir plugin new` carries newer ones.",
+                env!("CARGO_PKG_VERSION")
+            ),
+        ),
+    };
     let crate_name = name.replace('-', "_");
     let fill = |template: &str| {
         template
             .replace("{name}", name)
             .replace("{crate}", &crate_name)
             .replace("{field}", &crate_name)
-            .replace("{sdk}", &sdk.display().to_string())
+            .replace("{sdk}", &sdk_path)
+            .replace("`{sdk_note}`", &sdk_note)
     };
-    std::fs::create_dir_all(dir.join("src"))
-        .with_context(|| format!("creating {}", dir.display()))?;
+    for folder in ["src", ".cargo"] {
+        std::fs::create_dir_all(dir.join(folder))
+            .with_context(|| format!("creating {}", dir.join(folder).display()))?;
+    }
     for (file, template) in [
         ("Cargo.toml", CARGO_TOML),
         ("src/lib.rs", LIB_RS),
         ("README.md", README_MD),
         (".gitignore", "/target\n"),
+        ("rust-toolchain.toml", RUST_TOOLCHAIN_TOML),
+        (".cargo/config.toml", CARGO_CONFIG_TOML),
     ] {
         std::fs::write(dir.join(file), fill(template))
             .with_context(|| format!("writing {file}"))?;
+    }
+    if sdk.is_none() {
+        super::embedded_sdk::write_to(&dir.join(VENDORED_SDK))?;
     }
     Ok(dir)
 }

@@ -259,7 +259,7 @@ fn main() {
         latencies.iter().copied().fold(0.0, f64::max)
     );
     println!(
-        "  of which rename → published {:>7.1} ms  (median: 200 ms quiet time, compile, world check, trial init)",
+        "  of which rename → published {:>7.1} ms  (median: compile, world check, trial init)",
         median(published.clone())
     );
     println!(

@@ -3,6 +3,7 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::time::Duration;
 
 use crate::harness::{plugin, request, root, wait_for_answer, weir, weir_ok};
 
@@ -510,4 +511,78 @@ fn dlq_list_and_show_read_a_dead_letter_file() {
         "{}",
         shown[0]
     );
+}
+
+#[test]
+fn top_shows_what_flows_through_a_running_instance() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("pipeline.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "plugin_dir = {:?}\n\
+             [source.file]\npath = \"-\"\nbatch_timeout = \"20ms\"\n\
+             [[stages]]\nname = \"bots\"\nplugin = \"bot-filter\"\n\
+             [sinks.out]\ntype = \"ndjson\"\nroutes = [\"main\", \"bots\"]\npath = {:?}\n\
+             [dead_letter]\npath = {:?}\n",
+            crate::harness::plugin_dir(),
+            dir.path().join("out.ndjson"),
+            dir.path().join("dlq.ndjson")
+        ),
+    )
+    .unwrap();
+    let (mut run, port) = crate::harness::run_on_stdin(&config);
+    let mut stdin = run.stdin.take().unwrap();
+    wait_for_answer(port, "/readyz", |code, _| code == 200);
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let feeder = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let mut n = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let line = if n % 10 == 9 {
+                    "not json\n".to_string()
+                } else {
+                    format!("{{\"user_id\":\"u{n}\",\"ts\":{n},\"user_agent\":\"Mozilla/5.0\"}}\n")
+                };
+                stdin.write_all(line.as_bytes()).unwrap();
+                stdin.flush().unwrap();
+                n += 1;
+                std::thread::sleep(Duration::from_millis(2));
+            }
+        })
+    };
+    let admin = format!("127.0.0.1:{port}");
+    let view = weir_ok(&["top", "--admin", &admin, "--once", "--interval", "500ms"]);
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    feeder.join().unwrap();
+    assert!(view.starts_with(&format!("weir at {admin}: ok")), "{view}");
+    let rate = |prefix: &str| -> f64 {
+        let line = view
+            .lines()
+            .find(|l| l.starts_with(prefix))
+            .unwrap_or_else(|| panic!("{view}"));
+        line[prefix.len()..]
+            .split_whitespace()
+            .next()
+            .unwrap()
+            .trim_end_matches("/s")
+            .parse()
+            .unwrap()
+    };
+    assert!(rate("in ") > 10.0, "{view}");
+    assert!(view.contains(", out "), "{view}");
+    assert!(view.contains("dead letters decode "), "{view}");
+    let stage = view
+        .lines()
+        .find(|l| l.starts_with("bots "))
+        .unwrap_or_else(|| panic!("{view}"));
+    assert!(stage.contains("closed"), "{stage}");
+    // SAFETY: kill only sends a signal to the child.
+    assert_eq!(unsafe { libc::kill(run.id() as i32, libc::SIGTERM) }, 0);
+    assert!(run.wait().unwrap().success());
+
+    let gone = weir(&["top", "--admin", &admin, "--once"]);
+    assert!(!gone.status.success());
+    assert!(String::from_utf8_lossy(&gone.stderr).contains("no weir admin endpoint answers"));
 }

@@ -11,6 +11,7 @@ mod plugin;
 mod plugin_ship;
 mod run;
 mod scaffold;
+mod top;
 mod validate;
 
 use std::path::PathBuf;
@@ -86,6 +87,20 @@ pub enum Command {
     /// Write synthetic inputs: a clickstream or a small geo database.
     #[command(subcommand)]
     Generate(generate::GenerateCommand),
+    /// A live view of a running instance through its admin endpoint: records in and out per
+    /// second by sink, dead letters by class, each stage's calls, errors and p99, lag,
+    /// watermark delay, state, epoch age, breakers, CPU and memory.
+    Top {
+        /// The instance's admin endpoint (`[admin] listen`).
+        #[arg(long, default_value = "127.0.0.1:9898", env = "WEIR_ADMIN_LISTEN")]
+        admin: String,
+        /// Time between two views.
+        #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
+        interval: std::time::Duration,
+        /// Print one view (rates over one interval) and exit.
+        #[arg(long)]
+        once: bool,
+    },
 }
 
 /// Parses arguments, sets up logging and runs the command.
@@ -131,6 +146,11 @@ pub fn main() -> ExitCode {
         Command::Validate(args) => validate::validate(&args),
         Command::Plugin(cmd) => plugin::execute(cmd),
         Command::Generate(cmd) => generate::execute(cmd),
+        Command::Top {
+            admin,
+            interval,
+            once,
+        } => top::run(&admin, interval, once),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,

@@ -184,7 +184,9 @@ fn run_partitioned(
 }
 
 /// Reads the source to its end, sending each partition a batch whenever it has gathered
-/// `batch_size` records (and whatever is left when the source pauses or ends).
+/// `batch_size` records, and whatever is waiting whenever the source hands over a short batch
+/// (standard input after its `batch_timeout`, or nothing at all) or ends: a steady trickle of
+/// lines is processed within `batch_timeout`, not once 512 have come.
 fn read(
     source: &mut dyn crate::source::Source,
     senders: &[SyncSender<Work>],
@@ -200,7 +202,7 @@ fn read(
     while !stopping(stop, stopped)
         && let Some(batch) = source.next_batch(batch_size)?
     {
-        let flush_all = batch.is_empty();
+        let (short, idle) = (batch.len() < batch_size, batch.is_empty());
         for mut record in batch {
             let p = partition_of(&record, key_field, partitions);
             record.provenance.partition = i32::try_from(p).unwrap_or(i32::MAX);
@@ -213,13 +215,15 @@ fn read(
                 }
             }
         }
-        if flush_all {
-            // The source has nothing for now (a pipe): hand over what is waiting.
+        if short {
+            // The source has no more for now (a pipe): hand over what is waiting.
             for (p, records) in pending.iter_mut().enumerate() {
                 if !records.is_empty() && !send(p, std::mem::take(records)) {
                     return Ok(());
                 }
             }
+        }
+        if idle {
             std::thread::sleep(IDLE_POLL);
         }
     }

@@ -516,21 +516,8 @@ fn dlq_list_and_show_read_a_dead_letter_file() {
 #[test]
 fn top_shows_what_flows_through_a_running_instance() {
     let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("pipeline.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "plugin_dir = {:?}\n\
-             [source.file]\npath = \"-\"\nbatch_timeout = \"20ms\"\n\
-             [[stages]]\nname = \"bots\"\nplugin = \"bot-filter\"\n\
-             [sinks.out]\ntype = \"ndjson\"\nroutes = [\"main\", \"bots\"]\npath = {:?}\n\
-             [dead_letter]\npath = {:?}\n",
-            crate::harness::plugin_dir(),
-            dir.path().join("out.ndjson"),
-            dir.path().join("dlq.ndjson")
-        ),
-    )
-    .unwrap();
+    let plugins = crate::harness::plugin_dir().to_str().unwrap();
+    let config = crate::harness::stdin_config(dir.path(), plugins, "");
     let (mut run, port) = crate::harness::run_on_stdin(&config);
     let mut stdin = run.stdin.take().unwrap();
     wait_for_answer(port, "/readyz", |code, _| code == 200);

@@ -8,7 +8,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
 use std::process::Command;
 
-use crate::harness::{plugin_dir, python, request, root, run_on_stdin, wait_for_answer, weir};
+use crate::harness::{
+    plugin_dir, python, request, root, run_on_stdin, stdin_config, wait_for_answer, weir,
+};
 
 /// Every metric name the host emits: `counter!`, `gauge!`, `histogram!` and the per-partition
 /// gauges' `set` with a literal name, and the `# TYPE` lines the admin endpoint writes itself.
@@ -209,22 +211,7 @@ fn datadog_names(prometheus_text: &str) -> BTreeSet<String> {
 #[test]
 fn the_datadog_openmetrics_check_scrapes_the_names_the_docs_list() {
     let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("pipeline.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "plugin_dir = {:?}\n\
-             [source.file]\npath = \"-\"\nbatch_timeout = \"50ms\"\n\
-             [event]\nkey_field = \"user_id\"\ntime_field = \"ts\"\n\
-             [[stages]]\nname = \"bot-filter\"\nplugin = \"bot-filter\"\n\
-             [sinks.out]\ntype = \"ndjson\"\nroutes = [\"main\", \"bots\"]\npath = {:?}\n\
-             [dead_letter]\npath = {:?}\n",
-            plugin_dir(),
-            dir.path().join("out.ndjson"),
-            dir.path().join("dlq.ndjson")
-        ),
-    )
-    .unwrap();
+    let config = stdin_config(dir.path(), plugin_dir().to_str().unwrap(), "");
     let (mut run, port) = run_on_stdin(&config);
     let mut stdin = run.stdin.take().unwrap();
     for n in 0..10 {

@@ -187,6 +187,28 @@ pub fn run_on_stdin(config: &Path) -> (Child, u16) {
     (child, port)
 }
 
+/// Writes `dir/pipeline.toml`: standard input (50 ms batch timeout) through bot-filter as
+/// stage `bots` into an NDJSON sink and a dead-letter file in `dir`, its plugins in
+/// `plugin_dir`, with `tables` (TOML tables) after it; returns the config's path.
+pub fn stdin_config(dir: &Path, plugin_dir: &str, tables: &str) -> PathBuf {
+    let config = dir.join("pipeline.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "plugin_dir = {plugin_dir:?}\n{tables}\n\
+             [source.file]\npath = \"-\"\nbatch_timeout = \"50ms\"\n\
+             [event]\nkey_field = \"user_id\"\ntime_field = \"ts\"\n\
+             [[stages]]\nname = \"bots\"\nplugin = \"bot-filter\"\n\
+             [sinks.out]\ntype = \"ndjson\"\nroutes = [\"main\", \"bots\"]\npath = {:?}\n\
+             [dead_letter]\npath = {:?}\n",
+            dir.join("out.ndjson"),
+            dir.join("dlq.ndjson")
+        ),
+    )
+    .unwrap();
+    config
+}
+
 /// The workspace root.
 pub fn root() -> PathBuf {
     xtask::workspace_root()

@@ -7,7 +7,7 @@ use std::io::Write;
 use weir::storage::Storage;
 use xtask::servers::S3Server;
 
-use crate::harness::{plugin, request, run_on_stdin, wait_for_answer};
+use crate::harness::{plugin, request, run_on_stdin, stdin_config, wait_for_answer};
 use crate::sinks::s3_options;
 
 /// The `/plugins` entry of `stage`.
@@ -31,26 +31,14 @@ fn plugins_in_an_s3_prefix_are_polled_and_swapped_like_files() {
     let v1 = std::fs::read(plugin("bot-filter")).unwrap();
     bucket.put("bot-filter.wasm", v1.clone()).unwrap();
 
-    let config = dir.path().join("pipeline.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "plugin_dir = \"s3://plugins/prod\"\n\
-             [plugins]\npoll_interval = \"200ms\"\n\
-             [plugins.s3]\nendpoint = {:?}\nallow_http = true\naccess_key_id = {:?}\nsecret_access_key = {:?}\n\
-             [source.file]\npath = \"-\"\nbatch_timeout = \"50ms\"\n\
-             [event]\nkey_field = \"user_id\"\ntime_field = \"ts\"\n\
-             [[stages]]\nname = \"bots\"\nplugin = \"bot-filter\"\n\
-             [sinks.out]\ntype = \"ndjson\"\nroutes = [\"main\", \"bots\"]\npath = {:?}\n\
-             [dead_letter]\npath = {:?}\n",
-            server.endpoint(),
-            s3.access_key_id.unwrap(),
-            s3.secret_access_key.unwrap(),
-            dir.path().join("out.ndjson"),
-            dir.path().join("dlq.ndjson"),
-        ),
-    )
-    .unwrap();
+    let tables = format!(
+        "[plugins]\npoll_interval = \"200ms\"\n\
+         [plugins.s3]\nendpoint = {:?}\nallow_http = true\naccess_key_id = {:?}\nsecret_access_key = {:?}\n",
+        server.endpoint(),
+        s3.access_key_id.unwrap(),
+        s3.secret_access_key.unwrap(),
+    );
+    let config = stdin_config(dir.path(), "s3://plugins/prod", &tables);
     let (mut run, port) = run_on_stdin(&config);
     let mut stdin = run.stdin.take().unwrap();
     let mut sent = 0;

@@ -9,7 +9,8 @@ use std::time::Duration;
 
 use super::decode::RecordDecoder;
 use super::partition::PartitionPipeline;
-use super::plugin_source::{PluginPoller, PluginSource};
+use super::plugin_poller::PluginPoller;
+use super::plugin_source::PluginSource;
 use super::plugins::PluginRegistry;
 use super::router::Router;
 use super::stage::Stage;

@@ -6,6 +6,7 @@ pub mod build;
 mod decode;
 mod native_stage;
 mod partition;
+pub mod plugin_poller;
 pub mod plugin_source;
 pub mod plugins;
 mod router;

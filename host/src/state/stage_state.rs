@@ -291,16 +291,18 @@ impl StageState {
                 .get(self.scratch.as_slice())
                 .map(|e| e.value.as_slice());
         };
-        let touch = self.expiry.touch_time(key);
         let entry = self.entries.get_mut(self.scratch.as_slice())?;
         if entry.touched.saturating_add(lifetime.ms) <= self.expiry.clock {
             return None;
         }
-        if lifetime.refresh == TtlRefresh::OnReadAndWrite && touch > entry.touched {
-            entry.touched = touch;
-            if !entry.changed {
-                entry.changed = true;
-                self.changed_entries.push(self.scratch.clone());
+        if lifetime.refresh == TtlRefresh::OnReadAndWrite {
+            let touch = self.expiry.touch_time(key);
+            if touch > entry.touched {
+                entry.touched = touch;
+                if !entry.changed {
+                    entry.changed = true;
+                    self.changed_entries.push(self.scratch.clone());
+                }
             }
         }
         Some(entry.value.as_slice())

@@ -214,11 +214,14 @@ pub fn root() -> PathBuf {
     xtask::workspace_root()
 }
 
-/// Runs a Python script in the test venv (DuckDB, kubernetes-validate); returns stdout. Fails
-/// with the install hint when the venv cannot be made.
+/// Runs a Python script in the test venv (DuckDB, kubernetes-validate, the Datadog check);
+/// returns stdout. Fails with the install hint when the venv cannot be made.
 pub fn python(script: &str) -> String {
     let python = xtask::python::venv_python().unwrap_or_else(|e| {
-        panic!("the test venv (DuckDB, kubernetes-validate) is unavailable: {e:#}")
+        panic!(
+            "the test venv ({}) is unavailable: {e:#}",
+            xtask::python::PACKAGES.join(", ")
+        )
     });
     let out = Command::new(python).arg("-c").arg(script).output().unwrap();
     assert!(

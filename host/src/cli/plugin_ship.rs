@@ -52,10 +52,9 @@ pub fn build(crate_dir: &Path) -> Result<Built> {
     if let Some(stdout) = child.stdout.take() {
         for line in std::io::BufReader::new(stdout).lines() {
             let message: serde_json::Value = serde_json::from_str(&line?).unwrap_or_default();
-            if message["reason"] != "compiler-artifact"
-                || message["target"]["name"] != name.replace('-', "_")
-                    && message["target"]["name"] != name.as_str()
-            {
+            let target = message["target"]["name"].as_str().unwrap_or_default();
+            let ours = target == name || target == name.replace('-', "_");
+            if message["reason"] != "compiler-artifact" || !ours {
                 continue;
             }
             let files = message["filenames"].as_array().into_iter().flatten();

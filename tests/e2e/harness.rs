@@ -249,6 +249,17 @@ pub fn request(port: u16, method: &str, path: &str) -> Option<(u16, String)> {
     Some((code, body))
 }
 
+/// The `/plugins` entry of `stage`.
+pub fn plugin_status(port: u16, stage: &str) -> serde_json::Value {
+    let body = request(port, "GET", "/plugins")
+        .map(|(_, b)| b)
+        .unwrap_or_default();
+    let all: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+    all.as_array()
+        .and_then(|a| a.iter().find(|p| p["stage"] == stage).cloned())
+        .unwrap_or_default()
+}
+
 /// Polls `path` until `check` accepts the answer.
 pub fn wait_for_answer(port: u16, path: &str, check: impl Fn(u16, &str) -> bool) -> String {
     let deadline = Instant::now() + Duration::from_secs(90);

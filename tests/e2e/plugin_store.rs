@@ -7,19 +7,8 @@ use std::io::Write;
 use weir::storage::Storage;
 use xtask::servers::S3Server;
 
-use crate::harness::{plugin, request, run_on_stdin, stdin_config, wait_for_answer};
+use crate::harness::{plugin, plugin_status, run_on_stdin, stdin_config, wait_for_answer};
 use crate::sinks::s3_options;
-
-/// The `/plugins` entry of `stage`.
-fn plugin_status(port: u16, stage: &str) -> serde_json::Value {
-    let body = request(port, "GET", "/plugins")
-        .map(|(_, b)| b)
-        .unwrap_or_default();
-    let all: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
-    all.as_array()
-        .and_then(|a| a.iter().find(|p| p["stage"] == stage).cloned())
-        .unwrap_or_default()
-}
 
 #[test]
 fn plugins_in_an_s3_prefix_are_polled_and_swapped_like_files() {

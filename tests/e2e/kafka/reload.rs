@@ -15,7 +15,7 @@ use super::{
     Broker, Record, WeirProcess, clickstream, lake_tables, pipeline_config, produce, read_all,
     request, wait_for, wait_for_answer,
 };
-use crate::harness::plugin_dir;
+use crate::harness::{plugin_dir, plugin_status};
 
 const STAGE_PLUGINS: &[&str] = &["bot-filter", "ip-geo", "sessionize"];
 
@@ -61,18 +61,6 @@ fn bot_filter_v2() -> Vec<u8> {
     })
     .unwrap_or_else(|e| panic!("{e:#}"));
     std::fs::read(built).unwrap()
-}
-
-/// The `/plugins` entry of `stage`.
-fn plugin_status(port: u16, stage: &str) -> serde_json::Value {
-    let body = request(port, "GET", "/plugins").unwrap().1;
-    let all: serde_json::Value = serde_json::from_str(&body).unwrap();
-    all.as_array()
-        .unwrap()
-        .iter()
-        .find(|p| p["stage"] == stage)
-        .unwrap()
-        .clone()
 }
 
 /// The value of the sample of `name` with `labels` (among others) in Prometheus text, 0 when

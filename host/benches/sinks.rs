@@ -105,6 +105,7 @@ fn lake_rows(rows: usize) -> Vec<Vec<SinkRecord>> {
                 source: Arc::from("clicks"),
                 partition: 0,
                 offset: offset as i64,
+                trace: None,
             }),
         });
     }

@@ -49,6 +49,7 @@ fn event(i: usize, users: usize) -> SourceRecord {
             source: "bench".into(),
             partition: 0,
             offset: i as i64,
+            trace: None,
         },
     }
 }

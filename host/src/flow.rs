@@ -28,6 +28,8 @@ pub struct Provenance {
     pub partition: i32,
     /// Offset in the partition (line number for files).
     pub offset: i64,
+    /// The record's W3C `traceparent`, carried to the Kafka outputs derived from it.
+    pub trace: Option<crate::telemetry::TraceParent>,
 }
 
 /// One record, owned (what tests and the in-memory sink keep; sinks get a [`SinkBatch`]).

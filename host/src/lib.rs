@@ -22,6 +22,7 @@ pub mod source;
 pub mod state;
 pub mod storage;
 pub mod synth;
+pub mod telemetry;
 pub mod units;
 
 pub use error::{Error, Result};

@@ -7,6 +7,17 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write;
 use std::sync::{Mutex, MutexGuard};
 
+/// Every gauge kept here (the OTLP export registers one instrument per name).
+pub const NAMES: [&str; 7] = [
+    "weir_source_consumer_lag_records",
+    "weir_source_watermark_lag_seconds",
+    "weir_state_keys",
+    "weir_state_timers",
+    "weir_state_bytes",
+    "weir_state_snapshot_bytes",
+    "weir_checkpoint_chain_length",
+];
+
 /// A partition: topic and number.
 type Partition = (String, i32);
 
@@ -50,12 +61,26 @@ pub fn release_all() {
 
 /// Sets gauge `name` of a partition this instance owns (per stage when `stage` is given).
 pub fn set(name: &'static str, topic: &str, partition: i32, stage: Option<&str>, value: f64) {
+    debug_assert!(
+        NAMES.contains(&name) || name.starts_with("weir_test_"),
+        "{name}"
+    );
     let mut gauges = gauges();
     let key = (topic.to_string(), partition);
     if gauges.owned.contains(&key) {
         gauges
             .values
             .insert((name, key, stage.map(str::to_string)), value);
+    }
+}
+
+/// Calls `each` with every series of gauge `name`: topic, partition, stage and value.
+pub fn for_each(name: &str, mut each: impl FnMut(&str, i32, Option<&str>, f64)) {
+    let gauges = gauges();
+    for ((series_name, (topic, partition), stage), value) in &gauges.values {
+        if *series_name == name {
+            each(topic, *partition, stage.as_deref(), *value);
+        }
     }
 }
 

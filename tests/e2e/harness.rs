@@ -145,6 +145,7 @@ pub fn records(values: &[serde_json::Value]) -> Vec<SourceRecord> {
                 source: "test".into(),
                 partition: 0,
                 offset: i as i64,
+                trace: None,
             },
         })
         .collect()

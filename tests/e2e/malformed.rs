@@ -62,6 +62,7 @@ fn record(value: Vec<u8>, offset: i64) -> SourceRecord {
             source: "input".into(),
             partition: 0,
             offset,
+            trace: None,
         },
     }
 }

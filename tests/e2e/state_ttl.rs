@@ -29,6 +29,7 @@ fn event(i: usize) -> SourceRecord {
             source: "ttl".into(),
             partition: 0,
             offset: i as i64,
+            trace: None,
         },
     }
 }

@@ -28,6 +28,9 @@ pub const PACKAGES: &[&str] = &[
     "requests-unixsocket2==1.0.1",
     "simplejson==4.3.0",
     "wrapt==2.5.2",
+    // The OTLP receiver of the telemetry test, built from the official protobuf definitions.
+    "opentelemetry-proto==1.45.2",
+    "protobuf==6.33.6",
 ];
 
 static VENV_LOCK: Mutex<()> = Mutex::new(());

@@ -98,7 +98,7 @@ pub fn events_from(start: usize, n: usize) -> Vec<SourceRecord> {
                 value: value.into_bytes(),
                 timestamp: None,
                 headers: Vec::new(),
-                provenance: Provenance { source: "bench".into(), partition: 0, offset: i as i64 },
+                provenance: Provenance { source: "bench".into(), partition: 0, offset: i as i64 , trace: None,},
             }
         })
         .collect()

@@ -304,6 +304,7 @@ pub fn test(
                     source: "input".into(),
                     partition: 0,
                     offset: index as i64,
+                    trace: None,
                 },
             };
             match decoder.decode_into(&record, &mut arena) {

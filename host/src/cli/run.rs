@@ -38,8 +38,10 @@ pub fn run(args: RunArgs) -> Result<()> {
         config.admin.listen = listen;
     }
     let plugin_dir = args.plugin_dir.unwrap_or_else(|| config.plugin_dir.clone());
+    let instance = args.instance_id.unwrap_or_else(default_instance_id);
+    let (_telemetry, otlp_metrics) = crate::telemetry::install(&config.telemetry, &instance)?;
     let status = admin::Status::new(&config);
-    start_admin(&config.admin, &status)?;
+    start_admin(&config.admin, &status, otlp_metrics)?;
     publish_config_metrics(&config);
     if let SourceConfig::File(_) = config.source {
         let built = build(&config, &plugin_dir)?;
@@ -57,7 +59,7 @@ pub fn run(args: RunArgs) -> Result<()> {
         }
         return Ok(());
     }
-    let mut options = DaemonOptions::new(&args.instance_id.unwrap_or_else(default_instance_id));
+    let mut options = DaemonOptions::new(&instance);
     options
         .bounded
         .store(args.bounded, std::sync::atomic::Ordering::Relaxed);
@@ -96,17 +98,22 @@ fn publish_config_metrics(config: &PipelineConfig) {
     }
 }
 
-/// Installs the Prometheus recorder and serves the admin endpoint, unless it is `off`.
-fn start_admin(config: &AdminConfig, status: &Arc<admin::Status>) -> Result<()> {
-    let Some(address) = config
+/// Installs the metrics recorders (Prometheus unless the admin endpoint is `off`, OTLP when
+/// `otlp` is given) and serves the admin endpoint.
+fn start_admin(
+    config: &AdminConfig,
+    status: &Arc<admin::Status>,
+    otlp: Option<crate::telemetry::OtlpRecorder>,
+) -> Result<()> {
+    let address = config
         .address()
-        .map_err(|e| anyhow::anyhow!("admin.listen: {e}"))?
-    else {
+        .map_err(|e| anyhow::anyhow!("admin.listen: {e}"))?;
+    let metrics = admin::install_recorders(address.is_some(), otlp)
+        .map_err(|e| anyhow::anyhow!("installing the metrics recorder: {e}"))?;
+    let Some(address) = address else {
         return Ok(());
     };
-    let metrics = admin::install_prometheus()
-        .map_err(|e| anyhow::anyhow!("installing the metrics recorder: {e}"))?;
-    let bound = admin::serve(address, status.clone(), Some(metrics))
+    let bound = admin::serve(address, status.clone(), metrics)
         .map_err(|e| anyhow::anyhow!("admin.listen: binding {address}: {e}"))?;
     tracing::info!(address = %bound, "Admin endpoint listening (/metrics, /healthz, /readyz, /plugins, /pipeline).");
     Ok(())

@@ -90,6 +90,9 @@ pub struct PipelineConfig {
     /// How the instance uses the machine's cores.
     #[serde(default)]
     pub runtime: RuntimeConfig,
+    /// Spans and metrics over OpenTelemetry's OTLP.
+    #[serde(default)]
+    pub telemetry: crate::telemetry::TelemetryConfig,
 }
 
 /// How new plugin versions are found: a folder is watched (inotify); an `s3://` plugin_dir, or
@@ -404,6 +407,9 @@ impl PipelineConfig {
     /// Checks what the types cannot: names, limits, routes. Does no I/O.
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.validate_source()?;
+        self.telemetry
+            .validate()
+            .map_err(|(field, reason)| invalid(format!("telemetry.{field}"), reason))?;
         self.admin
             .address()
             .map_err(|reason| invalid("admin.listen", &reason))?;

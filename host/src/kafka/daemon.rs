@@ -22,6 +22,7 @@ use crate::kafka_client::client_config;
 use crate::pipeline::PipelineStats;
 use crate::pipeline::build::PipelineFactory;
 use crate::sinks::kafka::headers::to_pairs;
+use crate::telemetry::TraceParent;
 
 /// How a daemon run behaves beyond its config.
 #[derive(Clone)]
@@ -137,16 +138,18 @@ impl ConsumerContext for DaemonContext {
 }
 
 fn to_record(message: &BorrowedMessage<'_>, topic: Arc<str>) -> SourceRecord {
+    let headers = message.headers().map(to_pairs).unwrap_or_default();
     SourceRecord {
         key: message.key().map(<[u8]>::to_vec),
         value: message.payload().unwrap_or_default().to_vec(),
         timestamp: message.timestamp().to_millis(),
-        headers: message.headers().map(to_pairs).unwrap_or_default(),
         provenance: Provenance {
             source: topic,
             partition: message.partition(),
             offset: message.offset(),
+            trace: TraceParent::from_headers(&headers),
         },
+        headers,
     }
 }
 

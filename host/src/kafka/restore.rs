@@ -71,6 +71,7 @@ pub fn restore_task(
             source: topic.clone(),
             partition,
             offset: next - 1,
+            trace: None,
         });
     }
     pipeline.recover_sinks(sink_records.as_deref())?;

@@ -242,6 +242,7 @@ mod tests {
                 source: "t".into(),
                 partition: 0,
                 offset: 0,
+                trace: None,
             },
         }
     }

@@ -14,6 +14,7 @@ use crate::error::{Error, Result};
 use crate::event::{EventArena, EventRef};
 use crate::flow::{DeadLetter, Provenance, SourceRecord};
 use crate::state::{PartitionChanges, PartitionSnapshot, WatermarkTracker};
+use crate::telemetry::spans;
 
 /// What went through a pipeline.
 #[derive(Debug, Clone, Default, serde::Serialize)]
@@ -95,6 +96,11 @@ impl PartitionPipeline {
     /// Runs one source batch through every stage, routes the outputs, advances the watermark,
     /// fires due timers and writes to the sinks.
     pub fn process(&mut self, records: &[SourceRecord]) -> Result<()> {
+        let span = spans::batch(records);
+        self.process_batch(records).inspect_err(|e| span.fail(e))
+    }
+
+    fn process_batch(&mut self, records: &[SourceRecord]) -> Result<()> {
         self.stats.records_in += records.len() as u64;
         metrics::counter!("weir_source_records_total").increment(records.len() as u64);
         self.arena.clear();
@@ -373,10 +379,13 @@ impl PartitionPipeline {
                 },
             );
             let started = Instant::now();
+            let span = spans::stage_call(self.stages[idx].name(), events.len());
             let mut batch = std::mem::take(&mut self.scratch);
             let outcome = self.stages[idx].process(&mut batch, self.watermark.current());
             self.scratch = batch;
-            let result = outcome?;
+            let result = outcome.inspect_err(|e| span.fail(e))?;
+            span.set("weir.records.out", result.outputs.len() as i64);
+            drop(span);
             metrics::histogram!("weir_stage_batch_duration_seconds", "stage" => self.stages[idx].name().to_string())
                 .record(started.elapsed());
             let (next, next_origins) =
@@ -457,9 +466,13 @@ impl PartitionPipeline {
                 })
                 .min();
             let Some((_, idx)) = due else { return Ok(()) };
-            let Some(fired) = self.stages[idx].fire_due_timers(watermark, TIMERS_PER_CALL)? else {
-                continue;
-            };
+            let span = spans::stage_call(self.stages[idx].name(), 0);
+            let fired = self.stages[idx]
+                .fire_due_timers(watermark, TIMERS_PER_CALL)
+                .inspect_err(|e| span.fail(e))?;
+            let Some(fired) = fired else { continue };
+            span.set("weir.timers.fired", fired.batch.len() as i64);
+            drop(span);
             self.stats.timers_fired += fired.batch.len() as u64;
             self.route_timer_outputs(idx, fired)?;
         }

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use crate::event::{EventArena, EventRef};
 use crate::flow::{DeadLetter, Provenance};
 use crate::sinks::{DeadLetterSink, Sink, SinkBatch, SinkError};
+use crate::telemetry::spans;
 
 /// Per-route and per-reason counts.
 #[derive(Debug, Clone, Default, serde::Serialize)]
@@ -151,7 +152,12 @@ impl Router {
                 continue;
             }
             let records = std::mem::take(&mut self.buffers[i]);
-            let rejections = self.sinks[i].write(&records)?;
+            let span = spans::sink_write(self.sinks[i].name(), records.len());
+            let rejections = self.sinks[i]
+                .write(&records)
+                .inspect_err(|e| span.fail(e))?;
+            span.set("weir.records.rejected", rejections.len() as i64);
+            drop(span);
             let sink = self.sinks[i].name().to_string();
             count_written(&sink, &records, rejections.len());
             for rejection in rejections {
@@ -178,7 +184,10 @@ impl Router {
             self.buffers[i].clear();
         }
         if !self.dead.is_empty() {
-            self.dead_letters.write(&self.dead)?;
+            let span = spans::sink_write("dead_letter", self.dead.len());
+            self.dead_letters
+                .write(&self.dead)
+                .inspect_err(|e| span.fail(e))?;
             self.dead.clear();
         }
         Ok(())

@@ -109,6 +109,7 @@ fn record(mut line: Vec<u8>, source: &Arc<str>, line_no: i64) -> Option<SourceRe
             source: source.clone(),
             partition: 0,
             offset: line_no,
+            trace: None,
         },
     })
 }

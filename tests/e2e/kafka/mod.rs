@@ -14,6 +14,7 @@ mod offsets;
 mod reload;
 mod signals;
 mod strict;
+mod telemetry;
 mod zombie;
 
 use std::collections::BTreeMap;
@@ -23,7 +24,7 @@ use std::time::{Duration, Instant};
 
 use rdkafka::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::message::Message;
+use rdkafka::message::{Header, Message, OwnedHeaders};
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
 use weir::kafka::topic_reader::read_to_end;
 use weir::sinks::kafka::headers::to_pairs;
@@ -84,18 +85,36 @@ impl Broker {
 
 /// Produces NDJSON lines to `topic`, keyed by their `user_id` when they have one.
 pub fn produce(bootstrap: &str, topic: &str, lines: &[String]) {
+    produce_with_headers(bootstrap, topic, lines, |_| Vec::new());
+}
+
+/// Produces NDJSON lines like [`produce`], line `i` with the headers `headers(i)`.
+pub fn produce_with_headers(
+    bootstrap: &str,
+    topic: &str,
+    lines: &[String],
+    headers: impl Fn(usize) -> Vec<(&'static str, String)>,
+) {
     let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
         .set("linger.ms", "5")
         .set("enable.idempotence", "true")
         .create()
         .unwrap();
-    for line in lines {
+    for (i, line) in lines.iter().enumerate() {
         let key = weir::synth::clickstream::user_key(line);
         let mut record = BaseRecord::<String, String>::to(topic).payload(line);
         if let Some(key) = &key {
             record = record.key(key);
         }
+        let mut owned = OwnedHeaders::new();
+        for (name, value) in headers(i) {
+            owned = owned.insert(Header {
+                key: name,
+                value: Some(&value),
+            });
+        }
+        record = record.headers(owned);
         producer.send(record).map_err(|(e, _)| e).unwrap();
     }
     producer.flush(Duration::from_secs(30)).unwrap();

@@ -90,6 +90,7 @@ fn records(items: &[(&str, i64)], first: i64) -> SinkBatch {
                 source: Arc::from("conf"),
                 partition: 0,
                 offset: first + i as i64,
+                trace: None,
             }),
         })
         .collect();

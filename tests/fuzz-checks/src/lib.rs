@@ -49,6 +49,7 @@ pub fn decode(data: &[u8]) {
             source: "fuzz".into(),
             partition: 0,
             offset: 0,
+            trace: None,
         },
     };
     match RecordDecoder::new(&EventConfig::default()).decode(&record) {

@@ -12,6 +12,7 @@ use crate::checkpoint::partition_prefix;
 use crate::checkpoint::protocol::mark_committed;
 use crate::error::Result;
 use crate::kafka::task::{Epoch, PartitionTask, Prepared};
+use crate::telemetry::spans;
 
 impl Coordinator {
     /// Commits an epoch: stages every changed partition's output, writes its checkpoint,
@@ -44,8 +45,24 @@ impl Coordinator {
             chrono::Utc::now().format("%Y%m%dT%H%M%S%3f"),
             self.epoch_seq
         );
+        let span = spans::epoch_commit(&name);
+        let partitions = self
+            .commit_changed(consumer, &name, started)
+            .inspect_err(|e| span.fail(e))?;
+        span.set("weir.partitions", partitions as i64);
+        Ok(())
+    }
+
+    /// Commits the epoch named `name`, which has changes; returns how many partitions it
+    /// committed.
+    fn commit_changed<C: ConsumerContext>(
+        &mut self,
+        consumer: &BaseConsumer<C>,
+        name: &str,
+        started: Instant,
+    ) -> Result<usize> {
         let epoch = Epoch {
-            name: &name,
+            name,
             group: &self.source.group,
             incremental: self.incremental,
             store: &self.store,
@@ -98,6 +115,6 @@ impl Coordinator {
         metrics::gauge!("weir_checkpoint_last_commit_timestamp_seconds")
             .set(chrono::Utc::now().timestamp_millis() as f64 / 1000.0);
         tracing::debug!(epoch = name, partitions = offsets.count(), took = ?started.elapsed(), "Epoch committed.");
-        Ok(())
+        Ok(offsets.count())
     }
 }

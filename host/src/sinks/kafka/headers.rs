@@ -4,6 +4,7 @@
 use rdkafka::message::{Header, Headers, OwnedHeaders};
 
 use crate::flow::{DeadLetter, Provenance};
+use crate::telemetry::trace_parent;
 
 /// Source topic of the record an output derives from.
 pub const SOURCE_TOPIC: &str = "weir.source.topic";
@@ -36,8 +37,18 @@ fn add(headers: OwnedHeaders, key: &str, value: &[u8]) -> OwnedHeaders {
     })
 }
 
+/// The headers of an output: the source record's `traceparent` when it had one (so the
+/// trace goes on downstream), then provenance.
+pub fn output_headers(provenance: &Provenance) -> OwnedHeaders {
+    let mut headers = OwnedHeaders::new_with_capacity(4);
+    if let Some(trace) = &provenance.trace {
+        headers = add(headers, trace_parent::HEADER, trace.to_header().as_bytes());
+    }
+    with_provenance(headers, provenance)
+}
+
 /// Adds the provenance headers.
-pub fn with_provenance(mut headers: OwnedHeaders, provenance: &Provenance) -> OwnedHeaders {
+fn with_provenance(mut headers: OwnedHeaders, provenance: &Provenance) -> OwnedHeaders {
     headers = add(headers, SOURCE_TOPIC, provenance.source.as_bytes());
     headers = add(
         headers,

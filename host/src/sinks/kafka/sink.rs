@@ -7,7 +7,7 @@ use std::sync::Arc;
 use rdkafka::message::OwnedHeaders;
 
 use super::KafkaSinkConfig;
-use super::headers::with_provenance;
+use super::headers::output_headers;
 use super::producer::OutputProducer;
 use crate::sinks::{Rejection, Sink, SinkBatch, SinkError, io_error};
 
@@ -48,7 +48,7 @@ impl Sink for KafkaSink {
                 ));
             };
             let headers = match record.provenance {
-                Some(p) => with_provenance(OwnedHeaders::new_with_capacity(3), p),
+                Some(p) => output_headers(p),
                 None => OwnedHeaders::new(),
             };
             self.producer

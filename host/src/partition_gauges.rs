@@ -8,7 +8,7 @@ use std::fmt::Write;
 use std::sync::{Mutex, MutexGuard};
 
 /// Every gauge kept here (the OTLP export registers one instrument per name).
-pub const NAMES: [&str; 7] = [
+pub const NAMES: [&str; 8] = [
     "weir_source_consumer_lag_records",
     "weir_source_watermark_lag_seconds",
     "weir_state_keys",
@@ -16,13 +16,18 @@ pub const NAMES: [&str; 7] = [
     "weir_state_bytes",
     "weir_state_snapshot_bytes",
     "weir_checkpoint_chain_length",
+    "weir_sink_lake_event_time_seconds",
 ];
 
 /// A partition: topic and number.
 type Partition = (String, i32);
 
-/// One series: its gauge's name, its partition and, for per-stage gauges, the stage.
-type Series = (&'static str, Partition, Option<String>);
+/// A label beside topic and partition: `stage` or `sink`, and its value.
+type Label = (&'static str, String);
+
+/// One series: its gauge's name, its partition and, for per-stage or per-sink gauges, the
+/// stage or sink.
+type Series = (&'static str, Partition, Option<Label>);
 
 #[derive(Default)]
 struct Gauges {
@@ -61,6 +66,21 @@ pub fn release_all() {
 
 /// Sets gauge `name` of a partition this instance owns (per stage when `stage` is given).
 pub fn set(name: &'static str, topic: &str, partition: i32, stage: Option<&str>, value: f64) {
+    set_labeled(name, topic, partition, stage.map(|s| ("stage", s)), value);
+}
+
+/// Sets gauge `name` of a partition this instance owns, for sink `sink`.
+pub fn set_for_sink(name: &'static str, topic: &str, partition: i32, sink: &str, value: f64) {
+    set_labeled(name, topic, partition, Some(("sink", sink)), value);
+}
+
+fn set_labeled(
+    name: &'static str,
+    topic: &str,
+    partition: i32,
+    label: Option<(&'static str, &str)>,
+    value: f64,
+) {
     debug_assert!(
         NAMES.contains(&name) || name.starts_with("weir_test_"),
         "{name}"
@@ -68,18 +88,19 @@ pub fn set(name: &'static str, topic: &str, partition: i32, stage: Option<&str>,
     let mut gauges = gauges();
     let key = (topic.to_string(), partition);
     if gauges.owned.contains(&key) {
-        gauges
-            .values
-            .insert((name, key, stage.map(str::to_string)), value);
+        let label = label.map(|(label, value)| (label, value.to_string()));
+        gauges.values.insert((name, key, label), value);
     }
 }
 
-/// Calls `each` with every series of gauge `name`: topic, partition, stage and value.
-pub fn for_each(name: &str, mut each: impl FnMut(&str, i32, Option<&str>, f64)) {
+/// Calls `each` with every series of gauge `name`: topic, partition, the stage or sink label
+/// and value.
+pub fn for_each(name: &str, mut each: impl FnMut(&str, i32, Option<(&str, &str)>, f64)) {
     let gauges = gauges();
-    for ((series_name, (topic, partition), stage), value) in &gauges.values {
+    for ((series_name, (topic, partition), label), value) in &gauges.values {
         if *series_name == name {
-            each(topic, *partition, stage.as_deref(), *value);
+            let label = label.as_ref().map(|(key, value)| (*key, value.as_str()));
+            each(topic, *partition, label, *value);
         }
     }
 }
@@ -89,7 +110,7 @@ pub fn render() -> String {
     let gauges = gauges();
     let mut out = String::new();
     let mut last = "";
-    for ((name, (topic, partition), stage), value) in &gauges.values {
+    for ((name, (topic, partition), label), value) in &gauges.values {
         if *name != last {
             let _ = writeln!(out, "# TYPE {name} gauge");
             last = name;
@@ -99,8 +120,8 @@ pub fn render() -> String {
             "{name}{{topic=\"{}\",partition=\"{partition}\"",
             escape(topic)
         );
-        if let Some(stage) = stage {
-            let _ = write!(out, ",stage=\"{}\"", escape(stage));
+        if let Some((label, value)) = label {
+            let _ = write!(out, ",{label}=\"{}\"", escape(value));
         }
         let _ = writeln!(out, "}} {value}");
     }

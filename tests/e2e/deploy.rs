@@ -13,10 +13,11 @@ use crate::harness::{
 };
 
 /// Every metric name the host emits: `counter!`, `gauge!`, `histogram!` and the per-partition
-/// gauges' `set` with a literal name, and the `# TYPE` lines the admin endpoint writes itself.
+/// gauges' `set` with a literal name, a `&str` constant naming one, and the `# TYPE` lines the
+/// admin endpoint writes itself.
 fn exported_metrics() -> BTreeSet<String> {
     let macro_call = regex::Regex::new(
-        r#"(?:(?:counter|gauge|histogram)!\(|partition_gauges::set\(|\bset\(|# TYPE )\s*"?(weir_[a-z0-9_]+)"#,
+        r#"(?:(?:counter|gauge|histogram)!\(|partition_gauges::set\(|\bset\(|# TYPE |: &str = )\s*"?(weir_[a-z0-9_]+)"#,
     )
     .unwrap();
     let mut names = BTreeSet::new();

@@ -161,13 +161,13 @@ pub fn partition_gauges(meter: &Meter) -> Vec<ObservableGauge<f64>> {
             meter
                 .f64_observable_gauge(name)
                 .with_callback(move |observer| {
-                    partition_gauges::for_each(name, |topic, partition, stage, value| {
+                    partition_gauges::for_each(name, |topic, partition, label, value| {
                         let mut attributes = vec![
                             KeyValue::new("topic", topic.to_string()),
                             KeyValue::new("partition", partition.to_string()),
                         ];
-                        if let Some(stage) = stage {
-                            attributes.push(KeyValue::new("stage", stage.to_string()));
+                        if let Some((label, value)) = label {
+                            attributes.push(KeyValue::new(label.to_string(), value.to_string()));
                         }
                         observer.observe(value, &attributes);
                     });

@@ -6,7 +6,10 @@ use std::io::Write;
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use super::{Broker, WeirProcess, clickstream, pipeline_config, produce, request, wait_for_answer};
+use super::{
+    Broker, WeirProcess, clickstream, pipeline_config, produce, request, wait_for, wait_for_answer,
+};
+use crate::harness::python;
 
 #[test]
 fn admin_endpoint_reports_health_readiness_metrics_plugins_and_pipeline() {
@@ -15,6 +18,13 @@ fn admin_endpoint_reports_health_readiness_metrics_plugins_and_pipeline() {
     produce(&bootstrap, "clicks", &clickstream(30));
     let out = tempfile::tempdir().unwrap();
     let config = pipeline_config(&bootstrap, out.path(), "admin");
+    // Files roll (and are published at the next epoch) within the test.
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(
+        &config,
+        text.replace("roll_interval = \"5m\"", "roll_interval = \"2s\""),
+    )
+    .unwrap();
     let port = xtask::servers::free_port().unwrap();
     let listen = format!("127.0.0.1:{port}");
     let process =
@@ -138,6 +148,39 @@ fn admin_endpoint_reports_health_readiness_metrics_plugins_and_pipeline() {
         .unwrap();
     assert_eq!(lake["type"], "parquet");
     assert_eq!(lake["breaker"], "closed");
+
+    // Lake freshness: each partition's newest published event time; the newest of them is
+    // the newest event in the lake, as DuckDB reads it.
+    let freshness = || -> Option<f64> {
+        let (_, metrics) = request(port, "GET", "/metrics")?;
+        metrics
+            .lines()
+            .filter(|l| l.starts_with("weir_sink_lake_event_time_seconds{topic=\"clicks\""))
+            .filter(|l| l.contains("sink=\"lake\""))
+            .filter_map(|l| l.rsplit(' ').next()?.parse().ok())
+            .reduce(f64::max)
+    };
+    let newest_in_lake = || -> Option<f64> {
+        let glob = out.path().join("lake/events/dt=*/hour=*/*.parquet");
+        let script = format!(
+            "import duckdb\ntry:\n    print(duckdb.sql(\"select max(epoch_ms(ts)) from read_parquet('{}')\").fetchone()[0])\nexcept duckdb.IOException:\n    print('none')",
+            glob.display()
+        );
+        python(&script)
+            .trim()
+            .parse::<f64>()
+            .ok()
+            .map(|ms| ms / 1000.0)
+    };
+    wait_for(
+        "lake freshness to match the lake",
+        Duration::from_secs(60),
+        || {
+            let before = freshness();
+            let lake = newest_in_lake();
+            before.is_some() && before == freshness() && before == lake
+        },
+    );
 
     assert_eq!(request(port, "GET", "/nothing").unwrap().0, 404);
     assert_eq!(request(port, "POST", "/metrics").unwrap().0, 405);

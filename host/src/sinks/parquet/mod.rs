@@ -6,6 +6,7 @@
 mod columns;
 mod compose;
 mod config;
+mod freshness;
 mod schema;
 mod sink;
 

@@ -20,6 +20,7 @@ use serde::{Deserialize, Serialize};
 
 use super::columns::ColumnWriter;
 use super::compose::concat;
+use super::freshness::Freshness;
 use super::{ExtraFields, ParquetSinkConfig, schema_of};
 use crate::sinks::resilience::Breaker;
 use crate::sinks::staging::{STAGING_DIR, Scope};
@@ -97,6 +98,7 @@ pub struct ParquetSink {
     files: BTreeMap<String, OpenFile>,
     scoped: bool,
     finishing: bool,
+    freshness: Freshness,
     extra_fields: ExtraFields,
     /// Whether a field left out under `extra_fields = "ignore"` was logged (once per sink).
     logged_ignored_field: bool,
@@ -166,6 +168,7 @@ impl ParquetSink {
             files: BTreeMap::new(),
             scoped: scope.is_some(),
             finishing: false,
+            freshness: Freshness::new(name, scope),
             extra_fields: config.extra_fields,
             logged_ignored_field: false,
             unreferenced: Vec::new(),
@@ -273,6 +276,7 @@ impl ParquetSink {
         for folder in due {
             self.stage(&folder)?;
             if let Some(file) = self.files.remove(&folder) {
+                self.freshness.rolled(&folder, &file.final_key());
                 rolled.push(Publish {
                     to: file.final_key(),
                     parts: file.parts.into_iter().map(|p| p.key).collect(),
@@ -284,7 +288,7 @@ impl ParquetSink {
 
     /// Makes a rolled file visible and deletes its parts. Idempotent: a published file
     /// counts as done.
-    fn publish(&self, publish: &Publish) -> Result<(), SinkError> {
+    fn publish(&mut self, publish: &Publish) -> Result<(), SinkError> {
         let storage = &self.storage;
         self.breaker.call("publishing a file", || {
             if !storage.exists(&publish.to)? {
@@ -316,6 +320,7 @@ impl ParquetSink {
         })?;
         metrics::counter!("weir_sink_files_published_total", "sink" => self.name.clone())
             .increment(1);
+        self.freshness.published(&publish.to);
         tracing::debug!(sink = %self.name, file = %publish.to, parts = publish.parts.len(), "File published.");
         Ok(())
     }
@@ -400,6 +405,7 @@ impl Sink for ParquetSink {
         let mut with_extra_fields = 0_u64;
         for (hour, rows) in groups {
             let mut cells = Vec::with_capacity(self.schema.fields().len());
+            let mut newest = i64::MIN;
             for index in rows {
                 let Some(record) = records.get(index) else {
                     continue;
@@ -418,17 +424,21 @@ impl Sink for ParquetSink {
                     continue;
                 }
                 match self.columns.append(&record, &mut cells) {
-                    Ok(found) if found < record.member_count() => {
-                        with_extra_fields += 1;
-                        self.note_ignored_field(&record);
+                    Ok(found) => {
+                        newest = newest.max(record.time);
+                        if found < record.member_count() {
+                            with_extra_fields += 1;
+                            self.note_ignored_field(&record);
+                        }
                     }
-                    Ok(_) => {}
                     Err(reason) => rejections.push(Rejection { index, reason }),
                 }
             }
             if self.columns.rows() > 0 {
                 let batch = self.columns.finish().map_err(|e| io_error(&self.name, e))?;
-                self.write_batch(&partition_of(hour * HOUR_MS), &batch)?;
+                let folder = partition_of(hour * HOUR_MS);
+                self.write_batch(&folder, &batch)?;
+                self.freshness.wrote(&folder, newest);
             }
         }
         if with_extra_fields > 0 {
@@ -479,6 +489,8 @@ impl Sink for ParquetSink {
         self.files.clear();
         if let Some(bytes) = record {
             let record = CommitRecord::decode(&self.name, bytes)?;
+            let committed = |file: &str| record.publish.iter().any(|p| p.to == file);
+            self.freshness.recovered(committed);
             for publish in &record.publish {
                 self.publish(publish)?;
             }
@@ -488,6 +500,8 @@ impl Sink for ParquetSink {
                 .map(|f| (f.folder.clone(), f))
                 .collect();
             self.drop_published_files()?;
+        } else {
+            self.freshness.recovered(|_| false);
         }
         self.unreferenced = self.unreferenced()?;
         Ok(())

@@ -39,16 +39,9 @@ struct ChangesV1 {
     stages: Vec<(String, StageChangesV1)>,
 }
 
-/// The format version the bytes start with.
-fn version_of(bytes: &[u8]) -> Result<u32, SnapshotError> {
-    let (version, _) = postcard::take_from_bytes::<u32>(bytes).map_err(SnapshotError::Decode)?;
-    Ok(version)
-}
-
-/// The bytes after the version.
-fn after_version(bytes: &[u8]) -> Result<&[u8], SnapshotError> {
-    let (_, rest) = postcard::take_from_bytes::<u32>(bytes).map_err(SnapshotError::Decode)?;
-    Ok(rest)
+/// The format version the bytes start with, and the bytes after it.
+fn split_version(bytes: &[u8]) -> Result<(u32, &[u8]), SnapshotError> {
+    postcard::take_from_bytes::<u32>(bytes).map_err(SnapshotError::Decode)
 }
 
 #[derive(Serialize)]
@@ -85,9 +78,8 @@ impl PartitionSnapshot {
 
     /// Decodes a snapshot.
     pub fn decode(bytes: &[u8]) -> Result<Self, SnapshotError> {
-        if version_of(bytes)? == 1 {
-            let old: SnapshotV1 =
-                postcard::from_bytes(after_version(bytes)?).map_err(SnapshotError::Decode)?;
+        if let (1, rest) = split_version(bytes)? {
+            let old: SnapshotV1 = postcard::from_bytes(rest).map_err(SnapshotError::Decode)?;
             let touched = old.watermark.max(0);
             return Ok(PartitionSnapshot {
                 version: SNAPSHOT_VERSION,
@@ -155,9 +147,8 @@ impl PartitionChanges {
 
     /// Decodes changes.
     pub fn decode(bytes: &[u8]) -> Result<Self, SnapshotError> {
-        if version_of(bytes)? == 1 {
-            let old: ChangesV1 =
-                postcard::from_bytes(after_version(bytes)?).map_err(SnapshotError::Decode)?;
+        if let (1, rest) = split_version(bytes)? {
+            let old: ChangesV1 = postcard::from_bytes(rest).map_err(SnapshotError::Decode)?;
             let touched = old.watermark.max(0);
             return Ok(PartitionChanges {
                 version: SNAPSHOT_VERSION,

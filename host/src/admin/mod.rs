@@ -194,6 +194,7 @@ fn describe(config: &PipelineConfig) -> serde_json::Value {
                 SinkConfig::Ndjson(_) => "ndjson",
                 SinkConfig::Kafka(_) => "kafka",
                 SinkConfig::Redis(_) => "redis",
+                SinkConfig::Postgres(_) => "postgres",
             };
             serde_json::json!({ "name": name, "type": kind, "routes": sink.routes() })
         })

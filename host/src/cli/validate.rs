@@ -115,6 +115,12 @@ fn check_connections(config: &PipelineConfig) -> Result<Vec<String>> {
                     .with_context(|| format!("sinks.{name}.url"))?;
                 reached.push(format!("sinks.{name}: Redis"));
             }
+            SinkConfig::Postgres(postgres) => {
+                crate::sinks::postgres::ping(postgres)
+                    .map_err(anyhow::Error::msg)
+                    .with_context(|| format!("sinks.{name}.url"))?;
+                reached.push(format!("sinks.{name}: PostgreSQL"));
+            }
             SinkConfig::Ndjson(_) | SinkConfig::Kafka(_) => {}
         }
     }

@@ -9,6 +9,7 @@ pub mod kafka;
 pub mod memory;
 pub mod ndjson;
 pub mod parquet;
+pub mod postgres;
 pub mod redis;
 pub mod resilience;
 pub mod staging;
@@ -115,6 +116,8 @@ pub enum SinkConfig {
     Kafka(KafkaSinkConfig),
     /// Redis hashes: a feature store.
     Redis(redis::RedisSinkConfig),
+    /// PostgreSQL tables: an analytics store.
+    Postgres(postgres::PostgresSinkConfig),
 }
 
 /// What a sink instance is built for: the partition whose output it stages (Kafka source),
@@ -139,6 +142,7 @@ impl SinkConfig {
             SinkConfig::Ndjson(c) => &c.routes,
             SinkConfig::Kafka(c) => &c.routes,
             SinkConfig::Redis(c) => &c.routes,
+            SinkConfig::Postgres(c) => &c.routes,
         }
     }
 
@@ -152,6 +156,7 @@ impl SinkConfig {
             SinkConfig::Ndjson(_) => Ok(()),
             SinkConfig::Kafka(c) => c.validate(),
             SinkConfig::Redis(c) => c.validate(),
+            SinkConfig::Postgres(c) => c.validate(),
         }
     }
 
@@ -165,6 +170,12 @@ impl SinkConfig {
                 context.breakers.get(name, &c.retry),
             )?),
             SinkConfig::Redis(c) => Box::new(redis::RedisSink::new(
+                name,
+                c,
+                context.scope.clone(),
+                context.breakers.get(name, &c.retry),
+            )?),
+            SinkConfig::Postgres(c) => Box::new(postgres::PostgresSink::new(
                 name,
                 c,
                 context.scope.clone(),

@@ -13,8 +13,10 @@
 //!
 //! What a reader sees differs by sink, and is stated per sink: Parquet (local and S3) shows
 //! committed rows only; Redis shows the last committed value of each entity; Kafka (Apache
-//! Kafka, read with `read_committed`) shows committed records once each; NDJSON (file source only, which replays
-//! its whole input after a restart) is rewritten from scratch by a new instance.
+//! Kafka, read with `read_committed`) shows committed records once each; PostgreSQL shows
+//! committed rows once each (inserts) or the last committed value of each key (upserts), as
+//! `psql` reads them; NDJSON (file source only, which replays its whole input after a restart)
+//! is rewritten from scratch by a new instance.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -28,12 +30,13 @@ use weir::flow::{Provenance, SinkRecord};
 use weir::sinks::kafka::{KafkaSink, KafkaSinkConfig, OutputProducer, ProducerSettings};
 use weir::sinks::ndjson::{NdjsonSink, NdjsonSinkConfig};
 use weir::sinks::parquet::{ColumnConfig, ParquetSink, ParquetSinkConfig};
+use weir::sinks::postgres::{PostgresSink, PostgresSinkConfig};
 use weir::sinks::redis::{RedisSink, RedisSinkConfig};
 use weir::sinks::resilience::{Breaker, RetryConfig};
 use weir::sinks::staging::Scope;
 use weir::sinks::{Sink, SinkBatch};
 use weir::storage::{S3Options, Storage};
-use xtask::servers::{KafkaCluster, RedisServer, S3Server};
+use xtask::servers::{KafkaCluster, PostgresServer, RedisServer, S3Server};
 
 use super::{redis_hashes, s3_options};
 
@@ -375,6 +378,72 @@ impl Target for NdjsonTarget {
         shown.sort();
         shown
     }
+}
+
+struct PostgresTarget {
+    server: PostgresServer,
+    config: PostgresSinkConfig,
+    upsert: bool,
+}
+
+impl PostgresTarget {
+    fn new(upsert: bool) -> (tempfile::TempDir, PostgresTarget) {
+        let dir = tempfile::tempdir().unwrap();
+        let server = PostgresServer::start(dir.path()).unwrap_or_else(|e| panic!("{e:#}"));
+        let key = if upsert { " PRIMARY KEY" } else { "" };
+        server
+            .psql(&format!(
+                "CREATE TABLE conf (id text NOT NULL{key}, n bigint NOT NULL)"
+            ))
+            .unwrap();
+        let mut text = format!("routes = [\"main\"]\nurl = \"{}\"\n", server.url());
+        text.push_str("[tables.main]\ntable = \"conf\"\n");
+        if upsert {
+            text.push_str("upsert_key = [\"id\"]\n");
+        }
+        let config = toml::from_str(&text).unwrap();
+        (
+            dir,
+            PostgresTarget {
+                server,
+                config,
+                upsert,
+            },
+        )
+    }
+}
+
+impl Target for PostgresTarget {
+    fn model(&self) -> Model {
+        if self.upsert {
+            Model::Upsert
+        } else {
+            Model::Transactional
+        }
+    }
+
+    fn build(&self) -> Box<dyn Sink> {
+        Box::new(PostgresSink::new("conf", &self.config, Some(scope()), breaker("conf")).unwrap())
+    }
+
+    fn visible(&self) -> Vec<String> {
+        let rows = self.server.psql("SELECT id || ':' || n FROM conf").unwrap();
+        let mut shown: Vec<String> = rows.lines().map(str::to_string).collect();
+        shown.sort();
+        shown
+    }
+}
+
+#[test]
+fn postgres_inserts_conform() {
+    let (_dir, target) = PostgresTarget::new(false);
+    run_suite(&target);
+}
+
+#[test]
+fn postgres_upserts_conform() {
+    let (_dir, target) = PostgresTarget::new(true);
+    run_suite(&target);
 }
 
 #[test]

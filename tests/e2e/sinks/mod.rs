@@ -1,8 +1,9 @@
 //! Sinks against their real servers: one conformance suite run against every sink (Apache Kafka,
-//! Parquet on a local folder and on s3s-fs, Redis, NDJSON), each through the same
+//! Parquet on a local folder and on s3s-fs, Redis, PostgreSQL, NDJSON), each through the same
 //! epochs, crashes and recoveries, checking what a reader sees after each step.
 
 mod conformance;
+mod postgres;
 
 use std::collections::BTreeMap;
 

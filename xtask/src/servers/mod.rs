@@ -1,8 +1,9 @@
 //! Real servers for tests and benchmarks, each installed once and run on free 127.0.0.1 ports
-//! until dropped: Apache Kafka, s3s-fs (S3) and Debian's redis-server. S3 and Redis
+//! until dropped: Apache Kafka, s3s-fs (S3), Debian's redis-server and PostgreSQL. S3 and Redis
 //! keep their data across a stop and a start, so tests can take them down mid-run.
 
 mod kafka;
+mod postgres;
 mod redis;
 mod s3;
 
@@ -14,6 +15,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Result, bail};
 
 pub use kafka::{JAVA_INSTALL, KAFKA_VERSION, KafkaCluster, install_kafka, kafka_libs};
+pub use postgres::{POSTGRES_INSTALL, PostgresServer, postgres_bin};
 pub use redis::{REDIS_INSTALL, RedisServer, redis_server_path};
 pub use s3::{S3_ACCESS_KEY, S3_SECRET_KEY, S3Server, install_s3s_fs, s3s_fs_path};
 

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use weir::flow::SinkRecord;
 use weir::sinks::postgres::{PostgresSink, PostgresSinkConfig};
-use weir::sinks::resilience::{Breaker, RetryConfig};
+use weir::sinks::resilience::Breaker;
 use weir::sinks::staging::Scope;
 use weir::sinks::{Sink, SinkBatch};
 use xtask::servers::PostgresServer;

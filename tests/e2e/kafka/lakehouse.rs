@@ -114,10 +114,11 @@ pub(super) fn die_at_each_commit_phase(
     bootstrap: &str,
     config: &Path,
     instance: &str,
+    failpoints: &[&str],
     slices: &[&[String]],
 ) -> Vec<String> {
     let mut logs = Vec::new();
-    for (failpoint, slice) in FAILPOINTS.iter().zip(slices) {
+    for (failpoint, slice) in failpoints.iter().zip(slices) {
         let process =
             WeirProcess::start_with_env(config, instance, false, &[("WEIR_FAILPOINT", failpoint)]);
         // A redo of the last commit during recovery may reach the failpoint first.
@@ -153,7 +154,7 @@ fn lake_on_s3_and_features_in_redis_survive_crashes_in_every_phase_and_outages()
     let slices = slices_for_failpoints(&lines);
     let out = tempfile::tempdir().unwrap();
     let config = lakehouse_config(&bootstrap, out.path(), "faulty", &s3, &redis);
-    let mut logs = die_at_each_commit_phase(&bootstrap, &config, "faulty", &slices);
+    let mut logs = die_at_each_commit_phase(&bootstrap, &config, "faulty", &FAILPOINTS, &slices);
 
     // Redis is down as the next run starts, which must redo the Redis writes of the run that
     // died at `features-written`: its client keeps trying its first connection (fred's

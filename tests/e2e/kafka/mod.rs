@@ -15,6 +15,7 @@ mod reload;
 mod signals;
 mod strict;
 mod telemetry;
+mod warehouse;
 mod zombie;
 
 use std::collections::BTreeMap;

@@ -71,7 +71,7 @@ fn read_committed_consumers_see_each_output_once_after_crashes_in_every_phase() 
 
     let out = tempfile::tempdir().unwrap();
     let faulty = config(&broker, out.path(), "faulty", &s3, &redis);
-    die_at_each_commit_phase(&bootstrap, &faulty, "faulty", &slices);
+    die_at_each_commit_phase(&bootstrap, &faulty, "faulty", &FAILPOINTS, &slices);
 
     // SIGTERM while records arrive: the run drains, commits and leaves the group.
     let process = WeirProcess::start(&faulty, "faulty", false);

@@ -153,17 +153,25 @@ impl PostgresServer {
 
     /// `postgresql://weir@127.0.0.1:<port>/postgres`.
     pub fn url(&self) -> String {
-        format!("postgresql://weir@127.0.0.1:{}/postgres", self.port)
+        self.url_of("postgres")
     }
 
-    /// Runs `sql` with `psql` (tab-separated, unaligned, no headers); its output, or the
-    /// error it printed.
+    /// The URL of database `database`.
+    pub fn url_of(&self, database: &str) -> String {
+        format!("postgresql://weir@127.0.0.1:{}/{database}", self.port)
+    }
+
+    /// Runs `sql` with `psql` in database `postgres` (tab-separated, unaligned, no headers);
+    /// its output, or the error it printed.
     pub fn psql(&self, sql: &str) -> Result<String> {
+        self.psql_in("postgres", sql)
+    }
+
+    /// Runs `sql` with `psql` in database `database`.
+    pub fn psql_in(&self, database: &str, sql: &str) -> Result<String> {
         let out: Output = Command::new(self.bin.join("psql"))
             .args(["-h", "127.0.0.1", "-p", &self.port.to_string()])
-            .args([
-                "-U", "weir", "-d", "postgres", "-X", "-q", "-At", "-F", "\t",
-            ])
+            .args(["-U", "weir", "-d", database, "-X", "-q", "-At", "-F", "\t"])
             .args(["-v", "ON_ERROR_STOP=1", "-c", sql])
             .output()
             .context("running psql")?;

@@ -5,7 +5,10 @@
 //!   and `ArrowWriter` with the same settings, one local file per hour folder) on the same
 //!   batches;
 //! - feature writes/s of the Redis sink (per-entity merge, fenced Lua script, pipelined)
-//!   against a plain pipelined `HSET` loop over the same entities and fields.
+//!   against a plain pipelined `HSET` loop over the same entities and fields;
+//! - feature rows/s of the PostgreSQL sink (upserts by user, each batch tried and rolled back,
+//!   each epoch committed with its sequence number) against the same upsert statement run
+//!   once per batch in autocommit, and against `COPY … FROM STDIN` into a plain table.
 //!
 //! `cargo bench -p weir --bench sinks -- --rows 200000 --entities 50000 --rounds 3`
 
@@ -25,12 +28,13 @@ use parquet::file::properties::WriterProperties;
 use weir::config::PipelineConfig;
 use weir::flow::{Provenance, SinkRecord};
 use weir::sinks::parquet::{ParquetSink, ParquetSinkConfig, partition_of, schema_of};
+use weir::sinks::postgres::{PostgresSink, PostgresSinkConfig};
 use weir::sinks::redis::{RedisSink, RedisSinkConfig};
 use weir::sinks::resilience::{Breaker, RetryConfig};
 use weir::sinks::staging::Scope;
 use weir::sinks::{Sink, SinkBatch, SinkConfig};
 use weir::storage::{S3Options, io_runtime};
-use xtask::servers::{RedisServer, S3_ACCESS_KEY, S3_SECRET_KEY, S3Server};
+use xtask::servers::{PostgresServer, RedisServer, S3_ACCESS_KEY, S3_SECRET_KEY, S3Server};
 
 use common::arg;
 
@@ -281,6 +285,135 @@ fn redis_sink(url: &str, batches: &[Vec<SinkRecord>]) -> f64 {
     writes as f64 / started.elapsed().as_secs_f64()
 }
 
+/// The features table of the PostgreSQL runs.
+const FEATURES_TABLE: &str = "(user_id text PRIMARY KEY, session_count bigint, \
+     last_session_duration_ms bigint, last_session_events bigint, total_events bigint, \
+     updated_at timestamptz)";
+
+/// A fresh table `name` with the features' columns (a primary key when `keyed`).
+fn features_table(pg: &PostgresServer, name: &str, keyed: bool) {
+    let columns = if keyed {
+        FEATURES_TABLE.to_string()
+    } else {
+        FEATURES_TABLE.replace(" PRIMARY KEY", "")
+    };
+    pg.psql(&format!(
+        "DROP TABLE IF EXISTS {name}; CREATE TABLE {name} {columns}"
+    ))
+    .unwrap();
+}
+
+fn pg_client(url: &str) -> tokio_postgres::Client {
+    io_runtime().block_on(async {
+        let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+            .await
+            .unwrap();
+        tokio::spawn(connection);
+        client
+    })
+}
+
+/// `COPY … FROM STDIN (FORMAT csv)` of the features, one COPY per batch.
+fn pg_copy(pg: &PostgresServer, batches: &[Vec<SinkRecord>]) -> f64 {
+    use futures::SinkExt;
+    features_table(pg, "copied", false);
+    let client = pg_client(&pg.url());
+    let started = Instant::now();
+    let mut rows = 0;
+    io_runtime().block_on(async {
+        for batch in batches {
+            let mut csv = String::new();
+            for record in batch {
+                let v: serde_json::Value = serde_json::from_slice(&record.value).unwrap();
+                let time =
+                    chrono::DateTime::from_timestamp_millis(v["updated_at"].as_i64().unwrap())
+                        .unwrap()
+                        .to_rfc3339();
+                csv.push_str(&format!(
+                    "{},{},{},{},{},{}\n",
+                    v["user_id"].as_str().unwrap(),
+                    v["session_count"],
+                    v["last_session_duration_ms"],
+                    v["last_session_events"],
+                    v["total_events"],
+                    time
+                ));
+            }
+            let sink = client
+                .copy_in::<_, bytes::Bytes>("COPY copied FROM STDIN (FORMAT csv)")
+                .await
+                .unwrap();
+            futures::pin_mut!(sink);
+            sink.send(bytes::Bytes::from(csv)).await.unwrap();
+            sink.finish().await.unwrap();
+            rows += batch.len();
+        }
+    });
+    rows as f64 / started.elapsed().as_secs_f64()
+}
+
+/// The sink's own upsert statement, run once per batch in autocommit (no try, no epochs).
+fn pg_plain_upsert(pg: &PostgresServer, batches: &[Vec<SinkRecord>]) -> f64 {
+    features_table(pg, "plain", true);
+    let client = pg_client(&pg.url());
+    let statement = "INSERT INTO plain SELECT DISTINCT ON (doc->>'user_id') doc->>'user_id', \
+         (doc->>'session_count')::bigint, (doc->>'last_session_duration_ms')::bigint, \
+         (doc->>'last_session_events')::bigint, (doc->>'total_events')::bigint, \
+         to_timestamp((doc->>'updated_at')::float8 / 1000) \
+         FROM jsonb_array_elements($1::text::jsonb) WITH ORDINALITY AS r(doc, n) \
+         ORDER BY doc->>'user_id', n DESC ON CONFLICT (user_id) DO UPDATE SET \
+         session_count = EXCLUDED.session_count, \
+         last_session_duration_ms = EXCLUDED.last_session_duration_ms, \
+         last_session_events = EXCLUDED.last_session_events, \
+         total_events = EXCLUDED.total_events, updated_at = EXCLUDED.updated_at";
+    let started = Instant::now();
+    let mut rows = 0;
+    io_runtime().block_on(async {
+        for batch in batches {
+            let values: Vec<&str> = batch
+                .iter()
+                .map(|r| std::str::from_utf8(&r.value).unwrap())
+                .collect();
+            let array = format!("[{}]", values.join(","));
+            client.execute(statement, &[&array]).await.unwrap();
+            rows += batch.len();
+        }
+    });
+    rows as f64 / started.elapsed().as_secs_f64()
+}
+
+/// The PostgreSQL sink, scoped, upserting features, an epoch every `BATCHES_PER_EPOCH`
+/// batches, each batch tried at write time or not.
+fn pg_sink(pg: &PostgresServer, batches: &[Vec<SinkRecord>], check_writes: bool) -> f64 {
+    features_table(pg, "features", true);
+    pg.psql("DROP TABLE IF EXISTS weir_epochs").unwrap();
+    let text = format!(
+        "routes = [\"features\"]\nurl = \"{}\"\ncheck_writes = {check_writes}\n\
+         [tables.features]\nupsert_key = [\"user_id\"]\n",
+        pg.url()
+    );
+    let config: PostgresSinkConfig = toml::from_str(&text).unwrap();
+    let breaker = Arc::new(Breaker::new("warehouse", &config.retry));
+    let scope = Scope {
+        topic: "clicks".into(),
+        partition: 0,
+    };
+    let mut sink = PostgresSink::new("warehouse", &config, Some(scope), breaker).unwrap();
+    sink.recover(None).unwrap();
+    let batches: Vec<SinkBatch> = batches.iter().map(|b| SinkBatch::of(b)).collect();
+    let started = Instant::now();
+    let mut rows = 0;
+    for epoch in batches.chunks(BATCHES_PER_EPOCH) {
+        for batch in epoch {
+            assert!(sink.write(batch).unwrap().is_empty());
+            rows += batch.len();
+        }
+        let record = sink.prepare_commit().unwrap().unwrap();
+        sink.commit(&record).unwrap();
+    }
+    rows as f64 / started.elapsed().as_secs_f64()
+}
+
 fn median(mut values: Vec<f64>) -> f64 {
     values.sort_by(f64::total_cmp);
     values[values.len() / 2]
@@ -294,12 +427,15 @@ fn main() {
     let s3 = S3Server::start(dir.path()).unwrap_or_else(|e| panic!("{e:#}"));
     s3.create_bucket("bench").unwrap();
     let redis = RedisServer::start(dir.path()).unwrap_or_else(|e| panic!("{e:#}"));
+    let pg = PostgresServer::start(dir.path()).unwrap_or_else(|e| panic!("{e:#}"));
 
     let lake = lake_config();
     let batches = lake_rows(rows);
     let features = feature_rows(entities);
     let (mut bare, mut local, mut remote, mut plain, mut sink) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut copied, mut upserted) = (Vec::new(), Vec::new());
+    let (mut checked, mut unchecked) = (Vec::new(), Vec::new());
     for round in 0..rounds {
         let bare_dir = dir.path().join(format!("bare-{round}"));
         std::fs::create_dir_all(&bare_dir).unwrap();
@@ -332,6 +468,10 @@ fn main() {
         ));
         plain.push(plain_hset(&redis.url(), &features));
         sink.push(redis_sink(&redis.url(), &features));
+        copied.push(pg_copy(&pg, &features));
+        upserted.push(pg_plain_upsert(&pg, &features));
+        checked.push(pg_sink(&pg, &features, true));
+        unchecked.push(pg_sink(&pg, &features, false));
         eprintln!("round {} of {rounds} done", round + 1);
     }
     let (bare, local, remote, plain, sink) = (
@@ -360,5 +500,20 @@ fn main() {
     println!(
         "| Redis feature sink | {sink:.0} writes/s | {:.2}x |",
         sink / plain
+    );
+    let (copied, upserted) = (median(copied), median(upserted));
+    let (checked, unchecked) = (median(checked), median(unchecked));
+    println!("| PostgreSQL COPY, plain table | {copied:.0} rows/s | |");
+    println!(
+        "| PostgreSQL upsert statement per batch, autocommit | {upserted:.0} rows/s | {:.2}x of COPY |",
+        upserted / copied
+    );
+    println!(
+        "| PostgreSQL sink, upserts, exactly once | {checked:.0} rows/s | {:.2}x of the plain upsert |",
+        checked / upserted
+    );
+    println!(
+        "| the same, check_writes = false | {unchecked:.0} rows/s | {:.2}x of the plain upsert |",
+        unchecked / upserted
     );
 }

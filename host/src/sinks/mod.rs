@@ -3,6 +3,7 @@
 //! implementation; [`memory`] has in-memory versions for tests.
 
 pub mod batch;
+pub mod commit_record;
 pub mod dead_letter;
 pub mod files;
 pub mod kafka;
@@ -193,7 +194,7 @@ impl SinkConfig {
     }
 }
 
-/// The wall clock in epoch milliseconds (file ages, Redis fence numbers).
+/// The wall clock in epoch milliseconds (file ages, commit sequence numbers).
 pub(crate) fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
 }

@@ -27,10 +27,10 @@ fn batch(route: &str, values: &[serde_json::Value]) -> SinkBatch {
     SinkBatch::of(&records)
 }
 
-fn sink(server: &PostgresServer, retry: &str) -> PostgresSink {
+fn sink(server: &PostgresServer, settings: &str) -> PostgresSink {
     let text = format!(
         "routes = [\"sessions\", \"features\"]\nurl = \"{}\"\ntimeout = \"2s\"\n\
-         [tables.features]\nupsert_key = [\"user_id\"]\n[retry]\n{retry}\n",
+         [tables.features]\nupsert_key = [\"user_id\"]\n[retry]\n{settings}\n",
         server.url()
     );
     let config: PostgresSinkConfig = toml::from_str(&text).unwrap();
@@ -164,6 +164,49 @@ fn refused_records_are_dead_lettered_and_committed_rows_written_once() {
 
 fn sink_after_restart(server: &PostgresServer) -> PostgresSink {
     sink(server, "attempts = 2")
+}
+
+#[test]
+fn unchecked_writes_keep_what_the_table_refuses_in_the_rejected_rows() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = PostgresServer::start(dir.path()).unwrap_or_else(|e| panic!("{e:#}"));
+    server.psql(TABLES).unwrap();
+    let text = format!(
+        "routes = [\"sessions\"]\nurl = \"{}\"\ncheck_writes = false\n",
+        server.url()
+    );
+    let config: PostgresSinkConfig = toml::from_str(&text).unwrap();
+    let breaker = Arc::new(Breaker::new("warehouse", &config.retry));
+    let scope = Scope {
+        topic: "clicks".into(),
+        partition: 0,
+    };
+    let mut sink = PostgresSink::new("warehouse", &config, Some(scope), breaker).unwrap();
+    sink.recover(None).unwrap();
+    let sessions = batch(
+        "sessions",
+        &[
+            serde_json::json!({"session_id": "s1", "user_id": "u1", "start": 1_700_000_000_000_i64, "events": 3}),
+            serde_json::json!({"session_id": "s2", "user_id": "u1", "start": 1_700_000_000_000_i64, "events": 0}),
+        ],
+    );
+    assert!(
+        sink.write(&sessions).unwrap().is_empty(),
+        "nothing is tried at write time"
+    );
+    let record = sink.prepare_commit().unwrap().unwrap();
+    sink.commit(&record).unwrap();
+    assert_eq!(
+        server.psql("SELECT session_id FROM sessions").unwrap(),
+        "s1\n"
+    );
+    let rejected = server
+        .psql("SELECT row->>'session_id', reason FROM weir_rejected_rows")
+        .unwrap();
+    assert!(
+        rejected.starts_with("s2\tnew row for relation \"sessions\" violates check constraint"),
+        "{rejected}"
+    );
 }
 
 #[test]

@@ -22,6 +22,7 @@ use super::columns::ColumnWriter;
 use super::compose::concat;
 use super::freshness::Freshness;
 use super::{ExtraFields, ParquetSinkConfig, schema_of};
+use crate::sinks::commit_record;
 use crate::sinks::resilience::Breaker;
 use crate::sinks::staging::{STAGING_DIR, Scope};
 use crate::sinks::{RecordView, Rejection, Sink, SinkBatch, SinkError, io_error, now_ms};
@@ -67,13 +68,6 @@ struct Publish {
 struct CommitRecord {
     publish: Vec<Publish>,
     open: Vec<OpenFile>,
-}
-
-impl CommitRecord {
-    fn decode(sink: &str, bytes: &[u8]) -> Result<Self, SinkError> {
-        postcard::from_bytes(bytes)
-            .map_err(|e| io_error(sink, format!("commit record does not decode: {e}")))
-    }
 }
 
 /// The Parquet sink.
@@ -472,13 +466,11 @@ impl Sink for ParquetSink {
             open: self.files.values().cloned().collect(),
         };
         tracing::debug!(sink = %self.name, rolled = record.publish.len(), open = record.open.len(), finishing = self.finishing, "Epoch prepared.");
-        postcard::to_allocvec(&record)
-            .map(Some)
-            .map_err(|e| io_error(&self.name, e))
+        commit_record::encode(&self.name, &record)
     }
 
     fn commit(&mut self, record: &[u8]) -> Result<(), SinkError> {
-        for publish in CommitRecord::decode(&self.name, record)?.publish {
+        for publish in commit_record::decode::<CommitRecord>(&self.name, record)?.publish {
             self.publish(&publish)?;
         }
         self.discard_unreferenced()
@@ -488,7 +480,7 @@ impl Sink for ParquetSink {
         self.buffers.clear();
         self.files.clear();
         if let Some(bytes) = record {
-            let record = CommitRecord::decode(&self.name, bytes)?;
+            let record = commit_record::decode::<CommitRecord>(&self.name, bytes)?;
             let committed = |file: &str| record.publish.iter().any(|p| p.to == file);
             self.freshness.recovered(committed);
             for publish in &record.publish {

@@ -29,6 +29,12 @@ pub struct PostgresSinkConfig {
     /// (created if missing).
     #[serde(default = "default_rejected_table")]
     pub rejected_table: String,
+    /// Try each batch at write time in a transaction that is rolled back, so that records the
+    /// tables refuse go to the dead letters with the server's reason. `false` skips the try
+    /// (the rows are written once instead of twice): refused rows are then found at the
+    /// commit and kept in `rejected_table`. Default: true.
+    #[serde(default = "yes")]
+    pub check_writes: bool,
     /// Timeout of connecting and of one statement.
     #[serde(default = "default_timeout")]
     pub timeout: HumanDuration,
@@ -61,6 +67,10 @@ fn default_epochs_table() -> String {
 
 fn default_rejected_table() -> String {
     "weir_rejected_rows".into()
+}
+
+fn yes() -> bool {
+    true
 }
 
 fn default_timeout() -> HumanDuration {

@@ -1,6 +1,7 @@
 //! The PostgreSQL sink. Under checkpoints, each batch is first tried in a transaction that is
-//! rolled back, so a record the table refuses (a constraint, a value its column type cannot
-//! take) goes to the dead-letter output with the server's reason; the rows that pass are kept
+//! rolled back (unless `check_writes = false`), so a record the table refuses (a constraint, a
+//! value its column type cannot take) goes to the dead-letter output with the server's reason;
+//! the rows that pass are kept
 //! in the epoch's commit record and written only once the epoch has committed, in one
 //! transaction that also moves this source partition's sequence number in the epochs table.
 //! A redo finds the number already there and changes nothing. Without checkpoints (a file
@@ -15,9 +16,10 @@ use tokio_postgres::{Client, NoTls};
 
 use super::PostgresSinkConfig;
 use super::statements::{self, Column};
+use crate::sinks::commit_record::{self, Sequence};
 use crate::sinks::resilience::Breaker;
 use crate::sinks::staging::Scope;
-use crate::sinks::{Rejection, Sink, SinkBatch, SinkError, io_error, now_ms};
+use crate::sinks::{Rejection, Sink, SinkBatch, SinkError, io_error};
 use crate::storage::io_runtime;
 
 /// Where one route's records go.
@@ -84,8 +86,9 @@ pub struct PostgresSink {
     epochs_table: String,
     rejected_table: String,
     source: String,
+    check_writes: bool,
     pending: BTreeMap<String, Pending>,
-    last_seq: i64,
+    sequence: Sequence,
     scoped: bool,
 }
 
@@ -280,17 +283,11 @@ impl PostgresSink {
             source: scope
                 .as_ref()
                 .map_or_else(|| "local".to_string(), Scope::label),
+            check_writes: config.check_writes,
             pending: BTreeMap::new(),
-            last_seq: 0,
+            sequence: Sequence::default(),
             scoped: scope.is_some(),
         })
-    }
-
-    /// The next sequence number: above the last one, and at least the wall clock, so a
-    /// pipeline started afresh (new group, no checkpoint) still passes older numbers.
-    fn next_seq(&mut self) -> i64 {
-        self.last_seq = (self.last_seq + 1).max(now_ms());
-        self.last_seq
     }
 
     /// Writes `tables` (table, rows) as `mode` says, retried behind the breaker.
@@ -353,11 +350,6 @@ impl PostgresSink {
         })
     }
 
-    fn decode(&self, bytes: &[u8]) -> Result<CommitRecord, SinkError> {
-        postcard::from_bytes(bytes)
-            .map_err(|e| io_error(&self.name, format!("commit record does not decode: {e}")))
-    }
-
     /// Writes a committed epoch's rows, unless they were written before.
     fn apply_record(&mut self, record: &CommitRecord) -> Result<(), SinkError> {
         let applied = self.apply(Mode::Fenced(record.seq), &record.tables)?;
@@ -390,7 +382,7 @@ impl PostgresSink {
             })
             .collect();
         CommitRecord {
-            seq: self.next_seq(),
+            seq: self.sequence.advance(),
             tables,
         }
     }
@@ -500,12 +492,12 @@ impl Sink for PostgresSink {
         if tables.is_empty() {
             return Ok(rejections);
         }
-        let mode = if self.scoped {
-            Mode::Trial
-        } else {
-            Mode::Direct
+        let applied = match (self.scoped, self.check_writes) {
+            (true, true) => self.apply(Mode::Trial, &tables)?,
+            // Unchecked: whatever the tables refuse is found at the commit.
+            (true, false) => Applied::default(),
+            (false, _) => self.apply(Mode::Direct, &tables)?,
         };
-        let applied = self.apply(mode, &tables)?;
         let mut refused: Vec<Vec<bool>> =
             tables.iter().map(|(_, r)| vec![false; r.len()]).collect();
         for (t, row, reason) in applied.refused {
@@ -557,22 +549,20 @@ impl Sink for PostgresSink {
 
     fn prepare_commit(&mut self) -> Result<Option<Vec<u8>>, SinkError> {
         let record = self.take_pending();
-        postcard::to_allocvec(&record)
-            .map(Some)
-            .map_err(|e| io_error(&self.name, e))
+        commit_record::encode(&self.name, &record)
     }
 
     fn commit(&mut self, record: &[u8]) -> Result<(), SinkError> {
-        let record = self.decode(record)?;
+        let record = commit_record::decode::<CommitRecord>(&self.name, record)?;
         self.apply_record(&record)
     }
 
     fn recover(&mut self, record: Option<&[u8]>) -> Result<(), SinkError> {
         self.pending.clear();
         if let Some(bytes) = record {
-            let record = self.decode(bytes)?;
+            let record = commit_record::decode::<CommitRecord>(&self.name, bytes)?;
             self.apply_record(&record)?;
-            self.last_seq = self.last_seq.max(record.seq);
+            self.sequence.recovered(record.seq);
         }
         Ok(())
     }

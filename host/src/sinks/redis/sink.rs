@@ -14,9 +14,10 @@ use fred::types::scripts::Script;
 use serde::{Deserialize, Serialize};
 
 use super::RedisSinkConfig;
+use crate::sinks::commit_record::{self, Sequence};
 use crate::sinks::resilience::Breaker;
 use crate::sinks::staging::Scope;
-use crate::sinks::{Rejection, Sink, SinkBatch, SinkError, io_error, now_ms};
+use crate::sinks::{Rejection, Sink, SinkBatch, SinkError};
 use crate::storage::io_runtime;
 
 /// KEYS[1]: the hash. ARGV: fence field, sequence, ttl in ms (0: none), then field/value pairs.
@@ -54,7 +55,7 @@ pub struct RedisSink {
     pipeline: usize,
     fence_field: String,
     pending: BTreeMap<Vec<u8>, Fields>,
-    last_seq: i64,
+    sequence: Sequence,
     scoped: bool,
 }
 
@@ -139,16 +140,9 @@ impl RedisSink {
             pipeline: config.pipeline,
             fence_field: format!("_weir_seq:{label}"),
             pending: BTreeMap::new(),
-            last_seq: 0,
+            sequence: Sequence::default(),
             scoped: scope.is_some(),
         })
-    }
-
-    /// The next sequence number: above the last one, and at least the wall clock, so a
-    /// pipeline started afresh (new group, no checkpoint) still passes older fences.
-    fn next_seq(&mut self) -> i64 {
-        self.last_seq = (self.last_seq + 1).max(now_ms());
-        self.last_seq
     }
 
     /// Applies writes with `seq`, pipelined, retried behind the breaker.
@@ -197,18 +191,13 @@ impl RedisSink {
         Ok(())
     }
 
-    fn decode(&self, bytes: &[u8]) -> Result<CommitRecord, SinkError> {
-        postcard::from_bytes(bytes)
-            .map_err(|e| io_error(&self.name, format!("commit record does not decode: {e}")))
-    }
-
     fn take_pending(&mut self) -> CommitRecord {
         let writes = std::mem::take(&mut self.pending)
             .into_iter()
             .map(|(entity, fields)| (entity, fields.into_iter().collect()))
             .collect();
         CommitRecord {
-            seq: self.next_seq(),
+            seq: self.sequence.advance(),
             writes,
         }
     }
@@ -288,22 +277,20 @@ impl Sink for RedisSink {
 
     fn prepare_commit(&mut self) -> Result<Option<Vec<u8>>, SinkError> {
         let record = self.take_pending();
-        postcard::to_allocvec(&record)
-            .map(Some)
-            .map_err(|e| io_error(&self.name, e))
+        commit_record::encode(&self.name, &record)
     }
 
     fn commit(&mut self, record: &[u8]) -> Result<(), SinkError> {
-        let record = self.decode(record)?;
+        let record = commit_record::decode::<CommitRecord>(&self.name, record)?;
         self.apply(record.seq, &record.writes)
     }
 
     fn recover(&mut self, record: Option<&[u8]>) -> Result<(), SinkError> {
         self.pending.clear();
         if let Some(bytes) = record {
-            let record = self.decode(bytes)?;
+            let record = commit_record::decode::<CommitRecord>(&self.name, bytes)?;
             self.apply(record.seq, &record.writes)?;
-            self.last_seq = record.seq;
+            self.sequence.recovered(record.seq);
         }
         Ok(())
     }

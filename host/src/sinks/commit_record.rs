@@ -1,0 +1,41 @@
+//! What sinks share about their commit records: the postcard encoding kept in checkpoints, and
+//! the sequence numbers that fence a redone commit (Redis, PostgreSQL).
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use super::{SinkError, io_error, now_ms};
+
+/// A commit record as the checkpoint keeps it.
+pub fn encode<T: Serialize>(sink: &str, record: &T) -> Result<Option<Vec<u8>>, SinkError> {
+    postcard::to_allocvec(record)
+        .map(Some)
+        .map_err(|e| io_error(sink, e))
+}
+
+/// A commit record read back from a checkpoint.
+pub fn decode<T: DeserializeOwned>(sink: &str, bytes: &[u8]) -> Result<T, SinkError> {
+    postcard::from_bytes(bytes)
+        .map_err(|e| io_error(sink, format!("commit record does not decode: {e}")))
+}
+
+/// The sequence numbers of a sink's commits from one source partition: each above the last,
+/// and at least the wall clock, so a pipeline started afresh (new group, no checkpoint) still
+/// passes the numbers an older one left in the destination.
+#[derive(Debug, Default)]
+pub struct Sequence {
+    last: i64,
+}
+
+impl Sequence {
+    /// The number of the next commit.
+    pub fn advance(&mut self) -> i64 {
+        self.last = (self.last + 1).max(now_ms());
+        self.last
+    }
+
+    /// A recovered commit had number `seq`: the next ones come after it.
+    pub fn recovered(&mut self, seq: i64) {
+        self.last = self.last.max(seq);
+    }
+}

@@ -237,3 +237,48 @@ fn an_outage_fails_the_commit_and_the_redo_writes_each_row_once() {
         "s1\n"
     );
 }
+
+#[test]
+fn tls_connections_verify_the_servers_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = PostgresServer::start(dir.path()).unwrap_or_else(|e| panic!("{e:#}"));
+    server.psql(TABLES).unwrap();
+    let ca = server.enable_tls().unwrap();
+    let build = |url: String, ca_file: Option<&std::path::Path>| {
+        let mut text = format!("routes = [\"sessions\"]\nurl = {url:?}\ntimeout = \"2s\"\n");
+        if let Some(ca) = ca_file {
+            text.push_str(&format!("ca_file = {:?}\n", ca.display().to_string()));
+        }
+        let config: PostgresSinkConfig = toml::from_str(&text).unwrap();
+        config.validate().unwrap();
+        let breaker = Arc::new(Breaker::new("warehouse", &config.retry));
+        PostgresSink::new("warehouse", &config, None, breaker)
+    };
+    let url = |mode: &str| format!("{}?sslmode={mode}&application_name=weir-tls", server.url());
+
+    // With the authority that signed the server's certificate: encrypted.
+    let mut sink = build(url("require"), Some(&ca)).unwrap();
+    let row = serde_json::json!({"session_id": "s1", "user_id": "u1", "start": 1_700_000_000_000_i64, "events": 1});
+    assert!(sink.write(&batch("sessions", &[row])).unwrap().is_empty());
+    assert_eq!(
+        server
+            .psql("SELECT s.ssl FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid) WHERE a.application_name = 'weir-tls'")
+            .unwrap(),
+        "t\n"
+    );
+    assert_eq!(
+        server.psql("SELECT session_id FROM sessions").unwrap(),
+        "s1\n"
+    );
+
+    // Without it (the system's roots), the certificate is refused; without TLS, the server
+    // refuses the connection.
+    let unknown = build(url("require"), None)
+        .err()
+        .expect("an unknown authority");
+    assert!(unknown.to_string().contains("certificate"), "{unknown}");
+    let plain = build(url("disable"), Some(&ca))
+        .err()
+        .expect("a connection without TLS");
+    assert!(plain.to_string().contains("no encryption"), "{plain}");
+}

@@ -151,6 +151,116 @@ impl PostgresServer {
         }
     }
 
+    /// Turns TLS on with a certificate for 127.0.0.1 signed by a new test authority, and
+    /// refuses unencrypted TCP connections; returns the authority's PEM file. Needs the
+    /// `openssl` command.
+    pub fn enable_tls(&self) -> Result<PathBuf> {
+        let parent = self
+            .dir
+            .parent()
+            .context("the cluster's folder has a parent")?;
+        let tls = parent.join("tls");
+        std::fs::create_dir_all(&tls)?;
+        let openssl = |args: &[&str]| -> Result<()> {
+            let out = Command::new("openssl")
+                .args(args)
+                .current_dir(&tls)
+                .output()
+                .context("running openssl (apt-get install -y openssl)")?;
+            if !out.status.success() {
+                bail!("openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+            }
+            Ok(())
+        };
+        openssl(&[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.pem",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=weir test authority",
+        ])?;
+        openssl(&[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "server.key",
+            "-out",
+            "server.csr",
+            "-subj",
+            "/CN=127.0.0.1",
+        ])?;
+        std::fs::write(
+            tls.join("san.ext"),
+            "subjectAltName=IP:127.0.0.1,DNS:localhost\n",
+        )?;
+        openssl(&[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "server.pem",
+            "-days",
+            "2",
+            "-extfile",
+            "san.ext",
+        ])?;
+        for file in ["server.pem", "server.key"] {
+            std::fs::copy(tls.join(file), self.dir.join(file))?;
+        }
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } == 0 {
+            let status = Command::new("chown")
+                .arg(SERVER_USER)
+                .arg(self.dir.join("server.pem"))
+                .arg(self.dir.join("server.key"))
+                .status()?;
+            if !status.success() {
+                bail!("chown of the server's certificate failed");
+            }
+        }
+        std::fs::set_permissions(
+            self.dir.join("server.key"),
+            std::os::unix::fs::PermissionsExt::from_mode(0o600),
+        )?;
+        let hba = self.dir.join("pg_hba.conf");
+        let rules = std::fs::read_to_string(&hba)?;
+        std::fs::write(&hba, format!("hostnossl all all 0.0.0.0/0 reject\n{rules}"))?;
+        let dir = self.dir.display();
+        // One statement per call: ALTER SYSTEM cannot run in psql's implicit transaction.
+        for setting in [
+            format!("ssl_cert_file = '{dir}/server.pem'"),
+            format!("ssl_key_file = '{dir}/server.key'"),
+            "ssl = on".to_string(),
+        ] {
+            self.psql(&format!("ALTER SYSTEM SET {setting}"))?;
+        }
+        self.psql("SELECT pg_reload_conf()")?;
+        // The reload is asynchronous: wait for the server to take it.
+        for _ in 0..50 {
+            if self.psql("SHOW ssl")?.trim() == "on" {
+                return Ok(tls.join("ca.pem"));
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        bail!("the server did not turn TLS on")
+    }
+
     /// `postgresql://weir@127.0.0.1:<port>/postgres`.
     pub fn url(&self) -> String {
         self.url_of("postgres")

@@ -14,9 +14,14 @@ pub struct PostgresSinkConfig {
     /// The routes this sink takes.
     pub routes: Vec<String>,
     /// Connection string: `postgresql://user:password@host:port/database` or the key=value
-    /// form (`host=… user=… dbname=…`). TLS is not supported yet: `sslmode` must be `disable`
-    /// or `prefer` (which then connects without TLS).
+    /// form (`host=… user=… dbname=…`). `sslmode` is `disable`, `prefer` (the default: TLS
+    /// when the server offers it) or `require`; with TLS the server's certificate is always
+    /// verified, against `ca_file` or the system's roots, and must name the host.
     pub url: String,
+    /// PEM file of the certificate authorities trusted for the server's certificate.
+    /// Default: the system's roots.
+    #[serde(default)]
+    pub ca_file: Option<std::path::PathBuf>,
     /// Route → table. A route without an entry goes to the table of its own name.
     #[serde(default)]
     pub tables: BTreeMap<String, TableConfig>,
@@ -87,14 +92,15 @@ impl PostgresSinkConfig {
 
     /// Checks what does not need the server; errors are `(field, reason)`.
     pub fn validate(&self) -> Result<(), (String, String)> {
-        let parsed: tokio_postgres::Config = self
-            .url
-            .parse()
+        self.url
+            .parse::<tokio_postgres::Config>()
             .map_err(|e| ("url".to_string(), format!("{e}")))?;
-        if parsed.get_ssl_mode() == tokio_postgres::config::SslMode::Require {
+        if let Some(path) = &self.ca_file
+            && !path.is_file()
+        {
             return Err((
-                "url".into(),
-                "sslmode=require: TLS to PostgreSQL is not supported yet".into(),
+                "ca_file".into(),
+                format!("{} is not a file", path.display()),
             ));
         }
         for route in self.tables.keys() {
@@ -171,7 +177,8 @@ mod tests {
         let base = "routes = [\"sessions\", \"features\"]\nurl = \"postgresql://weir@127.0.0.1:5432/analytics\"\n";
         assert!(config(base).validate().is_ok());
         let cases = [
-            ("url = \"postgresql://x@h/db?sslmode=require\"", "url"),
+            ("url = \"postgresql://x@h/db?sslmode=sometimes\"", "url"),
+            ("ca_file = \"/nonexistent/ca.pem\"", "ca_file"),
             ("[tables.nope]\ntable = \"t\"", "tables.nope"),
             (
                 "[tables.sessions]\ntable = \"drop table x\"",

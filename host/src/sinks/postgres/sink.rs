@@ -8,11 +8,14 @@
 //! source), each batch is written at once.
 
 use std::collections::BTreeMap;
+use std::path::Path;
 use std::sync::Arc;
 
+use rustls::pki_types::pem::PemObject;
 use serde::{Deserialize, Serialize};
+use tokio_postgres::Client;
 use tokio_postgres::types::ToSql;
-use tokio_postgres::{Client, NoTls};
+use tokio_postgres_rustls::MakeRustlsConnect;
 
 use super::PostgresSinkConfig;
 use super::statements::{self, Column};
@@ -79,6 +82,7 @@ struct Applied {
 pub struct PostgresSink {
     name: String,
     url: String,
+    tls: MakeRustlsConnect,
     timeout: std::time::Duration,
     breaker: Arc<Breaker>,
     client: Option<Client>,
@@ -99,19 +103,63 @@ fn is_data_error(error: &tokio_postgres::Error) -> bool {
         .is_some_and(|code| matches!(&code.code()[..2], "22" | "23"))
 }
 
-/// The server's message of an error, else its text.
+/// The server's message of an error, else its text with its causes.
 fn reason(error: &tokio_postgres::Error) -> String {
     match error.as_db_error() {
         Some(db) => match db.detail() {
             Some(detail) => format!("{} ({detail})", db.message()),
             None => db.message().to_string(),
         },
-        None => error.to_string(),
+        None => {
+            // The client's own errors keep the why in their sources (a TLS handshake's).
+            let mut text = error.to_string();
+            let mut source = std::error::Error::source(error);
+            while let Some(cause) = source {
+                text.push_str(&format!(": {cause}"));
+                source = cause.source();
+            }
+            text
+        }
     }
 }
 
-async fn connect(url: &str, timeout: std::time::Duration) -> Result<Client, String> {
-    let connecting = tokio_postgres::connect(url, NoTls);
+/// The TLS settings: the server's certificate verified against the authorities of
+/// `ca_file` (PEM), or the system's roots.
+fn tls(ca_file: Option<&Path>) -> Result<MakeRustlsConnect, String> {
+    let mut roots = rustls::RootCertStore::empty();
+    match ca_file {
+        Some(path) => {
+            let pem =
+                std::fs::read(path).map_err(|e| format!("ca_file {}: {e}", path.display()))?;
+            for cert in rustls::pki_types::CertificateDer::pem_slice_iter(&pem) {
+                let cert = cert.map_err(|e| format!("ca_file {}: {e}", path.display()))?;
+                roots
+                    .add(cert)
+                    .map_err(|e| format!("ca_file {}: {e}", path.display()))?;
+            }
+        }
+        None => {
+            for cert in rustls_native_certs::load_native_certs().certs {
+                // A system certificate rustls cannot use is left out, as libpq would.
+                let _ = roots.add(cert);
+            }
+        }
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(MakeRustlsConnect::new(config))
+}
+
+async fn connect(
+    url: &str,
+    tls: &MakeRustlsConnect,
+    timeout: std::time::Duration,
+) -> Result<Client, String> {
+    let connecting = tokio_postgres::connect(url, tls.clone());
     let (client, connection) = tokio::time::timeout(timeout, connecting)
         .await
         .map_err(|_| format!("no connection within {timeout:?}"))?
@@ -127,7 +175,8 @@ async fn connect(url: &str, timeout: std::time::Duration) -> Result<Client, Stri
 /// Connects to the sink's server and runs `SELECT 1`, within the sink's timeout.
 pub fn ping(config: &PostgresSinkConfig) -> Result<(), String> {
     io_runtime().block_on(async {
-        let client = connect(&config.url, config.timeout.0).await?;
+        let tls = tls(config.ca_file.as_deref())?;
+        let client = connect(&config.url, &tls, config.timeout.0).await?;
         client
             .simple_query("SELECT 1")
             .await
@@ -234,9 +283,10 @@ impl PostgresSink {
             reason,
         };
         let timeout = config.timeout.0;
+        let tls = tls(config.ca_file.as_deref()).map_err(setup)?;
         let (client, targets) = io_runtime()
             .block_on(async {
-                let client = connect(&config.url, timeout).await?;
+                let client = connect(&config.url, &tls, timeout).await?;
                 for create in [
                     statements::create_epochs(&config.epochs_table),
                     statements::create_rejected(&config.rejected_table),
@@ -274,6 +324,7 @@ impl PostgresSink {
         Ok(PostgresSink {
             name: name.to_string(),
             url: config.url.clone(),
+            tls,
             timeout,
             breaker,
             client: Some(client),
@@ -311,7 +362,7 @@ impl PostgresSink {
                     })
             })
             .collect::<Result<_, _>>()?;
-        let (url, timeout, slot) = (&self.url, self.timeout, &mut self.client);
+        let (url, tls, timeout, slot) = (&self.url, &self.tls, self.timeout, &mut self.client);
         let (sink, source) = (&self.name, &self.source);
         let (epochs, rejected) = (&self.epochs_table, &self.rejected_table);
         let what = match mode {
@@ -321,7 +372,7 @@ impl PostgresSink {
         self.breaker.call(what, || {
             io_runtime().block_on(async {
                 if slot.as_ref().is_none_or(Client::is_closed) {
-                    *slot = Some(connect(url, timeout).await?);
+                    *slot = Some(connect(url, tls, timeout).await?);
                 }
                 let client = slot.as_ref().ok_or("not connected")?;
                 let run = in_transaction(

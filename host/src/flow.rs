@@ -29,7 +29,7 @@ pub struct Provenance {
     /// Offset in the partition (line number for files).
     pub offset: i64,
     /// The record's W3C `traceparent`, carried to the Kafka outputs derived from it.
-    pub trace: Option<crate::telemetry::TraceParent>,
+    pub trace: Option<crate::trace_parent::TraceParent>,
 }
 
 /// One record, owned (what tests and the in-memory sink keep; sinks get a [`SinkBatch`]).

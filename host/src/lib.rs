@@ -11,6 +11,7 @@ pub mod error;
 pub mod event;
 pub mod failpoint;
 pub mod flow;
+pub mod histogram_buckets;
 pub mod kafka;
 pub mod kafka_client;
 pub mod liveness;
@@ -23,6 +24,7 @@ pub mod state;
 pub mod storage;
 pub mod synth;
 pub mod telemetry;
+pub mod trace_parent;
 pub mod units;
 
 pub use error::{Error, Result};

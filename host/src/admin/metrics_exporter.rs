@@ -6,27 +6,7 @@ use std::time::Duration;
 
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
-/// Buckets of every `*_seconds` histogram: 100 µs to 60 s.
-const SECONDS_BUCKETS: &[f64] = &[
-    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
-    5.0, 10.0, 30.0, 60.0,
-];
-
-/// Buckets of the event-time latency at the sinks: 1 ms to an hour (late and replayed events
-/// are minutes or hours behind).
-const EVENT_LATENCY_BUCKETS: &[f64] = &[
-    0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0,
-    3600.0,
-];
-
-/// The buckets of histogram `name` (the same in Prometheus and over OTLP).
-pub fn buckets_for(name: &str) -> &'static [f64] {
-    if name == "weir_sink_event_latency_seconds" {
-        EVENT_LATENCY_BUCKETS
-    } else {
-        SECONDS_BUCKETS
-    }
-}
+use crate::histogram_buckets::{EVENT_LATENCY_BUCKETS, SECONDS_BUCKETS};
 
 /// Installs the process-wide recorder: Prometheus (returning the handle that renders it)
 /// when `prometheus` is set, and `otlp` when given, both at once if need be.

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use serde::Deserialize;
 
 pub use http::serve;
-pub use metrics_exporter::{buckets_for, install_recorders};
+pub use metrics_exporter::install_recorders;
 
 use crate::config::PipelineConfig;
 use crate::pipeline::plugins::PluginRegistry;

@@ -22,7 +22,7 @@ use crate::kafka_client::client_config;
 use crate::pipeline::PipelineStats;
 use crate::pipeline::build::PipelineFactory;
 use crate::sinks::kafka::headers::to_pairs;
-use crate::telemetry::TraceParent;
+use crate::trace_parent::TraceParent;
 
 /// How a daemon run behaves beyond its config.
 #[derive(Clone)]

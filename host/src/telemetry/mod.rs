@@ -3,7 +3,6 @@
 
 mod otlp_metrics;
 pub mod spans;
-pub mod trace_parent;
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -17,7 +16,6 @@ use opentelemetry_sdk::trace::{Sampler, SdkTracerProvider};
 use serde::Deserialize;
 
 pub use otlp_metrics::OtlpRecorder;
-pub use trace_parent::TraceParent;
 
 use crate::units::HumanDuration;
 

@@ -76,7 +76,7 @@ impl Recorder for OtlpRecorder {
 
     fn register_histogram(&self, key: &Key, _: &Metadata<'_>) -> Histogram {
         let name = key.name().to_string();
-        let boundaries = crate::admin::buckets_for(&name).to_vec();
+        let boundaries = crate::histogram_buckets::buckets_for(&name).to_vec();
         Histogram::from_arc(handle(&self.histograms, key, |attributes| {
             HistogramHandle {
                 histogram: self

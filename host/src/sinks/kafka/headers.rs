@@ -4,7 +4,7 @@
 use rdkafka::message::{Header, Headers, OwnedHeaders};
 
 use crate::flow::{DeadLetter, Provenance};
-use crate::telemetry::trace_parent;
+use crate::trace_parent;
 
 /// Source topic of the record an output derives from.
 pub const SOURCE_TOPIC: &str = "weir.source.topic";

@@ -40,7 +40,8 @@ pub struct PostgresSinkConfig {
     /// commit and kept in `rejected_table`. Default: true.
     #[serde(default = "yes")]
     pub check_writes: bool,
-    /// Timeout of connecting and of one statement.
+    /// Timeout of connecting; one write (its whole transaction) may take four times as long
+    /// before the connection is dropped and the write retried.
     #[serde(default = "default_timeout")]
     pub timeout: HumanDuration,
     /// Retries and circuit breaker.

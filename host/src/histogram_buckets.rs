@@ -13,9 +13,12 @@ pub const EVENT_LATENCY_BUCKETS: &[f64] = &[
     3600.0,
 ];
 
+/// The histogram that takes [`EVENT_LATENCY_BUCKETS`]; every other takes [`SECONDS_BUCKETS`].
+pub const EVENT_LATENCY_HISTOGRAM: &str = "weir_sink_event_latency_seconds";
+
 /// The buckets of histogram `name` (the same in Prometheus and over OTLP).
 pub fn buckets_for(name: &str) -> &'static [f64] {
-    if name == "weir_sink_event_latency_seconds" {
+    if name == EVENT_LATENCY_HISTOGRAM {
         EVENT_LATENCY_BUCKETS
     } else {
         SECONDS_BUCKETS

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
-use crate::histogram_buckets::{EVENT_LATENCY_BUCKETS, SECONDS_BUCKETS};
+use crate::histogram_buckets::{EVENT_LATENCY_BUCKETS, EVENT_LATENCY_HISTOGRAM, SECONDS_BUCKETS};
 
 /// Installs the process-wide recorder: Prometheus (returning the handle that renders it)
 /// when `prometheus` is set, and `otlp` when given, both at once if need be.
@@ -53,7 +53,7 @@ fn prometheus_recorder() -> Result<metrics_exporter_prometheus::PrometheusRecord
         .map_err(|e| e.to_string())?
         // A full name is matched before a suffix.
         .set_buckets_for_metric(
-            Matcher::Full("weir_sink_event_latency_seconds".into()),
+            Matcher::Full(EVENT_LATENCY_HISTOGRAM.into()),
             EVENT_LATENCY_BUCKETS,
         )
         .map_err(|e| e.to_string())?

@@ -75,14 +75,13 @@ impl Recorder for OtlpRecorder {
     }
 
     fn register_histogram(&self, key: &Key, _: &Metadata<'_>) -> Histogram {
-        let name = key.name().to_string();
-        let boundaries = crate::histogram_buckets::buckets_for(&name).to_vec();
         Histogram::from_arc(handle(&self.histograms, key, |attributes| {
+            let boundaries = crate::histogram_buckets::buckets_for(key.name());
             HistogramHandle {
                 histogram: self
                     .meter
-                    .f64_histogram(name)
-                    .with_boundaries(boundaries)
+                    .f64_histogram(key.name().to_string())
+                    .with_boundaries(boundaries.to_vec())
                     .build(),
                 attributes,
             }

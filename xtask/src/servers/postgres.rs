@@ -74,10 +74,14 @@ impl PostgresServer {
             if !status.success() {
                 bail!("chown {SERVER_USER} {} failed", parent.display());
             }
-            let mut up = parent.to_path_buf();
-            while let Some(p) = up.parent() {
-                let _ = Command::new("chmod").arg("o+x").arg(p).status();
-                up = p.to_path_buf();
+            // Every folder above it must let others through (a private temp folder may not).
+            use std::os::unix::fs::PermissionsExt;
+            for folder in parent.ancestors().skip(1) {
+                let mut permissions = std::fs::metadata(folder)?.permissions();
+                if permissions.mode() & 0o001 == 0 {
+                    permissions.set_mode(permissions.mode() | 0o001);
+                    std::fs::set_permissions(folder, permissions)?;
+                }
             }
         }
         let init = as_server_user(&bin.join("initdb"))

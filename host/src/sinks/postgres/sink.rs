@@ -1,15 +1,15 @@
 //! The PostgreSQL sink. Under checkpoints, each batch is first tried in a transaction that is
 //! rolled back (unless `check_writes = false`), so a record the table refuses (a constraint, a
 //! value its column type cannot take) goes to the dead-letter output with the server's reason;
-//! the rows that pass are kept
-//! in the epoch's commit record and written only once the epoch has committed, in one
-//! transaction that also moves this source partition's sequence number in the epochs table.
+//! the rows that pass are kept in the epoch's commit record and written only once the epoch
+//! has committed, in one transaction that also moves this source partition's sequence number
+//! in the epochs table.
 //! A redo finds the number already there and changes nothing. Without checkpoints (a file
 //! source), each batch is written at once.
 
 use std::collections::BTreeMap;
-use std::path::Path;
-use std::sync::Arc;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use rustls::pki_types::pem::PemObject;
 use serde::{Deserialize, Serialize};
@@ -124,8 +124,20 @@ fn reason(error: &tokio_postgres::Error) -> String {
 }
 
 /// The TLS settings: the server's certificate verified against the authorities of
-/// `ca_file` (PEM), or the system's roots.
+/// `ca_file` (PEM), or the system's roots. Read once per file for all of a sink's partitions.
 fn tls(ca_file: Option<&Path>) -> Result<MakeRustlsConnect, String> {
+    static MADE: Mutex<BTreeMap<Option<PathBuf>, MakeRustlsConnect>> = Mutex::new(BTreeMap::new());
+    let mut made = MADE.lock().unwrap_or_else(PoisonError::into_inner);
+    let key = ca_file.map(Path::to_path_buf);
+    if let Some(tls) = made.get(&key) {
+        return Ok(tls.clone());
+    }
+    let tls = tls_from_files(ca_file)?;
+    made.insert(key, tls.clone());
+    Ok(tls)
+}
+
+fn tls_from_files(ca_file: Option<&Path>) -> Result<MakeRustlsConnect, String> {
     let mut roots = rustls::RootCertStore::empty();
     match ca_file {
         Some(path) => {
@@ -217,7 +229,7 @@ async fn columns_of(client: &Client, table: &str, named: &[String]) -> Result<Ve
         .collect()
 }
 
-/// A JSON array of the rows `which` picks from `rows`.
+/// A JSON array of `rows`.
 fn json_array<'a>(rows: impl Iterator<Item = &'a String>) -> String {
     let mut array = String::from("[");
     for (i, row) in rows.enumerate() {
@@ -532,12 +544,12 @@ impl Sink for PostgresSink {
                 .push(Row { index, key, json });
         }
         let routes: Vec<&str> = rows.keys().copied().collect();
+        // The JSON moves into the statements' input and, once checked, into the epoch.
         let tables: Vec<(String, Vec<String>)> = rows
-            .values()
-            .zip(&routes)
-            .map(|(rows, route)| {
-                let table = self.targets[*route].table.clone();
-                (table, rows.iter().map(|row| row.json.clone()).collect())
+            .iter_mut()
+            .map(|(route, rows)| {
+                let json = rows.iter_mut().map(|r| std::mem::take(&mut r.json));
+                (self.targets[*route].table.clone(), json.collect())
             })
             .collect();
         if tables.is_empty() {
@@ -552,10 +564,9 @@ impl Sink for PostgresSink {
         let mut refused: Vec<Vec<bool>> =
             tables.iter().map(|(_, r)| vec![false; r.len()]).collect();
         for (t, row, reason) in applied.refused {
-            let index = rows[routes[t]][row].index;
             refused[t][row] = true;
             rejections.push(Rejection {
-                index,
+                index: rows[routes[t]][row].index,
                 reason: format!("postgres: {}: {reason}", tables[t].0),
             });
         }
@@ -564,8 +575,9 @@ impl Sink for PostgresSink {
                 .increment(applied.written);
             return Ok(rejections);
         }
-        for (t, route) in routes.iter().enumerate() {
-            let upsert = !self.targets[*route].upsert_key.is_empty();
+        for (t, (_, json)) in tables.into_iter().enumerate() {
+            let route = routes[t];
+            let upsert = !self.targets[route].upsert_key.is_empty();
             let pending = self.pending.entry(route.to_string()).or_insert_with(|| {
                 if upsert {
                     Pending::Upsert(BTreeMap::new())
@@ -573,12 +585,12 @@ impl Sink for PostgresSink {
                     Pending::Insert(Vec::new())
                 }
             });
-            let kept = rows[route].iter().zip(&refused[t]).filter(|(_, r)| !**r);
-            for (row, _) in kept {
+            let kept = rows[route].iter().zip(json).zip(&refused[t]);
+            for ((row, json), _) in kept.filter(|(_, refused)| !**refused) {
                 match pending {
-                    Pending::Insert(rows) => rows.push(row.json.clone()),
+                    Pending::Insert(rows) => rows.push(json),
                     Pending::Upsert(rows) => {
-                        rows.insert(row.key.clone(), row.json.clone());
+                        rows.insert(row.key.clone(), json);
                     }
                 }
             }
@@ -586,12 +598,9 @@ impl Sink for PostgresSink {
         Ok(rejections)
     }
 
+    /// Writes without checkpoints commit at once; with them, they wait for their epoch.
     fn flush(&mut self) -> Result<(), SinkError> {
-        if self.scoped || self.pending.is_empty() {
-            return Ok(());
-        }
-        let record = self.take_pending();
-        self.apply_record(&record)
+        Ok(())
     }
 
     fn close(&mut self) -> Result<(), SinkError> {

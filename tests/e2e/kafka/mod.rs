@@ -147,9 +147,12 @@ impl Record {
     }
 }
 
-/// Waits (up to 10 s) until `committed`'s end of each partition of `topic` (the last stable
-/// offset) reaches the end of everything written: a transaction's commit returns before its
-/// markers are written, and until then a `read_committed` reader sees the topic end earlier.
+/// Waits until `committed`'s end of each partition of `topic` (the last stable offset)
+/// reaches the end of everything written: a transaction's commit returns before its markers
+/// are written, and until then a `read_committed` reader sees the topic end earlier. A
+/// transaction left open by a killed instance that no successor fences holds the stable
+/// offset back until the broker aborts it (the producer's 60 s transaction timeout, checked
+/// every 2 s by the test broker), so the wait allows that and says when it gives up.
 fn settle(bootstrap: &str, committed: &BaseConsumer, topic: &str) {
     let everything: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
@@ -159,16 +162,25 @@ fn settle(bootstrap: &str, committed: &BaseConsumer, topic: &str) {
         .unwrap();
     let timeout = Duration::from_secs(10);
     let metadata = everything.fetch_metadata(Some(topic), timeout).unwrap();
-    let deadline = Instant::now() + timeout;
+    let deadline = Instant::now() + Duration::from_secs(75);
     for partition in metadata.topics().iter().flat_map(|t| t.partitions()) {
         let (_, end) = everything
             .fetch_watermarks(topic, partition.id(), timeout)
             .unwrap();
-        while Instant::now() < deadline
-            && committed
+        let stable = || {
+            committed
                 .fetch_watermarks(topic, partition.id(), timeout)
-                .is_ok_and(|(_, stable)| stable < end)
-        {
+                .map_or(-1, |(_, stable)| stable)
+        };
+        while stable() < end {
+            if Instant::now() > deadline {
+                eprintln!(
+                    "{topic}/{}: the last stable offset {} stayed below the end {end}",
+                    partition.id(),
+                    stable()
+                );
+                break;
+            }
             std::thread::sleep(Duration::from_millis(50));
         }
     }

@@ -284,6 +284,7 @@ impl KafkaCluster {
              transaction.state.log.replication.factor={replicas}\n\
              transaction.state.log.min.isr={min_insync}\n\
              transaction.state.log.num.partitions=4\n\
+             transaction.abort.timed.out.transaction.cleanup.interval.ms=2000\n\
              share.coordinator.state.topic.replication.factor={replicas}\n\
              share.coordinator.state.topic.min.isr={min_insync}\n\
              group.initial.rebalance.delay.ms=0\n\

@@ -91,6 +91,8 @@ pub enum DeadLetterClass {
     Unrouted,
     /// A sink refused the record.
     Sink,
+    /// The record came for a table partition already declared complete.
+    Late,
 }
 
 /// Reason prefixes of the failures the host isolates in a stage (the messages of
@@ -119,6 +121,7 @@ impl DeadLetterClass {
             DeadLetterClass::Breaker => "breaker",
             DeadLetterClass::Unrouted => "unrouted",
             DeadLetterClass::Sink => "sink",
+            DeadLetterClass::Late => "late",
         }
     }
 }
@@ -131,6 +134,9 @@ impl DeadLetter {
         if self.plugin.is_none() {
             return match self.stage.as_str() {
                 "decode" => DeadLetterClass::Decode,
+                stage if stage.starts_with("sink:") && self.reason.starts_with("late:") => {
+                    DeadLetterClass::Late
+                }
                 stage if stage.starts_with("sink:") => DeadLetterClass::Sink,
                 _ => DeadLetterClass::Unrouted,
             };
@@ -222,6 +228,15 @@ mod tests {
         assert_eq!(
             letter("sink:lake", false, "too big").class(),
             DeadLetterClass::Sink
+        );
+        assert_eq!(
+            letter(
+                "sink:lake",
+                false,
+                "late: dt=2026-12-06/hour=10 is complete"
+            )
+            .class(),
+            DeadLetterClass::Late
         );
         assert_eq!(
             letter("router", false, "unrouted: x").class(),

@@ -12,6 +12,7 @@ mod file_source;
 mod harness;
 mod isolation;
 mod kafka;
+mod lake_completion;
 mod malformed;
 mod plugin_store;
 mod registry;

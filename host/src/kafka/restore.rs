@@ -12,6 +12,7 @@ use crate::flow::Provenance;
 use crate::pipeline::build::PipelineFactory;
 use crate::sinks::SinkContext;
 use crate::sinks::kafka::OutputProducer;
+use crate::sinks::parquet::Writers;
 use crate::sinks::staging::Scope;
 
 /// What the broker has committed for a partition: the offset and its metadata.
@@ -33,14 +34,20 @@ pub fn restore_task(
     key: PartitionKey,
     broker: BrokerCommit<'_>,
     producer: &Arc<OutputProducer>,
+    table_writers: Option<&Arc<[String]>>,
 ) -> Result<(PartitionTask, Option<i64>)> {
     let (topic, partition) = (&key.0, key.1);
     let broker_offset = broker.offset;
+    let scope = Scope {
+        topic: topic.to_string(),
+        partition,
+    };
     let context = SinkContext {
-        scope: Some(Scope {
-            topic: topic.to_string(),
-            partition,
+        writers: table_writers.map(|all| Writers {
+            this: scope.label(),
+            all: all.clone(),
         }),
+        scope: Some(scope),
         producer: Some(producer.clone()),
         ..SinkContext::default()
     };

@@ -21,6 +21,7 @@ use crate::error::Result;
 use crate::runtime::{EngineSettings, GeoDb, PluginEngine};
 use crate::sinks::dead_letter::{DeadLetterFile, DeadLetterTopic};
 use crate::sinks::files::OutputFiles;
+use crate::sinks::parquet::Writers;
 use crate::sinks::resilience::Breakers;
 use crate::sinks::{DeadLetterSink, SinkContext, SinkError};
 use crate::source::Source;
@@ -190,6 +191,13 @@ impl PipelineFactory {
         &self.breakers
     }
 
+    /// Whether a sink marks complete hours, and so needs to know every writer of its table.
+    pub fn marks_completion(&self) -> bool {
+        self.config.sinks.values().any(
+            |sink| matches!(sink, crate::sinks::SinkConfig::Parquet(c) if c.completion.is_some()),
+        )
+    }
+
     /// The config this factory builds.
     pub fn config(&self) -> &PipelineConfig {
         &self.config
@@ -217,8 +225,24 @@ pub fn build(config: &PipelineConfig, plugin_dir: &Path) -> Result<BuiltPipeline
         tracing::info!(stage = %stage.name, plugin = %stage.plugin, "Loaded stage.");
     }
     factory.watch_plugins()?;
+    // This run's partitions fill each table together: an hour is complete once all have
+    // passed it. Named by run, so a backfill does not wait on the partitions of another run.
+    let run = format!(
+        "file-{}-{:04x}",
+        chrono::Utc::now().format("%Y%m%dT%H%M%S"),
+        rand::random::<u16>()
+    );
+    let all: Arc<[String]> = (0..partitions).map(|p| format!("{run}-{p}")).collect();
     let pipelines = (0..partitions)
-        .map(|_| factory.pipeline(&SinkContext::default()))
+        .map(|p| {
+            factory.pipeline(&SinkContext {
+                writers: Some(Writers {
+                    this: all[p].clone(),
+                    all: all.clone(),
+                }),
+                ..SinkContext::default()
+            })
+        })
         .collect::<Result<Vec<_>>>()?;
     Ok(BuiltPipeline {
         partitions: pipelines,

@@ -140,8 +140,7 @@ impl PartitionPipeline {
         self.run_stages(0, events, origins, records)?;
         self.watermark.observe(max_time, Instant::now());
         self.fire_due_timers()?;
-        self.router.write_out()?;
-        Ok(())
+        self.write_out()
     }
 
     /// Advances an idle partition's watermark by processing time and fires due timers.
@@ -152,7 +151,7 @@ impl PartitionPipeline {
         }
         self.arena.clear();
         self.fire_due_timers()?;
-        self.router.write_out()?;
+        self.write_out()?;
         Ok(true)
     }
 
@@ -162,7 +161,13 @@ impl PartitionPipeline {
         self.watermark.finish();
         self.arena.clear();
         self.fire_due_timers()?;
+        self.write_out()
+    }
+
+    /// Writes what the batch routed to the sinks, which then see the watermark it reached.
+    fn write_out(&mut self) -> Result<()> {
         self.router.write_out()?;
+        self.router.observe_watermark(self.watermark.current());
         Ok(())
     }
 

@@ -243,6 +243,13 @@ impl Router {
         self.sinks.iter().any(|s| s.wants_commit())
     }
 
+    /// The partition's watermark moved: sinks that mark complete hours follow it.
+    pub fn observe_watermark(&mut self, watermark: i64) {
+        for sink in &mut self.sinks {
+            sink.observe_watermark(watermark);
+        }
+    }
+
     /// The input has ended: the next epoch finishes every open file.
     pub fn finish_files(&mut self) {
         for sink in &mut self.sinks {

@@ -19,6 +19,34 @@ pub fn decode<T: DeserializeOwned>(sink: &str, bytes: &[u8]) -> Result<T, SinkEr
         .map_err(|e| io_error(sink, format!("commit record does not decode: {e}")))
 }
 
+/// A commit record followed by an extension that older versions did not write: a record
+/// without it decodes with `None`.
+pub fn decode_extended<T: DeserializeOwned, X: DeserializeOwned>(
+    sink: &str,
+    bytes: &[u8],
+) -> Result<(T, Option<X>), SinkError> {
+    let bad = |e: postcard::Error| io_error(sink, format!("commit record does not decode: {e}"));
+    let (record, rest) = postcard::take_from_bytes(bytes).map_err(bad)?;
+    let extension = match rest {
+        [] => None,
+        rest => Some(postcard::from_bytes(rest).map_err(bad)?),
+    };
+    Ok((record, extension))
+}
+
+/// A commit record with an extension (see [`decode_extended`]).
+pub fn encode_extended<T: Serialize, X: Serialize>(
+    sink: &str,
+    record: &T,
+    extension: Option<&X>,
+) -> Result<Option<Vec<u8>>, SinkError> {
+    let mut bytes = postcard::to_allocvec(record).map_err(|e| io_error(sink, e))?;
+    if let Some(extension) = extension {
+        bytes.extend(postcard::to_allocvec(extension).map_err(|e| io_error(sink, e))?);
+    }
+    Ok(Some(bytes))
+}
+
 /// The sequence numbers of a sink's commits from one source partition: each above the last,
 /// and at least the wall clock, so a pipeline started afresh (new group, no checkpoint) still
 /// passes the numbers an older one left in the destination.

@@ -100,6 +100,8 @@ pub trait Sink: Send {
     }
     /// The input has ended (a bounded run): the next epoch finishes every open file.
     fn finish_files(&mut self) {}
+    /// The source partition's watermark moved to `watermark` (event time, ms).
+    fn observe_watermark(&mut self, _watermark: i64) {}
 }
 
 /// Each sink's commit record of one epoch, by sink name.
@@ -133,6 +135,9 @@ pub struct SinkContext {
     pub breakers: Breakers,
     /// The run's output files, one per path, shared by its partitions.
     pub files: files::OutputFiles,
+    /// The writers that fill a table together (for completion markers): every source
+    /// partition, and which one this is.
+    pub writers: Option<parquet::Writers>,
 }
 
 impl SinkConfig {
@@ -164,12 +169,15 @@ impl SinkConfig {
     /// Builds the sink (creates folders and files).
     pub fn build(&self, name: &str, context: &SinkContext) -> Result<Box<dyn Sink>, SinkError> {
         Ok(match self {
-            SinkConfig::Parquet(c) => Box::new(parquet::ParquetSink::new(
-                name,
-                c,
-                context.scope.clone(),
-                context.breakers.get(name, &c.retry),
-            )?),
+            SinkConfig::Parquet(c) => Box::new(
+                parquet::ParquetSink::new(
+                    name,
+                    c,
+                    context.scope.clone(),
+                    context.breakers.get(name, &c.retry),
+                )?
+                .writing_with(context.writers.clone()),
+            ),
             SinkConfig::Redis(c) => Box::new(redis::RedisSink::new(
                 name,
                 c,

@@ -5,6 +5,7 @@
 mod admin;
 mod brokers;
 mod chaos;
+mod completion;
 mod crash;
 mod end_to_end;
 mod faults;

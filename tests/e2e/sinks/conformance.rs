@@ -231,6 +231,7 @@ fn parquet_config(path: String, s3: S3Options) -> ParquetSinkConfig {
         row_group_rows: 1024,
         zstd_level: 3,
         retry: RetryConfig::default(),
+        completion: None,
     }
 }
 

@@ -12,6 +12,7 @@ use crate::error::{Error, Result};
 use crate::kafka::config::StartPosition;
 use crate::kafka::restore::{BrokerCommit, restore_task};
 use crate::kafka::task::PartitionKey;
+use crate::sinks::staging::Scope;
 
 impl Coordinator {
     /// Drops every partition's task, keeping its counts in the totals.
@@ -35,6 +36,7 @@ impl Coordinator {
             return Ok(false);
         }
         let producer = self.open_transaction()?;
+        let table_writers = self.table_writers(consumer)?;
         let mut query = TopicPartitionList::new();
         for (topic, partition) in keys {
             query.add_partition(topic, *partition);
@@ -60,6 +62,7 @@ impl Coordinator {
                 (topic.clone(), partition),
                 committed,
                 &producer,
+                table_writers.as_ref(),
             )?;
             moved |= offset != broker_offset;
             let position = match offset {
@@ -77,6 +80,31 @@ impl Coordinator {
             return Ok(false);
         }
         Ok(moved)
+    }
+
+    /// Every partition of the source topics, by writer name, when a sink marks complete
+    /// hours: an hour of its table is complete once all of them have passed it.
+    fn table_writers<C: ConsumerContext>(
+        &self,
+        consumer: &BaseConsumer<C>,
+    ) -> Result<Option<Arc<[String]>>> {
+        if !self.factory.marks_completion() {
+            return Ok(None);
+        }
+        let mut writers = Vec::new();
+        for topic in &self.source.topics {
+            let metadata = consumer.fetch_metadata(Some(topic), self.timeout)?;
+            for found in metadata.topics() {
+                for p in found.partitions() {
+                    let scope = Scope {
+                        topic: topic.clone(),
+                        partition: p.id(),
+                    };
+                    writers.push(scope.label());
+                }
+            }
+        }
+        Ok(Some(writers.into()))
     }
 
     /// An epoch failed: abort its transaction and rewind every partition to its committed

@@ -38,6 +38,10 @@ pub struct ParquetSinkConfig {
     /// Retries and circuit breaker of the store.
     #[serde(default)]
     pub retry: RetryConfig,
+    /// Completion markers: a `_SUCCESS` file in each hour's folder once the hour is
+    /// complete; off without this section.
+    #[serde(default)]
+    pub completion: Option<super::CompletionConfig>,
 }
 
 /// The policy for a record's fields that are not columns of the sink's schema.

@@ -1,15 +1,17 @@
 //! A sink writing Parquet files (zstd) under Hive-style `dt=YYYY-MM-DD/hour=HH/` folders by
 //! event time, building the Arrow columns declared in the config from the host's index of each
 //! record. Records that do not fit the schema are refused with the field named and go to the
-//! dead-letter output.
+//! dead-letter output. Complete hours get a `_SUCCESS` marker when configured.
 
 mod columns;
+mod completion;
 mod compose;
 mod config;
 mod freshness;
 mod schema;
 mod sink;
 
+pub use completion::{CompletionConfig, LateRows, Writers};
 pub use compose::concat;
 pub use config::{ColumnConfig, ExtraFields, ParquetSinkConfig};
 pub use schema::{parse_type, schema_of};

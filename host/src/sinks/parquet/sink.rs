@@ -3,7 +3,9 @@
 //! `_staging/<scope>/<file>.parts/`, named `.part` so no lake glob takes it for a table file). A file is made of the parts of several epochs and rolls on size or
 //! age; once the epoch that rolled it has committed, its parts are joined into the final file
 //! and deleted. Readers only ever see whole files of committed rows. Without a scope (the file
-//! source) there are no epochs: a file is published as soon as it is due, and at close.
+//! source) there are no epochs: a file is published as soon as it is due, and at close. With
+//! completion markers, the epoch that declares an hour complete rolls that hour's files, and
+//! its commit announces the hour (see [`super::completion`]).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -19,6 +21,9 @@ use parquet::schema::types::ColumnPath;
 use serde::{Deserialize, Serialize};
 
 use super::columns::ColumnWriter;
+use super::completion::{
+    Completion, HOUR_MS, LATE_DIR, LateRows, Progress, Writers, folder_of_hour, hour_of_folder,
+};
 use super::compose::concat;
 use super::freshness::Freshness;
 use super::{ExtraFields, ParquetSinkConfig, schema_of};
@@ -27,9 +32,6 @@ use crate::sinks::resilience::Breaker;
 use crate::sinks::staging::{STAGING_DIR, Scope};
 use crate::sinks::{RecordView, Rejection, Sink, SinkBatch, SinkError, io_error, now_ms};
 use crate::storage::Storage;
-
-/// An hour in ms: files are partitioned by the hour of their rows' event time.
-const HOUR_MS: i64 = 3_600_000;
 
 /// Largest part buffered in memory before it is staged, even mid-epoch.
 const MAX_PART_SIZE: usize = 32 << 20;
@@ -101,6 +103,10 @@ pub struct ParquetSink {
     /// the group has dropped (a zombie) that recovers must not delete what its successor has
     /// staged and not yet committed.
     unreferenced: Vec<String>,
+    /// Completion markers, when configured.
+    completion: Option<Completion>,
+    /// The newest hour whose completion this process has announced.
+    announced: Option<i64>,
 }
 
 /// The Hive partition folder of an event time.
@@ -141,6 +147,10 @@ impl ParquetSink {
             rand::random::<u16>()
         );
         let roll_size = config.roll_size.0 as u64;
+        let completion = config
+            .completion
+            .as_ref()
+            .map(|c| Completion::new(name, c, Writers::alone(&label)));
         Ok(ParquetSink {
             name: name.to_string(),
             storage,
@@ -166,7 +176,66 @@ impl ParquetSink {
             extra_fields: config.extra_fields,
             logged_ignored_field: false,
             unreferenced: Vec::new(),
+            completion,
+            announced: None,
         })
+    }
+
+    /// Sets the writers that fill the table together, for completion markers.
+    pub fn writing_with(mut self, writers: Option<Writers>) -> Self {
+        if let (Some(completion), Some(writers)) = (&mut self.completion, writers) {
+            completion.set_writers(writers);
+        }
+        self
+    }
+
+    /// Where rows of `hour` go: their hour's folder, `_late/` or (`None`) the dead-letter
+    /// output, when their hour is complete.
+    fn folder_for(&mut self, hour: i64, rows: usize) -> Option<String> {
+        let folder = partition_of(hour * HOUR_MS);
+        let Some(completion) = &mut self.completion else {
+            return Some(folder);
+        };
+        if !completion.is_late(hour) {
+            completion.wrote(hour);
+            return Some(folder);
+        }
+        metrics::counter!("weir_sink_late_rows_total", "sink" => self.name.clone())
+            .increment(rows as u64);
+        match completion.late_rows() {
+            LateRows::Folder => Some(format!("{LATE_DIR}/{folder}")),
+            LateRows::DeadLetter => None,
+        }
+    }
+
+    /// Declares the hours the watermark has passed complete: `None` when none is new.
+    fn declare(&mut self) -> Option<i64> {
+        self.completion.as_mut()?.declare()
+    }
+
+    /// Announces `progress` once its epoch's files are published, if it moved.
+    fn announce(&mut self, progress: Option<Progress>) -> Result<(), SinkError> {
+        let (Some(completion), Some(progress)) = (&mut self.completion, progress) else {
+            return Ok(());
+        };
+        if progress.through.is_none() || progress.through == self.announced {
+            return Ok(());
+        }
+        completion.announce(&self.storage, &self.breaker, &progress)?;
+        self.announced = progress.through;
+        Ok(())
+    }
+
+    /// Unscoped: publishes the files of newly complete hours and announces them.
+    fn complete_unscoped(&mut self) -> Result<(), SinkError> {
+        let Some(through) = self.declare() else {
+            return Ok(());
+        };
+        for publish in self.roll(false, Some(through))? {
+            self.publish(&publish)?;
+        }
+        let progress = self.completion.as_ref().map(Completion::progress);
+        self.announce(progress)
     }
 
     fn write_batch(&mut self, folder: &str, batch: &RecordBatch) -> Result<(), SinkError> {
@@ -257,13 +326,17 @@ impl ParquetSink {
         size >= self.roll_size || now - file.opened_at_ms >= self.roll_interval_ms
     }
 
-    /// Takes the files due to roll (every file with `force`), staging their last rows.
-    fn roll(&mut self, force: bool) -> Result<Vec<Publish>, SinkError> {
+    /// Takes the files due to roll (every file with `force`, and those of hours up to a
+    /// `complete` one), staging their last rows.
+    fn roll(&mut self, force: bool, complete: Option<i64>) -> Result<Vec<Publish>, SinkError> {
         let now = now_ms();
+        let completed = |folder: &str| {
+            complete.is_some_and(|c| hour_of_folder(folder).is_some_and(|hour| hour <= c))
+        };
         let due: Vec<String> = self
             .files
             .values()
-            .filter(|f| force || self.due(f, now))
+            .filter(|f| force || self.due(f, now) || completed(&f.folder))
             .map(|f| f.folder.clone())
             .collect();
         let mut rolled = Vec::new();
@@ -398,6 +471,17 @@ impl Sink for ParquetSink {
         let mut rejections = Vec::new();
         let mut with_extra_fields = 0_u64;
         for (hour, rows) in groups {
+            let Some(folder) = self.folder_for(hour, rows.len()) else {
+                let reason = format!(
+                    "late: {} is complete (the watermark passed its end plus the lateness)",
+                    folder_of_hour(hour)
+                );
+                rejections.extend(rows.into_iter().map(|index| Rejection {
+                    index,
+                    reason: reason.clone(),
+                }));
+                continue;
+            };
             let mut cells = Vec::with_capacity(self.schema.fields().len());
             let mut newest = i64::MIN;
             for index in rows {
@@ -428,21 +512,22 @@ impl Sink for ParquetSink {
                     Err(reason) => rejections.push(Rejection { index, reason }),
                 }
             }
-            if self.columns.rows() > 0 {
-                let batch = self.columns.finish().map_err(|e| io_error(&self.name, e))?;
-                let folder = partition_of(hour * HOUR_MS);
-                self.write_batch(&folder, &batch)?;
-                self.freshness.wrote(&folder, newest);
+            if self.columns.rows() == 0 {
+                continue;
             }
+            let batch = self.columns.finish().map_err(|e| io_error(&self.name, e))?;
+            self.write_batch(&folder, &batch)?;
+            self.freshness.wrote(&folder, newest);
         }
         if with_extra_fields > 0 {
             metrics::counter!("weir_sink_extra_fields_total", "sink" => self.name.clone())
                 .increment(with_extra_fields);
         }
         if !self.scoped {
-            for publish in self.roll(false)? {
+            for publish in self.roll(false, None)? {
                 self.publish(&publish)?;
             }
+            self.complete_unscoped()?;
         }
         Ok(rejections)
     }
@@ -453,55 +538,84 @@ impl Sink for ParquetSink {
 
     fn close(&mut self) -> Result<(), SinkError> {
         self.stage_all()?;
-        for publish in self.roll(true)? {
+        for publish in self.roll(true, None)? {
             self.publish(&publish)?;
+        }
+        if !self.scoped {
+            self.complete_unscoped()?;
         }
         Ok(())
     }
 
+    fn observe_watermark(&mut self, watermark: i64) {
+        if let Some(completion) = &mut self.completion {
+            completion.observe(watermark);
+        }
+    }
+
     fn prepare_commit(&mut self) -> Result<Option<Vec<u8>>, SinkError> {
         self.stage_all()?;
+        let complete = self.declare();
         let record = CommitRecord {
-            publish: self.roll(self.finishing)?,
+            publish: self.roll(self.finishing, complete)?,
             open: self.files.values().cloned().collect(),
         };
         tracing::debug!(sink = %self.name, rolled = record.publish.len(), open = record.open.len(), finishing = self.finishing, "Epoch prepared.");
-        commit_record::encode(&self.name, &record)
+        let progress = self.completion.as_ref().map(Completion::progress);
+        commit_record::encode_extended(&self.name, &record, progress.as_ref())
     }
 
     fn commit(&mut self, record: &[u8]) -> Result<(), SinkError> {
-        for publish in commit_record::decode::<CommitRecord>(&self.name, record)?.publish {
+        let (record, progress) =
+            commit_record::decode_extended::<CommitRecord, Progress>(&self.name, record)?;
+        for publish in record.publish {
             self.publish(&publish)?;
         }
-        self.discard_unreferenced()
+        self.discard_unreferenced()?;
+        self.announce(progress)
     }
 
     fn recover(&mut self, record: Option<&[u8]>) -> Result<(), SinkError> {
         self.buffers.clear();
         self.files.clear();
-        if let Some(bytes) = record {
-            let record = commit_record::decode::<CommitRecord>(&self.name, bytes)?;
-            let committed = |file: &str| record.publish.iter().any(|p| p.to == file);
-            self.freshness.recovered(committed);
-            for publish in &record.publish {
-                self.publish(publish)?;
-            }
-            self.files = record
-                .open
-                .into_iter()
-                .map(|f| (f.folder.clone(), f))
-                .collect();
-            self.drop_published_files()?;
-        } else {
+        self.announced = None;
+        let Some(bytes) = record else {
             self.freshness.recovered(|_| false);
+            if let Some(completion) = &mut self.completion {
+                completion.restore(Progress::default());
+            }
+            self.unreferenced = self.unreferenced()?;
+            return Ok(());
+        };
+        let (record, progress) =
+            commit_record::decode_extended::<CommitRecord, Progress>(&self.name, bytes)?;
+        let committed = |file: &str| record.publish.iter().any(|p| p.to == file);
+        self.freshness.recovered(committed);
+        for publish in &record.publish {
+            self.publish(publish)?;
         }
+        self.files = record
+            .open
+            .into_iter()
+            .map(|f| (f.folder.clone(), f))
+            .collect();
+        self.drop_published_files()?;
         self.unreferenced = self.unreferenced()?;
-        Ok(())
+        if let Some(completion) = &mut self.completion {
+            completion.restore(progress.unwrap_or_default());
+        }
+        self.announce(progress)
     }
 
     fn wants_commit(&self) -> bool {
         let now = now_ms();
-        self.scoped && (self.finishing || self.files.values().any(|f| self.due(f, now)))
+        let declaring = || {
+            self.completion
+                .as_ref()
+                .is_some_and(Completion::can_declare)
+        };
+        self.scoped
+            && (self.finishing || self.files.values().any(|f| self.due(f, now)) || declaring())
     }
 
     fn finish_files(&mut self) {
@@ -517,6 +631,7 @@ mod tests {
     use arrow_array::{Array, StringArray};
     use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
+    use super::super::LateRows;
     use super::*;
     use crate::flow::SinkRecord;
     use crate::sinks::parquet::ColumnConfig;
@@ -544,6 +659,7 @@ mod tests {
             row_group_rows: 1024,
             zstd_level: 3,
             retry: RetryConfig::default(),
+            completion: None,
         }
     }
 
@@ -567,7 +683,11 @@ mod tests {
         let mut files = Vec::new();
         for hour in ["hour=00", "hour=01"] {
             if let Ok(entries) = std::fs::read_dir(root.join("dt=1970-01-01").join(hour)) {
-                files.extend(entries.map(|e| e.unwrap().path()));
+                files.extend(
+                    entries
+                        .map(|e| e.unwrap().path())
+                        .filter(|p| p.extension().is_some_and(|e| e == "parquet")),
+                );
             }
         }
         files.sort();
@@ -589,6 +709,68 @@ mod tests {
             }
         }
         (files, ids)
+    }
+
+    #[test]
+    fn an_epoch_past_an_hour_publishes_its_files_marks_it_complete_and_refuses_its_late_rows() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = ParquetSinkConfig {
+            completion: Some(super::super::CompletionConfig {
+                lateness: crate::units::HumanDuration::from_secs(60),
+                late: LateRows::DeadLetter,
+            }),
+            ..config(dir.path())
+        };
+        let new_sink = || {
+            let breaker = Arc::new(Breaker::new("lake", &RetryConfig::default()));
+            let scope = Scope {
+                topic: "clicks".into(),
+                partition: 0,
+            };
+            ParquetSink::new("lake", &config, Some(scope), breaker).unwrap()
+        };
+        let marker = dir.path().join("dt=1970-01-01/hour=00/_SUCCESS");
+        let mut sink = new_sink();
+        let hour = 3_600_000;
+        sink.write(&SinkBatch::of(&[
+            record(r#"{"id":"a"}"#, 10),
+            record(r#"{"id":"b"}"#, hour + 10),
+        ]))
+        .unwrap();
+        // Past the hour's end, not past its lateness: nothing is declared.
+        sink.observe_watermark(hour + 59_999);
+        let record_1 = sink.prepare_commit().unwrap().unwrap();
+        sink.commit(&record_1).unwrap();
+        assert!(!marker.exists());
+        assert!(visible(dir.path()).1.is_empty(), "both files stay open");
+
+        sink.observe_watermark(hour + 60_000);
+        assert!(sink.wants_commit(), "an hour to declare ends the epoch");
+        let record_2 = sink.prepare_commit().unwrap().unwrap();
+        assert!(!marker.exists(), "announced only once the epoch commits");
+        sink.commit(&record_2).unwrap();
+        assert!(marker.exists());
+        assert_eq!(visible(dir.path()).1, ["a"], "hour 00 rolled, hour 01 open");
+
+        let late = sink
+            .write(&SinkBatch::of(&[
+                record(r#"{"id":"late"}"#, 20),
+                record(r#"{"id":"c"}"#, hour + 20),
+            ]))
+            .unwrap();
+        assert_eq!(late.len(), 1);
+        assert_eq!(late[0].index, 0);
+        assert!(late[0].reason.starts_with("late: dt=1970-01-01/hour=00"));
+
+        // A successor from the committed record knows the hour is complete.
+        std::fs::remove_file(&marker).unwrap();
+        let mut successor = new_sink();
+        successor.recover(Some(&record_2)).unwrap();
+        assert!(marker.exists(), "the redone commit announces again");
+        let late = successor
+            .write(&SinkBatch::of(&[record(r#"{"id":"late"}"#, 30)]))
+            .unwrap();
+        assert_eq!(late.len(), 1);
     }
 
     #[test]

@@ -3,6 +3,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod airflow;
 mod bundled;
 mod cli;
 mod configs;

@@ -89,6 +89,7 @@ fn weir() -> Command {
 fn test() -> Result<()> {
     plugins::build_all()?;
     python::venv_python()?;
+    python::airflow_python()?;
     servers::install_kafka()?;
     servers::install_s3s_fs()?;
     let mut child = cargo()

@@ -1,7 +1,7 @@
-//! A Python virtual environment with DuckDB, the independent Parquet reader the tests use to
-//! check what weir wrote, kubernetes-validate, which checks the Kubernetes manifests against
-//! the API's schemas (bundled, so no cluster or network is needed), and the Datadog Agent's
-//! OpenMetrics check.
+//! Python virtual environments of the tests: one with DuckDB, the independent Parquet reader
+//! the tests use to check what weir wrote, kubernetes-validate, which checks the Kubernetes
+//! manifests against the API's schemas (bundled, so no cluster or network is needed), and the
+//! Datadog Agent's OpenMetrics check; one with Apache Airflow, which runs the example DAGs.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -33,23 +33,37 @@ pub const PACKAGES: &[&str] = &[
     "protobuf==6.33.6",
 ];
 
+/// The PyPI packages of the Airflow venv: Airflow itself (its own venv: it pins much of
+/// what the other packages need newer) and DuckDB for the report the example DAG runs.
+pub const AIRFLOW_PACKAGES: &[&str] = &["apache-airflow==2.10.5", "duckdb==1.5.6"];
+
 static VENV_LOCK: Mutex<()> = Mutex::new(());
 
-/// The venv's Python interpreter, creating the venv and installing [`PACKAGES`] first if
-/// needed. Fails with the command to run by hand when Python or pip is missing.
+/// The test venv's Python interpreter, creating the venv and installing [`PACKAGES`] first
+/// if needed. Fails with the command to run by hand when Python or pip is missing.
 pub fn venv_python() -> Result<PathBuf> {
+    python_with("py-venv", PACKAGES)
+}
+
+/// The Airflow venv's Python interpreter (its `bin/` holds `airflow`), made like
+/// [`venv_python`]'s.
+pub fn airflow_python() -> Result<PathBuf> {
+    python_with("airflow-venv", AIRFLOW_PACKAGES)
+}
+
+fn python_with(name: &str, packages: &[&str]) -> Result<PathBuf> {
     let _guard = VENV_LOCK.lock().unwrap_or_else(|p| p.into_inner());
-    let venv = target_dir().join("py-venv");
+    let venv = target_dir().join(name);
     let python = venv.join("bin").join("python");
     let marker = venv.join(".weir-ready");
     // The marker lists what was installed: a venv made for fewer packages is completed.
-    if std::fs::read_to_string(&marker).is_ok_and(|made| made == PACKAGES.join("\n")) {
+    if std::fs::read_to_string(&marker).is_ok_and(|made| made == packages.join("\n")) {
         return Ok(python);
     }
     let hint = format!(
         "install Python 3 with venv and pip (Debian: `apt-get install python3-venv`), then run \
-         `python3 -m venv target/py-venv && target/py-venv/bin/pip install {}`",
-        PACKAGES.join(" ")
+         `python3 -m venv target/{name} && target/{name}/bin/pip install {}`",
+        packages.join(" ")
     );
     let status = Command::new("python3")
         .args(["-m", "venv"])
@@ -67,12 +81,12 @@ pub fn venv_python() -> Result<PathBuf> {
             "--quiet",
             "--disable-pip-version-check",
         ])
-        .args(PACKAGES)
+        .args(packages)
         .status()
         .context(hint.clone())?;
     if !status.success() {
-        bail!("installing {PACKAGES:?} into the venv failed: {hint}");
+        bail!("installing {packages:?} into the venv failed: {hint}");
     }
-    std::fs::write(&marker, PACKAGES.join("\n"))?;
+    std::fs::write(&marker, packages.join("\n"))?;
     Ok(python)
 }

@@ -23,13 +23,12 @@ fn every_example_config_is_valid() {
     example_configs(&root().join("examples"), &mut found);
     assert!(!found.is_empty());
     let dir = tempfile::tempdir().unwrap();
+    let variable = regex::Regex::new(r"\$\{([A-Z_]+)\}").unwrap();
     for path in found {
         // A config read by a scheduler takes its paths from the environment (`${WEIR_LAKE}`):
         // checked with each variable set to a path of its name.
         let text = std::fs::read_to_string(&path).unwrap();
-        let filled = regex::Regex::new(r"\$\{([A-Z_]+)\}")
-            .unwrap()
-            .replace_all(&text, "/data/$1");
+        let filled = variable.replace_all(&text, "/data/$1");
         let copy = dir.path().join(path.file_name().unwrap());
         std::fs::write(&copy, filled.as_ref()).unwrap();
         PipelineConfig::load(&copy).unwrap_or_else(|e| panic!("{}: {e}", path.display()));

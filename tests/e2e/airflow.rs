@@ -8,34 +8,37 @@ use std::process::Command;
 
 use crate::harness::{plugin_dir, python, root};
 
-/// Runs `airflow ARGS` from the Airflow venv with `env`; returns its output, failing with it.
-fn airflow(env: &[(&str, &Path)], args: &[&str]) -> String {
+/// Runs `program` (`airflow` or `python`) of the Airflow venv with `args` and `env`; returns
+/// its stdout, failing with its whole output.
+fn in_venv(env: &[(&str, &Path)], program: &str, args: &[&str]) -> String {
     let python = xtask::python::airflow_python().unwrap_or_else(|e| {
         panic!(
             "the Airflow venv ({}) is unavailable: {e:#}",
             xtask::python::AIRFLOW_PACKAGES.join(", ")
         )
     });
-    let out = Command::new(python.with_file_name("airflow"))
+    let out = Command::new(python.with_file_name(program))
         .args(args)
         .envs(env.iter().map(|(k, v)| (*k, v.as_os_str())))
         .env("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
-        .env("AIRFLOW__CORE__UNIT_TEST_MODE", "False")
         .output()
         .unwrap();
-    let text = format!(
-        "{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let text = format!("{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
     // `dags test` exits 0 even when a task fails (it stays up for retry): the run's state
     // says.
     let failed = args.first() == Some(&"dags") && !text.contains("DagRun Finished");
     assert!(
         out.status.success() && !failed && !text.contains("state=failed"),
-        "airflow {args:?} failed:\n{text}"
+        "{program} {args:?} failed:\n{text}"
     );
-    text
+    stdout
+}
+
+/// The last line a Python script run in the Airflow venv prints.
+fn last_line(env: &[(&str, &Path)], script: &str) -> String {
+    let stdout = in_venv(env, "python", &["-c", script]);
+    stdout.lines().last().unwrap_or_default().to_string()
 }
 
 #[test]
@@ -61,24 +64,18 @@ fn the_example_dags_load_backfill_a_day_and_report_on_a_complete_hour() {
         ("WEIR_LAKE", &lake),
         ("WEIR_REPORTS", &reports),
     ];
-    airflow(&env, &["db", "migrate"]);
+    in_venv(&env, "airflow", &["db", "migrate"]);
 
     // Both DAGs load, with no import errors.
-    let python_bin = xtask::python::airflow_python().unwrap();
     let script = format!(
         "import json\nfrom airflow.models import DagBag\n\
          bag = DagBag({:?}, include_examples=False)\n\
          print(json.dumps({{'dags': sorted(bag.dag_ids), 'errors': {{k: str(v) for k, v in bag.import_errors.items()}}}}))",
         dags.display().to_string()
     );
-    let loaded = Command::new(&python_bin)
-        .args(["-c", &script])
-        .envs(env.iter().map(|(k, v)| (*k, v.as_os_str())))
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&loaded.stdout);
-    let bag: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap_or_default())
-        .unwrap_or_else(|e| panic!("{e}: {stdout}\n{}", String::from_utf8_lossy(&loaded.stderr)));
+    let loaded = last_line(&env, &script);
+    let bag: serde_json::Value =
+        serde_json::from_str(&loaded).unwrap_or_else(|e| panic!("{e}: {loaded}"));
     assert_eq!(
         bag,
         serde_json::json!({"dags": ["weir_backfill", "weir_hourly_report"], "errors": {}})
@@ -86,7 +83,11 @@ fn the_example_dags_load_backfill_a_day_and_report_on_a_complete_hour() {
 
     // The backfill of 2026-11-26: weir runs over the day's files; every hour with rows is
     // marked complete at its end.
-    airflow(&env, &["dags", "test", "weir_backfill", "2026-11-26"]);
+    in_venv(
+        &env,
+        "airflow",
+        &["dags", "test", "weir_backfill", "2026-11-26"],
+    );
     let events = lake.join("events");
     let mut hours = 0;
     let days = std::fs::read_dir(&events).unwrap().flatten();
@@ -110,8 +111,9 @@ fn the_example_dags_load_backfill_a_day_and_report_on_a_complete_hour() {
 
     // The report of 10:00-11:00 (the run of 11:00): the sensor finds the marker at once and
     // the report counts what the lake holds for the hour.
-    airflow(
+    in_venv(
         &env,
+        "airflow",
         &[
             "dags",
             "test",
@@ -144,11 +146,5 @@ fn the_example_dags_load_backfill_a_day_and_report_on_a_complete_hour() {
          print(r.hour_is_complete(datetime.datetime(2026, 11, 27, 5)), r.hour_is_complete(datetime.datetime(2026, 11, 26, 10)))",
         dags.display().to_string()
     );
-    let poked = Command::new(&python_bin)
-        .args(["-c", &poke])
-        .envs(env.iter().map(|(k, v)| (*k, v.as_os_str())))
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&poked.stdout);
-    assert_eq!(stdout.lines().last(), Some("False True"), "{stdout}");
+    assert_eq!(last_line(&env, &poke), "False True");
 }

@@ -24,6 +24,7 @@ pub mod state;
 pub mod storage;
 pub mod synth;
 pub mod telemetry;
+pub mod tls;
 pub mod trace_parent;
 pub mod units;
 

@@ -90,6 +90,7 @@ pub struct Storage {
 impl Storage {
     /// Opens `location` (creating a local folder if needed).
     pub fn open(location: &str, s3: &S3Options) -> Result<Self, StorageError> {
+        crate::tls::install_crypto_provider();
         let error = |reason: String| StorageError {
             store: location.to_string(),
             key: String::new(),
@@ -196,10 +197,15 @@ impl Storage {
 
     /// Whether an object exists.
     pub fn exists(&self, key: &str) -> Result<bool, StorageError> {
+        Ok(self.size(key)?.is_some())
+    }
+
+    /// An object's size in bytes; `None` when it does not exist.
+    pub fn size(&self, key: &str) -> Result<Option<u64>, StorageError> {
         let path = self.path(key);
         match io_runtime().block_on(self.store.head(&path)) {
-            Ok(_) => Ok(true),
-            Err(object_store::Error::NotFound { .. }) => Ok(false),
+            Ok(meta) => Ok(Some(meta.size)),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
             Err(e) => Err(self.error(key, e)),
         }
     }

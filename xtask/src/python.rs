@@ -31,6 +31,8 @@ pub const PACKAGES: &[&str] = &[
     // The OTLP receiver of the telemetry test, built from the official protobuf definitions.
     "opentelemetry-proto==1.45.2",
     "protobuf==6.33.6",
+    // The independent reader of the Delta tables weir writes (delta-rs's Python package).
+    "deltalake==1.6.6",
 ];
 
 /// The PyPI packages of the Airflow venv: Airflow itself (its own venv: it pins much of

@@ -191,6 +191,7 @@ fn describe(config: &PipelineConfig) -> serde_json::Value {
         .map(|(name, sink)| {
             let kind = match sink {
                 SinkConfig::Parquet(_) => "parquet",
+                SinkConfig::Delta(_) => "delta",
                 SinkConfig::Ndjson(_) => "ndjson",
                 SinkConfig::Kafka(_) => "kafka",
                 SinkConfig::Redis(_) => "redis",

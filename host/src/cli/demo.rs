@@ -71,7 +71,7 @@ fn demo_config(brokers: &str, out: &Path) -> Result<PipelineConfig> {
         geo.database = out.join("geo.mmdb");
     }
     for (name, sink) in &mut config.sinks {
-        if let SinkConfig::Parquet(parquet) = sink {
+        if let SinkConfig::Parquet(parquet) | SinkConfig::Delta(parquet) = sink {
             parquet.path = out.join("lake").join(name).display().to_string();
         }
     }

@@ -11,6 +11,7 @@ mod plugin;
 mod plugin_ship;
 mod run;
 mod scaffold;
+mod table;
 mod top;
 mod validate;
 
@@ -87,6 +88,9 @@ pub enum Command {
     /// Write synthetic inputs: a clickstream or a small geo database.
     #[command(subcommand)]
     Generate(generate::GenerateCommand),
+    /// Maintain the Delta tables of a config's sinks: compaction and retention.
+    #[command(subcommand)]
+    Table(table::TableCommand),
     /// A live view of a running instance through its admin endpoint: records in and out per
     /// second by sink, dead letters by class, each stage's calls, errors and p99, lag,
     /// watermark delay, state, epoch age, breakers, CPU and memory.
@@ -105,6 +109,7 @@ pub enum Command {
 
 /// Parses arguments, sets up logging and runs the command.
 pub fn main() -> ExitCode {
+    crate::tls::install_crypto_provider();
     let cli = Cli::parse();
     // `--log` (or WEIR_LOG) first, then RUST_LOG, then the command's default.
     let filter = match cli.log.as_deref() {
@@ -146,6 +151,7 @@ pub fn main() -> ExitCode {
         Command::Validate(args) => validate::validate(&args),
         Command::Plugin(cmd) => plugin::execute(cmd),
         Command::Generate(cmd) => generate::execute(cmd),
+        Command::Table(cmd) => table::execute(cmd),
         Command::Top {
             admin,
             interval,

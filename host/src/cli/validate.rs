@@ -103,7 +103,7 @@ fn check_connections(config: &PipelineConfig) -> Result<Vec<String>> {
     }
     for (name, sink) in &config.sinks {
         match sink {
-            SinkConfig::Parquet(parquet) => {
+            SinkConfig::Parquet(parquet) | SinkConfig::Delta(parquet) => {
                 Storage::open(&parquet.path, &parquet.s3)
                     .and_then(|storage| storage.list("").map(|_| ()))
                     .with_context(|| format!("sinks.{name}.path {:?}", parquet.path))?;

@@ -194,7 +194,7 @@ impl PipelineFactory {
     /// Whether a sink marks complete hours, and so needs to know every writer of its table.
     pub fn marks_completion(&self) -> bool {
         self.config.sinks.values().any(
-            |sink| matches!(sink, crate::sinks::SinkConfig::Parquet(c) if c.completion.is_some()),
+            |sink| matches!(sink, crate::sinks::SinkConfig::Parquet(c) | crate::sinks::SinkConfig::Delta(c) if c.completion.is_some()),
         )
     }
 

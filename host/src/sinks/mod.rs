@@ -113,6 +113,9 @@ pub type CommitRecords = Vec<(String, Vec<u8>)>;
 pub enum SinkConfig {
     /// Parquet files, Hive-partitioned by event time.
     Parquet(parquet::ParquetSinkConfig),
+    /// A Delta Lake table: the Parquet sink's files, added to the table's log as each epoch
+    /// commits.
+    Delta(parquet::ParquetSinkConfig),
     /// Newline-delimited JSON file.
     Ndjson(ndjson::NdjsonSinkConfig),
     /// Kafka topics, produced inside the checkpoint's transaction.
@@ -144,7 +147,7 @@ impl SinkConfig {
     /// The routes this sink takes.
     pub fn routes(&self) -> &[String] {
         match self {
-            SinkConfig::Parquet(c) => &c.routes,
+            SinkConfig::Parquet(c) | SinkConfig::Delta(c) => &c.routes,
             SinkConfig::Ndjson(c) => &c.routes,
             SinkConfig::Kafka(c) => &c.routes,
             SinkConfig::Redis(c) => &c.routes,
@@ -159,6 +162,7 @@ impl SinkConfig {
         }
         match self {
             SinkConfig::Parquet(c) => c.validate(),
+            SinkConfig::Delta(c) => c.validate_for_delta(),
             SinkConfig::Ndjson(_) => Ok(()),
             SinkConfig::Kafka(c) => c.validate(),
             SinkConfig::Redis(c) => c.validate(),
@@ -177,6 +181,16 @@ impl SinkConfig {
                     context.breakers.get(name, &c.retry),
                 )?
                 .writing_with(context.writers.clone()),
+            ),
+            SinkConfig::Delta(c) => Box::new(
+                parquet::ParquetSink::new(
+                    name,
+                    c,
+                    context.scope.clone(),
+                    context.breakers.get(name, &c.retry),
+                )?
+                .writing_with(context.writers.clone())
+                .logging_to_delta(c)?,
             ),
             SinkConfig::Redis(c) => Box::new(redis::RedisSink::new(
                 name,

@@ -7,6 +7,7 @@ mod brokers;
 mod chaos;
 mod completion;
 mod crash;
+mod delta;
 mod end_to_end;
 mod faults;
 mod group;

@@ -25,9 +25,10 @@ use super::completion::{
     Completion, HOUR_MS, LATE_DIR, LateRows, Progress, Writers, folder_of_hour, hour_of_folder,
 };
 use super::compose::concat;
+use super::delta_log::DeltaLog;
 use super::freshness::Freshness;
 use super::{ExtraFields, ParquetSinkConfig, schema_of};
-use crate::sinks::commit_record;
+use crate::sinks::commit_record::{self, Sequence};
 use crate::sinks::resilience::Breaker;
 use crate::sinks::staging::{STAGING_DIR, Scope};
 use crate::sinks::{RecordView, Rejection, Sink, SinkBatch, SinkError, io_error, now_ms};
@@ -72,6 +73,15 @@ struct CommitRecord {
     open: Vec<OpenFile>,
 }
 
+/// What an epoch's commit record holds beyond its files: an extension older records lack.
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct EpochExtras {
+    /// The hours this writer has declared complete (completion markers).
+    progress: Option<Progress>,
+    /// The epoch's version in the Delta log (a `type = "delta"` table).
+    table_version: Option<i64>,
+}
+
 /// The Parquet sink.
 pub struct ParquetSink {
     name: String,
@@ -107,6 +117,12 @@ pub struct ParquetSink {
     completion: Option<Completion>,
     /// The newest hour whose completion this process has announced.
     announced: Option<i64>,
+    /// The Delta log the published files are added to (`type = "delta"`).
+    table: Option<DeltaLog>,
+    /// Versions of this writer's Delta commits.
+    table_versions: Sequence,
+    /// This writer's name: its source partition, or `local-<run>`.
+    writer: String,
 }
 
 /// The Hive partition folder of an event time.
@@ -147,6 +163,10 @@ impl ParquetSink {
             rand::random::<u16>()
         );
         let roll_size = config.roll_size.0 as u64;
+        let writer = match &scope {
+            Some(_) => label.clone(),
+            None => format!("local-{run_id}"),
+        };
         let completion = config
             .completion
             .as_ref()
@@ -178,7 +198,58 @@ impl ParquetSink {
             unreferenced: Vec::new(),
             completion,
             announced: None,
+            table: None,
+            table_versions: Sequence::default(),
+            writer,
         })
+    }
+
+    /// Adds the files this sink publishes to a Delta table at its path.
+    pub fn logging_to_delta(mut self, config: &ParquetSinkConfig) -> Result<Self, SinkError> {
+        let log = DeltaLog::new(&self.name, &config.path, &self.schema, &self.writer).map_err(
+            |reason| SinkError::Setup {
+                sink: self.name.clone(),
+                reason,
+            },
+        )?;
+        self.table = Some(log);
+        Ok(self)
+    }
+
+    /// Publishes `files` and, for a Delta table, adds them to its log as `version`.
+    fn publish_all(&mut self, files: &[Publish], version: Option<i64>) -> Result<(), SinkError> {
+        for publish in files {
+            self.publish(publish)?;
+        }
+        let (Some(version), Some(table)) = (version, &mut self.table) else {
+            return Ok(());
+        };
+        let storage = &self.storage;
+        let mut sized = Vec::with_capacity(files.len());
+        for publish in files {
+            let size = self
+                .breaker
+                .call("sizing a published file", || storage.size(&publish.to))?
+                .ok_or_else(|| {
+                    io_error(
+                        &self.name,
+                        format!("published file {} is missing", publish.to),
+                    )
+                })?;
+            sized.push((publish.to.clone(), size));
+        }
+        crate::failpoint::hit("table-committing");
+        self.breaker.call("committing to the Delta log", || {
+            table.commit(version, &sized)
+        })?;
+        crate::failpoint::hit("table-committed");
+        Ok(())
+    }
+
+    /// The version of the next Delta commit, for a Delta table.
+    fn next_table_version(&mut self) -> Option<i64> {
+        self.table.as_ref()?;
+        Some(self.table_versions.advance())
     }
 
     /// Sets the writers that fill the table together, for completion markers.
@@ -231,9 +302,9 @@ impl ParquetSink {
         let Some(through) = self.declare() else {
             return Ok(());
         };
-        for publish in self.roll(false, Some(through))? {
-            self.publish(&publish)?;
-        }
+        let rolled = self.roll(false, Some(through))?;
+        let version = self.next_table_version();
+        self.publish_all(&rolled, version)?;
         let progress = self.completion.as_ref().map(Completion::progress);
         self.announce(progress)
     }
@@ -524,9 +595,9 @@ impl Sink for ParquetSink {
                 .increment(with_extra_fields);
         }
         if !self.scoped {
-            for publish in self.roll(false, None)? {
-                self.publish(&publish)?;
-            }
+            let rolled = self.roll(false, None)?;
+            let version = self.next_table_version();
+            self.publish_all(&rolled, version)?;
             self.complete_unscoped()?;
         }
         Ok(rejections)
@@ -538,9 +609,9 @@ impl Sink for ParquetSink {
 
     fn close(&mut self) -> Result<(), SinkError> {
         self.stage_all()?;
-        for publish in self.roll(true, None)? {
-            self.publish(&publish)?;
-        }
+        let rolled = self.roll(true, None)?;
+        let version = self.next_table_version();
+        self.publish_all(&rolled, version)?;
         if !self.scoped {
             self.complete_unscoped()?;
         }
@@ -561,18 +632,21 @@ impl Sink for ParquetSink {
             open: self.files.values().cloned().collect(),
         };
         tracing::debug!(sink = %self.name, rolled = record.publish.len(), open = record.open.len(), finishing = self.finishing, "Epoch prepared.");
-        let progress = self.completion.as_ref().map(Completion::progress);
-        commit_record::encode_extended(&self.name, &record, progress.as_ref())
+        let extras = EpochExtras {
+            progress: self.completion.as_ref().map(Completion::progress),
+            table_version: self.next_table_version(),
+        };
+        let extended = extras.progress.is_some() || extras.table_version.is_some();
+        commit_record::encode_extended(&self.name, &record, extended.then_some(&extras))
     }
 
     fn commit(&mut self, record: &[u8]) -> Result<(), SinkError> {
-        let (record, progress) =
-            commit_record::decode_extended::<CommitRecord, Progress>(&self.name, record)?;
-        for publish in record.publish {
-            self.publish(&publish)?;
-        }
+        let (record, extras) =
+            commit_record::decode_extended::<CommitRecord, EpochExtras>(&self.name, record)?;
+        let extras = extras.unwrap_or_default();
+        self.publish_all(&record.publish, extras.table_version)?;
         self.discard_unreferenced()?;
-        self.announce(progress)
+        self.announce(extras.progress)
     }
 
     fn recover(&mut self, record: Option<&[u8]>) -> Result<(), SinkError> {
@@ -587,13 +661,15 @@ impl Sink for ParquetSink {
             self.unreferenced = self.unreferenced()?;
             return Ok(());
         };
-        let (record, progress) =
-            commit_record::decode_extended::<CommitRecord, Progress>(&self.name, bytes)?;
+        let (record, extras) =
+            commit_record::decode_extended::<CommitRecord, EpochExtras>(&self.name, bytes)?;
+        let extras = extras.unwrap_or_default();
         let committed = |file: &str| record.publish.iter().any(|p| p.to == file);
         self.freshness.recovered(committed);
-        for publish in &record.publish {
-            self.publish(publish)?;
+        if let Some(version) = extras.table_version {
+            self.table_versions.recovered(version);
         }
+        self.publish_all(&record.publish, extras.table_version)?;
         self.files = record
             .open
             .into_iter()
@@ -602,9 +678,9 @@ impl Sink for ParquetSink {
         self.drop_published_files()?;
         self.unreferenced = self.unreferenced()?;
         if let Some(completion) = &mut self.completion {
-            completion.restore(progress.unwrap_or_default());
+            completion.restore(extras.progress.unwrap_or_default());
         }
-        self.announce(progress)
+        self.announce(extras.progress)
     }
 
     fn wants_commit(&self) -> bool {
@@ -668,6 +744,20 @@ mod tests {
         ParquetSink::new("lake", &config(root), scope, breaker).unwrap()
     }
 
+    /// A sink of `config` for partition 0 of `clicks`.
+    fn partition_sink(config: &ParquetSinkConfig) -> ParquetSink {
+        let breaker = Arc::new(Breaker::new("lake", &RetryConfig::default()));
+        let scope = Scope {
+            topic: "clicks".into(),
+            partition: 0,
+        };
+        ParquetSink::new("lake", config, Some(scope), breaker).unwrap()
+    }
+
+    fn record_at(id: &str, time: i64) -> SinkRecord {
+        record(&format!(r#"{{"id":"{id}"}}"#), time)
+    }
+
     fn record(value: &str, time: i64) -> SinkRecord {
         SinkRecord {
             route: Arc::from("main"),
@@ -721,14 +811,7 @@ mod tests {
             }),
             ..config(dir.path())
         };
-        let new_sink = || {
-            let breaker = Arc::new(Breaker::new("lake", &RetryConfig::default()));
-            let scope = Scope {
-                topic: "clicks".into(),
-                partition: 0,
-            };
-            ParquetSink::new("lake", &config, Some(scope), breaker).unwrap()
-        };
+        let new_sink = || partition_sink(&config);
         let marker = dir.path().join("dt=1970-01-01/hour=00/_SUCCESS");
         let mut sink = new_sink();
         let hour = 3_600_000;
@@ -842,6 +925,83 @@ mod tests {
         let (files, ids) = visible(dir.path());
         assert_eq!(files.len(), 2);
         assert_eq!(ids, ["a", "d"]);
+    }
+
+    /// The actions of a Delta table's log, commit by commit.
+    fn delta_log(root: &Path) -> Vec<Vec<serde_json::Value>> {
+        let mut commits: Vec<PathBuf> = std::fs::read_dir(root.join("_delta_log"))
+            .map(|entries| entries.map(|e| e.unwrap().path()).collect())
+            .unwrap_or_default();
+        commits.retain(|p| p.extension().is_some_and(|e| e == "json"));
+        commits.sort();
+        commits
+            .iter()
+            .map(|p| {
+                std::fs::read_to_string(p)
+                    .unwrap()
+                    .lines()
+                    .map(|l| serde_json::from_str(l).unwrap())
+                    .collect()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_delta_table_adds_each_epochs_files_once_with_the_epoch_as_its_transaction() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = ParquetSinkConfig {
+            roll_size: crate::units::ByteSize(1024),
+            ..config(dir.path())
+        };
+        let new_sink = || partition_sink(&config).logging_to_delta(&config).unwrap();
+        let mut sink = new_sink();
+        let rows: Vec<SinkRecord> = (0..200)
+            .map(|i| record(&format!(r#"{{"id":"{i:0>64}"}}"#), i * 36_000))
+            .collect();
+        sink.write(&SinkBatch::of(&rows)).unwrap();
+        let record = sink.prepare_commit().unwrap().unwrap();
+        sink.commit(&record).unwrap();
+        let log = delta_log(dir.path());
+        let adds = |commit: &Vec<serde_json::Value>| -> Vec<serde_json::Value> {
+            commit
+                .iter()
+                .filter_map(|a| a.get("add").cloned())
+                .collect()
+        };
+        // The table's creation, then one commit with both hours' files and the epoch.
+        assert_eq!(log.len(), 2, "{log:?}");
+        let added = adds(&log[1]);
+        assert_eq!(added.len(), 2);
+        assert_eq!(
+            added[0]["partitionValues"],
+            serde_json::json!({"dt": "1970-01-01", "hour": "0"})
+        );
+        assert_eq!(
+            added[1]["partitionValues"],
+            serde_json::json!({"dt": "1970-01-01", "hour": "1"})
+        );
+        let txn = log[1].iter().find_map(|a| a.get("txn")).unwrap();
+        assert_eq!(txn["appId"], "weir-lake-clicks-0");
+
+        // The commit redone, by this writer or by a successor from the record: no new commit.
+        sink.commit(&record).unwrap();
+        let mut successor = new_sink();
+        successor.recover(Some(&record)).unwrap();
+        assert_eq!(delta_log(dir.path()).len(), 2);
+        // The successor's next epochs come after the recovered one.
+        successor
+            .write(&SinkBatch::of(&[record_at("late-ish", 3 * 3_600_000)]))
+            .unwrap();
+        successor.finish_files();
+        let next = successor.prepare_commit().unwrap().unwrap();
+        successor.commit(&next).unwrap();
+        let log = delta_log(dir.path());
+        assert_eq!(log.len(), 3);
+        let versions: Vec<i64> = log[1..]
+            .iter()
+            .map(|c| c.iter().find_map(|a| a["txn"]["version"].as_i64()).unwrap())
+            .collect();
+        assert!(versions[1] > versions[0], "{versions:?}");
     }
 
     #[test]

@@ -71,6 +71,7 @@ impl RedisSinkConfig {
                 format!("scheme must be one of {}", SCHEMES.join(", ")),
             ));
         }
+        crate::tls::install_crypto_provider();
         fred::prelude::Config::from_url(&self.url)
             .map_err(|e| ("url".to_string(), e.details().to_string()))?;
         if self.prefix.is_empty() {

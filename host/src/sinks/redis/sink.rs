@@ -70,6 +70,7 @@ fn client_for(config: &RedisSinkConfig) -> Result<fred::clients::Client, fred::e
         return Ok(client.clone());
     }
     let timeout = config.timeout.0;
+    crate::tls::install_crypto_provider();
     let mut server = Config::from_url(&config.url)?;
     // Keep trying when the server is down at start, as after a disconnection: with fail_fast
     // a first failed connection would end the client's connection task for good.

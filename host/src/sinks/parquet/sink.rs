@@ -5,7 +5,8 @@
 //! and deleted. Readers only ever see whole files of committed rows. Without a scope (the file
 //! source) there are no epochs: a file is published as soon as it is due, and at close. With
 //! completion markers, the epoch that declares an hour complete rolls that hour's files, and
-//! its commit announces the hour (see [`super::completion`]).
+//! its commit announces the hour (see [`super::completion`]). A Delta table adds each
+//! epoch's published files to its log (see [`super::delta_log`]).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;

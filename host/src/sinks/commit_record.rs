@@ -8,15 +8,16 @@ use super::{SinkError, io_error, now_ms};
 
 /// A commit record as the checkpoint keeps it.
 pub fn encode<T: Serialize>(sink: &str, record: &T) -> Result<Option<Vec<u8>>, SinkError> {
-    postcard::to_allocvec(record)
-        .map(Some)
-        .map_err(|e| io_error(sink, e))
+    encode_extended::<T, ()>(sink, record, None)
 }
 
 /// A commit record read back from a checkpoint.
 pub fn decode<T: DeserializeOwned>(sink: &str, bytes: &[u8]) -> Result<T, SinkError> {
-    postcard::from_bytes(bytes)
-        .map_err(|e| io_error(sink, format!("commit record does not decode: {e}")))
+    postcard::from_bytes(bytes).map_err(|e| undecodable(sink, e))
+}
+
+fn undecodable(sink: &str, e: postcard::Error) -> SinkError {
+    io_error(sink, format!("commit record does not decode: {e}"))
 }
 
 /// A commit record followed by an extension that older versions did not write: a record
@@ -25,11 +26,10 @@ pub fn decode_extended<T: DeserializeOwned, X: DeserializeOwned>(
     sink: &str,
     bytes: &[u8],
 ) -> Result<(T, Option<X>), SinkError> {
-    let bad = |e: postcard::Error| io_error(sink, format!("commit record does not decode: {e}"));
-    let (record, rest) = postcard::take_from_bytes(bytes).map_err(bad)?;
+    let (record, rest) = postcard::take_from_bytes(bytes).map_err(|e| undecodable(sink, e))?;
     let extension = match rest {
         [] => None,
-        rest => Some(postcard::from_bytes(rest).map_err(bad)?),
+        rest => Some(decode(sink, rest)?),
     };
     Ok((record, extension))
 }

@@ -45,7 +45,7 @@ fn marked(lake: &Path) -> Vec<String> {
 }
 
 /// Rows per hour of the events lake, read by DuckDB.
-pub fn rows_per_hour(lake: &Path) -> BTreeMap<String, u64> {
+fn rows_per_hour(lake: &Path) -> BTreeMap<String, u64> {
     let script = format!(
         "import duckdb, json\n\
          con = duckdb.connect()\n\

@@ -30,6 +30,9 @@ pub const LATE_DIR: &str = "_late";
 /// The gauge of the end of the newest hour whose marker is written, in seconds.
 pub const GAUGE: &str = "weir_sink_lake_complete_until_seconds";
 
+/// The hour a finished writer (its watermark at the end of time) declares complete through.
+const END_OF_TIME: i64 = i64::MAX / HOUR_MS - 1;
+
 /// Markers written at most this far back from the newest complete hour in one pass (a
 /// year): a writer whose oldest rows are older leaves those hours unmarked, and says so.
 const MAX_HOURS_MARKED: i64 = 24 * 366;
@@ -95,7 +98,7 @@ pub struct Progress {
 impl Progress {
     /// The newest hour this writer knows of: its newest rows, or a finite `through`.
     fn reach(&self) -> Option<i64> {
-        let through = self.through.filter(|t| *t < i64::MAX / HOUR_MS - 1);
+        let through = self.through.filter(|t| *t < END_OF_TIME);
         self.newest.max(through)
     }
 }
@@ -190,7 +193,7 @@ impl Completion {
     fn declarable(&self) -> Option<i64> {
         let hour = match self.watermark {
             i64::MIN => return None,
-            i64::MAX => i64::MAX / HOUR_MS - 1,
+            i64::MAX => END_OF_TIME,
             w => w.saturating_sub(self.lateness_ms).div_euclid(HOUR_MS) - 1,
         };
         (self.progress.through < Some(hour)).then_some(hour)

@@ -264,7 +264,7 @@ impl ParquetSink {
     /// Where rows of `hour` go: their hour's folder, `_late/` or (`None`) the dead-letter
     /// output, when their hour is complete.
     fn folder_for(&mut self, hour: i64, rows: usize) -> Option<String> {
-        let folder = partition_of(hour * HOUR_MS);
+        let folder = folder_of_hour(hour);
         let Some(completion) = &mut self.completion else {
             return Some(folder);
         };

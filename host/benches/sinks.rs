@@ -4,6 +4,9 @@
 //!   to a local folder and to s3s-fs, against the bare Arrow Parquet writer (arrow-json decode
 //!   and `ArrowWriter` with the same settings, one local file per hour folder) on the same
 //!   batches;
+//! - the time an epoch's commit takes when every epoch publishes files (rolled each epoch), for
+//!   a Delta table (the files published, then added to the Delta log) against the Parquet
+//!   sink (the files published), to a local folder and to s3s-fs;
 //! - feature writes/s of the Redis sink (per-entity merge, fenced Lua script, pipelined)
 //!   against a plain pipelined `HSET` loop over the same entities and fields;
 //! - feature rows/s of the PostgreSQL sink (upserts by user, each batch tried and rolled back,
@@ -43,6 +46,9 @@ const BATCH: usize = 1024;
 
 /// Write calls per checkpoint epoch.
 const BATCHES_PER_EPOCH: usize = 50;
+
+/// Write calls per checkpoint epoch when every epoch rolls its files (the commit bench).
+const BATCHES_PER_ROLLING_EPOCH: usize = 5;
 
 /// The lake sink of the Kafka example, for its schema and writer settings.
 fn lake_config() -> ParquetSinkConfig {
@@ -197,6 +203,34 @@ fn parquet_sink(config: &ParquetSinkConfig, batches: &[Vec<SinkRecord>]) -> f64 
         }
     }
     rows as f64 / started.elapsed().as_secs_f64()
+}
+
+/// The milliseconds each epoch's commit takes when every epoch rolls and publishes its files,
+/// into a Delta table when `delta`, plain Parquet files otherwise.
+fn epoch_commits(config: &ParquetSinkConfig, batches: &[Vec<SinkRecord>], delta: bool) -> Vec<f64> {
+    let breaker = Arc::new(Breaker::new("lake", &config.retry));
+    let scope = Scope {
+        topic: "clicks".into(),
+        partition: 0,
+    };
+    let batches: Vec<SinkBatch> = batches.iter().map(|b| SinkBatch::of(b)).collect();
+    let mut sink = ParquetSink::new("lake", config, Some(scope), breaker).unwrap();
+    if delta {
+        sink = sink.logging_to_delta(config).unwrap();
+    }
+    sink.recover(None).unwrap();
+    let mut commits = Vec::new();
+    for epoch in batches.chunks(BATCHES_PER_ROLLING_EPOCH) {
+        for batch in epoch {
+            assert!(sink.write(batch).unwrap().is_empty());
+        }
+        sink.finish_files();
+        let record = sink.prepare_commit().unwrap().unwrap();
+        let started = Instant::now();
+        sink.commit(&record).unwrap();
+        commits.push(started.elapsed().as_secs_f64() * 1000.0);
+    }
+    commits
 }
 
 /// Feature records: `entities` users, each with a handful of numeric and text fields.
@@ -436,6 +470,7 @@ fn main() {
         (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let (mut copied, mut upserted) = (Vec::new(), Vec::new());
     let (mut checked, mut unchecked) = (Vec::new(), Vec::new());
+    let mut commit_times: BTreeMap<(&str, &str), Vec<f64>> = BTreeMap::new();
     for round in 0..rounds {
         let bare_dir = dir.path().join(format!("bare-{round}"));
         std::fs::create_dir_all(&bare_dir).unwrap();
@@ -451,21 +486,38 @@ fn main() {
             },
             &batches,
         ));
-        remote.push(parquet_sink(
-            &ParquetSinkConfig {
-                path: format!("s3://bench/round-{round}"),
-                s3: S3Options {
-                    endpoint: Some(s3.endpoint()),
-                    region: Some("us-east-1".into()),
-                    allow_http: true,
-                    path_style: true,
-                    access_key_id: Some(S3_ACCESS_KEY.into()),
-                    secret_access_key: Some(S3_SECRET_KEY.into()),
-                },
-                ..lake.clone()
+        let on_s3 = |path: String| ParquetSinkConfig {
+            path,
+            s3: S3Options {
+                endpoint: Some(s3.endpoint()),
+                region: Some("us-east-1".into()),
+                allow_http: true,
+                path_style: true,
+                access_key_id: Some(S3_ACCESS_KEY.into()),
+                secret_access_key: Some(S3_SECRET_KEY.into()),
             },
+            ..lake.clone()
+        };
+        remote.push(parquet_sink(
+            &on_s3(format!("s3://bench/round-{round}")),
             &batches,
         ));
+        for (delta, kind) in [(false, "parquet"), (true, "delta")] {
+            let local_path = dir.path().join(format!("commits-{kind}-{round}"));
+            let local_config = ParquetSinkConfig {
+                path: local_path.display().to_string(),
+                ..lake.clone()
+            };
+            let remote_config = on_s3(format!("s3://bench/commits-{kind}-{round}"));
+            commit_times
+                .entry(("local folder", kind))
+                .or_default()
+                .extend(epoch_commits(&local_config, &batches, delta));
+            commit_times
+                .entry(("s3s-fs", kind))
+                .or_default()
+                .extend(epoch_commits(&remote_config, &batches, delta));
+        }
         plain.push(plain_hset(&redis.url(), &features));
         sink.push(redis_sink(&redis.url(), &features));
         copied.push(pg_copy(&pg, &features));
@@ -496,6 +548,15 @@ fn main() {
         "| Parquet sink, s3s-fs | {remote:.0} rows/s | {:.2}x |",
         remote / bare
     );
+    for store in ["local folder", "s3s-fs"] {
+        let parquet = median(commit_times[&(store, "parquet")].clone());
+        let delta = median(commit_times[&(store, "delta")].clone());
+        println!("| epoch commit publishing files, Parquet sink, {store} | {parquet:.1} ms | |");
+        println!(
+            "| epoch commit publishing files, Delta table, {store} | {delta:.1} ms | {:.2}x |",
+            delta / parquet
+        );
+    }
     println!("| plain pipelined HSET loop | {plain:.0} writes/s | |");
     println!(
         "| Redis feature sink | {sink:.0} writes/s | {:.2}x |",

@@ -8,7 +8,7 @@ use bytes::Bytes;
 use object_store::aws::AmazonS3Builder;
 use object_store::local::LocalFileSystem;
 use object_store::path::Path;
-use object_store::{ObjectStore, PutPayload};
+use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use serde::Deserialize;
 
 /// The runtime that drives every async client of the host (object stores, Redis): two
@@ -160,7 +160,7 @@ impl Storage {
     fn path(&self, key: &str) -> Path {
         key.split('/')
             .filter(|p| !p.is_empty())
-            .fold(self.root.clone(), |path, part| path.child(part))
+            .fold(self.root.clone(), |path, part| path.join(part))
     }
 
     fn error(&self, key: &str, e: impl std::fmt::Display) -> StorageError {
@@ -277,6 +277,14 @@ impl Storage {
             .collect();
         keys.sort();
         Ok(keys)
+    }
+
+    /// For a location in a bucket: the bucket's store and the location's `s3://` URL, for a
+    /// library that addresses the objects itself (the Delta log). `None` for a local folder.
+    pub fn bucket(&self) -> Option<(Arc<dyn ObjectStore>, url::Url)> {
+        let location = self.description.strip_prefix("s3://")?;
+        let url = url::Url::parse(&format!("s3://{}/", location.trim_end_matches('/'))).ok()?;
+        Some((self.store.clone(), url))
     }
 
     /// The store's URL or folder, for logs.

@@ -1,21 +1,21 @@
 //! Completion markers on a bounded file run (a backfill): every hour of the input gets its
-//! `_SUCCESS` once both file partitions are done; a row that comes after its hour was
-//! declared complete is dead-lettered with its reason, or kept under `_late/`, never added
-//! to the complete hour.
+//! `_SUCCESS` once both file partitions are done, and a row in the `_partitions` table of a
+//! Delta table; a row that comes after its hour was declared complete is dead-lettered with
+//! its reason, or kept under `_late/`, never added to the complete hour.
 
 use std::path::Path;
 
 use crate::harness::{plugin_dir, python, weir_ok};
 
-/// Ids per `dt=…/hour=…` folder of the Parquet files under `root` (late ones included),
-/// read by DuckDB.
+/// Ids per `dt=…/hour=…` folder of the Parquet files under `root` (late ones included, a
+/// Delta table's `_partitions` left out), read by DuckDB.
 fn ids_by_folder(root: &Path) -> serde_json::Value {
     let script = format!(
         "import duckdb, json, os\n\
          con = duckdb.connect()\n\
          out = {{}}\n\
          for folder, _, files in sorted(os.walk({root:?})):\n\
-         \x20   if any(f.endswith('.parquet') for f in files):\n\
+         \x20   if any(f.endswith('.parquet') for f in files) and '_partitions' not in folder:\n\
          \x20       rel = os.path.relpath(folder, {root:?})\n\
          \x20       out[rel] = sorted(r[0] for r in con.sql(f\"select id from read_parquet('{{folder}}/*.parquet')\").fetchall())\n\
          print(json.dumps(out))\n",
@@ -44,9 +44,9 @@ fn a_backfill_marks_every_hour_and_keeps_late_rows_out_of_complete_hours() {
     std::fs::write(&input, lines.join("\n") + "\n").unwrap();
     let dlq = dir.path().join("dlq.ndjson");
     let config = dir.path().join("pipeline.toml");
-    let sink = |name: &str, path: &Path, late: &str| {
+    let sink = |name: &str, kind: &str, path: &Path, late: &str| {
         format!(
-            "[sinks.{name}]\ntype = \"parquet\"\nroutes = [\"main\"]\npath = {path:?}\n\
+            "[sinks.{name}]\ntype = \"{kind}\"\nroutes = [\"main\"]\npath = {path:?}\n\
              schema = [{{ name = \"id\", type = \"string\" }}]\n\
              completion = {{ lateness = \"0s\", late = \"{late}\" }}\n"
         )
@@ -61,8 +61,8 @@ fn a_backfill_marks_every_hour_and_keeps_late_rows_out_of_complete_hours() {
              {}{}\
              [dead_letter]\npath = {dlq:?}\n",
             plugin_dir(),
-            sink("lake", &lake, "dead-letter"),
-            sink("kept", &kept, "folder"),
+            sink("lake", "delta", &lake, "dead-letter"),
+            sink("kept", "parquet", &kept, "folder"),
         ),
     )
     .unwrap();
@@ -82,6 +82,22 @@ fn a_backfill_marks_every_hour_and_keeps_late_rows_out_of_complete_hours() {
             );
         }
     }
+    // The Delta table lists the complete hours in its `_partitions` table.
+    let listed = python(&format!(
+        "import duckdb, json\nfrom deltalake import DeltaTable\n\
+         files = DeltaTable({:?}).file_uris()\n\
+         print(json.dumps(duckdb.sql(f'select dt::varchar, hour, writers from read_parquet({{files}}) order by 1, 2').fetchall()))\n",
+        lake.join("_partitions").display().to_string()
+    ));
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&listed).unwrap(),
+        serde_json::json!([
+            ["2026-01-01", 10, 2],
+            ["2026-01-01", 11, 2],
+            ["2026-01-01", 12, 2]
+        ]),
+        "the partitions table"
+    );
     let on_time =
         |hour: u32| -> Vec<String> { [10, 20, 30].iter().map(|m| format!("{hour}:{m}")).collect() };
     let expected = serde_json::json!({

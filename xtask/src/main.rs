@@ -12,7 +12,7 @@ commands:
   build-plugins   build every plugin for wasm32-wasip2 into target/plugins/<name>.wasm
   demo [ARGS]     build everything and run `weir demo` (embedded Kafka cluster, generated clickstream)
   example         build everything and run examples/clickstream end to end into out/clickstream
-  install-servers install the servers the tests start (Apache Kafka, s3s-fs; checks redis-server)
+  install-servers install the servers the tests start (Apache Kafka, s3s-fs, Apicurio Registry; checks redis-server)
   test            prepare the wasm target, plugins and the Python reader, then run every test";
 
 fn main() -> Result<()> {
@@ -27,6 +27,7 @@ fn main() -> Result<()> {
         "install-servers" => {
             println!("kafka: {}", servers::install_kafka()?.display());
             println!("s3s-fs: {}", servers::install_s3s_fs()?.display());
+            println!("apicurio: {}", servers::install_apicurio()?.display());
             let redis = servers::redis_server_path();
             if !redis.is_file() {
                 bail!("redis-server is missing: run `{}`", servers::REDIS_INSTALL);
@@ -92,6 +93,7 @@ fn test() -> Result<()> {
     python::airflow_python()?;
     servers::install_kafka()?;
     servers::install_s3s_fs()?;
+    servers::install_apicurio()?;
     let mut child = cargo()
         .args(["test", "--workspace"])
         .stdout(Stdio::piped())

@@ -93,6 +93,9 @@ pub struct PipelineConfig {
     /// Spans and metrics over OpenTelemetry's OTLP.
     #[serde(default)]
     pub telemetry: crate::telemetry::TelemetryConfig,
+    /// The schema registry that Avro records name their schemas in.
+    #[serde(default)]
+    pub schema_registry: Option<crate::source::registry::RegistryConfig>,
 }
 
 /// How new plugin versions are found: a folder is watched (inotify); an `s3://` plugin_dir, or
@@ -407,6 +410,11 @@ impl PipelineConfig {
     /// Checks what the types cannot: names, limits, routes. Does no I/O.
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.validate_source()?;
+        if let Some(registry) = &self.schema_registry {
+            registry
+                .validate()
+                .map_err(|(field, reason)| invalid(field, reason))?;
+        }
         self.telemetry
             .validate()
             .map_err(|(field, reason)| invalid(format!("telemetry.{field}"), reason))?;
@@ -544,6 +552,14 @@ impl PipelineConfig {
                 kafka
                     .validate()
                     .map_err(|(field, reason)| invalid(format!("source.kafka.{field}"), reason))?;
+                if kafka.format == crate::kafka::ValueFormat::Avro && self.schema_registry.is_none()
+                {
+                    return Err(invalid(
+                        "source.kafka.format",
+                        "avro records name their schema in a registry: add a [schema_registry] \
+                         table with its url",
+                    ));
+                }
                 if dead_letter.1.as_ref().is_none_or(String::is_empty) || dead_letter.0.is_some() {
                     return Err(invalid(
                         "dead_letter",

@@ -48,6 +48,23 @@ pub struct KafkaSourceConfig {
     /// after a clean stop.
     #[serde(default = "default_static_membership")]
     pub static_membership: bool,
+    /// How record values are written: `json` (the default) or `avro` in a schema registry's
+    /// wire format (needs `[schema_registry]`).
+    #[serde(default)]
+    pub format: ValueFormat,
+}
+
+/// How a topic's record values are written.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+#[non_exhaustive]
+pub enum ValueFormat {
+    /// A JSON object per record.
+    #[default]
+    Json,
+    /// Avro framed by a Confluent-compatible schema registry: magic byte 0, the writer
+    /// schema's id, the Avro datum.
+    Avro,
 }
 
 impl KafkaSourceConfig {

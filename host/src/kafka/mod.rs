@@ -11,5 +11,5 @@ pub mod task;
 pub mod topic_reader;
 pub mod transaction;
 
-pub use config::{KafkaSourceConfig, StartPosition};
+pub use config::{KafkaSourceConfig, StartPosition, ValueFormat};
 pub use daemon::{DaemonOptions, DaemonSummary};

@@ -18,6 +18,7 @@ use super::wasm_stage::WasmStage;
 use super::watcher::{DEBOUNCE, PluginWatcher};
 use crate::config::{ConfigError, PipelineConfig, SourceConfig};
 use crate::error::Result;
+use crate::kafka::ValueFormat;
 use crate::runtime::{EngineSettings, GeoDb, PluginEngine};
 use crate::sinks::dead_letter::{DeadLetterFile, DeadLetterTopic};
 use crate::sinks::files::OutputFiles;
@@ -25,7 +26,9 @@ use crate::sinks::parquet::Writers;
 use crate::sinks::resilience::Breakers;
 use crate::sinks::{DeadLetterSink, SinkContext, SinkError};
 use crate::source::Source;
+use crate::source::avro::AvroDecoder;
 use crate::source::file::FileSource;
+use crate::source::registry::SchemaRegistry;
 use crate::state::{WatermarkConfig, WatermarkTracker};
 
 /// A pipeline ready to run, with its source.
@@ -56,6 +59,19 @@ pub struct PipelineFactory {
     files: OutputFiles,
     watcher: Option<PluginWatcher>,
     poller: Option<PluginPoller>,
+    /// Turns Avro values into JSON, for an Avro topic; shared by every partition.
+    avro: Option<Arc<AvroDecoder>>,
+}
+
+/// The decoder of Avro values, when the source's records are Avro.
+fn avro_decoder(config: &PipelineConfig) -> Result<Option<Arc<AvroDecoder>>, ConfigError> {
+    let avro = matches!(&config.source, SourceConfig::Kafka(k) if k.format == ValueFormat::Avro);
+    let (true, Some(registry)) = (avro, &config.schema_registry) else {
+        return Ok(None);
+    };
+    let registry = SchemaRegistry::new(registry)
+        .map_err(|(field, reason)| ConfigError::Invalid { field, reason })?;
+    Ok(Some(Arc::new(AvroDecoder::new(registry))))
 }
 
 /// The engine settings a config needs for `partitions` partitions at once.
@@ -94,6 +110,7 @@ impl PipelineFactory {
             files: OutputFiles::default(),
             watcher: None,
             poller: None,
+            avro: avro_decoder(config)?,
         })
     }
 
@@ -167,7 +184,7 @@ impl PipelineFactory {
             idle_timeout: self.config.time.idle_timeout.0,
         });
         Ok(PartitionPipeline::new(
-            RecordDecoder::new(&self.config.event),
+            RecordDecoder::new(&self.config.event).with_avro(self.avro.clone()),
             self.stages()?,
             router,
             watermark,

@@ -3,9 +3,10 @@
 //! repeated top-level fields, nested at most 127 deep) and reads its key and event time from
 //! the index. A record that fails becomes a dead letter with a reason that starts with its
 //! class: `too large`, `invalid json`, `not an object`, `missing key`, `invalid key`,
-//! `missing time`, `invalid time`.
+//! `missing time`, `invalid time`; for an Avro topic also `not avro` and `unknown schema id`.
 
 use std::cell::Cell;
+use std::sync::Arc;
 
 use weir_sdk::json;
 
@@ -13,6 +14,7 @@ use super::time::rfc3339_millis;
 use crate::config::EventConfig;
 use crate::event::{EventArena, EventRef, Span};
 use crate::flow::SourceRecord;
+use crate::source::avro::AvroDecoder;
 
 /// Key and event time of a valid record.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -43,6 +45,8 @@ pub struct RecordDecoder {
     /// The latest event time known to be allowed (wall clock + max_future when last read):
     /// times below it need no clock read, since the clock only moves on.
     allowed_until: Cell<i64>,
+    /// Turns registry-framed Avro values into JSON first, for an Avro topic.
+    avro: Option<Arc<AvroDecoder>>,
 }
 
 impl RecordDecoder {
@@ -54,7 +58,14 @@ impl RecordDecoder {
             max_bytes: config.max_bytes.0,
             max_future_ms: i64::try_from(config.max_future.0.as_millis()).unwrap_or(i64::MAX),
             allowed_until: Cell::new(i64::MIN),
+            avro: None,
         }
+    }
+
+    /// The same decoder for values in Avro, turned into JSON by `avro`.
+    pub fn with_avro(mut self, avro: Option<Arc<AvroDecoder>>) -> Self {
+        self.avro = avro;
+        self
     }
 
     fn check_time(&self, time: i64) -> Result<i64, String> {
@@ -172,7 +183,14 @@ impl RecordDecoder {
         record: &SourceRecord,
         arena: &mut EventArena,
     ) -> Result<EventRef, String> {
-        let value = &record.value;
+        let converted;
+        let value = match &self.avro {
+            Some(avro) => {
+                converted = avro.to_json(&record.value)?;
+                &converted
+            }
+            None => &record.value,
+        };
         if value.len() > self.max_bytes {
             return Err(format!(
                 "too large: {} bytes, more than event.max_bytes ({})",

@@ -1,8 +1,11 @@
 //! Sources: where records come from. One trait, [`Source`]; the NDJSON [`file`] source runs a
-//! pipeline without Kafka, and [`memory`] feeds tests and benchmarks.
+//! pipeline without Kafka, and [`memory`] feeds tests and benchmarks. Records framed by a
+//! schema [`registry`] are turned into JSON first ([`avro`]).
 
+pub mod avro;
 pub mod file;
 pub mod memory;
+pub mod registry;
 
 use crate::flow::SourceRecord;
 

@@ -1,57 +1,106 @@
-//! The events lake as a Delta Lake table (`type = "delta"`) with exactly-once commits: runs
-//! killed between the Kafka commit and the table commit, between a file's publication and its
-//! Delta commit, and right after the Delta commit, then a bounded run to the end. The table,
-//! read by delta-rs's Python package (`deltalake`), holds each event once: the same events
-//! as a run into plain Parquet.
+//! The events lake as a Delta Lake table (`type = "delta"`) with exactly-once commits, in a
+//! folder and in an S3 bucket (s3s-fs): runs killed between the Kafka commit and the table
+//! commit, between a file's publication and its Delta commit, and right after the Delta
+//! commit, then a run beside a compaction, then a bounded run to the end. The table, read by
+//! delta-rs's Python package (`deltalake`, over S3 for the bucket), holds each event once: the
+//! same events as a run into plain Parquet.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use super::lakehouse::die_at_each_commit_phase;
+use xtask::servers::{S3_ACCESS_KEY, S3_SECRET_KEY, S3Server};
+
+use super::lakehouse::{die_at_each_commit_phase, s3_settings};
 use super::{Broker, WeirProcess, clickstream, lake_tables, pipeline_config, produce};
 use crate::harness::{python, weir_ok};
 
 const FAILPOINTS: [&str; 3] = ["committed:2", "table-committing:2", "table-committed:2"];
 
-/// The example pipeline with its events lake as a Delta table, files rolling every 2 s.
-fn delta_config(bootstrap: &str, out: &Path, group: &str) -> PathBuf {
+/// Where a test's table lives.
+#[derive(Clone, Copy)]
+enum Lake<'a> {
+    Folder,
+    Bucket(&'a S3Server),
+}
+
+/// The example pipeline with its events lake as a Delta table (in `lake`), files rolling
+/// every 2 s.
+fn delta_config(bootstrap: &str, out: &Path, group: &str, lake: Lake) -> PathBuf {
     let path = pipeline_config(bootstrap, out, group);
     let text = std::fs::read_to_string(&path).unwrap();
-    let delta = text
+    let mut delta = text
         .replace(
             "[sinks.lake]\ntype = \"parquet\"\n",
             "[sinks.lake]\ntype = \"delta\"\n",
         )
         .replace("roll_interval = \"5m\"", "roll_interval = \"2s\"");
     assert_ne!(delta, text, "the example's lake sink moved");
+    if let Lake::Bucket(s3) = lake {
+        let folder = format!("path = \"{}/lake/events", out.display());
+        assert!(delta.contains(&folder), "the example's lake path moved");
+        delta = delta.replace(&folder, &format!("path = \"s3://weir/{group}/lake/events"));
+        delta.push_str(&format!("\n[sinks.lake.s3]\n{}", s3_settings(s3)));
+    }
     std::fs::write(&path, delta).unwrap();
     path
 }
 
 /// The table's event ids (every row, sorted), partition columns and version, as read by
-/// the `deltalake` package (the files its log names, read by DuckDB).
-fn read_delta(table: &Path) -> serde_json::Value {
+/// the `deltalake` package (the files its log names, read by DuckDB: from the server's data
+/// folder for a bucket).
+fn read_delta(out: &Path, group: &str, lake: Lake) -> serde_json::Value {
+    let (uri, options, files) = match lake {
+        Lake::Folder => (
+            out.join("lake/events").display().to_string(),
+            "{}".to_string(),
+            "t.file_uris()".to_string(),
+        ),
+        Lake::Bucket(s3) => (
+            format!("s3://weir/{group}/lake/events"),
+            format!(
+                "{{'AWS_ENDPOINT_URL': {:?}, 'AWS_ACCESS_KEY_ID': {S3_ACCESS_KEY:?}, \
+                 'AWS_SECRET_ACCESS_KEY': {S3_SECRET_KEY:?}, 'AWS_REGION': 'us-east-1', \
+                 'AWS_ALLOW_HTTP': 'true'}}",
+                s3.endpoint()
+            ),
+            format!(
+                "[f.replace('s3://', {:?}) for f in t.file_uris()]",
+                format!("{}/", s3.data_dir().display())
+            ),
+        ),
+    };
     let script = format!(
         "import json, duckdb\nfrom deltalake import DeltaTable\n\
-         t = DeltaTable({table:?})\n\
-         files = t.file_uris()\n\
+         t = DeltaTable({uri:?}, storage_options={options})\n\
+         files = {files}\n\
          ids = sorted(r[0] for r in duckdb.sql(f'select event_id from read_parquet({{files}})').fetchall())\n\
          parts = sorted(set((p['dt'], p['hour']) for p in t.partitions()))\n\
-         print(json.dumps({{'ids': ids, 'partition_columns': t.metadata().partition_columns, 'operations': [h['operation'] for h in t.history()], 'version': t.version(), 'txn': t.transaction_version('weir-lake-clicks-0'), 'partitions': [list(map(str, p)) for p in parts]}}))\n",
-        table = table.display().to_string()
+         print(json.dumps({{'ids': ids, 'partition_columns': t.metadata().partition_columns, 'operations': [h['operation'] for h in t.history()], 'version': t.version(), 'txn': t.transaction_version('weir-lake-clicks-0'), 'partitions': [list(map(str, p)) for p in parts]}}))\n"
     );
     serde_json::from_str(&python(&script)).unwrap()
 }
 
 #[test]
 fn a_delta_table_holds_each_event_once_through_kills_around_its_commits() {
+    holds_each_event_once_through_kills_and_a_compaction(Lake::Folder);
+}
+
+#[test]
+fn a_delta_table_on_s3_holds_each_event_once_through_kills_around_its_commits() {
+    let servers = tempfile::tempdir().unwrap();
+    let s3 = S3Server::start(servers.path()).unwrap_or_else(|e| panic!("{e:#}"));
+    s3.create_bucket("weir").unwrap();
+    holds_each_event_once_through_kills_and_a_compaction(Lake::Bucket(&s3));
+}
+
+fn holds_each_event_once_through_kills_and_a_compaction(lake: Lake) {
     let broker = Broker::start();
     let bootstrap = broker.bootstrap();
     let lines = clickstream(300);
     let slices: Vec<&[String]> = lines.chunks(lines.len() / 4 + 1).collect();
     let out = tempfile::tempdir().unwrap();
-    let config = delta_config(&bootstrap, out.path(), "delta");
+    let config = delta_config(&bootstrap, out.path(), "delta", lake);
     die_at_each_commit_phase(&bootstrap, &config, "delta", &FAILPOINTS, &slices);
 
     // The rest comes while an instance runs, and the table is compacted meanwhile: the
@@ -100,7 +149,7 @@ fn a_delta_table_holds_each_event_once_through_kills_around_its_commits() {
         .into_iter()
         .collect();
 
-    let table = read_delta(&out.path().join("lake/events"));
+    let table = read_delta(out.path(), "delta", lake);
     println!(
         "Delta table: version {}, {} rows, operations {}",
         table["version"],

@@ -25,13 +25,7 @@ pub(super) fn lakehouse_config(
 ) -> PathBuf {
     let path = pipeline_config(bootstrap, out, run);
     let out = out.to_str().unwrap();
-    let options = s3_options(s3);
-    let s3_table = format!(
-        "endpoint = {:?}\nallow_http = true\naccess_key_id = {:?}\nsecret_access_key = {:?}\n",
-        options.endpoint.unwrap(),
-        options.access_key_id.unwrap(),
-        options.secret_access_key.unwrap()
-    );
+    let s3_table = s3_settings(s3);
     let mut text = std::fs::read_to_string(&path)
         .unwrap()
         .replace(
@@ -60,6 +54,17 @@ pub(super) fn lakehouse_config(
     ));
     std::fs::write(&path, text).unwrap();
     path
+}
+
+/// The body of a `[….s3]` table that reaches `s3`.
+pub(super) fn s3_settings(s3: &S3Server) -> String {
+    let options = s3_options(s3);
+    format!(
+        "endpoint = {:?}\nallow_http = true\naccess_key_id = {:?}\nsecret_access_key = {:?}\n",
+        options.endpoint.unwrap(),
+        options.access_key_id.unwrap(),
+        options.secret_access_key.unwrap()
+    )
 }
 
 /// The features of a run by user, read from Redis.

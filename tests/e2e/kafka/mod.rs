@@ -3,6 +3,7 @@
 //! group of two instances, kill -9 recovery, the dead-letter topic and fault injection.
 
 mod admin;
+mod avro;
 mod brokers;
 mod chaos;
 mod completion;

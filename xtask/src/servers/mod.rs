@@ -1,10 +1,12 @@
 //! Real servers for tests and benchmarks, each installed once and run on free 127.0.0.1 ports
-//! until dropped: Apache Kafka, s3s-fs (S3), Debian's redis-server and PostgreSQL. S3 and Redis
+//! until dropped: Apache Kafka, s3s-fs (S3), Debian's redis-server and PostgreSQL, Apicurio
+//! Registry (a Confluent-compatible schema registry). S3 and Redis
 //! keep their data across a stop and a start, so tests can take them down mid-run.
 
 mod kafka;
 mod postgres;
 mod redis;
+mod registry;
 mod s3;
 
 use std::net::{TcpListener, TcpStream};
@@ -17,6 +19,7 @@ use anyhow::{Result, bail};
 pub use kafka::{JAVA_INSTALL, KAFKA_VERSION, KafkaCluster, install_kafka, kafka_libs};
 pub use postgres::{POSTGRES_INSTALL, PostgresServer, postgres_bin};
 pub use redis::{REDIS_INSTALL, RedisServer, redis_server_path};
+pub use registry::{APICURIO_VERSION, SchemaRegistryServer, apicurio_home, install_apicurio};
 pub use s3::{S3_ACCESS_KEY, S3_SECRET_KEY, S3Server, install_s3s_fs, s3s_fs_path};
 
 use crate::paths::target_dir;

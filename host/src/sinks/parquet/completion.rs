@@ -5,6 +5,7 @@
 //! finds every progress past an hour writes that hour's marker. Rows that come later for an
 //! hour their writer has declared complete are late: dead-lettered or kept under `_late/`.
 
+use std::ops::RangeInclusive;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -222,7 +223,7 @@ impl Completion {
         storage: &Storage,
         breaker: &Breaker,
         progress: &Progress,
-    ) -> Result<(), SinkError> {
+    ) -> Result<Option<RangeInclusive<i64>>, SinkError> {
         let own = serde_json::to_vec(progress).unwrap_or_default();
         let key = progress_key(&self.writers.this);
         breaker.call("writing completion progress", || {
@@ -234,12 +235,12 @@ impl Completion {
             let found = breaker.call("reading completion progress", || storage.get(&key))?;
             let Some(found) = found.and_then(|b| serde_json::from_slice::<Progress>(&b).ok())
             else {
-                return Ok(());
+                return Ok(None);
             };
             all.push(found);
         }
         let Some(range) = self.unmarked(&all) else {
-            return Ok(());
+            return Ok(None);
         };
         let (first, last) = (range.start(), range.end());
         for hour in range.clone() {
@@ -263,12 +264,17 @@ impl Completion {
         }
         metrics::gauge!(GAUGE, "sink" => self.sink.clone())
             .set(((*last + 1) * HOUR_MS) as f64 / 1000.0);
-        Ok(())
+        Ok(Some(range))
+    }
+
+    /// How many writers fill the table together.
+    pub fn writer_count(&self) -> usize {
+        self.writers.all.len()
     }
 
     /// The hours every writer has declared complete whose markers this writer has not
     /// written yet.
-    fn unmarked(&self, all: &[Progress]) -> Option<std::ops::RangeInclusive<i64>> {
+    fn unmarked(&self, all: &[Progress]) -> Option<RangeInclusive<i64>> {
         let complete = all.iter().map(|p| p.through).min()??;
         let last = complete.min(all.iter().filter_map(Progress::reach).max()?);
         let oldest = all.iter().filter_map(|p| p.oldest.or(p.through)).min()?;

@@ -36,7 +36,7 @@ pub fn concat(parts: &[Bytes]) -> Result<Vec<u8>> {
         if metadata.file_metadata().schema() != first.file_metadata().schema() {
             return Err(general("staged parts of one file differ in schema"));
         }
-        let page_index = metadata.page_index();
+        let (column_indexes, offset_indexes) = (metadata.column_index(), metadata.offset_index());
         for (rg_index, row_group) in metadata.row_groups().iter().enumerate() {
             let mut out = writer.next_row_group()?;
             for (col_index, column) in row_group.columns().iter().enumerate() {
@@ -47,11 +47,11 @@ pub fn concat(parts: &[Bytes]) -> Result<Vec<u8>> {
                         rows_written: row_group.num_rows() as u64,
                         metadata: column.clone(),
                         bloom_filter: None,
-                        column_index: page_index
-                            .and_then(|pi| pi.column_index(rg_index, col_index))
+                        column_index: column_indexes
+                            .and_then(|pi| pi.get(rg_index)?.get(col_index))
                             .cloned(),
-                        offset_index: page_index
-                            .and_then(|pi| pi.offset_index(rg_index, col_index))
+                        offset_index: offset_indexes
+                            .and_then(|pi| pi.get(rg_index)?.get(col_index))
                             .cloned(),
                     },
                 )?;

@@ -136,12 +136,6 @@ impl ParquetSinkConfig {
     /// Checks the settings of a Delta table (`type = "delta"`).
     pub fn validate_for_delta(&self) -> Result<(), (String, String)> {
         self.validate()?;
-        if self.path.starts_with("s3://") {
-            return Err((
-                "path".into(),
-                "Delta tables on S3 are not supported yet: use a folder or file:// URL".into(),
-            ));
-        }
         let schema = super::schema_of(&self.schema).map_err(|e| ("schema".into(), e))?;
         super::delta_log::delta_schema(&schema).map_err(|e| ("schema".into(), e))?;
         Ok(())

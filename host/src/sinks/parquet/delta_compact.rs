@@ -17,7 +17,7 @@ use futures::TryStreamExt;
 
 use super::ParquetSinkConfig;
 use super::compose::concat;
-use super::delta_log::table_url;
+use super::delta_table::TableLocation;
 use crate::sinks::now_ms;
 use crate::storage::Storage;
 
@@ -61,9 +61,10 @@ pub fn compact(
     let storage = Storage::open(&config.path, &config.s3).map_err(|e| e.to_string())?;
     let runtime = crate::storage::io_runtime();
     let delta = |e: DeltaTableError| e.to_string();
-    let table = runtime
-        .block_on(deltalake_core::open_table(table_url(&config.path)?))
+    let mut table = TableLocation::new(&storage, &config.path)?
+        .table()
         .map_err(delta)?;
+    runtime.block_on(table.load()).map_err(delta)?;
     let snapshot = table.snapshot().map_err(delta)?.clone();
     let log_store = table.log_store();
     let views: Vec<_> = runtime

@@ -7,27 +7,17 @@
 use std::collections::HashMap;
 
 use arrow_schema::{DataType as ArrowType, TimeUnit};
-use deltalake_core::kernel::transaction::CommitBuilder;
-use deltalake_core::kernel::{
-    Action, Add, ArrayType, DataType, StructField, StructType, Transaction,
-};
-use deltalake_core::protocol::{DeltaOperation, SaveMode};
-use deltalake_core::{DeltaTable, DeltaTableError};
-use url::Url;
+use deltalake_core::kernel::{Action, Add, ArrayType, DataType, StructField, StructType};
 
 use super::completion::hour_of_folder;
+use super::delta_table::{Table, TableLocation};
 use crate::sinks::{SinkError, io_error, now_ms};
-
-/// Commit attempts when other writers of the table commit at the same time.
-const COMMIT_RETRIES: usize = 100;
 
 /// One writer's log of a Delta table.
 pub struct DeltaLog {
     sink: String,
-    url: Url,
     app_id: String,
-    columns: Vec<StructField>,
-    table: Option<DeltaTable>,
+    table: Table,
 }
 
 /// The Delta type of an Arrow column type the Parquet sink writes.
@@ -85,34 +75,19 @@ pub fn delta_schema(schema: &arrow_schema::Schema) -> Result<Vec<StructField>, S
     Ok(columns)
 }
 
-/// The table's URL: `file://` for a folder (made absolute), the path itself otherwise.
-pub fn table_url(path: &str) -> Result<Url, String> {
-    if path.contains("://") {
-        return Url::parse(path).map_err(|e| format!("{path}: {e}"));
-    }
-    let absolute = std::path::absolute(path).map_err(|e| format!("{path}: {e}"))?;
-    Url::from_directory_path(&absolute).map_err(|()| format!("{path}: not a folder path"))
-}
-
 impl DeltaLog {
-    /// The log of the table at `path` (a folder or `file://` URL) with `schema`, written by
-    /// `writer` of sink `sink`.
+    /// The log of the table at `location`, with `schema`, written by `writer` of sink
+    /// `sink`.
     pub fn new(
         sink: &str,
-        path: &str,
+        location: TableLocation,
         schema: &arrow_schema::Schema,
         writer: &str,
     ) -> Result<Self, String> {
-        if path.starts_with("s3://") {
-            return Err("Delta tables on S3 are not supported yet: use a folder".into());
-        }
-        let columns = delta_schema(schema)?;
         Ok(DeltaLog {
             sink: sink.to_string(),
-            url: table_url(path)?,
             app_id: format!("weir-{sink}-{writer}"),
-            columns,
-            table: None,
+            table: Table::new(location, delta_schema(schema)?, &["dt", "hour"]),
         })
     }
 
@@ -123,84 +98,19 @@ impl DeltaLog {
         if files.is_empty() {
             return Ok(false);
         }
-        crate::storage::io_runtime()
-            .block_on(self.commit_async(version, files))
-            .map_err(|e| io_error(&self.sink, format!("Delta commit: {e}")))
-    }
-
-    async fn commit_async(
-        &mut self,
-        version: i64,
-        files: &[(String, u64)],
-    ) -> Result<bool, DeltaTableError> {
-        let table = load_or_create(&mut self.table, &self.url, &self.columns).await?;
-        let log_store = table.log_store();
-        let snapshot = table.snapshot()?;
-        if snapshot
-            .transaction_version(log_store.as_ref(), &self.app_id)
-            .await?
-            .is_some_and(|done| done >= version)
-        {
-            return Ok(false);
-        }
         let now = now_ms();
-        let mut actions: Vec<Action> = files
+        let actions: Vec<Action> = files
             .iter()
             .map(|(key, size)| Action::Add(add(key, *size, now)))
             .collect();
-        actions.push(Action::Txn(Transaction {
-            app_id: self.app_id.clone(),
-            version,
-            last_updated: Some(now),
-        }));
-        let operation = DeltaOperation::Write {
-            mode: SaveMode::Append,
-            partition_by: Some(vec!["dt".into(), "hour".into()]),
-            predicate: None,
-        };
-        let committed = CommitBuilder::default()
-            .with_actions(actions)
-            .with_max_retries(COMMIT_RETRIES)
-            .build(Some(snapshot), log_store, operation)
-            .await?;
-        tracing::debug!(sink = %self.sink, table_version = committed.version(), files = files.len(), "Delta commit.");
-        Ok(true)
-    }
-}
-
-/// The table at `url` in `slot`, loaded to its latest version, created with `columns` if it
-/// does not exist yet.
-async fn load_or_create<'a>(
-    slot: &'a mut Option<DeltaTable>,
-    url: &Url,
-    columns: &[StructField],
-) -> Result<&'a DeltaTable, DeltaTableError> {
-    let mut table = match slot.take() {
-        Some(table) => table,
-        None => DeltaTable::try_from_url(url.clone()).await?,
-    };
-    match table.load().await {
-        Ok(()) => {}
-        Err(DeltaTableError::NotATable(_)) => {
-            // Another writer may create it at the same time: either creation wins.
-            let created = table
-                .create()
-                .with_columns(columns.to_vec())
-                .with_partition_columns(["dt", "hour"])
-                .with_save_mode(SaveMode::Ignore)
-                .await;
-            table = match created {
-                Ok(table) => table,
-                Err(_) => {
-                    let mut again = DeltaTable::try_from_url(url.clone()).await?;
-                    again.load().await?;
-                    again
-                }
-            };
+        let committed = crate::storage::io_runtime()
+            .block_on(self.table.commit_once(&self.app_id, version, actions))
+            .map_err(|e| io_error(&self.sink, format!("Delta commit: {e}")))?;
+        if let Some(table_version) = committed {
+            tracing::debug!(sink = %self.sink, table_version, files = files.len(), "Delta commit.");
         }
-        Err(e) => return Err(e),
+        Ok(committed.is_some())
     }
-    Ok(slot.insert(table))
 }
 
 /// The add action of a published file `key` (`dt=…/hour=…/name`).

@@ -9,6 +9,8 @@ mod compose;
 mod config;
 mod delta_compact;
 mod delta_log;
+mod delta_partitions;
+mod delta_table;
 mod freshness;
 mod schema;
 mod sink;

@@ -27,6 +27,8 @@ use super::completion::{
 };
 use super::compose::concat;
 use super::delta_log::DeltaLog;
+use super::delta_partitions::PartitionsTable;
+use super::delta_table::TableLocation;
 use super::freshness::Freshness;
 use super::{ExtraFields, ParquetSinkConfig, schema_of};
 use crate::sinks::commit_record::{self, Sequence};
@@ -120,6 +122,8 @@ pub struct ParquetSink {
     announced: Option<i64>,
     /// The Delta log the published files are added to (`type = "delta"`).
     table: Option<DeltaLog>,
+    /// The Delta table's `_partitions` table, when it has completion markers.
+    partitions: Option<PartitionsTable>,
     /// Versions of this writer's Delta commits.
     table_versions: Sequence,
     /// This writer's name: its source partition, or `local-<run>`.
@@ -200,19 +204,27 @@ impl ParquetSink {
             completion,
             announced: None,
             table: None,
+            partitions: None,
             table_versions: Sequence::default(),
             writer,
         })
     }
 
-    /// Adds the files this sink publishes to a Delta table at its path.
+    /// Adds the files this sink publishes to a Delta table at its path, and the hours it
+    /// declares complete to the table's `_partitions` table.
     pub fn logging_to_delta(mut self, config: &ParquetSinkConfig) -> Result<Self, SinkError> {
-        let log = DeltaLog::new(&self.name, &config.path, &self.schema, &self.writer).map_err(
-            |reason| SinkError::Setup {
-                sink: self.name.clone(),
-                reason,
-            },
-        )?;
+        let name = self.name.clone();
+        let setup = |reason| SinkError::Setup {
+            sink: name.clone(),
+            reason,
+        };
+        let location = TableLocation::new(&self.storage, &config.path).map_err(setup)?;
+        if self.completion.is_some() {
+            let partitions =
+                PartitionsTable::new(&self.name, &self.writer, &location).map_err(setup)?;
+            self.partitions = Some(partitions);
+        }
+        let log = DeltaLog::new(&self.name, location, &self.schema, &self.writer).map_err(setup)?;
         self.table = Some(log);
         Ok(self)
     }
@@ -293,7 +305,14 @@ impl ParquetSink {
         if progress.through.is_none() || progress.through == self.announced {
             return Ok(());
         }
-        completion.announce(&self.storage, &self.breaker, &progress)?;
+        let marked = completion.announce(&self.storage, &self.breaker, &progress)?;
+        if let (Some(hours), Some(partitions)) = (marked, &mut self.partitions) {
+            let (storage, writers) = (&self.storage, completion.writer_count());
+            self.breaker
+                .call("adding complete hours to the partitions table", || {
+                    partitions.add(storage, &hours, writers)
+                })?;
+        }
         self.announced = progress.through;
         Ok(())
     }

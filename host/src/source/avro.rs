@@ -1,0 +1,265 @@
+//! Avro records in a schema registry's wire format (magic byte 0, the writer schema's id as 4
+//! big-endian bytes, one Avro binary datum), turned into the JSON object the stages see. The
+//! writer schema is fetched once per id and kept for the process (`apache-avro` decodes).
+//!
+//! The JSON follows what Kafka Connect's converters give for Avro, so records read the same
+//! whichever tool turned them into JSON: a union is its branch's value (no `{"type": v}`
+//! wrapper); an enum its symbol; bytes and fixed base64; `timestamp-millis`, `date` (days),
+//! `time-*` and the other timestamps their number; a decimal its exact value as a string;
+//! a uuid its text; a duration `{"months", "days", "millis"}`.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use apache_avro::Schema;
+use apache_avro::reader::datum::GenericDatumReader;
+use apache_avro::schema::{NamesRef, ResolvedSchema};
+use apache_avro::types::Value;
+use base64::Engine;
+use serde_json::{Map, Value as Json};
+
+use super::registry::SchemaRegistry;
+
+/// A writer schema ready to decode with, kept for the life of the process.
+struct Writer {
+    schema: &'static Schema,
+    names: NamesRef<'static>,
+    reader: GenericDatumReader<'static>,
+}
+
+/// Decodes registry-framed Avro records to JSON.
+pub struct AvroDecoder {
+    registry: SchemaRegistry,
+    writers: Mutex<HashMap<u32, Result<Arc<Writer>, String>>>,
+}
+
+impl std::fmt::Debug for AvroDecoder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AvroDecoder").finish_non_exhaustive()
+    }
+}
+
+/// The schema id and the body of a registry-framed record.
+pub fn framed(bytes: &[u8]) -> Result<(u32, &[u8]), String> {
+    match bytes {
+        [0, a, b, c, d, body @ ..] => Ok((u32::from_be_bytes([*a, *b, *c, *d]), body)),
+        [] => Err("not avro: an empty value".into()),
+        [magic, ..] if *magic != 0 => Err(format!(
+            "not avro: magic byte {magic}, not 0 (the schema registry's wire format)"
+        )),
+        _ => Err("not avro: shorter than the registry's 5-byte header".into()),
+    }
+}
+
+impl AvroDecoder {
+    /// A decoder fetching writer schemas from `registry`.
+    pub fn new(registry: SchemaRegistry) -> Self {
+        AvroDecoder {
+            registry,
+            writers: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The record `bytes` as a JSON text, or why it is not a record of a schema the
+    /// registry knows. Waits while the registry cannot be reached.
+    pub fn to_json(&self, bytes: &[u8]) -> Result<Vec<u8>, String> {
+        let (id, mut body) = framed(bytes)?;
+        let writer = self.writer(id)?;
+        let value = writer
+            .reader
+            .read_value(&mut body)
+            .map_err(|e| format!("not avro: schema {id}: {e}"))?;
+        if !body.is_empty() {
+            return Err(format!(
+                "not avro: schema {id}: {} bytes left after the record",
+                body.len()
+            ));
+        }
+        let json = to_json(value, writer.schema, &writer.names)
+            .map_err(|e| format!("not avro: schema {id}: {e}"))?;
+        serde_json::to_vec(&json).map_err(|e| format!("not avro: schema {id}: {e}"))
+    }
+
+    /// The writer schema `id`, fetched on first use.
+    fn writer(&self, id: u32) -> Result<Arc<Writer>, String> {
+        if let Some(known) = self.lock().get(&id) {
+            return known.clone();
+        }
+        let made = match self.registry.schema(id) {
+            Ok(registered) if registered.kind != "AVRO" => Err(format!(
+                "not avro: schema {id} is {}",
+                registered.kind.to_lowercase()
+            )),
+            Ok(registered) if registered.has_references => Err(format!(
+                "not avro: schema {id} refers to other schemas, which weir does not resolve"
+            )),
+            Ok(registered) => writer_of(&registered.text)
+                .map(Arc::new)
+                .map_err(|e| format!("not avro: schema {id}: {e}")),
+            Err(id) => Err(format!("unknown schema id {id}")),
+        };
+        let mut writers = self.lock();
+        if writers.len() < self.registry.cache_size() {
+            writers.insert(id, made.clone());
+        }
+        made
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u32, Result<Arc<Writer>, String>>> {
+        self.writers.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// A writer schema parsed from its text. The schema is leaked on purpose: the decoder keeps
+/// it (and the reader that borrows it) for the life of the process.
+fn writer_of(text: &str) -> Result<Writer, String> {
+    let schema: &'static Schema = Box::leak(Box::new(
+        Schema::parse_str(text).map_err(|e| e.to_string())?,
+    ));
+    let names = ResolvedSchema::try_from(schema)
+        .map_err(|e| e.to_string())?
+        .get_names()
+        .clone();
+    let reader = GenericDatumReader::builder(schema)
+        .build()
+        .map_err(|e| e.to_string())?;
+    Ok(Writer {
+        schema,
+        names,
+        reader,
+    })
+}
+
+/// `value`, of `schema`, as JSON.
+fn to_json(value: Value, schema: &Schema, names: &NamesRef) -> Result<Json, String> {
+    let schema = match schema {
+        Schema::Ref { name } => names
+            .get(name)
+            .copied()
+            .ok_or_else(|| format!("no type named {name}"))?,
+        other => other,
+    };
+    let base64 =
+        |bytes: &[u8]| Json::String(base64::engine::general_purpose::STANDARD.encode(bytes));
+    Ok(match (value, schema) {
+        (Value::Null, _) => Json::Null,
+        (Value::Boolean(b), _) => Json::Bool(b),
+        (Value::Int(n) | Value::Date(n) | Value::TimeMillis(n), _) => Json::from(n),
+        (
+            Value::Long(n)
+            | Value::TimeMicros(n)
+            | Value::TimestampMillis(n)
+            | Value::TimestampMicros(n)
+            | Value::TimestampNanos(n)
+            | Value::LocalTimestampMillis(n)
+            | Value::LocalTimestampMicros(n)
+            | Value::LocalTimestampNanos(n),
+            _,
+        ) => Json::from(n),
+        (Value::Float(x), _) => Json::from(f64::from(x)),
+        (Value::Double(x), _) => Json::from(x),
+        (Value::Bytes(bytes) | Value::Fixed(_, bytes), _) => base64(&bytes),
+        (Value::String(text) | Value::Enum(_, text), _) => Json::String(text),
+        (Value::Uuid(uuid), _) => Json::String(uuid.to_string()),
+        (Value::BigDecimal(decimal), _) => Json::String(decimal.to_string()),
+        (Value::Decimal(decimal), Schema::Decimal(declared)) => {
+            let unscaled = num_bigint::BigInt::from(decimal);
+            Json::String(bigdecimal::BigDecimal::new(unscaled, declared.scale as i64).to_string())
+        }
+        (Value::Duration(d), _) => serde_json::json!({
+            "months": u32::from(d.months()),
+            "days": u32::from(d.days()),
+            "millis": u32::from(d.millis()),
+        }),
+        (Value::Union(branch, inner), Schema::Union(union)) => {
+            let branch_schema = usize::try_from(branch)
+                .ok()
+                .and_then(|b| union.variants().get(b))
+                .ok_or_else(|| format!("union branch {branch} out of range"))?;
+            to_json(*inner, branch_schema, names)?
+        }
+        (Value::Array(items), Schema::Array(array)) => Json::Array(
+            items
+                .into_iter()
+                .map(|item| to_json(item, &array.items, names))
+                .collect::<Result<_, _>>()?,
+        ),
+        (Value::Map(entries), Schema::Map(map)) => {
+            let mut sorted: Vec<(String, Value)> = entries.into_iter().collect();
+            sorted.sort_by(|a, b| a.0.cmp(&b.0));
+            let mut object = Map::with_capacity(sorted.len());
+            for (key, item) in sorted {
+                object.insert(key, to_json(item, &map.types, names)?);
+            }
+            Json::Object(object)
+        }
+        (Value::Record(fields), Schema::Record(record)) => {
+            let mut object = Map::with_capacity(fields.len());
+            for ((name, item), field) in fields.into_iter().zip(&record.fields) {
+                let item = to_json(item, &field.schema, names)?;
+                object.insert(name, item);
+            }
+            Json::Object(object)
+        }
+        (value, schema) => {
+            return Err(format!("a {value:?} where the schema has {schema:?}"));
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_wire_header_names_the_schema_and_bad_ones_say_why() {
+        assert_eq!(framed(&[0, 0, 0, 1, 2, 9]).unwrap(), (258, &[9][..]));
+        assert!(
+            framed(b"{\"a\":1}")
+                .unwrap_err()
+                .starts_with("not avro: magic byte 123")
+        );
+        assert!(framed(&[0, 0, 1]).unwrap_err().contains("5-byte header"));
+        assert!(framed(&[]).unwrap_err().contains("empty"));
+    }
+
+    #[test]
+    fn values_map_to_json_as_kafka_connect_gives_them() {
+        let text = r#"{"type": "record", "name": "Click", "fields": [
+            {"name": "id", "type": "string"},
+            {"name": "ts", "type": {"type": "long", "logicalType": "timestamp-millis"}},
+            {"name": "price", "type": {"type": "bytes", "logicalType": "decimal", "precision": 9, "scale": 2}},
+            {"name": "referrer", "type": ["null", "string"], "default": null},
+            {"name": "kind", "type": {"type": "enum", "name": "Kind", "symbols": ["VIEW", "BUY"]}},
+            {"name": "tags", "type": {"type": "array", "items": "string"}},
+            {"name": "next", "type": ["null", "Kind"], "default": null}
+        ]}"#;
+        let writer = writer_of(text).unwrap();
+        let value = Value::Record(vec![
+            ("id".into(), Value::String("e1".into())),
+            ("ts".into(), Value::TimestampMillis(1_767_261_600_000)),
+            (
+                "price".into(),
+                Value::Decimal(apache_avro::Decimal::from(vec![0x30, 0x39])),
+            ),
+            (
+                "referrer".into(),
+                Value::Union(1, Box::new(Value::String("https://a.example".into()))),
+            ),
+            ("kind".into(), Value::Enum(1, "BUY".into())),
+            ("tags".into(), Value::Array(vec![Value::String("x".into())])),
+            (
+                "next".into(),
+                Value::Union(1, Box::new(Value::Enum(0, "VIEW".into()))),
+            ),
+        ]);
+        let json = to_json(value, writer.schema, &writer.names).unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!({
+                "id": "e1", "ts": 1_767_261_600_000_i64, "price": "123.45",
+                "referrer": "https://a.example", "kind": "BUY", "tags": ["x"], "next": "VIEW"
+            })
+        );
+    }
+}

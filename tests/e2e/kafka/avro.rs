@@ -1,0 +1,188 @@
+//! An Avro topic read through a schema registry: Confluent's own serializer (the
+//! `confluent-kafka` package's `AvroSerializer`) writes the clickstream into Apicurio
+//! Registry's Confluent-compatible API, registering schema v1 and, halfway, a compatible v2
+//! with a new optional field. weir starts while the registry is down, waits for it (nothing is
+//! dead-lettered for the outage), then reads both versions without a restart, and its lake
+//! equals a run over the same records written as JSON. Records with an unknown schema id, a
+//! corrupt header or bytes that do not decode are dead letters with their reason and
+//! original bytes.
+
+use std::path::Path;
+use std::time::Duration;
+
+use xtask::servers::SchemaRegistryServer;
+
+use super::{
+    Broker, WeirProcess, clickstream, lake_tables, pipeline_config, read_all, use_reference_topics,
+    valid_events,
+};
+use crate::harness::python;
+
+/// The clickstream's fields as Avro: v1, and v2 with an optional `campaign`.
+const SCHEMA_V1: &str = r#"{"type": "record", "name": "Click", "namespace": "shop", "fields": [
+    {"name": "event_id", "type": "string"}, {"name": "user_id", "type": "string"},
+    {"name": "ts", "type": "string"}, {"name": "type", "type": "string"},
+    {"name": "url", "type": "string"}, {"name": "referrer", "type": "string"},
+    {"name": "user_agent", "type": ["null", "string"], "default": null},
+    {"name": "ip", "type": ["null", "string"], "default": null}]}"#;
+
+/// Produces `events` to `topic` with confluent-kafka's `AvroSerializer` (TopicNameStrategy,
+/// auto-registration): the first half with v1, the rest with v2, which adds `campaign`.
+/// Returns the ids the serializer registered.
+fn produce_avro(bootstrap: &str, registry: &str, topic: &str, events: &Path) -> String {
+    let v2 = SCHEMA_V1.replace(
+        "\"default\": null}]}",
+        "\"default\": null}, {\"name\": \"campaign\", \"type\": [\"null\", \"string\"], \"default\": null}]}",
+    );
+    python(&format!(
+        r#"
+import json, sys
+from confluent_kafka import Producer
+from confluent_kafka.schema_registry import SchemaRegistryClient
+from confluent_kafka.schema_registry.avro import AvroSerializer
+from confluent_kafka.serialization import SerializationContext, MessageField
+registry = SchemaRegistryClient({{"url": {registry:?}}})
+v1 = AvroSerializer(registry, {v1:?})
+v2 = AvroSerializer(registry, {v2:?})
+producer = Producer({{"bootstrap.servers": {bootstrap:?}, "enable.idempotence": True}})
+events = [json.loads(l) for l in open({events:?})]
+ids = set()
+for i, event in enumerate(events):
+    newer = i >= len(events) // 2
+    record = dict(event, campaign="spring") if newer else event
+    value = (v2 if newer else v1)(record, SerializationContext({topic:?}, MessageField.VALUE))
+    ids.add(int.from_bytes(value[1:5], "big"))
+    producer.produce({topic:?}, key=event["user_id"].encode(), value=value)
+    producer.poll(0)
+assert producer.flush(30) == 0
+print(json.dumps(sorted(ids)))
+"#,
+        v1 = SCHEMA_V1,
+        events = events.display().to_string(),
+    ))
+}
+
+/// Produces raw `values` to `topic`.
+fn produce_raw(bootstrap: &str, topic: &str, values: &[Vec<u8>]) {
+    let values: Vec<String> = values.iter().map(hex::encode).collect();
+    python(&format!(
+        "from confluent_kafka import Producer\n\
+         p = Producer({{'bootstrap.servers': {bootstrap:?}}})\n\
+         for v in {values:?}:\n\
+         \x20   p.produce({topic:?}, key=b'u-bad', value=bytes.fromhex(v))\n\
+         assert p.flush(30) == 0\n"
+    ));
+}
+
+#[test]
+fn avro_records_from_confluents_serializer_give_the_same_lake_as_json() {
+    let broker = Broker::start();
+    let bootstrap = broker.bootstrap();
+    let servers = tempfile::tempdir().unwrap();
+    let mut registry =
+        SchemaRegistryServer::start(servers.path()).unwrap_or_else(|e| panic!("{e:#}"));
+
+    // The clickstream's valid events, each as Avro decodes it: absent optional fields null,
+    // and v2's `campaign` in the second half.
+    let events = valid_events(&clickstream(150));
+    let events_file = servers.path().join("events.ndjson");
+    let lines: Vec<String> = events.iter().map(|e| e.to_string()).collect();
+    std::fs::write(&events_file, lines.join("\n") + "\n").unwrap();
+    let ids = produce_avro(&bootstrap, &registry.url(), "clicks", &events_file);
+    let ids: Vec<u32> = serde_json::from_str(&ids).unwrap();
+    assert_eq!(ids.len(), 2, "v1 and v2 registered: {ids:?}");
+
+    // Three bad records: not framed, framed with an id the registry does not know, and a
+    // known id over bytes that are not its record.
+    let unknown = [vec![0, 0, 0, 0x27, 0x0f], b"\x02x".to_vec()].concat();
+    let garbled = [vec![0], ids[0].to_be_bytes().to_vec(), vec![0xff; 3]].concat();
+    let bad = vec![b"{\"event_id\":\"plain json\"}".to_vec(), unknown, garbled];
+    produce_raw(&bootstrap, "clicks", &bad);
+
+    let out = tempfile::tempdir().unwrap();
+    let config = pipeline_config(&bootstrap, out.path(), "avro");
+    let text = std::fs::read_to_string(&config).unwrap();
+    let avro = text.replace(
+        "topics = [\"clicks\"]\n",
+        "topics = [\"clicks\"]\nformat = \"avro\"\n",
+    );
+    assert_ne!(avro, text, "the example's source moved");
+    let avro = format!(
+        "{avro}\n[schema_registry]\nurl = {:?}\ntimeout = \"2s\"\n",
+        registry.url()
+    );
+    std::fs::write(&config, avro).unwrap();
+    // The registry is down when weir starts: the partitions wait for it.
+    registry.stop();
+    let run = WeirProcess::start(&config, "avro", true);
+    run.wait_log("a wait for the registry", Duration::from_secs(90), |log| {
+        log.contains("Schema registry unreachable")
+    });
+    registry.resume().unwrap();
+    run.wait_success(Duration::from_secs(300));
+
+    // The same records as JSON, through the same pipeline, into topics of their own.
+    broker.create_topic("clicks-json", super::PARTITIONS);
+    let with_campaign: Vec<String> = events
+        .iter()
+        .enumerate()
+        .map(|(i, e)| {
+            let mut e = e.clone();
+            for field in ["user_agent", "ip"] {
+                if e.get(field).is_none() {
+                    e[field] = serde_json::Value::Null;
+                }
+            }
+            if i >= events.len() / 2 {
+                e["campaign"] = "spring".into();
+            }
+            e.to_string()
+        })
+        .collect();
+    super::produce(&bootstrap, "clicks-json", &with_campaign);
+    let reference = tempfile::tempdir().unwrap();
+    let reference_config = pipeline_config(&bootstrap, reference.path(), "json");
+    use_reference_topics(&broker, &reference_config);
+    let text = std::fs::read_to_string(&reference_config).unwrap();
+    std::fs::write(
+        &reference_config,
+        text.replace("topics = [\"clicks\"]", "topics = [\"clicks-json\"]"),
+    )
+    .unwrap();
+    WeirProcess::start(&reference_config, "json", true).wait_success(Duration::from_secs(300));
+
+    let dead = read_all(&bootstrap, "weir.dlq");
+    let reasons: Vec<(Vec<u8>, String)> = dead
+        .iter()
+        .map(|r| {
+            (
+                r.raw.clone(),
+                r.header("weir.dlq.reason").unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(reasons.len(), 3, "{reasons:?}");
+    for ((raw, reason), (sent, expected)) in reasons.iter().zip(bad.iter().zip([
+        "not avro: magic byte 123",
+        "unknown schema id 9999",
+        "not avro: schema",
+    ])) {
+        assert_eq!(raw, sent, "the dead letter keeps the original bytes");
+        assert!(reason.starts_with(expected), "{reason} is not {expected}");
+    }
+    assert!(
+        dead.iter()
+            .all(|r| r.header("weir.dlq.class") == Some("decode"))
+    );
+    let (actual, expected) = (lake_tables(out.path()), lake_tables(reference.path()));
+    assert_eq!(
+        actual["events"].as_array().map(Vec::len),
+        expected["events"].as_array().map(Vec::len)
+    );
+    assert_eq!(actual, expected, "the Avro run's lake differs from JSON's");
+    assert!(
+        expected["sessions"]
+            .as_array()
+            .is_some_and(|s| !s.is_empty())
+    );
+}

@@ -6,7 +6,8 @@
 //!   batches;
 //! - the time an epoch's commit takes when every epoch publishes files (rolled each epoch), for
 //!   a Delta table (the files published, then added to the Delta log) against the Parquet
-//!   sink (the files published), to a local folder and to s3s-fs;
+//!   sink (the files published), to a local folder and to s3s-fs; then the files per hour
+//!   of those Delta tables before and after `weir table compact`, and how long it took;
 //! - feature writes/s of the Redis sink (per-entity merge, fenced Lua script, pipelined)
 //!   against a plain pipelined `HSET` loop over the same entities and fields;
 //! - feature rows/s of the PostgreSQL sink (upserts by user, each batch tried and rolled back,
@@ -30,7 +31,9 @@ use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::WriterProperties;
 use weir::config::PipelineConfig;
 use weir::flow::{Provenance, SinkRecord};
-use weir::sinks::parquet::{ParquetSink, ParquetSinkConfig, partition_of, schema_of};
+use weir::sinks::parquet::{
+    CompactOptions, ParquetSink, ParquetSinkConfig, compact, partition_of, schema_of,
+};
 use weir::sinks::postgres::{PostgresSink, PostgresSinkConfig};
 use weir::sinks::redis::{RedisSink, RedisSinkConfig};
 use weir::sinks::resilience::{Breaker, RetryConfig};
@@ -471,6 +474,7 @@ fn main() {
     let (mut copied, mut upserted) = (Vec::new(), Vec::new());
     let (mut checked, mut unchecked) = (Vec::new(), Vec::new());
     let mut commit_times: BTreeMap<(&str, &str), Vec<f64>> = BTreeMap::new();
+    let mut compactions = Vec::new();
     for round in 0..rounds {
         let bare_dir = dir.path().join(format!("bare-{round}"));
         std::fs::create_dir_all(&bare_dir).unwrap();
@@ -517,6 +521,19 @@ fn main() {
                 .entry(("s3s-fs", kind))
                 .or_default()
                 .extend(epoch_commits(&remote_config, &batches, delta));
+            if delta && round == 0 {
+                for (store, config) in [("local folder", &local_config), ("s3s-fs", &remote_config)]
+                {
+                    let started = Instant::now();
+                    let options = CompactOptions {
+                        min_files: 2,
+                        target_size: 128 << 20,
+                        retention: None,
+                    };
+                    let report = compact(config, options).unwrap();
+                    compactions.push((store, report, started.elapsed()));
+                }
+            }
         }
         plain.push(plain_hset(&redis.url(), &features));
         sink.push(redis_sink(&redis.url(), &features));
@@ -555,6 +572,15 @@ fn main() {
         println!(
             "| epoch commit publishing files, Delta table, {store} | {delta:.1} ms | {:.2}x |",
             delta / parquet
+        );
+    }
+    for (store, report, took) in &compactions {
+        let hours = report.partitions.max(1) as f64;
+        println!(
+            "| Delta table, {store}: files per compacted hour before / after `weir table compact` | {:.1} / {:.1} | {:.0} ms |",
+            report.files_before as f64 / hours,
+            report.files_after as f64 / hours,
+            took.as_secs_f64() * 1000.0
         );
     }
     println!("| plain pipelined HSET loop | {plain:.0} writes/s | |");

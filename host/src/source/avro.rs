@@ -29,7 +29,10 @@ struct Writer {
 
 /// Decodes registry-framed Avro records to JSON.
 pub struct AvroDecoder {
-    registry: SchemaRegistry,
+    /// Where unknown ids are looked up; without one, only preloaded schemas are known.
+    registry: Option<SchemaRegistry>,
+    /// Schemas kept by id, at most this many.
+    cache_size: usize,
     writers: Mutex<HashMap<u32, Result<Arc<Writer>, String>>>,
 }
 
@@ -55,9 +58,27 @@ impl AvroDecoder {
     /// A decoder fetching writer schemas from `registry`.
     pub fn new(registry: SchemaRegistry) -> Self {
         AvroDecoder {
-            registry,
+            cache_size: registry.cache_size(),
+            registry: Some(registry),
             writers: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// A decoder that knows only the schemas [`AvroDecoder::preload`] gives it (schema files
+    /// of a test or a benchmark).
+    pub fn offline() -> Self {
+        AvroDecoder {
+            registry: None,
+            cache_size: usize::MAX,
+            writers: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Makes the schema `text` known as `id`, as if the registry had served it.
+    pub fn preload(&self, id: u32, text: &str) -> Result<(), String> {
+        let writer = writer_of(text).map_err(|e| format!("schema {id}: {e}"))?;
+        self.lock().insert(id, Ok(Arc::new(writer)));
+        Ok(())
     }
 
     /// The record `bytes` as a JSON text, or why it is not a record of a schema the
@@ -85,7 +106,10 @@ impl AvroDecoder {
         if let Some(known) = self.lock().get(&id) {
             return known.clone();
         }
-        let made = match self.registry.schema(id) {
+        let Some(registry) = &self.registry else {
+            return Err(format!("unknown schema id {id}"));
+        };
+        let made = match registry.schema(id) {
             Ok(registered) if registered.kind != "AVRO" => Err(format!(
                 "not avro: schema {id} is {}",
                 registered.kind.to_lowercase()
@@ -99,7 +123,7 @@ impl AvroDecoder {
             Err(id) => Err(format!("unknown schema id {id}")),
         };
         let mut writers = self.lock();
-        if writers.len() < self.registry.cache_size() {
+        if writers.len() < self.cache_size {
             writers.insert(id, made.clone());
         }
         made

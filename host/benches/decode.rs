@@ -1,0 +1,111 @@
+//! CPU µs per event to decode records into what the stages see (the indexed event, its key
+//! and time), for the same events written as JSON and as Avro in a schema registry's wire
+//! format, measured in the same run. The Avro decoder has the schema already, as a running
+//! instance has after the first record of each schema id.
+//!
+//! `cargo bench -p weir --bench decode -- --events 200000 --rounds 5`
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use apache_avro::Schema;
+use apache_avro::types::{Record, Value};
+use apache_avro::writer::datum::GenericDatumWriter;
+use weir::config::EventConfig;
+use weir::event::EventArena;
+use weir::flow::SourceRecord;
+use weir::pipeline::RecordDecoder;
+use weir::source::avro::AvroDecoder;
+
+use common::{arg, cpu_time, events};
+
+/// The bench events' fields as Avro.
+const SCHEMA: &str = r#"{"type": "record", "name": "Click", "fields": [
+    {"name": "event_id", "type": "string"}, {"name": "user_id", "type": "string"},
+    {"name": "ts", "type": {"type": "long", "logicalType": "timestamp-millis"}},
+    {"name": "type", "type": "string"}, {"name": "url", "type": "string"},
+    {"name": "referrer", "type": "string"},
+    {"name": "user_agent", "type": ["null", "string"], "default": null},
+    {"name": "ip", "type": ["null", "string"], "default": null}]}"#;
+
+/// Records per batch, as the pipeline decodes them into one arena.
+const BATCH: usize = 512;
+
+/// `record`'s JSON value as a registry-framed Avro record of schema id 1.
+fn to_avro(schema: &Schema, record: &SourceRecord) -> SourceRecord {
+    let json: serde_json::Value = serde_json::from_slice(&record.value).unwrap();
+    let text = |name: &str| json[name].as_str().unwrap().to_string();
+    let mut avro = Record::new(schema).unwrap();
+    for field in ["event_id", "user_id", "type", "url", "referrer"] {
+        avro.put(field, Value::String(text(field)));
+    }
+    avro.put("ts", Value::TimestampMillis(json["ts"].as_i64().unwrap()));
+    for field in ["user_agent", "ip"] {
+        avro.put(field, Value::Union(1, Box::new(Value::String(text(field)))));
+    }
+    let body = GenericDatumWriter::builder(schema)
+        .build()
+        .unwrap()
+        .write_value_to_vec(avro)
+        .unwrap();
+    SourceRecord {
+        value: [vec![0, 0, 0, 0, 1], body].concat(),
+        ..record.clone()
+    }
+}
+
+/// The CPU time `decoder` takes over `records`, a batch at a time.
+fn decode_all(decoder: &RecordDecoder, records: &[SourceRecord]) -> Duration {
+    let mut arena = EventArena::default();
+    let start = arena.mark();
+    let before = cpu_time();
+    for batch in records.chunks(BATCH) {
+        for record in batch {
+            decoder.decode_into(record, &mut arena).unwrap();
+        }
+        arena.truncate(start);
+    }
+    cpu_time() - before
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
+
+fn main() {
+    let n: usize = arg("--events", 200_000);
+    let rounds: usize = arg("--rounds", 5);
+    let json = events(n);
+    let schema = Schema::parse_str(SCHEMA).unwrap();
+    let avro: Vec<SourceRecord> = json.iter().map(|r| to_avro(&schema, r)).collect();
+    let config = EventConfig::default();
+    let json_decoder = RecordDecoder::new(&config);
+    let offline = AvroDecoder::offline();
+    offline.preload(1, SCHEMA).unwrap();
+    let avro_decoder = RecordDecoder::new(&config).with_avro(Some(Arc::new(offline)));
+
+    let per_event = |d: Duration| d.as_secs_f64() * 1e6 / n as f64;
+    let (mut json_us, mut avro_us) = (Vec::new(), Vec::new());
+    for _ in 0..rounds {
+        json_us.push(per_event(decode_all(&json_decoder, &json)));
+        avro_us.push(per_event(decode_all(&avro_decoder, &avro)));
+    }
+    let (json_us, avro_us) = (median(json_us), median(avro_us));
+    let bytes = |records: &[SourceRecord]| {
+        records.iter().map(|r| r.value.len()).sum::<usize>() as f64 / records.len() as f64
+    };
+    println!("{n} events; medians of {rounds} rounds\n");
+    println!("| input | bytes per event | CPU µs per event | vs JSON |");
+    println!("| --- | ---: | ---: | ---: |");
+    println!("| JSON | {:.0} | {json_us:.3} | |", bytes(&json));
+    println!(
+        "| Avro, registry wire format | {:.0} | {avro_us:.3} | {:.2}x |",
+        bytes(&avro),
+        avro_us / json_us
+    );
+}

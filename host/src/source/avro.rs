@@ -9,6 +9,7 @@
 //! a uuid its text; a duration `{"months", "days", "millis"}`.
 
 use std::collections::HashMap;
+use std::io::Write;
 use std::sync::{Arc, Mutex};
 
 use apache_avro::Schema;
@@ -16,7 +17,6 @@ use apache_avro::reader::datum::GenericDatumReader;
 use apache_avro::schema::{NamesRef, ResolvedSchema};
 use apache_avro::types::Value;
 use base64::Engine;
-use serde_json::{Map, Value as Json};
 
 use super::registry::SchemaRegistry;
 
@@ -96,9 +96,10 @@ impl AvroDecoder {
                 body.len()
             ));
         }
-        let json = to_json(value, writer.schema, &writer.names)
+        let mut json = Vec::with_capacity(bytes.len() * 2);
+        write_json(value, writer.schema, &writer.names, &mut json)
             .map_err(|e| format!("not avro: schema {id}: {e}"))?;
-        serde_json::to_vec(&json).map_err(|e| format!("not avro: schema {id}: {e}"))
+        Ok(json)
     }
 
     /// The writer schema `id`, fetched on first use.
@@ -154,8 +155,13 @@ fn writer_of(text: &str) -> Result<Writer, String> {
     })
 }
 
-/// `value`, of `schema`, as JSON.
-fn to_json(value: Value, schema: &Schema, names: &NamesRef) -> Result<Json, String> {
+/// Writes `value`, of `schema`, as JSON text to `out`.
+fn write_json(
+    value: Value,
+    schema: &Schema,
+    names: &NamesRef,
+    out: &mut Vec<u8>,
+) -> Result<(), String> {
     let schema = match schema {
         Schema::Ref { name } => names
             .get(name)
@@ -163,12 +169,13 @@ fn to_json(value: Value, schema: &Schema, names: &NamesRef) -> Result<Json, Stri
             .ok_or_else(|| format!("no type named {name}"))?,
         other => other,
     };
-    let base64 =
-        |bytes: &[u8]| Json::String(base64::engine::general_purpose::STANDARD.encode(bytes));
-    Ok(match (value, schema) {
-        (Value::Null, _) => Json::Null,
-        (Value::Boolean(b), _) => Json::Bool(b),
-        (Value::Int(n) | Value::Date(n) | Value::TimeMillis(n), _) => Json::from(n),
+    let number = |out: &mut Vec<u8>, n: &dyn std::fmt::Display| {
+        write!(out, "{n}").map_err(|e| e.to_string())
+    };
+    match (value, schema) {
+        (Value::Null, _) => out.extend_from_slice(b"null"),
+        (Value::Boolean(b), _) => out.extend_from_slice(if b { b"true" } else { b"false" }),
+        (Value::Int(n) | Value::Date(n) | Value::TimeMillis(n), _) => number(out, &n)?,
         (
             Value::Long(n)
             | Value::TimeMicros(n)
@@ -179,56 +186,97 @@ fn to_json(value: Value, schema: &Schema, names: &NamesRef) -> Result<Json, Stri
             | Value::LocalTimestampMicros(n)
             | Value::LocalTimestampNanos(n),
             _,
-        ) => Json::from(n),
-        (Value::Float(x), _) => Json::from(f64::from(x)),
-        (Value::Double(x), _) => Json::from(x),
-        (Value::Bytes(bytes) | Value::Fixed(_, bytes), _) => base64(&bytes),
-        (Value::String(text) | Value::Enum(_, text), _) => Json::String(text),
-        (Value::Uuid(uuid), _) => Json::String(uuid.to_string()),
-        (Value::BigDecimal(decimal), _) => Json::String(decimal.to_string()),
+        ) => number(out, &n)?,
+        // serde_json writes a NaN or an infinity as null.
+        (Value::Float(x), _) => write_text(out, &f64::from(x))?,
+        (Value::Double(x), _) => write_text(out, &x)?,
+        (Value::Bytes(bytes) | Value::Fixed(_, bytes), _) => {
+            write_text(
+                out,
+                &base64::engine::general_purpose::STANDARD.encode(bytes),
+            )?;
+        }
+        (Value::String(text) | Value::Enum(_, text), _) => write_text(out, &text)?,
+        (Value::Uuid(uuid), _) => write_text(out, &uuid.to_string())?,
+        (Value::BigDecimal(decimal), _) => write_text(out, &decimal.to_string())?,
         (Value::Decimal(decimal), Schema::Decimal(declared)) => {
             let unscaled = num_bigint::BigInt::from(decimal);
-            Json::String(bigdecimal::BigDecimal::new(unscaled, declared.scale as i64).to_string())
+            let scale = i64::try_from(declared.scale).unwrap_or(i64::MAX);
+            write_text(
+                out,
+                &bigdecimal::BigDecimal::new(unscaled, scale).to_string(),
+            )?;
         }
-        (Value::Duration(d), _) => serde_json::json!({
-            "months": u32::from(d.months()),
-            "days": u32::from(d.days()),
-            "millis": u32::from(d.millis()),
-        }),
+        (Value::Duration(d), _) => write!(
+            out,
+            r#"{{"months":{},"days":{},"millis":{}}}"#,
+            u32::from(d.months()),
+            u32::from(d.days()),
+            u32::from(d.millis())
+        )
+        .map_err(|e| e.to_string())?,
         (Value::Union(branch, inner), Schema::Union(union)) => {
             let branch_schema = usize::try_from(branch)
                 .ok()
                 .and_then(|b| union.variants().get(b))
                 .ok_or_else(|| format!("union branch {branch} out of range"))?;
-            to_json(*inner, branch_schema, names)?
+            write_json(*inner, branch_schema, names, out)?;
         }
-        (Value::Array(items), Schema::Array(array)) => Json::Array(
-            items
-                .into_iter()
-                .map(|item| to_json(item, &array.items, names))
-                .collect::<Result<_, _>>()?,
-        ),
+        (Value::Array(items), Schema::Array(array)) => {
+            out.push(b'[');
+            for (i, item) in items.into_iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                write_json(item, &array.items, names, out)?;
+            }
+            out.push(b']');
+        }
         (Value::Map(entries), Schema::Map(map)) => {
             let mut sorted: Vec<(String, Value)> = entries.into_iter().collect();
             sorted.sort_by(|a, b| a.0.cmp(&b.0));
-            let mut object = Map::with_capacity(sorted.len());
-            for (key, item) in sorted {
-                object.insert(key, to_json(item, &map.types, names)?);
-            }
-            Json::Object(object)
+            write_members(
+                sorted.into_iter().map(|(k, v)| (k, v, &*map.types)),
+                names,
+                out,
+            )?;
         }
         (Value::Record(fields), Schema::Record(record)) => {
-            let mut object = Map::with_capacity(fields.len());
-            for ((name, item), field) in fields.into_iter().zip(&record.fields) {
-                let item = to_json(item, &field.schema, names)?;
-                object.insert(name, item);
-            }
-            Json::Object(object)
+            let members = fields
+                .into_iter()
+                .zip(&record.fields)
+                .map(|((name, item), field)| (name, item, &field.schema));
+            write_members(members, names, out)?;
         }
         (value, schema) => {
             return Err(format!("a {value:?} where the schema has {schema:?}"));
         }
-    })
+    }
+    Ok(())
+}
+
+/// Writes `members` as a JSON object to `out`.
+fn write_members<'a>(
+    members: impl Iterator<Item = (String, Value, &'a Schema)>,
+    names: &NamesRef,
+    out: &mut Vec<u8>,
+) -> Result<(), String> {
+    out.push(b'{');
+    for (i, (name, item, schema)) in members.enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        write_text(out, &name)?;
+        out.push(b':');
+        write_json(item, schema, names, out)?;
+    }
+    out.push(b'}');
+    Ok(())
+}
+
+/// Writes `value` as JSON (a string escaped) to `out`.
+fn write_text<T: serde::Serialize + ?Sized>(out: &mut Vec<u8>, value: &T) -> Result<(), String> {
+    serde_json::to_writer(&mut *out, value).map_err(|e| e.to_string())
 }
 
 #[cfg(test)]
@@ -277,9 +325,10 @@ mod tests {
                 Value::Union(1, Box::new(Value::Enum(0, "VIEW".into()))),
             ),
         ]);
-        let json = to_json(value, writer.schema, &writer.names).unwrap();
+        let mut json = Vec::new();
+        write_json(value, writer.schema, &writer.names, &mut json).unwrap();
         assert_eq!(
-            json,
+            serde_json::from_slice::<serde_json::Value>(&json).unwrap(),
             serde_json::json!({
                 "id": "e1", "ts": 1_767_261_600_000_i64, "price": "123.45",
                 "referrer": "https://a.example", "kind": "BUY", "tags": ["x"], "next": "VIEW"

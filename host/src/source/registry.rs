@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::sinks::resilience::jittered;
 use crate::units::HumanDuration;
 
 /// Longest wait between two tries of an unreachable registry.
@@ -157,7 +158,7 @@ impl SchemaRegistry {
                     metrics::gauge!("weir_schema_registry_up").set(0.0);
                     metrics::counter!("weir_schema_registry_errors_total").increment(1);
                     tracing::warn!(registry = %self.config.url, schema_id = id, error = %reason, retry_in = ?backoff, "Schema registry unreachable: the partition waits for it.");
-                    std::thread::sleep(backoff);
+                    std::thread::sleep(jittered(backoff));
                     backoff = (backoff * 2).min(MAX_BACKOFF);
                 }
             }

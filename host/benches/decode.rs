@@ -1,7 +1,7 @@
 //! CPU µs per event to decode records into what the stages see (the indexed event, its key
-//! and time), for the same events written as JSON and as Avro in a schema registry's wire
-//! format, measured in the same run. The Avro decoder has the schema already, as a running
-//! instance has after the first record of each schema id.
+//! and time), for the same events written as JSON, and as Avro and as Protobuf in a schema
+//! registry's wire format, measured in the same run. The decoders have the schema already, as
+//! a running instance has after the first record of each schema id.
 //!
 //! `cargo bench -p weir --bench decode -- --events 200000 --rounds 5`
 
@@ -20,6 +20,8 @@ use weir::event::EventArena;
 use weir::flow::SourceRecord;
 use weir::pipeline::RecordDecoder;
 use weir::source::avro::AvroDecoder;
+use weir::source::protobuf::ProtobufDecoder;
+use weir::source::schemas::ToJson;
 
 use common::{arg, cpu_time, events};
 
@@ -31,6 +33,14 @@ const SCHEMA: &str = r#"{"type": "record", "name": "Click", "fields": [
     {"name": "referrer", "type": "string"},
     {"name": "user_agent", "type": ["null", "string"], "default": null},
     {"name": "ip", "type": ["null", "string"], "default": null}]}"#;
+
+/// The bench events' fields as Protobuf.
+const PROTO: &str = r#"syntax = "proto3";
+package bench;
+message Click {
+    string event_id = 1; string user_id = 2; int64 ts = 3; string type = 4; string url = 5;
+    string referrer = 6; optional string user_agent = 7; optional string ip = 8;
+}"#;
 
 /// Records per batch, as the pipeline decodes them into one arena.
 const BATCH: usize = 512;
@@ -56,6 +66,29 @@ fn to_avro(schema: &Schema, record: &SourceRecord) -> SourceRecord {
         value: [vec![0, 0, 0, 0, 1], body].concat(),
         ..record.clone()
     }
+}
+
+/// `record`'s JSON value as a registry-framed Protobuf record of schema id 1 (its first
+/// message).
+fn to_protobuf(click: &prost_reflect::MessageDescriptor, record: &SourceRecord) -> SourceRecord {
+    use prost_reflect::prost::Message;
+    let json: serde_json::Value = serde_json::from_slice(&record.value).unwrap();
+    let message = prost_reflect::DynamicMessage::deserialize(click.clone(), json).unwrap();
+    SourceRecord {
+        value: [vec![0, 0, 0, 0, 1, 0], message.encode_to_vec()].concat(),
+        ..record.clone()
+    }
+}
+
+/// The message of [`PROTO`], compiled.
+fn click_message() -> prost_reflect::MessageDescriptor {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("click.proto"), PROTO).unwrap();
+    protox::compile(["click.proto"], [dir.path()])
+        .map(|set| prost_reflect::DescriptorPool::from_file_descriptor_set(set).unwrap())
+        .unwrap()
+        .get_message_by_name("bench.Click")
+        .unwrap()
 }
 
 /// The CPU time `decoder` takes over `records`, a batch at a time.
@@ -85,17 +118,24 @@ fn main() {
     let avro: Vec<SourceRecord> = json.iter().map(|r| to_avro(&schema, r)).collect();
     let config = EventConfig::default();
     let json_decoder = RecordDecoder::new(&config);
-    let offline = AvroDecoder::offline();
-    offline.preload(1, SCHEMA).unwrap();
-    let avro_decoder = RecordDecoder::new(&config).with_avro(Some(Arc::new(offline)));
+    let avro_offline = AvroDecoder::offline();
+    avro_offline.preload(1, SCHEMA).unwrap();
+    let converter = |c: Arc<dyn ToJson>| RecordDecoder::new(&config).with_converter(Some(c));
+    let avro_decoder = converter(Arc::new(avro_offline));
+    let click = click_message();
+    let protobuf: Vec<SourceRecord> = json.iter().map(|r| to_protobuf(&click, r)).collect();
+    let protobuf_offline = ProtobufDecoder::offline();
+    protobuf_offline.preload(1, PROTO).unwrap();
+    let protobuf_decoder = converter(Arc::new(protobuf_offline));
 
     let per_event = |d: Duration| d.as_secs_f64() * 1e6 / n as f64;
-    let (mut json_us, mut avro_us) = (Vec::new(), Vec::new());
+    let (mut json_us, mut avro_us, mut protobuf_us) = (Vec::new(), Vec::new(), Vec::new());
     for _ in 0..rounds {
         json_us.push(per_event(decode_all(&json_decoder, &json)));
         avro_us.push(per_event(decode_all(&avro_decoder, &avro)));
+        protobuf_us.push(per_event(decode_all(&protobuf_decoder, &protobuf)));
     }
-    let (json_us, avro_us) = (median(json_us), median(avro_us));
+    let (json_us, avro_us, protobuf_us) = (median(json_us), median(avro_us), median(protobuf_us));
     let bytes = |records: &[SourceRecord]| {
         records.iter().map(|r| r.value.len()).sum::<usize>() as f64 / records.len() as f64
     };
@@ -107,5 +147,10 @@ fn main() {
         "| Avro, registry wire format | {:.0} | {avro_us:.3} | {:.2}x |",
         bytes(&avro),
         avro_us / json_us
+    );
+    println!(
+        "| Protobuf, registry wire format | {:.0} | {protobuf_us:.3} | {:.2}x |",
+        bytes(&protobuf),
+        protobuf_us / json_us
     );
 }

@@ -33,13 +33,15 @@ pub const PACKAGES: &[&str] = &[
     "protobuf==6.33.6",
     // The independent reader of the Delta tables weir writes (delta-rs's Python package).
     "deltalake==1.6.6",
-    // Confluent's own client and serializers, which write the Avro records weir reads, with
-    // what its schema-registry and Avro extras need.
+    // Confluent's own client and serializers, which write the Avro, Protobuf and JSON Schema
+    // records weir reads, with what its schema-registry and format extras need.
     "confluent-kafka==2.16.2",
     "fastavro==1.12.1",
     "httpx==0.28.1",
     "authlib==1.6.6",
     "attrs==25.4.0",
+    "googleapis-common-protos==1.76.0",
+    "jsonschema==4.26.0",
 ];
 
 /// The PyPI packages of the Airflow venv: Airflow itself (its own venv: it pins much of

@@ -552,12 +552,15 @@ impl PipelineConfig {
                 kafka
                     .validate()
                     .map_err(|(field, reason)| invalid(format!("source.kafka.{field}"), reason))?;
-                if kafka.format == crate::kafka::ValueFormat::Avro && self.schema_registry.is_none()
+                if kafka.format != crate::kafka::ValueFormat::Json && self.schema_registry.is_none()
                 {
                     return Err(invalid(
                         "source.kafka.format",
-                        "avro records name their schema in a registry: add a [schema_registry] \
-                         table with its url",
+                        format!(
+                            "{} records name their schema in a registry: add a \
+                             [schema_registry] table with its url",
+                            kafka.format.name()
+                        ),
                     ));
                 }
                 if dead_letter.1.as_ref().is_none_or(String::is_empty) || dead_letter.0.is_some() {

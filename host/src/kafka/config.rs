@@ -48,8 +48,8 @@ pub struct KafkaSourceConfig {
     /// after a clean stop.
     #[serde(default = "default_static_membership")]
     pub static_membership: bool,
-    /// How record values are written: `json` (the default) or `avro` in a schema registry's
-    /// wire format (needs `[schema_registry]`).
+    /// How record values are written: `json` (the default), or `avro`, `protobuf` or
+    /// `json-schema` in a schema registry's wire format (needs `[schema_registry]`).
     #[serde(default)]
     pub format: ValueFormat,
 }
@@ -65,6 +65,24 @@ pub enum ValueFormat {
     /// Avro framed by a Confluent-compatible schema registry: magic byte 0, the writer
     /// schema's id, the Avro datum.
     Avro,
+    /// Protobuf framed by the registry: magic byte 0, the schema's id, the message indexes,
+    /// the message.
+    Protobuf,
+    /// JSON framed by the registry (Confluent's JSON Schema serializer): magic byte 0, the
+    /// schema's id, the JSON text.
+    JsonSchema,
+}
+
+impl ValueFormat {
+    /// The format as the config names it.
+    pub fn name(self) -> &'static str {
+        match self {
+            ValueFormat::Json => "json",
+            ValueFormat::Avro => "avro",
+            ValueFormat::Protobuf => "protobuf",
+            ValueFormat::JsonSchema => "json-schema",
+        }
+    }
 }
 
 impl KafkaSourceConfig {

@@ -28,7 +28,10 @@ use crate::sinks::{DeadLetterSink, SinkContext, SinkError};
 use crate::source::Source;
 use crate::source::avro::AvroDecoder;
 use crate::source::file::FileSource;
+use crate::source::json_schema::JsonSchemaDecoder;
+use crate::source::protobuf::ProtobufDecoder;
 use crate::source::registry::SchemaRegistry;
+use crate::source::schemas::ToJson;
 use crate::state::{WatermarkConfig, WatermarkTracker};
 
 /// A pipeline ready to run, with its source.
@@ -59,19 +62,27 @@ pub struct PipelineFactory {
     files: OutputFiles,
     watcher: Option<PluginWatcher>,
     poller: Option<PluginPoller>,
-    /// Turns Avro values into JSON, for an Avro topic; shared by every partition.
-    avro: Option<Arc<AvroDecoder>>,
+    /// Turns registry-framed values into JSON, for such a topic; shared by every partition.
+    converter: Option<Arc<dyn ToJson>>,
 }
 
-/// The decoder of Avro values, when the source's records are Avro.
-fn avro_decoder(config: &PipelineConfig) -> Result<Option<Arc<AvroDecoder>>, ConfigError> {
-    let avro = matches!(&config.source, SourceConfig::Kafka(k) if k.format == ValueFormat::Avro);
-    let (true, Some(registry)) = (avro, &config.schema_registry) else {
+/// The converter of registry-framed values to JSON, when the source's records are framed.
+fn converter(config: &PipelineConfig) -> Result<Option<Arc<dyn ToJson>>, ConfigError> {
+    let SourceConfig::Kafka(kafka) = &config.source else {
+        return Ok(None);
+    };
+    let (ValueFormat::Avro | ValueFormat::Protobuf | ValueFormat::JsonSchema, Some(registry)) =
+        (kafka.format, &config.schema_registry)
+    else {
         return Ok(None);
     };
     let registry = SchemaRegistry::new(registry)
         .map_err(|(field, reason)| ConfigError::Invalid { field, reason })?;
-    Ok(Some(Arc::new(AvroDecoder::new(registry))))
+    Ok(Some(match kafka.format {
+        ValueFormat::Protobuf => Arc::new(ProtobufDecoder::new(registry)),
+        ValueFormat::JsonSchema => Arc::new(JsonSchemaDecoder::new(registry)),
+        _ => Arc::new(AvroDecoder::new(registry)),
+    }))
 }
 
 /// The engine settings a config needs for `partitions` partitions at once.
@@ -110,7 +121,7 @@ impl PipelineFactory {
             files: OutputFiles::default(),
             watcher: None,
             poller: None,
-            avro: avro_decoder(config)?,
+            converter: converter(config)?,
         })
     }
 
@@ -184,7 +195,7 @@ impl PipelineFactory {
             idle_timeout: self.config.time.idle_timeout.0,
         });
         Ok(PartitionPipeline::new(
-            RecordDecoder::new(&self.config.event).with_avro(self.avro.clone()),
+            RecordDecoder::new(&self.config.event).with_converter(self.converter.clone()),
             self.stages()?,
             router,
             watermark,

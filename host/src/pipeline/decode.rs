@@ -3,7 +3,8 @@
 //! repeated top-level fields, nested at most 127 deep) and reads its key and event time from
 //! the index. A record that fails becomes a dead letter with a reason that starts with its
 //! class: `too large`, `invalid json`, `not an object`, `missing key`, `invalid key`,
-//! `missing time`, `invalid time`; for an Avro topic also `not avro` and `unknown schema id`.
+//! `missing time`, `invalid time`; for a registry-framed topic also `not avro`, `not protobuf`,
+//! `not json` and `unknown schema id`.
 
 use std::cell::Cell;
 use std::sync::Arc;
@@ -14,7 +15,7 @@ use super::time::rfc3339_millis;
 use crate::config::EventConfig;
 use crate::event::{EventArena, EventRef, Span};
 use crate::flow::SourceRecord;
-use crate::source::avro::AvroDecoder;
+use crate::source::schemas::ToJson;
 
 /// Key and event time of a valid record.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -45,8 +46,8 @@ pub struct RecordDecoder {
     /// The latest event time known to be allowed (wall clock + max_future when last read):
     /// times below it need no clock read, since the clock only moves on.
     allowed_until: Cell<i64>,
-    /// Turns registry-framed Avro values into JSON first, for an Avro topic.
-    avro: Option<Arc<AvroDecoder>>,
+    /// Turns registry-framed values (Avro, Protobuf, JSON Schema) into JSON first.
+    converter: Option<Arc<dyn ToJson>>,
 }
 
 impl RecordDecoder {
@@ -58,13 +59,13 @@ impl RecordDecoder {
             max_bytes: config.max_bytes.0,
             max_future_ms: i64::try_from(config.max_future.0.as_millis()).unwrap_or(i64::MAX),
             allowed_until: Cell::new(i64::MIN),
-            avro: None,
+            converter: None,
         }
     }
 
-    /// The same decoder for values in Avro, turned into JSON by `avro`.
-    pub fn with_avro(mut self, avro: Option<Arc<AvroDecoder>>) -> Self {
-        self.avro = avro;
+    /// The same decoder for values turned into JSON by `converter` first.
+    pub fn with_converter(mut self, converter: Option<Arc<dyn ToJson>>) -> Self {
+        self.converter = converter;
         self
     }
 
@@ -184,9 +185,9 @@ impl RecordDecoder {
         arena: &mut EventArena,
     ) -> Result<EventRef, String> {
         let converted;
-        let value = match &self.avro {
-            Some(avro) => {
-                converted = avro.to_json(&record.value)?;
+        let value = match &self.converter {
+            Some(converter) => {
+                converted = converter.to_json(&record.value)?;
                 &converted
             }
             None => &record.value,

@@ -8,9 +8,7 @@
 //! `time-*` and the other timestamps their number; a decimal its exact value as a string;
 //! a uuid its text; a duration `{"months", "days", "millis"}`.
 
-use std::collections::HashMap;
 use std::io::Write;
-use std::sync::{Arc, Mutex};
 
 use apache_avro::Schema;
 use apache_avro::reader::datum::GenericDatumReader;
@@ -19,6 +17,7 @@ use apache_avro::types::Value;
 use base64::Engine;
 
 use super::registry::SchemaRegistry;
+use super::schemas::{SchemaCache, ToJson, framed};
 
 /// A writer schema ready to decode with, kept for the life of the process.
 struct Writer {
@@ -29,11 +28,7 @@ struct Writer {
 
 /// Decodes registry-framed Avro records to JSON.
 pub struct AvroDecoder {
-    /// Where unknown ids are looked up; without one, only preloaded schemas are known.
-    registry: Option<SchemaRegistry>,
-    /// Schemas kept by id, at most this many.
-    cache_size: usize,
-    writers: Mutex<HashMap<u32, Result<Arc<Writer>, String>>>,
+    writers: SchemaCache<Writer>,
 }
 
 impl std::fmt::Debug for AvroDecoder {
@@ -42,25 +37,11 @@ impl std::fmt::Debug for AvroDecoder {
     }
 }
 
-/// The schema id and the body of a registry-framed record.
-pub fn framed(bytes: &[u8]) -> Result<(u32, &[u8]), String> {
-    match bytes {
-        [0, a, b, c, d, body @ ..] => Ok((u32::from_be_bytes([*a, *b, *c, *d]), body)),
-        [] => Err("not avro: an empty value".into()),
-        [magic, ..] if *magic != 0 => Err(format!(
-            "not avro: magic byte {magic}, not 0 (the schema registry's wire format)"
-        )),
-        _ => Err("not avro: shorter than the registry's 5-byte header".into()),
-    }
-}
-
 impl AvroDecoder {
     /// A decoder fetching writer schemas from `registry`.
     pub fn new(registry: SchemaRegistry) -> Self {
         AvroDecoder {
-            cache_size: registry.cache_size(),
-            registry: Some(registry),
-            writers: Mutex::new(HashMap::new()),
+            writers: SchemaCache::new(Some(registry), "avro", writer_of),
         }
     }
 
@@ -68,24 +49,20 @@ impl AvroDecoder {
     /// of a test or a benchmark).
     pub fn offline() -> Self {
         AvroDecoder {
-            registry: None,
-            cache_size: usize::MAX,
-            writers: Mutex::new(HashMap::new()),
+            writers: SchemaCache::new(None, "avro", writer_of),
         }
     }
 
     /// Makes the schema `text` known as `id`, as if the registry had served it.
     pub fn preload(&self, id: u32, text: &str) -> Result<(), String> {
-        let writer = writer_of(text).map_err(|e| format!("schema {id}: {e}"))?;
-        self.lock().insert(id, Ok(Arc::new(writer)));
-        Ok(())
+        self.writers.preload(id, text)
     }
+}
 
-    /// The record `bytes` as a JSON text, or why it is not a record of a schema the
-    /// registry knows. Waits while the registry cannot be reached.
-    pub fn to_json(&self, bytes: &[u8]) -> Result<Vec<u8>, String> {
-        let (id, mut body) = framed(bytes)?;
-        let writer = self.writer(id)?;
+impl ToJson for AvroDecoder {
+    fn to_json(&self, bytes: &[u8]) -> Result<Vec<u8>, String> {
+        let (id, mut body) = framed(bytes, "avro")?;
+        let writer = self.writers.get(id)?;
         let value = writer
             .reader
             .read_value(&mut body)
@@ -100,38 +77,6 @@ impl AvroDecoder {
         write_json(value, writer.schema, &writer.names, &mut json)
             .map_err(|e| format!("not avro: schema {id}: {e}"))?;
         Ok(json)
-    }
-
-    /// The writer schema `id`, fetched on first use.
-    fn writer(&self, id: u32) -> Result<Arc<Writer>, String> {
-        if let Some(known) = self.lock().get(&id) {
-            return known.clone();
-        }
-        let Some(registry) = &self.registry else {
-            return Err(format!("unknown schema id {id}"));
-        };
-        let made = match registry.schema(id) {
-            Ok(registered) if registered.kind != "AVRO" => Err(format!(
-                "not avro: schema {id} is {}",
-                registered.kind.to_lowercase()
-            )),
-            Ok(registered) if registered.has_references => Err(format!(
-                "not avro: schema {id} refers to other schemas, which weir does not resolve"
-            )),
-            Ok(registered) => writer_of(&registered.text)
-                .map(Arc::new)
-                .map_err(|e| format!("not avro: schema {id}: {e}")),
-            Err(id) => Err(format!("unknown schema id {id}")),
-        };
-        let mut writers = self.lock();
-        if writers.len() < self.cache_size {
-            writers.insert(id, made.clone());
-        }
-        made
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u32, Result<Arc<Writer>, String>>> {
-        self.writers.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 
@@ -282,18 +227,6 @@ fn write_text<T: serde::Serialize + ?Sized>(out: &mut Vec<u8>, value: &T) -> Res
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_wire_header_names_the_schema_and_bad_ones_say_why() {
-        assert_eq!(framed(&[0, 0, 0, 1, 2, 9]).unwrap(), (258, &[9][..]));
-        assert!(
-            framed(b"{\"a\":1}")
-                .unwrap_err()
-                .starts_with("not avro: magic byte 123")
-        );
-        assert!(framed(&[0, 0, 1]).unwrap_err().contains("5-byte header"));
-        assert!(framed(&[]).unwrap_err().contains("empty"));
-    }
 
     #[test]
     fn values_map_to_json_as_kafka_connect_gives_them() {

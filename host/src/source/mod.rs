@@ -1,11 +1,15 @@
 //! Sources: where records come from. One trait, [`Source`]; the NDJSON [`file`] source runs a
 //! pipeline without Kafka, and [`memory`] feeds tests and benchmarks. Records framed by a
-//! schema [`registry`] are turned into JSON first ([`avro`]).
+//! schema [`registry`] ([`schemas`]) are turned into JSON first: [`avro`], [`protobuf`],
+//! [`json_schema`].
 
 pub mod avro;
 pub mod file;
+pub mod json_schema;
 pub mod memory;
+pub mod protobuf;
 pub mod registry;
+pub mod schemas;
 
 use crate::flow::SourceRecord;
 

@@ -63,7 +63,7 @@ print(json.dumps(sorted(ids)))
 }
 
 /// Produces raw `values` to `topic`.
-fn produce_raw(bootstrap: &str, topic: &str, values: &[Vec<u8>]) {
+pub(super) fn produce_raw(bootstrap: &str, topic: &str, values: &[Vec<u8>]) {
     let values: Vec<String> = values.iter().map(hex::encode).collect();
     python(&format!(
         "from confluent_kafka import Producer\n\
@@ -101,17 +101,7 @@ fn avro_records_from_confluents_serializer_give_the_same_lake_as_json() {
 
     let out = tempfile::tempdir().unwrap();
     let config = pipeline_config(&bootstrap, out.path(), "avro");
-    let text = std::fs::read_to_string(&config).unwrap();
-    let avro = text.replace(
-        "topics = [\"clicks\"]\n",
-        "topics = [\"clicks\"]\nformat = \"avro\"\n",
-    );
-    assert_ne!(avro, text, "the example's source moved");
-    let avro = format!(
-        "{avro}\n[schema_registry]\nurl = {:?}\ntimeout = \"2s\"\n",
-        registry.url()
-    );
-    std::fs::write(&config, avro).unwrap();
+    read_framed(&config, "clicks", "avro", &registry.url());
     // The registry is down when weir starts: the partitions wait for it.
     registry.stop();
     let run = WeirProcess::start(&config, "avro", true);
@@ -121,58 +111,17 @@ fn avro_records_from_confluents_serializer_give_the_same_lake_as_json() {
     registry.resume().unwrap();
     run.wait_success(Duration::from_secs(300));
 
-    // The same records as JSON, through the same pipeline, into topics of their own.
-    broker.create_topic("clicks-json", super::PARTITIONS);
-    let with_campaign: Vec<String> = events
-        .iter()
-        .enumerate()
-        .map(|(i, e)| {
-            let mut e = e.clone();
-            for field in ["user_agent", "ip"] {
-                if e.get(field).is_none() {
-                    e[field] = serde_json::Value::Null;
-                }
-            }
-            if i >= events.len() / 2 {
-                e["campaign"] = "spring".into();
-            }
-            e.to_string()
-        })
-        .collect();
-    super::produce(&bootstrap, "clicks-json", &with_campaign);
-    let reference = tempfile::tempdir().unwrap();
-    let reference_config = pipeline_config(&bootstrap, reference.path(), "json");
-    use_reference_topics(&broker, &reference_config);
-    let text = std::fs::read_to_string(&reference_config).unwrap();
-    std::fs::write(
-        &reference_config,
-        text.replace("topics = [\"clicks\"]", "topics = [\"clicks-json\"]"),
-    )
-    .unwrap();
-    WeirProcess::start(&reference_config, "json", true).wait_success(Duration::from_secs(300));
+    let reference = reference_run(&broker, &as_decoded(&events, serde_json::Value::Null));
 
-    let dead = read_all(&bootstrap, "weir.dlq");
-    let reasons: Vec<(Vec<u8>, String)> = dead
-        .iter()
-        .map(|r| {
-            (
-                r.raw.clone(),
-                r.header("weir.dlq.reason").unwrap().to_string(),
-            )
-        })
-        .collect();
-    assert_eq!(reasons.len(), 3, "{reasons:?}");
-    for ((raw, reason), (sent, expected)) in reasons.iter().zip(bad.iter().zip([
-        "not avro: magic byte 123",
-        "unknown schema id 9999",
-        "not avro: schema",
-    ])) {
-        assert_eq!(raw, sent, "the dead letter keeps the original bytes");
-        assert!(reason.starts_with(expected), "{reason} is not {expected}");
-    }
-    assert!(
-        dead.iter()
-            .all(|r| r.header("weir.dlq.class") == Some("decode"))
+    assert_dead_letters(
+        &bootstrap,
+        "weir.dlq",
+        &bad,
+        &[
+            "not avro: magic byte 123",
+            "unknown schema id 9999",
+            "not avro: schema",
+        ],
     );
     let (actual, expected) = (lake_tables(out.path()), lake_tables(reference.path()));
     assert_eq!(
@@ -185,4 +134,89 @@ fn avro_records_from_confluents_serializer_give_the_same_lake_as_json() {
             .as_array()
             .is_some_and(|s| !s.is_empty())
     );
+}
+
+/// Makes `config` read `topic` as `format` records framed by the registry at `url`.
+pub(super) fn read_framed(config: &Path, topic: &str, format: &str, url: &str) {
+    let text = std::fs::read_to_string(config).unwrap();
+    let framed = text.replace(
+        "topics = [\"clicks\"]\n",
+        &format!("topics = [{topic:?}]\nformat = {format:?}\n"),
+    );
+    assert_ne!(framed, text, "the example's source moved");
+    let framed = format!("{framed}\n[schema_registry]\nurl = {url:?}\ntimeout = \"2s\"\n");
+    std::fs::write(config, framed).unwrap();
+}
+
+/// Checks that `topic` holds the `sent` records, in order, as decode dead letters with their
+/// original bytes and reasons starting as `expected`.
+pub(super) fn assert_dead_letters(
+    bootstrap: &str,
+    topic: &str,
+    sent: &[Vec<u8>],
+    expected: &[&str],
+) {
+    let dead = read_all(bootstrap, topic);
+    let reasons: Vec<(Vec<u8>, String)> = dead
+        .iter()
+        .map(|r| {
+            (
+                r.raw.clone(),
+                r.header("weir.dlq.reason").unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(reasons.len(), sent.len(), "{reasons:?}");
+    for ((raw, reason), (sent, expected)) in reasons.iter().zip(sent.iter().zip(expected)) {
+        assert_eq!(raw, sent, "the dead letter keeps the original bytes");
+        assert!(reason.starts_with(expected), "{reason} is not {expected}");
+    }
+    assert!(
+        dead.iter()
+            .all(|r| r.header("weir.dlq.class") == Some("decode"))
+    );
+}
+
+/// `events` as a decoder of the evolving schema gives them: absent optional fields as
+/// `absent`, and v2's `campaign` in the second half.
+pub(super) fn as_decoded(
+    events: &[serde_json::Value],
+    absent: serde_json::Value,
+) -> Vec<serde_json::Value> {
+    events
+        .iter()
+        .enumerate()
+        .map(|(i, e)| {
+            let mut e = e.clone();
+            for field in ["user_agent", "ip"] {
+                if e.get(field).is_none() {
+                    e[field] = absent.clone();
+                }
+            }
+            if i >= events.len() / 2 {
+                e["campaign"] = "spring".into();
+            }
+            e
+        })
+        .collect()
+}
+
+/// The same pipeline over `events` as plain JSON (topic `clicks-json`, outputs `ref.…`): the
+/// lake a framed run must equal.
+pub(super) fn reference_run(broker: &Broker, events: &[serde_json::Value]) -> tempfile::TempDir {
+    let bootstrap = broker.bootstrap();
+    broker.create_topic("clicks-json", super::PARTITIONS);
+    let lines: Vec<String> = events.iter().map(ToString::to_string).collect();
+    super::produce(&bootstrap, "clicks-json", &lines);
+    let reference = tempfile::tempdir().unwrap();
+    let config = pipeline_config(&bootstrap, reference.path(), "json");
+    use_reference_topics(broker, &config);
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(
+        &config,
+        text.replace("topics = [\"clicks\"]", "topics = [\"clicks-json\"]"),
+    )
+    .unwrap();
+    WeirProcess::start(&config, "json", true).wait_success(Duration::from_secs(300));
+    reference
 }

@@ -14,6 +14,7 @@ mod faults;
 mod group;
 mod lakehouse;
 mod offsets;
+mod protobuf;
 mod reload;
 mod signals;
 mod strict;
@@ -432,10 +433,15 @@ pub fn wait_for(what: &str, within: Duration, mut check: impl FnMut() -> bool) {
 /// Points `config`'s output topics at their `ref.` twins (created here), so a reference run
 /// on the same broker keeps its outputs apart from the run under test.
 pub fn use_reference_topics(broker: &Broker, config: &Path) {
+    use_output_topics(broker, config, "ref.");
+}
+
+/// Points `config`'s output topics (`weir.…`) at `prefix…` twins, created here.
+pub fn use_output_topics(broker: &Broker, config: &Path, prefix: &str) {
     let text = std::fs::read_to_string(config).unwrap();
-    std::fs::write(config, text.replace("\"weir.", "\"ref.")).unwrap();
+    std::fs::write(config, text.replace("\"weir.", &format!("\"{prefix}"))).unwrap();
     for topic in OUTPUT_TOPICS {
-        broker.create_topic(&topic.replace("weir.", "ref."), 2);
+        broker.create_topic(&topic.replace("weir.", prefix), 2);
     }
 }
 

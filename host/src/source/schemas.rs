@@ -1,0 +1,133 @@
+//! The schema registry's wire format as every registry-framed decoder reads it: the header
+//! (magic byte 0, the schema id as 4 big-endian bytes) and the writer schemas it names, fetched
+//! once per id and kept for the process.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use super::registry::SchemaRegistry;
+
+/// Turns a topic's registry-framed record values into the JSON text the stages read.
+pub trait ToJson: Send + Sync + std::fmt::Debug {
+    /// The record `bytes` as a JSON text, or why it is not a record of a schema the registry
+    /// knows. Waits while the registry cannot be reached.
+    fn to_json(&self, bytes: &[u8]) -> Result<Vec<u8>, String>;
+}
+
+/// The schema id and the body of a registry-framed record of `format` (`avro`, …).
+pub fn framed<'a>(bytes: &'a [u8], format: &str) -> Result<(u32, &'a [u8]), String> {
+    match bytes {
+        [0, a, b, c, d, body @ ..] => Ok((u32::from_be_bytes([*a, *b, *c, *d]), body)),
+        [] => Err(format!("not {format}: an empty value")),
+        [magic, ..] if *magic != 0 => Err(format!(
+            "not {format}: magic byte {magic}, not 0 (the schema registry's wire format)"
+        )),
+        _ => Err(format!(
+            "not {format}: shorter than the registry's 5-byte header"
+        )),
+    }
+}
+
+/// Writer schemas of one format by id, parsed once.
+pub struct SchemaCache<T> {
+    /// Where unknown ids are looked up; without one, only preloaded schemas are known.
+    registry: Option<SchemaRegistry>,
+    /// Schemas kept, at most this many.
+    cache_size: usize,
+    /// The format's name in reasons (`avro`) and in the registry's `schemaType` (`AVRO`).
+    format: &'static str,
+    /// Makes a schema usable from its registered text.
+    parse: fn(&str) -> Result<T, String>,
+    known: Mutex<HashMap<u32, Result<Arc<T>, String>>>,
+}
+
+impl<T> SchemaCache<T> {
+    /// A cache of `format` schemas fetched from `registry` (or only preloaded, without one).
+    pub fn new(
+        registry: Option<SchemaRegistry>,
+        format: &'static str,
+        parse: fn(&str) -> Result<T, String>,
+    ) -> Self {
+        SchemaCache {
+            cache_size: registry
+                .as_ref()
+                .map_or(usize::MAX, SchemaRegistry::cache_size),
+            registry,
+            format,
+            parse,
+            known: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Makes the schema `text` known as `id`, as if the registry had served it.
+    pub fn preload(&self, id: u32, text: &str) -> Result<(), String> {
+        let schema = (self.parse)(text).map_err(|e| format!("schema {id}: {e}"))?;
+        self.lock().insert(id, Ok(Arc::new(schema)));
+        Ok(())
+    }
+
+    /// The writer schema `id`, fetched on first use. The error is the record's reason.
+    pub fn get(&self, id: u32) -> Result<Arc<T>, String> {
+        if let Some(known) = self.lock().get(&id) {
+            return known.clone();
+        }
+        let Some(registry) = &self.registry else {
+            return Err(format!("unknown schema id {id}"));
+        };
+        let format = self.format;
+        let made = match registry.schema(id) {
+            Ok(registered) if !registered.kind.eq_ignore_ascii_case(format) => Err(format!(
+                "not {format}: schema {id} is {}",
+                registered.kind.to_lowercase()
+            )),
+            Ok(registered) if registered.has_references => Err(format!(
+                "not {format}: schema {id} refers to other schemas, which weir does not resolve"
+            )),
+            Ok(registered) => (self.parse)(&registered.text)
+                .map(Arc::new)
+                .map_err(|e| format!("not {format}: schema {id}: {e}")),
+            Err(id) => Err(format!("unknown schema id {id}")),
+        };
+        let mut known = self.lock();
+        if known.len() < self.cache_size {
+            known.insert(id, made.clone());
+        }
+        made
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u32, Result<Arc<T>, String>>> {
+        self.known.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_wire_header_names_the_schema_and_bad_ones_say_why() {
+        assert_eq!(
+            framed(&[0, 0, 0, 1, 2, 9], "avro").unwrap(),
+            (258, &[9][..])
+        );
+        assert!(
+            framed(b"{\"a\":1}", "avro")
+                .unwrap_err()
+                .starts_with("not avro: magic byte 123")
+        );
+        assert!(
+            framed(&[0, 0, 1], "protobuf")
+                .unwrap_err()
+                .starts_with("not protobuf: shorter than the registry's 5-byte header")
+        );
+        assert!(framed(&[], "avro").unwrap_err().contains("empty"));
+    }
+
+    #[test]
+    fn an_offline_cache_knows_only_what_was_preloaded() {
+        let cache = SchemaCache::new(None, "avro", |text| Ok(text.len()));
+        cache.preload(7, "abc").unwrap();
+        assert_eq!(*cache.get(7).unwrap(), 3);
+        assert_eq!(cache.get(8).unwrap_err(), "unknown schema id 8");
+    }
+}

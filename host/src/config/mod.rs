@@ -487,6 +487,15 @@ impl PipelineConfig {
         for (name, sink) in &self.sinks {
             sink.validate()
                 .map_err(|(field, reason)| invalid(format!("sinks.{name}.{field}"), reason))?;
+            if let SinkConfig::Kafka(kafka) = sink
+                && kafka.format != crate::sinks::kafka::OutputFormat::Json
+                && self.schema_registry.is_none()
+            {
+                return Err(invalid(
+                    format!("sinks.{name}.format"),
+                    "avro output registers its schema: add a [schema_registry] table with its url",
+                ));
+            }
             has_main |= sink.routes().iter().any(|r| r == MAIN_ROUTE);
         }
         if !has_main {

@@ -64,25 +64,28 @@ pub struct PipelineFactory {
     poller: Option<PluginPoller>,
     /// Turns registry-framed values into JSON, for such a topic; shared by every partition.
     converter: Option<Arc<dyn ToJson>>,
+    /// The schema registry's client, when the config has one.
+    schema_registry: Option<SchemaRegistry>,
 }
 
 /// The converter of registry-framed values to JSON, when the source's records are framed.
-fn converter(config: &PipelineConfig) -> Result<Option<Arc<dyn ToJson>>, ConfigError> {
+fn converter(
+    config: &PipelineConfig,
+    registry: Option<&SchemaRegistry>,
+) -> Option<Arc<dyn ToJson>> {
     let SourceConfig::Kafka(kafka) = &config.source else {
-        return Ok(None);
+        return None;
     };
     let (ValueFormat::Avro | ValueFormat::Protobuf | ValueFormat::JsonSchema, Some(registry)) =
-        (kafka.format, &config.schema_registry)
+        (kafka.format, registry.cloned())
     else {
-        return Ok(None);
+        return None;
     };
-    let registry = SchemaRegistry::new(registry)
-        .map_err(|(field, reason)| ConfigError::Invalid { field, reason })?;
-    Ok(Some(match kafka.format {
+    Some(match kafka.format {
         ValueFormat::Protobuf => Arc::new(ProtobufDecoder::new(registry)),
         ValueFormat::JsonSchema => Arc::new(JsonSchemaDecoder::new(registry)),
         _ => Arc::new(AvroDecoder::new(registry)),
-    }))
+    })
 }
 
 /// The engine settings a config needs for `partitions` partitions at once.
@@ -112,6 +115,13 @@ impl PipelineFactory {
             None => None,
         };
         let registry = PluginRegistry::load(config, &source, engine, geo)?;
+        let schema_registry = match &config.schema_registry {
+            Some(registry) => Some(
+                SchemaRegistry::new(registry)
+                    .map_err(|(field, reason)| ConfigError::Invalid { field, reason })?,
+            ),
+            None => None,
+        };
         Ok(PipelineFactory {
             config: config.clone(),
             source: Arc::new(source),
@@ -121,7 +131,8 @@ impl PipelineFactory {
             files: OutputFiles::default(),
             watcher: None,
             poller: None,
-            converter: converter(config)?,
+            converter: converter(config, schema_registry.as_ref()),
+            schema_registry,
         })
     }
 
@@ -166,6 +177,7 @@ impl PipelineFactory {
         let context = SinkContext {
             breakers: self.breakers.clone(),
             files: self.files.clone(),
+            registry: self.schema_registry.clone(),
             ..context.clone()
         };
         let mut sinks = Vec::new();

@@ -141,6 +141,8 @@ pub struct SinkContext {
     /// The writers that fill a table together (for completion markers): every source
     /// partition, and which one this is.
     pub writers: Option<parquet::Writers>,
+    /// The schema registry, for sinks that write registered formats.
+    pub registry: Option<crate::source::registry::SchemaRegistry>,
 }
 
 impl SinkConfig {
@@ -210,7 +212,7 @@ impl SinkConfig {
                     sink: name.to_string(),
                     reason: "a kafka sink needs a kafka source (it shares its transaction)".into(),
                 })?;
-                Box::new(KafkaSink::new(name, c, producer))
+                Box::new(KafkaSink::new(name, c, producer, context.registry.clone())?)
             }
         })
     }

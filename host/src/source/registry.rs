@@ -91,13 +91,14 @@ pub struct RegisteredSchema {
     pub has_references: bool,
 }
 
-/// Why a schema could not be had.
+/// Why a request to the registry failed.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum FetchError {
-    /// The registry has no schema with this id: the record is at fault.
-    Unknown(u32),
+enum CallError {
     /// The registry could not be asked or did not answer properly: nobody's record is.
     Unreachable(String),
+    /// The registry refused the schema (409 incompatible, 422 invalid): asking again will not
+    /// help.
+    Refused(String),
 }
 
 #[derive(Deserialize)]
@@ -109,7 +110,31 @@ struct SchemaResponse {
     references: Vec<serde_json::Value>,
 }
 
-/// A registry client.
+#[derive(Deserialize)]
+struct IdResponse {
+    id: u32,
+}
+
+#[derive(Deserialize)]
+struct VersionResponse {
+    id: u32,
+    schema: String,
+}
+
+/// `text` as one segment of a URL path (a subject may hold `/`, `:` or spaces).
+fn encode_path(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// A registry client (cloning shares its connections).
+#[derive(Clone)]
 pub struct SchemaRegistry {
     config: RegistryConfig,
     client: reqwest::blocking::Client,
@@ -140,24 +165,70 @@ impl SchemaRegistry {
         })
     }
 
-    /// The schema with `id`, waiting (with backoff, a warning and `weir_schema_registry_up`
-    /// at 0) while the registry cannot be reached.
-    pub fn schema(&self, id: u32) -> Result<RegisteredSchema, u32> {
+    /// The schema with `id` (`None` if the registry has none), waiting (with backoff, a
+    /// warning and `weir_schema_registry_up` at 0) while the registry cannot be reached.
+    pub fn schema(&self, id: u32) -> Option<RegisteredSchema> {
+        let body: SchemaResponse = self
+            .waiting(&format!("schema id {id}"), || {
+                self.call(reqwest::Method::GET, &format!("schemas/ids/{id}"), None)
+            })
+            .ok()??;
+        Some(RegisteredSchema {
+            kind: body.schema_type.unwrap_or_else(|| "AVRO".into()),
+            text: body.schema,
+            has_references: !body.references.is_empty(),
+        })
+    }
+
+    /// The id of the Avro schema `text` under `subject`: registered there if `register`
+    /// (the registry gives the id it already has for the same schema), else looked up (an
+    /// error if the subject has no such version). Waits while the registry cannot be reached.
+    pub fn id_of(&self, subject: &str, text: &str, register: bool) -> Result<u32, String> {
+        let path = if register {
+            format!("subjects/{}/versions", encode_path(subject))
+        } else {
+            format!("subjects/{}", encode_path(subject))
+        };
+        let body = serde_json::json!({ "schema": text });
+        let answer: IdResponse = self
+            .waiting(&format!("subject {subject}"), || {
+                self.call(reqwest::Method::POST, &path, Some(&body))
+            })?
+            .ok_or_else(|| format!("subject {subject:?} has no version with this schema"))?;
+        Ok(answer.id)
+    }
+
+    /// The id and text of the latest version of `subject`. Waits while the registry cannot
+    /// be reached.
+    pub fn latest(&self, subject: &str) -> Result<(u32, String), String> {
+        let path = format!("subjects/{}/versions/latest", encode_path(subject));
+        let answer: VersionResponse = self
+            .waiting(&format!("subject {subject}"), || {
+                self.call(reqwest::Method::GET, &path, None)
+            })?
+            .ok_or_else(|| format!("subject {subject:?} is not in the registry"))?;
+        Ok((answer.id, answer.schema))
+    }
+
+    /// `call` retried with backoff (a warning, `weir_schema_registry_up` at 0) while the
+    /// registry cannot be reached; a refused schema is the caller's error.
+    fn waiting<T>(
+        &self,
+        what: &str,
+        call: impl Fn() -> Result<Option<T>, CallError>,
+    ) -> Result<Option<T>, String> {
         let mut backoff = Duration::from_millis(200);
         loop {
-            match self.fetch(id) {
-                Ok(schema) => {
+            match call() {
+                Ok(answer) => {
                     metrics::gauge!("weir_schema_registry_up").set(1.0);
-                    return Ok(schema);
+                    return Ok(answer);
                 }
-                Err(FetchError::Unknown(id)) => {
-                    metrics::gauge!("weir_schema_registry_up").set(1.0);
-                    return Err(id);
-                }
-                Err(FetchError::Unreachable(reason)) => {
+                Err(CallError::Refused(reason)) => return Err(reason),
+                Err(CallError::Unreachable(reason)) => {
                     metrics::gauge!("weir_schema_registry_up").set(0.0);
                     metrics::counter!("weir_schema_registry_errors_total").increment(1);
-                    tracing::warn!(registry = %self.config.url, schema_id = id, error = %reason, retry_in = ?backoff, "Schema registry unreachable: the partition waits for it.");
+                    tracing::warn!(registry = %self.config.url, asking = what, error = %reason, retry_in = ?backoff, "Schema registry unreachable: the partition waits for it.");
                     std::thread::sleep(jittered(backoff));
                     backoff = (backoff * 2).min(MAX_BACKOFF);
                 }
@@ -165,13 +236,23 @@ impl SchemaRegistry {
         }
     }
 
-    /// One try at `GET /schemas/ids/{id}`.
-    pub fn fetch(&self, id: u32) -> Result<RegisteredSchema, FetchError> {
-        let url = format!("{}/schemas/ids/{id}", self.config.url.trim_end_matches('/'));
-        let mut request = self.client.get(&url).header(
+    /// One request to `path` under the registry's URL: its JSON answer, `None` for a 404.
+    fn call<T: serde::de::DeserializeOwned>(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&serde_json::Value>,
+    ) -> Result<Option<T>, CallError> {
+        let url = format!("{}/{path}", self.config.url.trim_end_matches('/'));
+        let mut request = self.client.request(method, &url).header(
             "Accept",
             "application/vnd.schemaregistry.v1+json, application/json",
         );
+        if let Some(body) = body {
+            request = request
+                .header("Content-Type", "application/vnd.schemaregistry.v1+json")
+                .body(body.to_string());
+        }
         if let Some(token) = &self.config.bearer_token {
             request = request.bearer_auth(token);
         } else if let Some(user) = &self.config.username {
@@ -179,28 +260,31 @@ impl SchemaRegistry {
         }
         let response = request
             .send()
-            .map_err(|e| FetchError::Unreachable(e.to_string()))?;
+            .map_err(|e| CallError::Unreachable(e.to_string()))?;
         let status = response.status();
         if status == reqwest::StatusCode::NOT_FOUND {
-            return Err(FetchError::Unknown(id));
+            return Ok(None);
         }
         if !status.is_success() {
             let body = response.text().unwrap_or_default();
-            return Err(FetchError::Unreachable(format!(
+            let reason = format!(
                 "{url}: {status}: {}",
-                body.chars().take(200).collect::<String>()
-            )));
+                body.chars().take(300).collect::<String>()
+            );
+            // A schema the registry refuses is not an outage: waiting would not change the
+            // answer. Anything else (401, 5xx, …) is waited out, and alerted on.
+            return Err(if matches!(status.as_u16(), 409 | 422) {
+                CallError::Refused(reason)
+            } else {
+                CallError::Unreachable(reason)
+            });
         }
         let bytes = response
             .bytes()
-            .map_err(|e| FetchError::Unreachable(format!("{url}: {e}")))?;
-        let body: SchemaResponse = serde_json::from_slice(&bytes)
-            .map_err(|e| FetchError::Unreachable(format!("{url}: {e}")))?;
-        Ok(RegisteredSchema {
-            kind: body.schema_type.unwrap_or_else(|| "AVRO".into()),
-            text: body.schema,
-            has_references: !body.references.is_empty(),
-        })
+            .map_err(|e| CallError::Unreachable(format!("{url}: {e}")))?;
+        serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|e| CallError::Unreachable(format!("{url}: {e}")))
     }
 
     /// How many schemas to keep.

@@ -76,17 +76,17 @@ impl<T> SchemaCache<T> {
         };
         let format = self.format;
         let made = match registry.schema(id) {
-            Ok(registered) if !registered.kind.eq_ignore_ascii_case(format) => Err(format!(
+            Some(registered) if !registered.kind.eq_ignore_ascii_case(format) => Err(format!(
                 "not {format}: schema {id} is {}",
                 registered.kind.to_lowercase()
             )),
-            Ok(registered) if registered.has_references => Err(format!(
+            Some(registered) if registered.has_references => Err(format!(
                 "not {format}: schema {id} refers to other schemas, which weir does not resolve"
             )),
-            Ok(registered) => (self.parse)(&registered.text)
+            Some(registered) => (self.parse)(&registered.text)
                 .map(Arc::new)
                 .map_err(|e| format!("not {format}: schema {id}: {e}")),
-            Err(id) => Err(format!("unknown schema id {id}")),
+            None => Err(format!("unknown schema id {id}")),
         };
         let mut known = self.lock();
         if known.len() < self.cache_size {

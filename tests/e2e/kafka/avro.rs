@@ -5,7 +5,9 @@
 //! dead-lettered for the outage), then reads both versions without a restart, and its lake
 //! equals a run over the same records written as JSON. Records with an unknown schema id, a
 //! corrupt header or bytes that do not decode are dead letters with their reason and
-//! original bytes.
+//! original bytes. The run writes its sessions topic as Avro too (a schema file registered
+//! under `weir.sessions-value`), which Confluent's `AvroDeserializer` reads back as the JSON
+//! run's sessions.
 
 use std::path::Path;
 use std::time::Duration;
@@ -25,6 +27,62 @@ const SCHEMA_V1: &str = r#"{"type": "record", "name": "Click", "namespace": "sho
     {"name": "url", "type": "string"}, {"name": "referrer", "type": "string"},
     {"name": "user_agent", "type": ["null", "string"], "default": null},
     {"name": "ip", "type": ["null", "string"], "default": null}]}"#;
+
+/// The sessions' Avro schema, as a user would write it for `sessionize`'s summaries.
+const SESSION_SCHEMA: &str = r#"{"type": "record", "name": "Session", "namespace": "shop",
+  "fields": [{"name": "user_id", "type": "string"}, {"name": "session_id", "type": "string"},
+    {"name": "start", "type": {"type": "long", "logicalType": "timestamp-millis"}},
+    {"name": "end", "type": {"type": "long", "logicalType": "timestamp-millis"}},
+    {"name": "duration_ms", "type": "long"}, {"name": "event_count", "type": "long"},
+    {"name": "page_views", "type": "long"},
+    {"name": "first_url", "type": ["null", "string"], "default": null},
+    {"name": "last_url", "type": ["null", "string"], "default": null}]}"#;
+
+/// Moves `config`'s `sessions` route to a sink of its own writing Avro of `schema_file`.
+fn sessions_as_avro(config: &Path, schema_file: &Path) {
+    let text = std::fs::read_to_string(config).unwrap();
+    let moved = text
+        .replace(
+            "routes = [\"sessions\", \"features\", \"bots\", \"late\"]",
+            "routes = [\"features\", \"bots\", \"late\"]",
+        )
+        .replace("sessions = \"weir.sessions\"\n", "");
+    assert_eq!(
+        moved.len() + 39,
+        text.len(),
+        "the example's kafka sink moved"
+    );
+    let sink = format!(
+        "\n[sinks.sessions_avro]\ntype = \"kafka\"\nroutes = [\"sessions\"]\n\
+         topic = \"weir.sessions\"\nformat = \"avro\"\nschema_file = {:?}\n",
+        schema_file.display().to_string()
+    );
+    std::fs::write(config, moved + &sink).unwrap();
+}
+
+/// `values` of `topic` as Confluent's `AvroDeserializer` reads them, as JSON objects (Avro
+/// timestamps back to epoch milliseconds).
+fn deserialized(registry: &str, topic: &str, values: &[Vec<u8>]) -> Vec<serde_json::Value> {
+    let file = tempfile::NamedTempFile::new().unwrap();
+    let values: Vec<String> = values.iter().map(hex::encode).collect();
+    std::fs::write(file.path(), serde_json::to_string(&values).unwrap()).unwrap();
+    let out = python(&format!(
+        r#"
+import datetime, json
+from confluent_kafka.schema_registry import SchemaRegistryClient
+from confluent_kafka.schema_registry.avro import AvroDeserializer
+from confluent_kafka.serialization import SerializationContext, MessageField
+avro = AvroDeserializer(SchemaRegistryClient({{"url": {registry:?}}}))
+context = SerializationContext({topic:?}, MessageField.VALUE)
+def plain(v):
+    return round(v.timestamp() * 1000) if isinstance(v, datetime.datetime) else v
+records = [avro(bytes.fromhex(v), context) for v in json.load(open({file:?}))]
+print(json.dumps([{{k: plain(v) for k, v in r.items()}} for r in records]))
+"#,
+        file = file.path().display().to_string()
+    ));
+    serde_json::from_str(&out).unwrap()
+}
 
 /// Produces `events` to `topic` with confluent-kafka's `AvroSerializer` (TopicNameStrategy,
 /// auto-registration): the first half with v1, the rest with v2, which adds `campaign`.
@@ -102,6 +160,9 @@ fn avro_records_from_confluents_serializer_give_the_same_lake_as_json() {
     let out = tempfile::tempdir().unwrap();
     let config = pipeline_config(&bootstrap, out.path(), "avro");
     read_framed(&config, "clicks", "avro", &registry.url());
+    let session_schema = out.path().join("session.avsc");
+    std::fs::write(&session_schema, SESSION_SCHEMA).unwrap();
+    sessions_as_avro(&config, &session_schema);
     // The registry is down when weir starts: the partitions wait for it.
     registry.stop();
     let run = WeirProcess::start(&config, "avro", true);
@@ -129,6 +190,24 @@ fn avro_records_from_confluents_serializer_give_the_same_lake_as_json() {
         expected["events"].as_array().map(Vec::len)
     );
     assert_eq!(actual, expected, "the Avro run's lake differs from JSON's");
+    let sorted = |mut records: Vec<serde_json::Value>| {
+        records.sort_by_key(ToString::to_string);
+        records
+    };
+    let avro: Vec<Vec<u8>> = read_all(&bootstrap, "weir.sessions")
+        .into_iter()
+        .map(|r| r.raw)
+        .collect();
+    let json: Vec<serde_json::Value> = read_all(&bootstrap, "ref.sessions")
+        .into_iter()
+        .map(|r| r.value)
+        .collect();
+    assert!(!json.is_empty());
+    assert_eq!(
+        sorted(deserialized(&registry.url(), "weir.sessions", &avro)),
+        sorted(json),
+        "the Avro sessions differ from the JSON run's"
+    );
     assert!(
         expected["sessions"]
             .as_array()

@@ -468,12 +468,9 @@ impl Target for KafkaTarget {
     }
 
     fn build(&self) -> Box<dyn Sink> {
-        let config = KafkaSinkConfig {
-            routes: vec!["main".into()],
-            topic: Some("conf.out".into()),
-            topics: BTreeMap::new(),
-        };
-        Box::new(KafkaSink::new("topics", &config, self.producer.clone()))
+        let config: KafkaSinkConfig =
+            toml::from_str("routes = [\"main\"]\ntopic = \"conf.out\"").unwrap();
+        Box::new(KafkaSink::new("topics", &config, self.producer.clone(), None).unwrap())
     }
 
     fn commit_point(&self, committed: bool) {

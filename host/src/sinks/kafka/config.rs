@@ -1,6 +1,8 @@
-//! `type = "kafka"` sink settings: the routes it takes and the topic of each.
+//! `type = "kafka"` sink settings: the routes it takes, the topic of each, and how values are
+//! written (JSON, or Avro registered in the schema registry).
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 
 use serde::Deserialize;
 
@@ -16,6 +18,48 @@ pub struct KafkaSinkConfig {
     /// Topic per route.
     #[serde(default)]
     pub topics: BTreeMap<String, String>,
+    /// How values are written: `json` (the default) or `avro` in the schema registry's wire
+    /// format (needs `[schema_registry]`).
+    #[serde(default)]
+    pub format: OutputFormat,
+    /// The Avro schema of the values (a `.avsc` file). Without one, the subject's latest
+    /// version (needs `auto_register = false`).
+    #[serde(default)]
+    pub schema_file: Option<PathBuf>,
+    /// Registers `schema_file` under the subject at start (the registry keeps one version per
+    /// schema); `false` looks it up and refuses to start if the subject lacks it.
+    #[serde(default = "default_auto_register")]
+    pub auto_register: bool,
+    /// How the subject is named: `topic-name` (`<topic>-value`) or `record-name` (the
+    /// schema's full name).
+    #[serde(default)]
+    pub subject_strategy: SubjectStrategy,
+}
+
+fn default_auto_register() -> bool {
+    true
+}
+
+/// How a kafka sink writes values.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum OutputFormat {
+    /// The JSON text.
+    #[default]
+    Json,
+    /// Avro in the registry's wire format.
+    Avro,
+}
+
+/// Which registry subject an output schema is under (Confluent's strategies).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SubjectStrategy {
+    /// `<topic>-value`.
+    #[default]
+    TopicName,
+    /// The record schema's full name (`namespace.Name`).
+    RecordName,
 }
 
 impl KafkaSinkConfig {
@@ -46,6 +90,22 @@ impl KafkaSinkConfig {
                 "names a route the sink does not take".into(),
             ));
         }
+        if self.format == OutputFormat::Avro && self.schema_file.is_none() {
+            if self.auto_register {
+                return Err((
+                    "schema_file".into(),
+                    "avro output registers a schema: give its .avsc file, or set \
+                     `auto_register = false` to use the subject's latest version"
+                        .into(),
+                ));
+            }
+            if self.subject_strategy == SubjectStrategy::RecordName {
+                return Err((
+                    "subject_strategy".into(),
+                    "record-name takes the subject from the schema: give `schema_file`".into(),
+                ));
+            }
+        }
         Ok(())
     }
 }
@@ -60,6 +120,10 @@ mod tests {
             routes: vec!["sessions".into(), "features".into()],
             topic: None,
             topics: [("sessions".to_string(), "s".to_string())].into(),
+            format: OutputFormat::Json,
+            schema_file: None,
+            auto_register: true,
+            subject_strategy: SubjectStrategy::TopicName,
         };
         assert_eq!(sink.validate().unwrap_err().0, "topics.features");
         let sink = KafkaSinkConfig {
@@ -69,5 +133,10 @@ mod tests {
         sink.validate().unwrap();
         assert_eq!(sink.topic_of("features"), Some("all"));
         assert_eq!(sink.topic_of("sessions"), Some("s"));
+        let avro = KafkaSinkConfig {
+            format: OutputFormat::Avro,
+            ..sink
+        };
+        assert_eq!(avro.validate().unwrap_err().0, "schema_file");
     }
 }

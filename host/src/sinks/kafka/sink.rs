@@ -1,36 +1,62 @@
 //! The `kafka` sink: each route goes to its topic, produced on the instance's producer (so
-//! inside the epoch's transaction under exactly-once), with provenance headers.
+//! inside the epoch's transaction under exactly-once), with provenance headers; values as
+//! the stages wrote them (JSON) or as registered Avro.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use rdkafka::message::OwnedHeaders;
 
-use super::KafkaSinkConfig;
+use super::avro_output::{AvroOutput, AvroOutputError};
 use super::headers::output_headers;
 use super::producer::OutputProducer;
+use super::{KafkaSinkConfig, OutputFormat};
 use crate::sinks::{Rejection, Sink, SinkBatch, SinkError, io_error};
+use crate::source::registry::SchemaRegistry;
 
 /// Routes to topics.
 pub struct KafkaSink {
     name: String,
     topics: HashMap<String, String>,
     producer: Arc<OutputProducer>,
+    /// Writes the values as Avro, for `format = "avro"`.
+    avro: Option<AvroOutput>,
 }
 
 impl KafkaSink {
-    /// A sink over a validated config.
-    pub fn new(name: &str, config: &KafkaSinkConfig, producer: Arc<OutputProducer>) -> Self {
-        let topics = config
+    /// A sink over a validated config. An Avro sink has its schema's id for each of its
+    /// topics from `registry` before it starts.
+    pub fn new(
+        name: &str,
+        config: &KafkaSinkConfig,
+        producer: Arc<OutputProducer>,
+        registry: Option<SchemaRegistry>,
+    ) -> Result<Self, SinkError> {
+        let topics: HashMap<String, String> = config
             .routes
             .iter()
             .filter_map(|r| config.topic_of(r).map(|t| (r.clone(), t.to_string())))
             .collect();
-        KafkaSink {
+        let setup = |reason: String| SinkError::Setup {
+            sink: name.to_string(),
+            reason,
+        };
+        let avro = match (config.format, registry) {
+            (OutputFormat::Json, _) => None,
+            (OutputFormat::Avro, None) => {
+                return Err(setup("avro output needs a [schema_registry]".into()));
+            }
+            (OutputFormat::Avro, Some(registry)) => {
+                let topics = topics.values().map(String::as_str);
+                Some(AvroOutput::new(config, registry, topics).map_err(setup)?)
+            }
+        };
+        Ok(KafkaSink {
             name: name.to_string(),
             topics,
             producer,
-        }
+            avro,
+        })
     }
 }
 
@@ -40,7 +66,8 @@ impl Sink for KafkaSink {
     }
 
     fn write(&mut self, records: &SinkBatch) -> Result<Vec<Rejection>, SinkError> {
-        for record in records.iter() {
+        let mut rejected = Vec::new();
+        for (index, record) in records.iter().enumerate() {
             let Some(topic) = self.topics.get(record.route) else {
                 return Err(io_error(
                     &self.name,
@@ -51,11 +78,28 @@ impl Sink for KafkaSink {
                 Some(p) => output_headers(p),
                 None => OwnedHeaders::new(),
             };
+            let encoded;
+            let value = match &mut self.avro {
+                None => record.value,
+                Some(avro) => match avro.encode(topic, record.value) {
+                    Ok(framed) => {
+                        encoded = framed;
+                        &encoded
+                    }
+                    Err(AvroOutputError::Record(reason)) => {
+                        rejected.push(Rejection { index, reason });
+                        continue;
+                    }
+                    Err(AvroOutputError::Schema(reason)) => {
+                        return Err(io_error(&self.name, reason));
+                    }
+                },
+            };
             self.producer
-                .send(topic, record.key, record.value, headers, record.time)
+                .send(topic, record.key, value, headers, record.time)
                 .map_err(|e| io_error(&self.name, format!("producing to {topic}: {e}")))?;
         }
-        Ok(Vec::new())
+        Ok(rejected)
     }
 
     /// Records are acknowledged when the checkpoint commits (or flushes) the producer.

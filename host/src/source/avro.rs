@@ -16,6 +16,7 @@ use apache_avro::schema::{NamesRef, ResolvedSchema};
 use apache_avro::types::Value;
 use base64::Engine;
 
+use super::avro_stream::{JsonText, streamable};
 use super::registry::SchemaRegistry;
 use super::schemas::{SchemaCache, ToJson, framed};
 
@@ -24,6 +25,8 @@ struct Writer {
     schema: &'static Schema,
     names: NamesRef<'static>,
     reader: GenericDatumReader<'static>,
+    /// Whether the JSON is written while the datum is read ([`streamable`]).
+    streams: bool,
 }
 
 /// Decodes registry-framed Avro records to JSON.
@@ -63,20 +66,20 @@ impl ToJson for AvroDecoder {
     fn to_json(&self, bytes: &[u8]) -> Result<Vec<u8>, String> {
         let (id, mut body) = framed(bytes, "avro")?;
         let writer = self.writers.get(id)?;
-        let value = writer
-            .reader
-            .read_value(&mut body)
-            .map_err(|e| format!("not avro: schema {id}: {e}"))?;
-        if !body.is_empty() {
-            return Err(format!(
-                "not avro: schema {id}: {} bytes left after the record",
-                body.len()
-            ));
+        let bad = |e: &dyn std::fmt::Display| format!("not avro: schema {id}: {e}");
+        let json = if writer.streams {
+            let JsonText(json) = writer.reader.read_deser(&mut body).map_err(|e| bad(&e))?;
+            json
+        } else {
+            let value = writer.reader.read_value(&mut body).map_err(|e| bad(&e))?;
+            let mut json = Vec::with_capacity(bytes.len() * 2);
+            write_json(value, writer.schema, &writer.names, &mut json).map_err(|e| bad(&e))?;
+            json
+        };
+        match body.len() {
+            0 => Ok(json),
+            left => Err(bad(&format!("{left} bytes left after the record"))),
         }
-        let mut json = Vec::with_capacity(bytes.len() * 2);
-        write_json(value, writer.schema, &writer.names, &mut json)
-            .map_err(|e| format!("not avro: schema {id}: {e}"))?;
-        Ok(json)
     }
 }
 
@@ -94,6 +97,7 @@ fn writer_of(text: &str) -> Result<Writer, String> {
         .build()
         .map_err(|e| e.to_string())?;
     Ok(Writer {
+        streams: streamable(schema),
         schema,
         names,
         reader,
@@ -227,6 +231,63 @@ fn write_text<T: serde::Serialize + ?Sized>(out: &mut Vec<u8>, value: &T) -> Res
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn streamed_json_equals_the_value_paths() {
+        use apache_avro::writer::datum::GenericDatumWriter;
+        let text = r#"{"type": "record", "name": "Click", "fields": [
+            {"name": "id", "type": "string"},
+            {"name": "ts", "type": {"type": "long", "logicalType": "timestamp-millis"}},
+            {"name": "ratio", "type": "double"},
+            {"name": "referrer", "type": ["null", "string"], "default": null},
+            {"name": "kind", "type": {"type": "enum", "name": "Kind", "symbols": ["VIEW", "BUY"]}},
+            {"name": "tags", "type": {"type": "array", "items": "string"}},
+            {"name": "counts", "type": {"type": "map", "values": "int"}},
+            {"name": "next", "type": ["null", "Kind"], "default": null}
+        ]}"#;
+        let writer = writer_of(text).unwrap();
+        assert!(writer.streams);
+        let value = Value::Record(vec![
+            ("id".into(), Value::String("e\"1".into())),
+            ("ts".into(), Value::TimestampMillis(1_767_261_600_000)),
+            ("ratio".into(), Value::Double(0.5)),
+            ("referrer".into(), Value::Union(0, Box::new(Value::Null))),
+            ("kind".into(), Value::Enum(1, "BUY".into())),
+            ("tags".into(), Value::Array(vec![Value::String("x".into())])),
+            (
+                "counts".into(),
+                Value::Map([("a".to_string(), Value::Int(3))].into()),
+            ),
+            (
+                "next".into(),
+                Value::Union(1, Box::new(Value::Enum(0, "VIEW".into()))),
+            ),
+        ]);
+        let body = GenericDatumWriter::builder(writer.schema)
+            .build()
+            .unwrap()
+            .write_value_to_vec(value.clone())
+            .unwrap();
+        let decoder = AvroDecoder::offline();
+        decoder.preload(1, text).unwrap();
+        let streamed = decoder
+            .to_json(&[&[0, 0, 0, 0, 1], &body[..]].concat())
+            .unwrap();
+        let mut through_value = Vec::new();
+        write_json(value, writer.schema, &writer.names, &mut through_value).unwrap();
+        assert_eq!(
+            String::from_utf8(streamed).unwrap(),
+            String::from_utf8(through_value).unwrap()
+        );
+        let decimal = text.replace(
+            r#""type": "double""#,
+            r#""type": {"type": "bytes", "logicalType": "decimal", "precision": 9, "scale": 2}"#,
+        );
+        assert!(
+            !writer_of(&decimal).unwrap().streams,
+            "a decimal needs the value path"
+        );
+    }
 
     #[test]
     fn values_map_to_json_as_kafka_connect_gives_them() {

@@ -4,6 +4,7 @@
 //! [`json_schema`].
 
 pub mod avro;
+mod avro_stream;
 pub mod file;
 pub mod json_schema;
 pub mod memory;

@@ -487,13 +487,19 @@ impl PipelineConfig {
         for (name, sink) in &self.sinks {
             sink.validate()
                 .map_err(|(field, reason)| invalid(format!("sinks.{name}.{field}"), reason))?;
-            if let SinkConfig::Kafka(kafka) = sink
-                && kafka.format != crate::sinks::kafka::OutputFormat::Json
-                && self.schema_registry.is_none()
-            {
+            let needs_registry = match sink {
+                SinkConfig::Kafka(kafka) => {
+                    (kafka.format != crate::sinks::kafka::OutputFormat::Json).then_some("format")
+                }
+                SinkConfig::Parquet(parquet) | SinkConfig::Delta(parquet) => {
+                    parquet.schema_subject.as_ref().map(|_| "schema_subject")
+                }
+                _ => None,
+            };
+            if let (Some(field), None) = (needs_registry, &self.schema_registry) {
                 return Err(invalid(
-                    format!("sinks.{name}.format"),
-                    "avro output registers its schema: add a [schema_registry] table with its url",
+                    format!("sinks.{name}.{field}"),
+                    "the schema comes from a registry: add a [schema_registry] table with its url",
                 ));
             }
             has_main |= sink.routes().iter().any(|r| r == MAIN_ROUTE);

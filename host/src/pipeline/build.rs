@@ -24,7 +24,7 @@ use crate::sinks::dead_letter::{DeadLetterFile, DeadLetterTopic};
 use crate::sinks::files::OutputFiles;
 use crate::sinks::parquet::Writers;
 use crate::sinks::resilience::Breakers;
-use crate::sinks::{DeadLetterSink, SinkContext, SinkError};
+use crate::sinks::{DeadLetterSink, SinkConfig, SinkContext, SinkError};
 use crate::source::Source;
 use crate::source::avro::AvroDecoder;
 use crate::source::file::FileSource;
@@ -68,6 +68,32 @@ pub struct PipelineFactory {
     schema_registry: Option<SchemaRegistry>,
 }
 
+/// `config` with the columns of every Parquet sink that names a `schema_subject` filled in
+/// from the registry (waiting while it cannot be reached).
+fn with_subject_columns(
+    config: &PipelineConfig,
+    registry: Option<&SchemaRegistry>,
+) -> Result<PipelineConfig, ConfigError> {
+    let mut config = config.clone();
+    for (name, sink) in &mut config.sinks {
+        let (SinkConfig::Parquet(parquet) | SinkConfig::Delta(parquet)) = sink else {
+            continue;
+        };
+        let Some(subject) = &parquet.schema_subject else {
+            continue;
+        };
+        let invalid = |reason: String| ConfigError::Invalid {
+            field: format!("sinks.{name}.schema_subject"),
+            reason,
+        };
+        let registry = registry.ok_or_else(|| invalid("needs a [schema_registry]".into()))?;
+        parquet.schema =
+            crate::sinks::parquet::columns_of_subject(registry, subject).map_err(invalid)?;
+        tracing::info!(sink = %name, subject, columns = parquet.schema.len(), "Parquet columns from the schema registry.");
+    }
+    Ok(config)
+}
+
 /// The converter of registry-framed values to JSON, when the source's records are framed.
 fn converter(
     config: &PipelineConfig,
@@ -103,6 +129,14 @@ impl PipelineFactory {
     /// Opens the geo database and loads every stage's plugin from `plugin_dir` (a folder or
     /// an `s3://` prefix). The engine's instance pool is sized for `partitions` partitions.
     pub fn new(config: &PipelineConfig, plugin_dir: &Path, partitions: u32) -> Result<Self> {
+        let schema_registry = match &config.schema_registry {
+            Some(registry) => Some(
+                SchemaRegistry::new(registry)
+                    .map_err(|(field, reason)| ConfigError::Invalid { field, reason })?,
+            ),
+            None => None,
+        };
+        let config = &with_subject_columns(config, schema_registry.as_ref())?;
         let source = PluginSource::open(plugin_dir, &config.plugins.s3).map_err(|reason| {
             ConfigError::Invalid {
                 field: "plugin_dir".into(),
@@ -115,13 +149,6 @@ impl PipelineFactory {
             None => None,
         };
         let registry = PluginRegistry::load(config, &source, engine, geo)?;
-        let schema_registry = match &config.schema_registry {
-            Some(registry) => Some(
-                SchemaRegistry::new(registry)
-                    .map_err(|(field, reason)| ConfigError::Invalid { field, reason })?,
-            ),
-            None => None,
-        };
         Ok(PipelineFactory {
             config: config.clone(),
             source: Arc::new(source),

@@ -41,14 +41,14 @@ impl ProtobufDecoder {
     /// A decoder fetching schemas from `registry`.
     pub fn new(registry: SchemaRegistry) -> Self {
         ProtobufDecoder {
-            files: SchemaCache::new(Some(registry), "protobuf", file_of),
+            files: SchemaCache::new(Some(registry), "protobuf", compile),
         }
     }
 
     /// A decoder that knows only the schemas [`ProtobufDecoder::preload`] gives it.
     pub fn offline() -> Self {
         ProtobufDecoder {
-            files: SchemaCache::new(None, "protobuf", file_of),
+            files: SchemaCache::new(None, "protobuf", compile),
         }
     }
 
@@ -108,7 +108,7 @@ fn message_at(file: &FileDescriptor, indexes: &[usize]) -> Option<MessageDescrip
 
 /// The registered schema `text` compiled: a `.proto` source, or a base64
 /// `FileDescriptorProto`.
-fn file_of(text: &str) -> Result<FileDescriptor, String> {
+pub fn compile(text: &str) -> Result<FileDescriptor, String> {
     use base64::Engine;
     let registered = match base64::engine::general_purpose::STANDARD.decode(text.trim()) {
         Ok(bytes) => File::decode_file_descriptor_proto(bytes.as_slice())
@@ -219,10 +219,10 @@ mod tests {
     fn a_base64_descriptor_is_a_schema_too() {
         use base64::Engine;
         use protox::prost::Message;
-        let file = file_of(CLICK).unwrap();
+        let file = compile(CLICK).unwrap();
         let encoded = base64::engine::general_purpose::STANDARD
             .encode(file.file_descriptor_proto().encode_to_vec());
-        let again = file_of(&encoded).unwrap();
+        let again = compile(&encoded).unwrap();
         assert_eq!(again.messages().next().unwrap().full_name(), "shop.Click");
     }
 
@@ -234,6 +234,6 @@ mod tests {
             .to_json(&[0, 0, 0, 0, 1, 0, 0xff, 0xff])
             .unwrap_err();
         assert!(garbled.starts_with("not protobuf: schema 1: "), "{garbled}");
-        assert!(file_of("message {").is_err());
+        assert!(compile("message {").is_err());
     }
 }

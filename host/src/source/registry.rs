@@ -110,6 +110,16 @@ struct SchemaResponse {
     references: Vec<serde_json::Value>,
 }
 
+impl From<SchemaResponse> for RegisteredSchema {
+    fn from(body: SchemaResponse) -> Self {
+        RegisteredSchema {
+            kind: body.schema_type.unwrap_or_else(|| "AVRO".into()),
+            text: body.schema,
+            has_references: !body.references.is_empty(),
+        }
+    }
+}
+
 #[derive(Deserialize)]
 struct IdResponse {
     id: u32,
@@ -118,7 +128,8 @@ struct IdResponse {
 #[derive(Deserialize)]
 struct VersionResponse {
     id: u32,
-    schema: String,
+    #[serde(flatten)]
+    schema: SchemaResponse,
 }
 
 /// `text` as one segment of a URL path (a subject may hold `/`, `:` or spaces).
@@ -173,11 +184,7 @@ impl SchemaRegistry {
                 self.call(reqwest::Method::GET, &format!("schemas/ids/{id}"), None)
             })
             .ok()??;
-        Some(RegisteredSchema {
-            kind: body.schema_type.unwrap_or_else(|| "AVRO".into()),
-            text: body.schema,
-            has_references: !body.references.is_empty(),
-        })
+        Some(body.into())
     }
 
     /// The id of the Avro schema `text` under `subject`: registered there if `register`
@@ -198,16 +205,16 @@ impl SchemaRegistry {
         Ok(answer.id)
     }
 
-    /// The id and text of the latest version of `subject`. Waits while the registry cannot
+    /// The id and schema of the latest version of `subject`. Waits while the registry cannot
     /// be reached.
-    pub fn latest(&self, subject: &str) -> Result<(u32, String), String> {
+    pub fn latest(&self, subject: &str) -> Result<(u32, RegisteredSchema), String> {
         let path = format!("subjects/{}/versions/latest", encode_path(subject));
         let answer: VersionResponse = self
             .waiting(&format!("subject {subject}"), || {
                 self.call(reqwest::Method::GET, &path, None)
             })?
             .ok_or_else(|| format!("subject {subject:?} is not in the registry"))?;
-        Ok((answer.id, answer.schema))
+        Ok((answer.id, answer.schema.into()))
     }
 
     /// `call` retried with backoff (a warning, `weir_schema_registry_up` at 0) while the

@@ -7,7 +7,7 @@
 //! corrupt header or bytes that do not decode are dead letters with their reason and
 //! original bytes. The run writes its sessions topic as Avro too (a schema file registered
 //! under `weir.sessions-value`), which Confluent's `AvroDeserializer` reads back as the JSON
-//! run's sessions.
+//! run's sessions, and its sessions table takes its columns from that subject.
 
 use std::path::Path;
 use std::time::Duration;
@@ -37,6 +37,28 @@ const SESSION_SCHEMA: &str = r#"{"type": "record", "name": "Session", "namespace
     {"name": "page_views", "type": "long"},
     {"name": "first_url", "type": ["null", "string"], "default": null},
     {"name": "last_url", "type": ["null", "string"], "default": null}]}"#;
+
+/// Registers the sessions' schema under `subject` with Confluent's registry client.
+fn register_sessions(registry: &str, subject: &str) {
+    python(&format!(
+        "from confluent_kafka.schema_registry import Schema, SchemaRegistryClient\n\
+         SchemaRegistryClient({{'url': {registry:?}}}).register_schema({subject:?}, Schema({SESSION_SCHEMA:?}, 'AVRO'))\n"
+    ));
+}
+
+/// Makes `config`'s sessions table take its columns from `subject` instead of its list.
+fn sessions_columns_from(config: &Path, subject: &str) {
+    let text = std::fs::read_to_string(config).unwrap();
+    let table = text.find("[sinks.sessions]").unwrap();
+    let start = table + text[table..].find("schema = [").unwrap();
+    let end = start + text[start..].find("\n]\n").unwrap() + 2;
+    let replaced = format!(
+        "{}schema_subject = {subject:?}{}",
+        &text[..start],
+        &text[end..]
+    );
+    std::fs::write(config, replaced).unwrap();
+}
 
 /// Moves `config`'s `sessions` route to a sink of its own writing Avro of `schema_file`.
 fn sessions_as_avro(config: &Path, schema_file: &Path) {
@@ -163,6 +185,8 @@ fn avro_records_from_confluents_serializer_give_the_same_lake_as_json() {
     let session_schema = out.path().join("session.avsc");
     std::fs::write(&session_schema, SESSION_SCHEMA).unwrap();
     sessions_as_avro(&config, &session_schema);
+    register_sessions(&registry.url(), "weir.sessions-value");
+    sessions_columns_from(&config, "weir.sessions-value");
     // The registry is down when weir starts: the partitions wait for it.
     registry.stop();
     let run = WeirProcess::start(&config, "avro", true);

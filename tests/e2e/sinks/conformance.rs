@@ -225,6 +225,7 @@ fn parquet_config(path: String, s3: S3Options) -> ParquetSinkConfig {
         path,
         s3,
         schema: vec![column("id", "string"), column("n", "int64")],
+        schema_subject: None,
         extra_fields: Default::default(),
         roll_size: weir::units::ByteSize(128 << 20),
         roll_interval: weir::units::HumanDuration::from_secs(300),

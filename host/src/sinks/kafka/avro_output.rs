@@ -112,8 +112,11 @@ impl AvroOutput {
             }
             None => {
                 let subject = format!("{topic}-value");
-                let (id, text) = self.registry.latest(&subject)?;
-                Arc::new(parse(&text, id).map_err(|e| format!("subject {subject}: {e}"))?)
+                let (id, latest) = self.registry.latest(&subject)?;
+                if !latest.kind.eq_ignore_ascii_case("avro") {
+                    return Err(format!("subject {subject} holds a {} schema", latest.kind));
+                }
+                Arc::new(parse(&latest.text, id).map_err(|e| format!("subject {subject}: {e}"))?)
             }
         };
         self.topics.insert(topic.to_string(), made.clone());

@@ -19,7 +19,12 @@ pub struct ParquetSinkConfig {
     #[serde(default)]
     pub s3: S3Options,
     /// Columns, in order.
+    #[serde(default)]
     pub schema: Vec<ColumnConfig>,
+    /// Instead of `schema`: the columns of this schema registry subject's latest version
+    /// (Avro or Protobuf), fetched at start.
+    #[serde(default)]
+    pub schema_subject: Option<String>,
     /// What happens to a record with a field that is not a column (see [`ExtraFields`]).
     #[serde(default)]
     pub extra_fields: ExtraFields,
@@ -108,8 +113,17 @@ impl ParquetSinkConfig {
     pub fn validate(&self) -> Result<(), (String, String)> {
         crate::storage::validate_location(&self.path).map_err(|e| ("path".into(), e))?;
         self.retry.validate()?;
-        if self.schema.is_empty() {
-            return Err(("schema".into(), "must declare at least one column".into()));
+        match (&self.schema_subject, self.schema.is_empty()) {
+            (Some(_), false) => {
+                return Err((
+                    "schema_subject".into(),
+                    "give the columns in `schema` or a `schema_subject`, not both".into(),
+                ));
+            }
+            (None, true) => {
+                return Err(("schema".into(), "must declare at least one column".into()));
+            }
+            _ => {}
         }
         let mut seen = std::collections::HashSet::new();
         for (i, column) in self.schema.iter().enumerate() {
@@ -136,6 +150,10 @@ impl ParquetSinkConfig {
     /// Checks the settings of a Delta table (`type = "delta"`).
     pub fn validate_for_delta(&self) -> Result<(), (String, String)> {
         self.validate()?;
+        if self.schema_subject.is_some() {
+            // The columns come at start; the sink checks them then.
+            return Ok(());
+        }
         let schema = super::schema_of(&self.schema).map_err(|e| ("schema".into(), e))?;
         super::delta_log::delta_schema(&schema).map_err(|e| ("schema".into(), e))?;
         Ok(())

@@ -12,6 +12,7 @@ mod delta_log;
 mod delta_partitions;
 mod delta_table;
 mod freshness;
+mod registry_columns;
 mod schema;
 mod sink;
 
@@ -19,5 +20,6 @@ pub use completion::{CompletionConfig, LateRows, Writers};
 pub use compose::concat;
 pub use config::{ColumnConfig, ExtraFields, ParquetSinkConfig};
 pub use delta_compact::{CompactOptions, CompactReport, compact};
+pub use registry_columns::columns_of_subject;
 pub use schema::{parse_type, schema_of};
 pub use sink::{ParquetSink, partition_of};

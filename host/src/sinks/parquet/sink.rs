@@ -749,6 +749,7 @@ mod tests {
                 column("n", "int64", true),
                 column("tags", "list<string>", true),
             ],
+            schema_subject: None,
             extra_fields: ExtraFields::Ignore,
             roll_size: crate::units::ByteSize(128 << 20),
             roll_interval: crate::units::HumanDuration::from_secs(300),
@@ -886,6 +887,7 @@ mod tests {
             let dir = tempfile::tempdir().unwrap();
             let breaker = Arc::new(Breaker::new("lake", &RetryConfig::default()));
             let config = ParquetSinkConfig {
+                schema_subject: None,
                 extra_fields: policy,
                 ..config(dir.path())
             };

@@ -573,3 +573,97 @@ fn top_shows_what_flows_through_a_running_instance() {
     assert!(!gone.status.success());
     assert!(String::from_utf8_lossy(&gone.stderr).contains("no weir admin endpoint answers"));
 }
+
+/// The emitted events of `weir plugin test` of `add-field` (env=prod) over `args`.
+fn add_field_emits(args: &[&str]) -> Vec<serde_json::Value> {
+    let plugin = plugin("add-field");
+    let mut all = vec!["plugin", "test", plugin.to_str().unwrap()];
+    all.extend_from_slice(args);
+    all.extend_from_slice(&["--set", "name=env", "--set", "value=prod"]);
+    let out = weir(&all);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|l| l["kind"] == "emit")
+        .map(|l| l["event"].clone())
+        .collect()
+}
+
+#[test]
+fn plugin_test_reads_avro_and_protobuf_input_files_written_by_their_reference_libraries() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = |name: &str| dir.path().join(name).display().to_string();
+    let avsc = r#"{"type": "record", "name": "Click", "fields": [
+        {"name": "user_id", "type": "string"},
+        {"name": "ts", "type": {"type": "long", "logicalType": "timestamp-millis"}},
+        {"name": "ip", "type": ["null", "string"], "default": null}]}"#;
+    std::fs::write(path("click.avsc"), avsc).unwrap();
+    let proto = "syntax = \"proto3\";\npackage shop;\nmessage Click { string user_id = 1; int64 ts = 2; optional string ip = 3; }\n";
+    std::fs::write(path("click.proto"), proto).unwrap();
+    // fastavro writes a container file and bare datums; protobuf's own runtime writes
+    // length-delimited messages of the same schema.
+    crate::harness::python(&format!(
+        r#"
+import datetime, fastavro, json
+from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
+from google.protobuf.internal.encoder import _VarintBytes
+schema = fastavro.parse_schema(json.load(open({avsc:?})))
+records = [{{"user_id": "u1", "ts": 1000, "ip": None}}, {{"user_id": "u2", "ts": 2000, "ip": "10.0.0.1"}}]
+with open({container:?}, "wb") as out:
+    fastavro.writer(out, schema, records)
+with open({datums:?}, "wb") as out:
+    for record in records:
+        fastavro.schemaless_writer(out, schema, record)
+file = descriptor_pb2.FileDescriptorProto(name="click.proto", package="shop", syntax="proto3")
+click = file.message_type.add(name="Click")
+click.field.add(name="user_id", number=1, type=9, label=1)
+click.field.add(name="ts", number=2, type=3, label=1)
+click.field.add(name="ip", number=3, type=9, label=1, proto3_optional=True, oneof_index=0)
+click.oneof_decl.add(name="_ip")
+pool = descriptor_pool.DescriptorPool()
+pool.Add(file)
+Click = message_factory.GetMessageClass(pool.FindMessageTypeByName("shop.Click"))
+with open({delimited:?}, "wb") as out:
+    for record in records:
+        message = Click(user_id=record["user_id"], ts=record["ts"])
+        if record["ip"] is not None:
+            message.ip = record["ip"]
+        data = message.SerializeToString()
+        out.write(_VarintBytes(len(data)) + data)
+"#,
+        avsc = path("click.avsc"),
+        container = path("clicks.avro"),
+        datums = path("clicks.bin"),
+        delimited = path("clicks.pb"),
+    ));
+    let expected = serde_json::json!([
+        {"user_id": "u1", "ts": 1000, "ip": null, "env": "prod"},
+        {"user_id": "u2", "ts": 2000, "ip": "10.0.0.1", "env": "prod"}
+    ]);
+    let container = add_field_emits(&["--input", &path("clicks.avro")]);
+    assert_eq!(serde_json::Value::from(container), expected);
+    let datums = add_field_emits(&[
+        "--input",
+        &path("clicks.bin"),
+        "--schema",
+        &path("click.avsc"),
+    ]);
+    assert_eq!(serde_json::Value::from(datums), expected);
+    // Protobuf leaves an unset optional field out rather than null.
+    let mut without_null = expected.clone();
+    without_null[0].as_object_mut().unwrap().remove("ip");
+    let messages = add_field_emits(&[
+        "--input",
+        &path("clicks.pb"),
+        "--schema",
+        &path("click.proto"),
+        "--message",
+        "shop.Click",
+    ]);
+    assert_eq!(serde_json::Value::from(messages), without_null);
+}

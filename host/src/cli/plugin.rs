@@ -1,6 +1,6 @@
 //! `weir plugin test`, `inspect`, `new`, `build` and `deploy`.
 
-use std::io::{BufRead, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -21,15 +21,25 @@ use crate::state::{WatermarkConfig, WatermarkTracker};
 /// Plugin commands.
 #[derive(Debug, Subcommand)]
 pub enum PluginCommand {
-    /// Run one plugin over an NDJSON file and print one JSON object per output:
+    /// Run one plugin over an NDJSON file (or Avro or Protobuf records, see `--schema`) and
+    /// print one JSON object per output:
     /// `{"input": N, "kind": "emit"|"route"|"dead-letter", "route": ..., "reason": ..., "event": ...}`.
     /// Timers fire as the watermark advances and at the end of input (`"input": null`).
     Test {
         /// The plugin component.
         plugin: PathBuf,
-        /// NDJSON input, one event per line.
+        /// The input: NDJSON, one event per line; an Avro object container file (`.avro`);
+        /// or records of `--schema`.
         #[arg(long)]
         input: PathBuf,
+        /// The input's schema: an `.avsc` (the input is Avro datums one after another) or a
+        /// `.proto` (the input is length-delimited messages). Records are turned into the
+        /// JSON the stages see on an Avro or Protobuf topic.
+        #[arg(long)]
+        schema: Option<PathBuf>,
+        /// The `.proto`'s message the input holds (default: its first).
+        #[arg(long)]
+        message: Option<String>,
         /// A config entry for the plugin's `init`, `key=value`; repeatable.
         #[arg(long = "set", value_name = "KEY=VALUE")]
         set: Vec<String>,
@@ -157,6 +167,8 @@ pub fn execute(cmd: PluginCommand) -> Result<()> {
         PluginCommand::Test {
             plugin,
             input,
+            schema,
+            message,
             set,
             geo_db,
             key_field,
@@ -191,8 +203,9 @@ pub fn execute(cmd: PluginCommand) -> Result<()> {
                 time_field,
                 ..EventConfig::default()
             });
+            let records = input_records(&input, schema.as_deref(), message.as_deref())?;
             let mut out = std::io::stdout().lock();
-            test(stage, &decoder, &input, out_of_orderness, &mut out)
+            test(stage, &decoder, &records, out_of_orderness, &mut out)
         }
     }
 }
@@ -264,24 +277,49 @@ fn print_result(
 }
 
 /// Runs `stage` over the NDJSON file at `input`, writing one line per output to `out`.
+/// The records of `input` as JSON texts: NDJSON lines, or Avro or Protobuf turned into JSON.
+fn input_records(
+    input: &Path,
+    schema: Option<&Path>,
+    message: Option<&str>,
+) -> Result<Vec<Vec<u8>>> {
+    let bytes = std::fs::read(input).with_context(|| format!("reading {}", input.display()))?;
+    let schema_text = schema
+        .map(|path| {
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))
+        })
+        .transpose()?;
+    let proto = schema.is_some_and(|p| p.extension().is_some_and(|e| e == "proto"));
+    let records = if proto {
+        crate::source::protobuf::delimited_to_json(
+            &bytes,
+            schema_text.as_deref().unwrap_or_default(),
+            message,
+        )
+    } else if schema.is_some() || bytes.starts_with(b"Obj\x01") {
+        crate::source::avro::file_to_json(&bytes, schema_text.as_deref())
+    } else {
+        Ok(bytes
+            .split(|b| *b == b'\n')
+            .filter(|line| !line.trim_ascii().is_empty())
+            .map(<[u8]>::to_vec)
+            .collect())
+    };
+    let records = records.map_err(|e| anyhow::anyhow!("{}: {e}", input.display()))?;
+    if records.is_empty() {
+        bail!("{} holds no events", input.display());
+    }
+    Ok(records)
+}
+
+/// Runs `stage` over `lines` (JSON texts) and prints what comes out.
 pub fn test(
     mut stage: WasmStage,
     decoder: &RecordDecoder,
-    input: &Path,
+    lines: &[Vec<u8>],
     lag: Duration,
     out: &mut dyn Write,
 ) -> Result<()> {
-    let file =
-        std::fs::File::open(input).with_context(|| format!("opening {}", input.display()))?;
-    let lines: Vec<String> = std::io::BufReader::new(file)
-        .lines()
-        .collect::<std::io::Result<Vec<_>>>()?
-        .into_iter()
-        .filter(|l| !l.trim().is_empty())
-        .collect();
-    if lines.is_empty() {
-        bail!("{} holds no events", input.display());
-    }
     let mut watermark = WatermarkTracker::new(WatermarkConfig {
         out_of_orderness: lag,
         idle_timeout: Duration::from_secs(3600),
@@ -297,7 +335,7 @@ pub fn test(
             let index = chunk_no * 512 + j;
             let record = SourceRecord {
                 key: None,
-                value: line.as_bytes().to_vec(),
+                value: line.clone(),
                 timestamp: None,
                 headers: Vec::new(),
                 provenance: Provenance {
@@ -316,12 +354,7 @@ pub fn test(
                 Err(reason) => writeln!(
                     out,
                     "{}",
-                    output_line(
-                        Some(index),
-                        OutputKind::DeadLetter,
-                        &reason,
-                        line.as_bytes()
-                    )
+                    output_line(Some(index), OutputKind::DeadLetter, &reason, line)
                 )?,
             }
         }

@@ -83,6 +83,44 @@ impl ToJson for AvroDecoder {
     }
 }
 
+/// The records of an Avro file as JSON texts: an object container file (`Obj\x01…`, which
+/// holds its schema), or datums one after another of the schema `schema_text`.
+pub fn file_to_json(bytes: &[u8], schema_text: Option<&str>) -> Result<Vec<Vec<u8>>, String> {
+    let mut records = Vec::new();
+    if bytes.starts_with(b"Obj\x01") {
+        let reader = apache_avro::Reader::new(bytes).map_err(|e| e.to_string())?;
+        let schema = reader.writer_schema().clone();
+        let names = ResolvedSchema::try_from(&schema)
+            .map_err(|e| e.to_string())?
+            .get_names()
+            .clone();
+        for (i, value) in reader.enumerate() {
+            let value = value.map_err(|e| format!("record {i}: {e}"))?;
+            let mut json = Vec::new();
+            write_json(value, &schema, &names, &mut json)
+                .map_err(|e| format!("record {i}: {e}"))?;
+            records.push(json);
+        }
+        return Ok(records);
+    }
+    let text = schema_text.ok_or("not an Avro container file: give the datums' schema file")?;
+    let decoder = AvroDecoder::offline();
+    decoder.preload(0, text)?;
+    let writer = decoder.writers.get(0)?;
+    let mut body = bytes;
+    while !body.is_empty() {
+        let value = writer
+            .reader
+            .read_value(&mut body)
+            .map_err(|e| format!("record {}: {e}", records.len()))?;
+        let mut json = Vec::new();
+        write_json(value, writer.schema, &writer.names, &mut json)
+            .map_err(|e| format!("record {}: {e}", records.len()))?;
+        records.push(json);
+    }
+    Ok(records)
+}
+
 /// A writer schema parsed from its text. The schema is leaked on purpose: the decoder keeps
 /// it (and the reader that borrows it) for the life of the process.
 fn writer_of(text: &str) -> Result<Writer, String> {

@@ -66,14 +66,52 @@ impl ToJson for ProtobufDecoder {
             message_indexes(&mut body).map_err(|e| format!("not protobuf: schema {id}: {e}"))?;
         let descriptor = message_at(&file, &indexes)
             .ok_or_else(|| format!("not protobuf: schema {id} has no message at {indexes:?}"))?;
-        let message = DynamicMessage::decode(descriptor, body)
-            .map_err(|e| format!("not protobuf: schema {id}: {e}"))?;
-        let mut json = Vec::with_capacity(bytes.len() * 2);
-        message
-            .serialize_with_options(&mut serde_json::Serializer::new(&mut json), &JSON_OPTIONS)
-            .map_err(|e| format!("not protobuf: schema {id}: {e}"))?;
-        Ok(json)
+        DynamicMessage::decode(descriptor, body)
+            .map_err(|e| e.to_string())
+            .and_then(|message| json_of(&message, bytes.len() * 2))
+            .map_err(|e| format!("not protobuf: schema {id}: {e}"))
     }
+}
+
+/// `message` as JSON text (protobuf's mapping with [`JSON_OPTIONS`]).
+fn json_of(message: &DynamicMessage, capacity: usize) -> Result<Vec<u8>, String> {
+    let mut json = Vec::with_capacity(capacity);
+    message
+        .serialize_with_options(&mut serde_json::Serializer::new(&mut json), &JSON_OPTIONS)
+        .map_err(|e| e.to_string())?;
+    Ok(json)
+}
+
+/// The messages of a file of length-delimited Protobuf messages (each after its varint
+/// length, as `writeDelimitedTo` writes them) of `message` (default: the first) in the
+/// `.proto` `schema_text`, as JSON texts.
+pub fn delimited_to_json(
+    bytes: &[u8],
+    schema_text: &str,
+    message: Option<&str>,
+) -> Result<Vec<Vec<u8>>, String> {
+    let file = compile(schema_text)?;
+    let descriptor = match message {
+        Some(name) => file
+            .messages()
+            .find(|m| m.full_name() == name || m.name() == name)
+            .ok_or_else(|| format!("the schema has no message {name}"))?,
+        None => file.messages().next().ok_or("the schema has no message")?,
+    };
+    let mut body = bytes;
+    let mut records = Vec::new();
+    while !body.is_empty() {
+        let failed = |e: &dyn std::fmt::Display| format!("message {}: {e}", records.len());
+        let length = protox::prost::decode_length_delimiter(&mut body).map_err(|e| failed(&e))?;
+        let (message, rest) = body
+            .split_at_checked(length)
+            .ok_or_else(|| failed(&"shorter than its length"))?;
+        body = rest;
+        let message =
+            DynamicMessage::decode(descriptor.clone(), message).map_err(|e| failed(&e))?;
+        records.push(json_of(&message, length * 2).map_err(|e| failed(&e))?);
+    }
+    Ok(records)
 }
 
 /// The message indexes after the header: a zigzag varint count, then that many zigzag

@@ -667,3 +667,40 @@ with open({delimited:?}, "wb") as out:
     ]);
     assert_eq!(serde_json::Value::from(messages), without_null);
 }
+
+#[test]
+fn the_demo_runs_on_avro_with_a_registry_of_its_own() {
+    let out = tempfile::tempdir().unwrap();
+    let plugins = crate::harness::plugin_dir();
+    let stdout = weir_ok(&[
+        "demo",
+        "--format",
+        "avro",
+        "--duration",
+        "3s",
+        "--rate",
+        "1000",
+        "--out",
+        out.path().join("demo").to_str().unwrap(),
+        "--plugin-dir",
+        plugins.to_str().unwrap(),
+    ]);
+    assert!(
+        stdout.contains("as Avro with the schema served by http://127.0.0.1:"),
+        "{stdout}"
+    );
+    let count = |label: &str| -> u64 {
+        let line = stdout
+            .lines()
+            .find(|l| l.trim_start().starts_with(label))
+            .unwrap_or_else(|| panic!("no `{label}` in {stdout}"));
+        line.split_whitespace().last().unwrap().parse().unwrap()
+    };
+    assert_eq!(count("events in "), 3000, "{stdout}");
+    assert!(count("events in the lake") > 2500, "{stdout}");
+    assert!(count("sessions closed") > 0, "{stdout}");
+    // The generator's malformed lines go out as they are, not Avro.
+    assert_eq!(count("dead-lettered"), count("not avro"), "{stdout}");
+    let config = std::fs::read_to_string(out.path().join("demo/pipeline.toml")).unwrap();
+    assert!(config.contains("format = \"avro\"") && config.contains("[schema_registry]"));
+}

@@ -3,6 +3,7 @@
 
 mod config_reload;
 mod demo;
+mod demo_registry;
 mod dlq;
 mod dlq_view;
 mod embedded_sdk;

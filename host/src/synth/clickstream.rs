@@ -155,6 +155,14 @@ fn malformed(rng: &mut StdRng, seq: u64, ts: i64) -> String {
     }
 }
 
+/// The generated events' fields as an Avro record (`ts` as the RFC 3339 text it is).
+pub const AVRO_SCHEMA: &str = r#"{"type": "record", "name": "Click", "namespace": "weir.demo",
+  "fields": [{"name": "event_id", "type": "string"}, {"name": "user_id", "type": "string"},
+    {"name": "ts", "type": "string"}, {"name": "type", "type": "string"},
+    {"name": "url", "type": "string"}, {"name": "referrer", "type": "string"},
+    {"name": "user_agent", "type": ["null", "string"], "default": null},
+    {"name": "ip", "type": ["null", "string"], "default": null}]}"#;
+
 /// The Kafka key of a generated line: its `user_id`, so a user's events share a partition.
 /// Malformed lines may have none.
 pub fn user_key(line: &str) -> Option<String> {

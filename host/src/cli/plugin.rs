@@ -354,7 +354,12 @@ pub fn test(
                 Err(reason) => writeln!(
                     out,
                     "{}",
-                    output_line(Some(index), OutputKind::DeadLetter, &reason, line)
+                    output_line(
+                        Some(index),
+                        OutputKind::DeadLetter,
+                        &reason.to_string(),
+                        line
+                    )
                 )?,
             }
         }

@@ -129,9 +129,10 @@ impl PipelineFactory {
     /// Opens the geo database and loads every stage's plugin from `plugin_dir` (a folder or
     /// an `s3://` prefix). The engine's instance pool is sized for `partitions` partitions.
     pub fn new(config: &PipelineConfig, plugin_dir: &Path, partitions: u32) -> Result<Self> {
+        let breakers = Breakers::default();
         let schema_registry = match &config.schema_registry {
             Some(registry) => Some(
-                SchemaRegistry::new(registry)
+                SchemaRegistry::new(registry, &breakers)
                     .map_err(|(field, reason)| ConfigError::Invalid { field, reason })?,
             ),
             None => None,
@@ -154,7 +155,7 @@ impl PipelineFactory {
             source: Arc::new(source),
             poll_interval: config.plugins.poll_interval(plugin_dir),
             registry: Arc::new(registry),
-            breakers: Breakers::default(),
+            breakers,
             files: OutputFiles::default(),
             watcher: None,
             poller: None,

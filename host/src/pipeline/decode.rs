@@ -15,7 +15,7 @@ use super::time::rfc3339_millis;
 use crate::config::EventConfig;
 use crate::event::{EventArena, EventRef, Span};
 use crate::flow::SourceRecord;
-use crate::source::schemas::ToJson;
+use crate::source::schemas::{ToJson, Undecodable};
 
 /// Key and event time of a valid record.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -183,15 +183,23 @@ impl RecordDecoder {
         &self,
         record: &SourceRecord,
         arena: &mut EventArena,
-    ) -> Result<EventRef, String> {
-        let converted;
-        let value = match &self.converter {
+    ) -> Result<EventRef, Undecodable> {
+        match &self.converter {
             Some(converter) => {
-                converted = converter.to_json(&record.value)?;
-                &converted
+                let json = converter.to_json(&record.value)?;
+                Ok(self.parse_into(&json, record, arena)?)
             }
-            None => &record.value,
-        };
+            None => Ok(self.parse_into(&record.value, record, arena)?),
+        }
+    }
+
+    /// Parses the JSON `value` of `record` into `arena`.
+    fn parse_into(
+        &self,
+        value: &[u8],
+        record: &SourceRecord,
+        arena: &mut EventArena,
+    ) -> Result<EventRef, String> {
         if value.len() > self.max_bytes {
             return Err(format!(
                 "too large: {} bytes, more than event.max_bytes ({})",
@@ -238,7 +246,9 @@ impl RecordDecoder {
     /// Decodes one record on its own (tools and tests), or says why it cannot be.
     pub fn decode(&self, record: &SourceRecord) -> Result<Decoded, String> {
         let mut arena = EventArena::default();
-        let event = self.decode_into(record, &mut arena)?;
+        let event = self
+            .decode_into(record, &mut arena)
+            .map_err(|e| e.to_string())?;
         Ok(Decoded {
             key: arena.key(&event).to_vec(),
             time: event.time,

@@ -13,6 +13,8 @@ use crate::config::MAIN_ROUTE;
 use crate::error::{Error, Result};
 use crate::event::{EventArena, EventRef};
 use crate::flow::{DeadLetter, Provenance, SourceRecord};
+use crate::source::SourceError;
+use crate::source::schemas::Undecodable;
 use crate::state::{PartitionChanges, PartitionSnapshot, WatermarkTracker};
 use crate::telemetry::spans;
 
@@ -121,7 +123,16 @@ impl PartitionPipeline {
                     }
                     max_time = max_time.max(Some(time));
                 }
-                Err(reason) => self.router.dead_letter(DeadLetter {
+                Err(Undecodable::SchemaUnavailable(reason)) => {
+                    // Nobody's record is at fault: the epoch fails and the partition rewinds
+                    // to its checkpoint, to try again once the registry's breaker lets it.
+                    return Err(SourceError::Io {
+                        source_name: record.provenance.source.to_string(),
+                        reason: format!("schema registry unavailable: {reason}"),
+                    }
+                    .into());
+                }
+                Err(Undecodable::Record(reason)) => self.router.dead_letter(DeadLetter {
                     reason,
                     stage: "decode".into(),
                     plugin: None,

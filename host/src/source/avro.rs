@@ -18,7 +18,7 @@ use base64::Engine;
 
 use super::avro_stream::{JsonText, streamable};
 use super::registry::SchemaRegistry;
-use super::schemas::{SchemaCache, ToJson, framed};
+use super::schemas::{SchemaCache, ToJson, Undecodable, framed};
 
 /// A writer schema ready to decode with, kept for the life of the process.
 struct Writer {
@@ -63,7 +63,7 @@ impl AvroDecoder {
 }
 
 impl ToJson for AvroDecoder {
-    fn to_json(&self, bytes: &[u8]) -> Result<Vec<u8>, String> {
+    fn to_json(&self, bytes: &[u8]) -> Result<Vec<u8>, Undecodable> {
         let (id, mut body) = framed(bytes, "avro")?;
         let writer = self.writers.get(id)?;
         let bad = |e: &dyn std::fmt::Display| format!("not avro: schema {id}: {e}");
@@ -78,7 +78,7 @@ impl ToJson for AvroDecoder {
         };
         match body.len() {
             0 => Ok(json),
-            left => Err(bad(&format!("{left} bytes left after the record"))),
+            left => Err(bad(&format!("{left} bytes left after the record")).into()),
         }
     }
 }
@@ -106,7 +106,7 @@ pub fn file_to_json(bytes: &[u8], schema_text: Option<&str>) -> Result<Vec<Vec<u
     let text = schema_text.ok_or("not an Avro container file: give the datums' schema file")?;
     let decoder = AvroDecoder::offline();
     decoder.preload(0, text)?;
-    let writer = decoder.writers.get(0)?;
+    let writer = decoder.writers.get(0).map_err(|e| e.to_string())?;
     let mut body = bytes;
     while !body.is_empty() {
         let value = writer

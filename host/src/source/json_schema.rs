@@ -6,7 +6,7 @@
 //! apply.
 
 use super::registry::SchemaRegistry;
-use super::schemas::{SchemaCache, ToJson, framed};
+use super::schemas::{SchemaCache, ToJson, Undecodable, framed};
 
 /// Takes the registry header off JSON Schema records.
 pub struct JsonSchemaDecoder {
@@ -33,7 +33,7 @@ impl JsonSchemaDecoder {
 }
 
 impl ToJson for JsonSchemaDecoder {
-    fn to_json(&self, bytes: &[u8]) -> Result<Vec<u8>, String> {
+    fn to_json(&self, bytes: &[u8]) -> Result<Vec<u8>, Undecodable> {
         let (id, body) = framed(bytes, "json")?;
         self.schemas.get(id)?;
         Ok(body.to_vec())

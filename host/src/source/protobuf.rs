@@ -15,7 +15,7 @@ use protox::file::{ChainFileResolver, File, FileResolver, GoogleFileResolver};
 use protox::prost::bytes::Buf;
 
 use super::registry::SchemaRegistry;
-use super::schemas::{SchemaCache, ToJson, framed};
+use super::schemas::{SchemaCache, ToJson, Undecodable, framed};
 
 /// The name a registered schema given as text is compiled under.
 const REGISTERED_FILE: &str = "registered.proto";
@@ -59,17 +59,17 @@ impl ProtobufDecoder {
 }
 
 impl ToJson for ProtobufDecoder {
-    fn to_json(&self, bytes: &[u8]) -> Result<Vec<u8>, String> {
+    fn to_json(&self, bytes: &[u8]) -> Result<Vec<u8>, Undecodable> {
         let (id, mut body) = framed(bytes, "protobuf")?;
         let file = self.files.get(id)?;
         let indexes =
             message_indexes(&mut body).map_err(|e| format!("not protobuf: schema {id}: {e}"))?;
         let descriptor = message_at(&file, &indexes)
             .ok_or_else(|| format!("not protobuf: schema {id} has no message at {indexes:?}"))?;
-        DynamicMessage::decode(descriptor, body)
+        Ok(DynamicMessage::decode(descriptor, body)
             .map_err(|e| e.to_string())
             .and_then(|message| json_of(&message, bytes.len() * 2))
-            .map_err(|e| format!("not protobuf: schema {id}: {e}"))
+            .map_err(|e| format!("not protobuf: schema {id}: {e}"))?)
     }
 }
 
@@ -248,7 +248,7 @@ mod tests {
         assert_eq!(out, br#"{"sku":"b"}"#);
         let missing = decoder.to_json(&framed_record(&[2, 6], &message));
         assert_eq!(
-            missing.unwrap_err(),
+            missing.unwrap_err().to_string(),
             "not protobuf: schema 1 has no message at [3]"
         );
     }
@@ -270,7 +270,8 @@ mod tests {
         decoder.preload(1, CLICK).unwrap();
         let garbled = decoder
             .to_json(&[0, 0, 0, 0, 1, 0, 0xff, 0xff])
-            .unwrap_err();
+            .unwrap_err()
+            .to_string();
         assert!(garbled.starts_with("not protobuf: schema 1: "), "{garbled}");
         assert!(compile("message {").is_err());
     }

@@ -1,14 +1,18 @@
 //! A client of a Confluent-compatible schema registry (Confluent's, Apicurio's `ccompat` API,
-//! Redpanda's, Karapace): fetches the schema a record's wire header names by id. An id the
-//! registry does not know is the record's fault; a registry that cannot be reached is not:
-//! the caller waits, retrying with backoff, and nothing is dead-lettered for it.
+//! Redpanda's, Karapace): fetches the schema a record's wire header names by id, and registers
+//! or looks up the schemas outputs are written with. An id the registry does not know is the
+//! record's fault; a registry that cannot be reached is not: a record's schema is asked for
+//! through a circuit breaker like the sinks' (the partition rewinds and retries while it is
+//! open), and what is needed at start is waited for with backoff. Nothing is dead-lettered
+//! for an outage.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::sinks::resilience::jittered;
+use crate::sinks::resilience::{Breaker, Breakers, RetryConfig, jittered};
 use crate::units::HumanDuration;
 
 /// Longest wait between two tries of an unreachable registry.
@@ -40,6 +44,9 @@ pub struct RegistryConfig {
     /// Schemas kept by id; past it, schemas are fetched for each record that needs them.
     #[serde(default = "default_cache_size")]
     pub cache_size: usize,
+    /// Tries and circuit breaker of a record's schema fetch (as a sink's `retry`).
+    #[serde(default)]
+    pub retry: RetryConfig,
 }
 
 fn default_timeout() -> HumanDuration {
@@ -76,7 +83,9 @@ impl RegistryConfig {
         if self.cache_size == 0 {
             return Err((field("cache_size"), "must be at least 1".into()));
         }
-        Ok(())
+        self.retry
+            .validate()
+            .map_err(|(name, reason)| (field(&format!("retry.{name}")), reason))
     }
 }
 
@@ -92,12 +101,14 @@ pub struct RegisteredSchema {
 }
 
 /// Why a request to the registry failed.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 enum CallError {
     /// The registry could not be asked or did not answer properly: nobody's record is.
+    #[error("{0}")]
     Unreachable(String),
     /// The registry refused the schema (409 incompatible, 422 invalid): asking again will not
     /// help.
+    #[error("{0}")]
     Refused(String),
 }
 
@@ -144,16 +155,20 @@ fn encode_path(text: &str) -> String {
         .collect()
 }
 
-/// A registry client (cloning shares its connections).
+/// A registry client (cloning shares its connections and breaker).
 #[derive(Clone)]
 pub struct SchemaRegistry {
     config: RegistryConfig,
     client: reqwest::blocking::Client,
+    breaker: Arc<Breaker>,
 }
 
+/// The breaker's name among the sinks' (`weir_sink_breaker_state{sink}`, the admin status).
+pub const BREAKER_NAME: &str = "schema_registry";
+
 impl SchemaRegistry {
-    /// A client for `config` (no request is made yet).
-    pub fn new(config: &RegistryConfig) -> Result<Self, (String, String)> {
+    /// A client for `config` whose breaker is among `breakers` (no request is made yet).
+    pub fn new(config: &RegistryConfig, breakers: &Breakers) -> Result<Self, (String, String)> {
         config.validate()?;
         crate::tls::install_crypto_provider();
         let mut builder = reqwest::blocking::Client::builder()
@@ -173,18 +188,36 @@ impl SchemaRegistry {
         Ok(SchemaRegistry {
             config: config.clone(),
             client,
+            breaker: breakers.get(BREAKER_NAME, &config.retry),
         })
     }
 
-    /// The schema with `id` (`None` if the registry has none), waiting (with backoff, a
-    /// warning and `weir_schema_registry_up` at 0) while the registry cannot be reached.
-    pub fn schema(&self, id: u32) -> Option<RegisteredSchema> {
-        let body: SchemaResponse = self
-            .waiting(&format!("schema id {id}"), || {
-                self.call(reqwest::Method::GET, &format!("schemas/ids/{id}"), None)
+    /// The schema with `id` (`None` if the registry has none), tried through the breaker;
+    /// the error says why the registry could not answer (each failed try logs a warning and
+    /// sets `weir_schema_registry_up` to 0).
+    pub fn schema(&self, id: u32) -> Result<Option<RegisteredSchema>, String> {
+        let path = format!("schemas/ids/{id}");
+        let body: Option<SchemaResponse> = self
+            .breaker
+            .call(&format!("schema id {id}"), || {
+                let answer = self.call(reqwest::Method::GET, &path, None);
+                self.observe(&answer, &format!("schema id {id}"), None);
+                answer
             })
-            .ok()??;
-        Some(body.into())
+            .map_err(|e| e.to_string())?;
+        Ok(body.map(Into::into))
+    }
+
+    /// Publishes what `answer` says of the registry: up, or (with a warning) not.
+    fn observe<T>(&self, answer: &Result<T, CallError>, what: &str, retry_in: Option<Duration>) {
+        match answer {
+            Err(CallError::Unreachable(reason)) => {
+                metrics::gauge!("weir_schema_registry_up").set(0.0);
+                metrics::counter!("weir_schema_registry_errors_total").increment(1);
+                tracing::warn!(registry = %self.config.url, asking = what, error = %reason, ?retry_in, "Schema registry unreachable: the partition waits for it.");
+            }
+            _ => metrics::gauge!("weir_schema_registry_up").set(1.0),
+        }
     }
 
     /// The id of the Avro schema `text` under `subject`: registered there if `register`
@@ -226,16 +259,12 @@ impl SchemaRegistry {
     ) -> Result<Option<T>, String> {
         let mut backoff = Duration::from_millis(200);
         loop {
-            match call() {
-                Ok(answer) => {
-                    metrics::gauge!("weir_schema_registry_up").set(1.0);
-                    return Ok(answer);
-                }
+            let answer = call();
+            self.observe(&answer, what, Some(backoff));
+            match answer {
+                Ok(answer) => return Ok(answer),
                 Err(CallError::Refused(reason)) => return Err(reason),
-                Err(CallError::Unreachable(reason)) => {
-                    metrics::gauge!("weir_schema_registry_up").set(0.0);
-                    metrics::counter!("weir_schema_registry_errors_total").increment(1);
-                    tracing::warn!(registry = %self.config.url, asking = what, error = %reason, retry_in = ?backoff, "Schema registry unreachable: the partition waits for it.");
+                Err(CallError::Unreachable(_)) => {
                     std::thread::sleep(jittered(backoff));
                     backoff = (backoff * 2).min(MAX_BACKOFF);
                 }

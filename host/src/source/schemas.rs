@@ -10,8 +10,35 @@ use super::registry::SchemaRegistry;
 /// Turns a topic's registry-framed record values into the JSON text the stages read.
 pub trait ToJson: Send + Sync + std::fmt::Debug {
     /// The record `bytes` as a JSON text, or why it is not a record of a schema the registry
-    /// knows. Waits while the registry cannot be reached.
-    fn to_json(&self, bytes: &[u8]) -> Result<Vec<u8>, String>;
+    /// knows, or that the registry cannot be asked now.
+    fn to_json(&self, bytes: &[u8]) -> Result<Vec<u8>, Undecodable>;
+}
+
+/// Why a record could not be decoded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Undecodable {
+    /// The record is at fault: it is a dead letter with this reason.
+    Record(String),
+    /// The registry could not be asked for the record's schema (its breaker is open or the
+    /// tries failed): nobody's record is at fault, and the partition rewinds and retries.
+    SchemaUnavailable(String),
+}
+
+impl From<String> for Undecodable {
+    fn from(reason: String) -> Self {
+        Undecodable::Record(reason)
+    }
+}
+
+impl std::fmt::Display for Undecodable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Undecodable::Record(reason) => f.write_str(reason),
+            Undecodable::SchemaUnavailable(reason) => {
+                write!(f, "schema registry unavailable: {reason}")
+            }
+        }
+    }
 }
 
 /// The schema id and the body of a registry-framed record of `format` (`avro`, …).
@@ -66,16 +93,19 @@ impl<T> SchemaCache<T> {
         Ok(())
     }
 
-    /// The writer schema `id`, fetched on first use. The error is the record's reason.
-    pub fn get(&self, id: u32) -> Result<Arc<T>, String> {
+    /// The writer schema `id`, fetched on first use.
+    pub fn get(&self, id: u32) -> Result<Arc<T>, Undecodable> {
         if let Some(known) = self.lock().get(&id) {
-            return known.clone();
+            return Ok(known.clone()?);
         }
         let Some(registry) = &self.registry else {
-            return Err(format!("unknown schema id {id}"));
+            return Err(format!("unknown schema id {id}").into());
         };
         let format = self.format;
-        let made = match registry.schema(id) {
+        let registered = registry
+            .schema(id)
+            .map_err(Undecodable::SchemaUnavailable)?;
+        let made = match registered {
             Some(registered) if !registered.kind.eq_ignore_ascii_case(format) => Err(format!(
                 "not {format}: schema {id} is {}",
                 registered.kind.to_lowercase()
@@ -92,7 +122,7 @@ impl<T> SchemaCache<T> {
         if known.len() < self.cache_size {
             known.insert(id, made.clone());
         }
-        made
+        Ok(made?)
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u32, Result<Arc<T>, String>>> {
@@ -128,6 +158,9 @@ mod tests {
         let cache = SchemaCache::new(None, "avro", |text| Ok(text.len()));
         cache.preload(7, "abc").unwrap();
         assert_eq!(*cache.get(7).unwrap(), 3);
-        assert_eq!(cache.get(8).unwrap_err(), "unknown schema id 8");
+        assert_eq!(
+            cache.get(8).unwrap_err(),
+            Undecodable::Record("unknown schema id 8".into())
+        );
     }
 }

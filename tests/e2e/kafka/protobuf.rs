@@ -4,7 +4,9 @@
 //! message is the second of its file (message indexes `[1]`) and moves to a v2 with a new
 //! field halfway. weir's lakes over both topics equal a run over the same events as plain
 //! JSON; records of the wrong schema type, an unknown id or bytes that do not decode are dead
-//! letters with their reasons and original bytes.
+//! letters with their reasons and original bytes. The registry goes down once the Protobuf
+//! run has started: its epochs fail and rewind through the registry's circuit breaker until
+//! it is back, and nothing is dead-lettered for the outage.
 
 use std::time::Duration;
 
@@ -85,7 +87,8 @@ fn protobuf_and_json_schema_records_from_confluents_serializers_give_the_same_la
     let bootstrap = broker.bootstrap();
     broker.create_topic("clicks-js", super::PARTITIONS);
     let servers = tempfile::tempdir().unwrap();
-    let registry = SchemaRegistryServer::start(servers.path()).unwrap_or_else(|e| panic!("{e:#}"));
+    let mut registry =
+        SchemaRegistryServer::start(servers.path()).unwrap_or_else(|e| panic!("{e:#}"));
 
     // Proto3 strings have no null: an absent user agent or address reads as "".
     let events = as_decoded(
@@ -112,7 +115,18 @@ fn protobuf_and_json_schema_records_from_confluents_serializers_give_the_same_la
     let protobuf_out = tempfile::tempdir().unwrap();
     let config = pipeline_config(&bootstrap, protobuf_out.path(), "protobuf");
     read_framed(&config, "clicks", "protobuf", &registry.url());
-    WeirProcess::start(&config, "protobuf", true).wait_success(Duration::from_secs(300));
+    registry.stop();
+    let run = WeirProcess::start(&config, "protobuf", true);
+    run.wait_log(
+        "epochs failing for the registry",
+        Duration::from_secs(90),
+        |log| {
+            log.contains("Schema registry unreachable")
+                && log.contains("schema registry unavailable")
+        },
+    );
+    registry.resume().unwrap();
+    run.wait_success(Duration::from_secs(300));
 
     let json_schema_out = tempfile::tempdir().unwrap();
     let config = pipeline_config(&bootstrap, json_schema_out.path(), "json-schema");

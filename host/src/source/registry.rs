@@ -220,16 +220,23 @@ impl SchemaRegistry {
         }
     }
 
-    /// The id of the Avro schema `text` under `subject`: registered there if `register`
-    /// (the registry gives the id it already has for the same schema), else looked up (an
-    /// error if the subject has no such version). Waits while the registry cannot be reached.
-    pub fn id_of(&self, subject: &str, text: &str, register: bool) -> Result<u32, String> {
+    /// The id of the schema `text` of `kind` (`AVRO`, `PROTOBUF`) under `subject`:
+    /// registered there if `register` (the registry gives the id it already has for the same
+    /// schema), else looked up (an error if the subject has no such version). Waits while the
+    /// registry cannot be reached.
+    pub fn id_of(
+        &self,
+        subject: &str,
+        kind: &str,
+        text: &str,
+        register: bool,
+    ) -> Result<u32, String> {
         let path = if register {
             format!("subjects/{}/versions", encode_path(subject))
         } else {
             format!("subjects/{}", encode_path(subject))
         };
-        let body = serde_json::json!({ "schema": text });
+        let body = serde_json::json!({ "schema": text, "schemaType": kind });
         let answer: IdResponse = self
             .waiting(&format!("subject {subject}"), || {
                 self.call(reqwest::Method::POST, &path, Some(&body))

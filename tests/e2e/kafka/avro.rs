@@ -60,8 +60,9 @@ fn sessions_columns_from(config: &Path, subject: &str) {
     std::fs::write(config, replaced).unwrap();
 }
 
-/// Moves `config`'s `sessions` route to a sink of its own writing Avro of `schema_file`.
-fn sessions_as_avro(config: &Path, schema_file: &Path) {
+/// Moves `config`'s `sessions` route to a sink of its own writing `format` (`avro`,
+/// `protobuf`) of `schema_file` to `weir.sessions`.
+pub(super) fn sessions_as(config: &Path, format: &str, schema_file: &Path) {
     let text = std::fs::read_to_string(config).unwrap();
     let moved = text
         .replace(
@@ -75,8 +76,8 @@ fn sessions_as_avro(config: &Path, schema_file: &Path) {
         "the example's kafka sink moved"
     );
     let sink = format!(
-        "\n[sinks.sessions_avro]\ntype = \"kafka\"\nroutes = [\"sessions\"]\n\
-         topic = \"weir.sessions\"\nformat = \"avro\"\nschema_file = {:?}\n",
+        "\n[sinks.sessions_registered]\ntype = \"kafka\"\nroutes = [\"sessions\"]\n\
+         topic = \"weir.sessions\"\nformat = {format:?}\nschema_file = {:?}\n",
         schema_file.display().to_string()
     );
     std::fs::write(config, moved + &sink).unwrap();
@@ -184,7 +185,7 @@ fn avro_records_from_confluents_serializer_give_the_same_lake_as_json() {
     read_framed(&config, "clicks", "avro", &registry.url());
     let session_schema = out.path().join("session.avsc");
     std::fs::write(&session_schema, SESSION_SCHEMA).unwrap();
-    sessions_as_avro(&config, &session_schema);
+    sessions_as(&config, "avro", &session_schema);
     register_sessions(&registry.url(), "weir.sessions-value");
     sessions_columns_from(&config, "weir.sessions-value");
     // The registry is down when weir starts: the partitions wait for it.
@@ -214,22 +215,10 @@ fn avro_records_from_confluents_serializer_give_the_same_lake_as_json() {
         expected["events"].as_array().map(Vec::len)
     );
     assert_eq!(actual, expected, "the Avro run's lake differs from JSON's");
-    let sorted = |mut records: Vec<serde_json::Value>| {
-        records.sort_by_key(ToString::to_string);
-        records
-    };
-    let avro: Vec<Vec<u8>> = read_all(&bootstrap, "weir.sessions")
-        .into_iter()
-        .map(|r| r.raw)
-        .collect();
-    let json: Vec<serde_json::Value> = read_all(&bootstrap, "ref.sessions")
-        .into_iter()
-        .map(|r| r.value)
-        .collect();
-    assert!(!json.is_empty());
+    let (avro, json) = sessions_and_reference(&bootstrap);
     assert_eq!(
         sorted(deserialized(&registry.url(), "weir.sessions", &avro)),
-        sorted(json),
+        json,
         "the Avro sessions differ from the JSON run's"
     );
     assert!(
@@ -322,4 +311,24 @@ pub(super) fn reference_run(broker: &Broker, events: &[serde_json::Value]) -> te
     .unwrap();
     WeirProcess::start(&config, "json", true).wait_success(Duration::from_secs(300));
     reference
+}
+
+/// The raw values of `weir.sessions` and the reference run's sessions, sorted.
+pub(super) fn sessions_and_reference(bootstrap: &str) -> (Vec<Vec<u8>>, Vec<serde_json::Value>) {
+    let raw = read_all(bootstrap, "weir.sessions")
+        .into_iter()
+        .map(|r| r.raw)
+        .collect();
+    let json: Vec<serde_json::Value> = read_all(bootstrap, "ref.sessions")
+        .into_iter()
+        .map(|r| r.value)
+        .collect();
+    assert!(!json.is_empty());
+    (raw, sorted(json))
+}
+
+/// `records` in a stable order.
+pub(super) fn sorted(mut records: Vec<serde_json::Value>) -> Vec<serde_json::Value> {
+    records.sort_by_key(ToString::to_string);
+    records
 }

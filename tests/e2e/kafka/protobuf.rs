@@ -4,19 +4,78 @@
 //! message is the second of its file (message indexes `[1]`) and moves to a v2 with a new
 //! field halfway. weir's lakes over both topics equal a run over the same events as plain
 //! JSON; records of the wrong schema type, an unknown id or bytes that do not decode are dead
-//! letters with their reasons and original bytes. The registry goes down once the Protobuf
-//! run has started: its epochs fail and rewind through the registry's circuit breaker until
-//! it is back, and nothing is dead-lettered for the outage.
+//! letters with their reasons and original bytes. The Protobuf run writes its sessions as
+//! Protobuf (a `.proto` registered under `weir.sessions-value`), which Confluent's
+//! `ProtobufDeserializer` reads back as the JSON run's sessions. The JSON Schema run starts
+//! with the registry down: its epochs fail and rewind through the registry's circuit breaker
+//! until it is back, and nothing is dead-lettered for the outage.
 
 use std::time::Duration;
 
 use xtask::servers::SchemaRegistryServer;
 
-use super::avro::{as_decoded, assert_dead_letters, produce_raw, read_framed, reference_run};
+use super::avro::{
+    as_decoded, assert_dead_letters, produce_raw, read_framed, reference_run,
+    sessions_and_reference, sessions_as, sorted,
+};
 use super::{
     Broker, WeirProcess, clickstream, lake_tables, pipeline_config, use_output_topics, valid_events,
 };
 use crate::harness::python;
+
+/// The sessions as a user would declare them for `sessionize`'s summaries, the second
+/// message of their file.
+const SESSION_PROTO: &str = "syntax = \"proto3\";\npackage shop;\n\
+    message Note { string text = 1; }\n\
+    message Session { string user_id = 1; string session_id = 2; int64 start = 3; int64 end = 4;\n\
+    int64 duration_ms = 5; int64 event_count = 6; int64 page_views = 7;\n\
+    optional string first_url = 8; optional string last_url = 9; }\n";
+
+/// `values` of `topic` as Confluent's `ProtobufDeserializer` reads them into the same
+/// message (built by protobuf's runtime), as JSON objects with numbers for the int64 fields.
+fn deserialized(topic: &str, values: &[Vec<u8>]) -> Vec<serde_json::Value> {
+    let file = tempfile::NamedTempFile::new().unwrap();
+    let values: Vec<String> = values.iter().map(hex::encode).collect();
+    std::fs::write(file.path(), serde_json::to_string(&values).unwrap()).unwrap();
+    let out = python(&format!(
+        r#"
+import json
+from confluent_kafka.schema_registry.protobuf import ProtobufDeserializer
+from confluent_kafka.serialization import SerializationContext, MessageField
+from google.protobuf import descriptor_pb2, descriptor_pool, json_format, message_factory
+STRING, INT64, OPTIONAL = 9, 3, 1
+file = descriptor_pb2.FileDescriptorProto(name="session.proto", package="shop", syntax="proto3")
+file.message_type.add(name="Note").field.add(name="text", number=1, type=STRING, label=OPTIONAL)
+session = file.message_type.add(name="Session")
+fields = [("user_id", STRING), ("session_id", STRING), ("start", INT64), ("end", INT64),
+          ("duration_ms", INT64), ("event_count", INT64), ("page_views", INT64)]
+for number, (name, kind) in enumerate(fields, 1):
+    session.field.add(name=name, number=number, type=kind, label=OPTIONAL)
+for number, name in [(8, "first_url"), (9, "last_url")]:
+    session.oneof_decl.add(name="_" + name)
+    session.field.add(name=name, number=number, type=STRING, label=OPTIONAL,
+                      proto3_optional=True, oneof_index=len(session.oneof_decl) - 1)
+pool = descriptor_pool.DescriptorPool()
+pool.Add(file)
+Session = message_factory.GetMessageClass(pool.FindMessageTypeByName("shop.Session"))
+read = ProtobufDeserializer(Session, {{"use.deprecated.format": False}})
+context = SerializationContext({topic:?}, MessageField.VALUE)
+out = []
+for value in json.load(open({file:?})):
+    record = json_format.MessageToDict(read(bytes.fromhex(value), context),
+        preserving_proto_field_name=True, always_print_fields_with_no_presence=True)
+    for name, kind in fields:
+        if kind == INT64:
+            record[name] = int(record[name])
+    for name in ["first_url", "last_url"]:
+        record.setdefault(name, None)
+    out.append(record)
+print(json.dumps(out))
+"#,
+        file = file.path().display().to_string()
+    ));
+    serde_json::from_str(&out).unwrap()
+}
 
 /// The schema ids the serializers registered.
 #[derive(serde::Deserialize)]
@@ -115,8 +174,19 @@ fn protobuf_and_json_schema_records_from_confluents_serializers_give_the_same_la
     let protobuf_out = tempfile::tempdir().unwrap();
     let config = pipeline_config(&bootstrap, protobuf_out.path(), "protobuf");
     read_framed(&config, "clicks", "protobuf", &registry.url());
+    let session_proto = protobuf_out.path().join("session.proto");
+    std::fs::write(&session_proto, SESSION_PROTO).unwrap();
+    sessions_as(&config, "protobuf", &session_proto);
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(&config, text + "message = \"shop.Session\"\n").unwrap();
+    WeirProcess::start(&config, "protobuf", true).wait_success(Duration::from_secs(300));
+
+    let json_schema_out = tempfile::tempdir().unwrap();
+    let config = pipeline_config(&bootstrap, json_schema_out.path(), "json-schema");
+    use_output_topics(&broker, &config, "js.");
+    read_framed(&config, "clicks-js", "json-schema", &registry.url());
     registry.stop();
-    let run = WeirProcess::start(&config, "protobuf", true);
+    let run = WeirProcess::start(&config, "json-schema", true);
     run.wait_log(
         "epochs failing for the registry",
         Duration::from_secs(90),
@@ -127,12 +197,6 @@ fn protobuf_and_json_schema_records_from_confluents_serializers_give_the_same_la
     );
     registry.resume().unwrap();
     run.wait_success(Duration::from_secs(300));
-
-    let json_schema_out = tempfile::tempdir().unwrap();
-    let config = pipeline_config(&bootstrap, json_schema_out.path(), "json-schema");
-    use_output_topics(&broker, &config, "js.");
-    read_framed(&config, "clicks-js", "json-schema", &registry.url());
-    WeirProcess::start(&config, "json-schema", true).wait_success(Duration::from_secs(300));
 
     let reference = reference_run(&broker, &events);
 
@@ -157,6 +221,16 @@ fn protobuf_and_json_schema_records_from_confluents_serializers_give_the_same_la
     assert!(
         expected["events"].as_array().is_some_and(|e| e.len() > 100),
         "{expected}"
+    );
+    let (protobuf_sessions, json_sessions) = sessions_and_reference(&bootstrap);
+    assert_eq!(
+        sorted(deserialized("weir.sessions", &protobuf_sessions)),
+        json_sessions,
+        "the Protobuf sessions differ from the JSON run's"
+    );
+    assert!(
+        protobuf_sessions.iter().all(|v| v[5..7] == [2, 2]),
+        "message indexes [1]: Session is the file's second message"
     );
     for (format, out) in [
         ("Protobuf", &protobuf_out),

@@ -18,14 +18,17 @@ pub struct KafkaSinkConfig {
     /// Topic per route.
     #[serde(default)]
     pub topics: BTreeMap<String, String>,
-    /// How values are written: `json` (the default) or `avro` in the schema registry's wire
-    /// format (needs `[schema_registry]`).
+    /// How values are written: `json` (the default), or `avro` or `protobuf` in the schema
+    /// registry's wire format (needs `[schema_registry]`).
     #[serde(default)]
     pub format: OutputFormat,
-    /// The Avro schema of the values (a `.avsc` file). Without one, the subject's latest
-    /// version (needs `auto_register = false`).
+    /// The schema of the values (an `.avsc` or a `.proto` file). Without one, the subject's
+    /// latest version (needs `auto_register = false`).
     #[serde(default)]
     pub schema_file: Option<PathBuf>,
+    /// The `.proto`'s top-level message the values are (default: its first).
+    #[serde(default)]
+    pub message: Option<String>,
     /// Registers `schema_file` under the subject at start (the registry keeps one version per
     /// schema); `false` looks it up and refuses to start if the subject lacks it.
     #[serde(default = "default_auto_register")]
@@ -49,6 +52,8 @@ pub enum OutputFormat {
     Json,
     /// Avro in the registry's wire format.
     Avro,
+    /// Protobuf in the registry's wire format.
+    Protobuf,
 }
 
 /// Which registry subject an output schema is under (Confluent's strategies).
@@ -90,12 +95,12 @@ impl KafkaSinkConfig {
                 "names a route the sink does not take".into(),
             ));
         }
-        if self.format == OutputFormat::Avro && self.schema_file.is_none() {
+        if self.format != OutputFormat::Json && self.schema_file.is_none() {
             if self.auto_register {
                 return Err((
                     "schema_file".into(),
-                    "avro output registers a schema: give its .avsc file, or set \
-                     `auto_register = false` to use the subject's latest version"
+                    "avro or protobuf output registers a schema: give its .avsc or .proto \
+                     file, or set `auto_register = false` to use the subject's latest version"
                         .into(),
                 ));
             }
@@ -122,6 +127,7 @@ mod tests {
             topics: [("sessions".to_string(), "s".to_string())].into(),
             format: OutputFormat::Json,
             schema_file: None,
+            message: None,
             auto_register: true,
             subject_strategy: SubjectStrategy::TopicName,
         };

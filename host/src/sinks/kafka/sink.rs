@@ -1,15 +1,15 @@
 //! The `kafka` sink: each route goes to its topic, produced on the instance's producer (so
 //! inside the epoch's transaction under exactly-once), with provenance headers; values as
-//! the stages wrote them (JSON) or as registered Avro.
+//! the stages wrote them (JSON) or in a registered format (Avro, Protobuf).
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use rdkafka::message::OwnedHeaders;
 
-use super::avro_output::{AvroOutput, AvroOutputError};
 use super::headers::output_headers;
 use super::producer::OutputProducer;
+use super::registered_output::{OutputError, RegisteredOutput};
 use super::{KafkaSinkConfig, OutputFormat};
 use crate::sinks::{Rejection, Sink, SinkBatch, SinkError, io_error};
 use crate::source::registry::SchemaRegistry;
@@ -19,13 +19,13 @@ pub struct KafkaSink {
     name: String,
     topics: HashMap<String, String>,
     producer: Arc<OutputProducer>,
-    /// Writes the values as Avro, for `format = "avro"`.
-    avro: Option<AvroOutput>,
+    /// Writes the values in a registered format (`avro`, `protobuf`).
+    registered: Option<RegisteredOutput>,
 }
 
 impl KafkaSink {
-    /// A sink over a validated config. An Avro sink has its schema's id for each of its
-    /// topics from `registry` before it starts.
+    /// A sink over a validated config. An Avro or Protobuf sink has its schema's id for each
+    /// of its topics from `registry` before it starts.
     pub fn new(
         name: &str,
         config: &KafkaSinkConfig,
@@ -41,21 +41,23 @@ impl KafkaSink {
             sink: name.to_string(),
             reason,
         };
-        let avro = match (config.format, registry) {
+        let registered = match (config.format, registry) {
             (OutputFormat::Json, _) => None,
-            (OutputFormat::Avro, None) => {
-                return Err(setup("avro output needs a [schema_registry]".into()));
+            (_, None) => {
+                return Err(setup(
+                    "a registered format needs a [schema_registry]".into(),
+                ));
             }
-            (OutputFormat::Avro, Some(registry)) => {
+            (_, Some(registry)) => {
                 let topics = topics.values().map(String::as_str);
-                Some(AvroOutput::new(config, registry, topics).map_err(setup)?)
+                Some(RegisteredOutput::new(config, registry, topics).map_err(setup)?)
             }
         };
         Ok(KafkaSink {
             name: name.to_string(),
             topics,
             producer,
-            avro,
+            registered,
         })
     }
 }
@@ -79,18 +81,18 @@ impl Sink for KafkaSink {
                 None => OwnedHeaders::new(),
             };
             let encoded;
-            let value = match &mut self.avro {
+            let value = match &self.registered {
                 None => record.value,
-                Some(avro) => match avro.encode(topic, record.value) {
+                Some(registered) => match registered.encode(topic, record.value) {
                     Ok(framed) => {
                         encoded = framed;
                         &encoded
                     }
-                    Err(AvroOutputError::Record(reason)) => {
+                    Err(OutputError::Record(reason)) => {
                         rejected.push(Rejection { index, reason });
                         continue;
                     }
-                    Err(AvroOutputError::Schema(reason)) => {
+                    Err(OutputError::Schema(reason)) => {
                         return Err(io_error(&self.name, reason));
                     }
                 },

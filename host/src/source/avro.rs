@@ -17,7 +17,7 @@ use apache_avro::types::Value;
 use base64::Engine;
 
 use super::avro_stream::{JsonText, streamable};
-use super::registry::SchemaRegistry;
+use super::registry::{ResolvedReferences, SchemaRegistry};
 use super::schemas::{SchemaCache, ToJson, Undecodable, framed};
 
 /// A writer schema ready to decode with, kept for the life of the process.
@@ -121,23 +121,51 @@ pub fn file_to_json(bytes: &[u8], schema_text: Option<&str>) -> Result<Vec<Vec<u
     Ok(records)
 }
 
-/// A writer schema parsed from its text. The schema is leaked on purpose: the decoder keeps
-/// it (and the reader that borrows it) for the life of the process.
-fn writer_of(text: &str) -> Result<Writer, String> {
-    let schema: &'static Schema = Box::leak(Box::new(
-        Schema::parse_str(text).map_err(|e| e.to_string())?,
-    ));
-    let names = ResolvedSchema::try_from(schema)
+/// A schema parsed with the schemas it refers to, kept for the life of the process: they are
+/// leaked on purpose, so that readers and writers can borrow them for as long.
+pub struct KeptSchema {
+    /// The schema.
+    pub schema: &'static Schema,
+    /// The schemas it refers to, then it.
+    pub all: Vec<&'static Schema>,
+    /// Every named type among them.
+    pub names: NamesRef<'static>,
+}
+
+/// The schema `text`, whose named types from other schemas are in `references`.
+pub fn kept_schema(text: &str, references: &ResolvedReferences) -> Result<KeptSchema, String> {
+    let (schema, others) = if references.is_empty() {
+        (Schema::parse_str(text), Vec::new())
+    } else {
+        Schema::parse_str_with_list(text, references.iter().map(|(_, text)| text.as_str()))
+            .map(|(schema, others)| (Ok(schema), others))
+            .map_err(|e| e.to_string())?
+    };
+    let schema: &'static Schema = Box::leak(Box::new(schema.map_err(|e| e.to_string())?));
+    // The referenced schemas first: names resolve in order.
+    let mut all: Vec<&'static Schema> = others
+        .into_iter()
+        .map(|s| &*Box::leak(Box::new(s)))
+        .collect();
+    all.push(schema);
+    let names = ResolvedSchema::new_with_schemata(all.clone())
         .map_err(|e| e.to_string())?
         .get_names()
         .clone();
-    let reader = GenericDatumReader::builder(schema)
-        .build()
+    Ok(KeptSchema { schema, all, names })
+}
+
+/// A writer schema parsed from its text and references (see [`kept_schema`]).
+fn writer_of(text: &str, references: &ResolvedReferences) -> Result<Writer, String> {
+    let kept = kept_schema(text, references)?;
+    let reader = GenericDatumReader::builder(kept.schema)
+        .writer_schemata(kept.all.clone())
+        .and_then(|builder| builder.build())
         .map_err(|e| e.to_string())?;
     Ok(Writer {
-        streams: streamable(schema),
-        schema,
-        names,
+        streams: kept.all.iter().all(|s| streamable(s)),
+        schema: kept.schema,
+        names: kept.names,
         reader,
     })
 }
@@ -283,7 +311,7 @@ mod tests {
             {"name": "counts", "type": {"type": "map", "values": "int"}},
             {"name": "next", "type": ["null", "Kind"], "default": null}
         ]}"#;
-        let writer = writer_of(text).unwrap();
+        let writer = writer_of(text, &Vec::new()).unwrap();
         assert!(writer.streams);
         let value = Value::Record(vec![
             ("id".into(), Value::String("e\"1".into())),
@@ -322,9 +350,26 @@ mod tests {
             r#""type": {"type": "bytes", "logicalType": "decimal", "precision": 9, "scale": 2}"#,
         );
         assert!(
-            !writer_of(&decimal).unwrap().streams,
+            !writer_of(&decimal, &Vec::new()).unwrap().streams,
             "a decimal needs the value path"
         );
+    }
+
+    #[test]
+    fn named_types_of_referenced_schemas_resolve() {
+        let address = r#"{"type": "record", "name": "Address", "namespace": "shop",
+            "fields": [{"name": "city", "type": "string"}]}"#;
+        let order = r#"{"type": "record", "name": "Order", "namespace": "shop",
+            "fields": [{"name": "id", "type": "string"}, {"name": "ship_to", "type": "Address"}]}"#;
+        assert!(
+            writer_of(order, &Vec::new()).is_err(),
+            "Address is unknown alone"
+        );
+        let writer = writer_of(order, &vec![("shop.Address".into(), address.into())]).unwrap();
+        // "a", then the address's "b": each a zigzag length and its bytes.
+        let mut body: &[u8] = &[2, b'a', 2, b'b'];
+        let JsonText(json) = writer.reader.read_deser(&mut body).unwrap();
+        assert_eq!(json, br#"{"id":"a","ship_to":{"city":"b"}}"#);
     }
 
     #[test]
@@ -338,7 +383,7 @@ mod tests {
             {"name": "tags", "type": {"type": "array", "items": "string"}},
             {"name": "next", "type": ["null", "Kind"], "default": null}
         ]}"#;
-        let writer = writer_of(text).unwrap();
+        let writer = writer_of(text, &Vec::new()).unwrap();
         let value = Value::Record(vec![
             ("id".into(), Value::String("e1".into())),
             ("ts".into(), Value::TimestampMillis(1_767_261_600_000)),

@@ -23,7 +23,7 @@ impl JsonSchemaDecoder {
     /// A decoder checking schema ids against `registry`.
     pub fn new(registry: SchemaRegistry) -> Self {
         JsonSchemaDecoder {
-            schemas: SchemaCache::new(Some(registry), "json", |text| {
+            schemas: SchemaCache::new(Some(registry), "json", |text, _| {
                 serde_json::from_str::<serde::de::IgnoredAny>(text)
                     .map(|_| ())
                     .map_err(|e| format!("a schema that is not JSON: {e}"))

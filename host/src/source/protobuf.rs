@@ -9,12 +9,14 @@
 //! field reads the same as in a JSON topic: enums are their names, bytes base64, a
 //! `google.protobuf.Timestamp` its RFC 3339 text, a map an object.
 
+use std::collections::HashMap;
+
 use prost_reflect::{DynamicMessage, FileDescriptor, MessageDescriptor, SerializeOptions};
 use protox::Compiler;
 use protox::file::{ChainFileResolver, File, FileResolver, GoogleFileResolver};
 use protox::prost::bytes::Buf;
 
-use super::registry::SchemaRegistry;
+use super::registry::{ResolvedReferences, SchemaRegistry};
 use super::schemas::{SchemaCache, ToJson, Undecodable, framed};
 
 /// The name a registered schema given as text is compiled under.
@@ -41,14 +43,14 @@ impl ProtobufDecoder {
     /// A decoder fetching schemas from `registry`.
     pub fn new(registry: SchemaRegistry) -> Self {
         ProtobufDecoder {
-            files: SchemaCache::new(Some(registry), "protobuf", compile),
+            files: SchemaCache::new(Some(registry), "protobuf", compile_with),
         }
     }
 
     /// A decoder that knows only the schemas [`ProtobufDecoder::preload`] gives it.
     pub fn offline() -> Self {
         ProtobufDecoder {
-            files: SchemaCache::new(None, "protobuf", compile),
+            files: SchemaCache::new(None, "protobuf", compile_with),
         }
     }
 
@@ -147,15 +149,20 @@ fn message_at(file: &FileDescriptor, indexes: &[usize]) -> Option<MessageDescrip
 /// The registered schema `text` compiled: a `.proto` source, or a base64
 /// `FileDescriptorProto`.
 pub fn compile(text: &str) -> Result<FileDescriptor, String> {
-    use base64::Engine;
-    let registered = match base64::engine::general_purpose::STANDARD.decode(text.trim()) {
-        Ok(bytes) => File::decode_file_descriptor_proto(bytes.as_slice())
-            .map_err(|e| format!("a base64 schema that is not a FileDescriptorProto: {e}"))?,
-        Err(_) => File::from_source(REGISTERED_FILE, text).map_err(|e| e.to_string())?,
-    };
+    compile_with(text, &Vec::new())
+}
+
+/// The registered schema `text` compiled with the files it imports: the well-known types and
+/// `references` (each by its import path).
+pub fn compile_with(text: &str, references: &ResolvedReferences) -> Result<FileDescriptor, String> {
+    let registered = file_of(REGISTERED_FILE, text)?;
     let name = registered.name().to_string();
+    let mut files = HashMap::from([(name.clone(), registered)]);
+    for (import, text) in references {
+        files.insert(import.clone(), file_of(import, text)?);
+    }
     let mut resolver = ChainFileResolver::new();
-    resolver.add(Registered(registered));
+    resolver.add(Registered(files));
     resolver.add(GoogleFileResolver::new());
     let mut compiler = Compiler::with_file_resolver(resolver);
     compiler.open_file(&name).map_err(|e| e.to_string())?;
@@ -165,16 +172,25 @@ pub fn compile(text: &str) -> Result<FileDescriptor, String> {
         .ok_or_else(|| format!("{name} is missing once compiled"))
 }
 
-/// Serves the registered file to the compiler.
-struct Registered(File);
+/// A registered `.proto` as a file named `name` (a base64 descriptor keeps its own name).
+fn file_of(name: &str, text: &str) -> Result<File, String> {
+    use base64::Engine;
+    match base64::engine::general_purpose::STANDARD.decode(text.trim()) {
+        Ok(bytes) => File::decode_file_descriptor_proto(bytes.as_slice())
+            .map_err(|e| format!("{name}: a base64 schema that is not a FileDescriptorProto: {e}")),
+        Err(_) => File::from_source(name, text).map_err(|e| e.to_string()),
+    }
+}
+
+/// Serves the registered files to the compiler, by name.
+struct Registered(HashMap<String, File>);
 
 impl FileResolver for Registered {
     fn open_file(&self, name: &str) -> Result<File, protox::Error> {
-        if name == self.0.name() {
-            Ok(self.0.clone())
-        } else {
-            Err(protox::Error::file_not_found(name))
-        }
+        self.0
+            .get(name)
+            .cloned()
+            .ok_or_else(|| protox::Error::file_not_found(name))
     }
 }
 
@@ -262,6 +278,26 @@ mod tests {
             .encode(file.file_descriptor_proto().encode_to_vec());
         let again = compile(&encoded).unwrap();
         assert_eq!(again.messages().next().unwrap().full_name(), "shop.Click");
+    }
+
+    #[test]
+    fn imports_of_referenced_schemas_resolve() {
+        let common = "syntax = \"proto3\"; package shop; message Money { int64 cents = 1; }";
+        let order = "syntax = \"proto3\"; package shop; import \"shop/common.proto\";\n\
+                     message Order { string id = 1; Money total = 2; }";
+        assert!(
+            compile(order).is_err(),
+            "shop/common.proto is unknown alone"
+        );
+        let references = vec![("shop/common.proto".to_string(), common.to_string())];
+        let file = compile_with(order, &references).unwrap();
+        let message = file.messages().next().unwrap();
+        let json = serde_json::json!({"id": "o1", "total": {"cents": 250}});
+        let decoded = DynamicMessage::deserialize(message, json.clone()).unwrap();
+        assert_eq!(
+            serde_json::from_slice::<serde_json::Value>(&json_of(&decoded, 64).unwrap()).unwrap(),
+            json
+        );
     }
 
     #[test]

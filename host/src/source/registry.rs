@@ -96,9 +96,23 @@ pub struct RegisteredSchema {
     pub kind: String,
     /// The schema's text.
     pub text: String,
-    /// Whether it refers to other registered schemas.
-    pub has_references: bool,
+    /// The registered schemas it refers to (Avro named types, Protobuf imports).
+    pub references: Vec<Reference>,
 }
+
+/// A schema's reference to another registered schema.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct Reference {
+    /// The name the referring schema uses: an Avro type's full name, a Protobuf import path.
+    pub name: String,
+    /// Where it is registered.
+    pub subject: String,
+    /// Which version of the subject.
+    pub version: i64,
+}
+
+/// A referenced schema by the name its referrer uses, dependencies before their dependents.
+pub type ResolvedReferences = Vec<(String, String)>;
 
 /// Why a request to the registry failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -118,7 +132,7 @@ struct SchemaResponse {
     #[serde(default, rename = "schemaType")]
     schema_type: Option<String>,
     #[serde(default)]
-    references: Vec<serde_json::Value>,
+    references: Vec<Reference>,
 }
 
 impl From<SchemaResponse> for RegisteredSchema {
@@ -126,7 +140,7 @@ impl From<SchemaResponse> for RegisteredSchema {
         RegisteredSchema {
             kind: body.schema_type.unwrap_or_else(|| "AVRO".into()),
             text: body.schema,
-            has_references: !body.references.is_empty(),
+            references: body.references,
         }
     }
 }
@@ -206,6 +220,64 @@ impl SchemaRegistry {
             })
             .map_err(|e| e.to_string())?;
         Ok(body.map(Into::into))
+    }
+
+    /// The texts of the schemas `references` name, and of those they name in turn,
+    /// dependencies first, each fetched through the breaker. `Ok(Err(_))` says which reference
+    /// the registry does not have; `Err(_)` that it could not be asked.
+    pub fn references(
+        &self,
+        references: &[Reference],
+    ) -> Result<Result<ResolvedReferences, String>, String> {
+        let mut resolved = ResolvedReferences::new();
+        let mut pending: Vec<(Reference, bool)> = references
+            .iter()
+            .rev()
+            .map(|r| (r.clone(), false))
+            .collect();
+        while let Some((reference, expanded)) = pending.pop() {
+            if resolved.iter().any(|(name, _)| *name == reference.name) {
+                continue;
+            }
+            let path = format!(
+                "subjects/{}/versions/{}",
+                encode_path(&reference.subject),
+                reference.version
+            );
+            let what = format!("reference {}", reference.name);
+            let answer: Option<VersionResponse> = self
+                .breaker
+                .call(&what, || {
+                    let answer = self.call(reqwest::Method::GET, &path, None);
+                    self.observe(&answer, &what, None);
+                    answer
+                })
+                .map_err(|e| e.to_string())?;
+            let Some(answer) = answer else {
+                return Ok(Err(format!(
+                    "reference {} ({} version {}) is not in the registry",
+                    reference.name, reference.subject, reference.version
+                )));
+            };
+            if expanded || answer.schema.references.is_empty() {
+                resolved.push((reference.name, answer.schema.schema));
+            } else {
+                // Its own references first, then it again.
+                pending.push((reference, true));
+                if pending.len() > 10_000 {
+                    return Ok(Err("references nest too deep".into()));
+                }
+                pending.extend(
+                    answer
+                        .schema
+                        .references
+                        .into_iter()
+                        .rev()
+                        .map(|r| (r, false)),
+                );
+            }
+        }
+        Ok(Ok(resolved))
     }
 
     /// Publishes what `answer` says of the registry: up, or (with a warning) not.

@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use super::registry::SchemaRegistry;
+use super::registry::{ResolvedReferences, SchemaRegistry};
 
 /// Turns a topic's registry-framed record values into the JSON text the stages read.
 pub trait ToJson: Send + Sync + std::fmt::Debug {
@@ -63,8 +63,8 @@ pub struct SchemaCache<T> {
     cache_size: usize,
     /// The format's name in reasons (`avro`) and in the registry's `schemaType` (`AVRO`).
     format: &'static str,
-    /// Makes a schema usable from its registered text.
-    parse: fn(&str) -> Result<T, String>,
+    /// Makes a schema usable from its registered text and its references' texts.
+    parse: fn(&str, &ResolvedReferences) -> Result<T, String>,
     known: Mutex<HashMap<u32, Result<Arc<T>, String>>>,
 }
 
@@ -73,7 +73,7 @@ impl<T> SchemaCache<T> {
     pub fn new(
         registry: Option<SchemaRegistry>,
         format: &'static str,
-        parse: fn(&str) -> Result<T, String>,
+        parse: fn(&str, &ResolvedReferences) -> Result<T, String>,
     ) -> Self {
         SchemaCache {
             cache_size: registry
@@ -88,7 +88,7 @@ impl<T> SchemaCache<T> {
 
     /// Makes the schema `text` known as `id`, as if the registry had served it.
     pub fn preload(&self, id: u32, text: &str) -> Result<(), String> {
-        let schema = (self.parse)(text).map_err(|e| format!("schema {id}: {e}"))?;
+        let schema = (self.parse)(text, &Vec::new()).map_err(|e| format!("schema {id}: {e}"))?;
         self.lock().insert(id, Ok(Arc::new(schema)));
         Ok(())
     }
@@ -110,10 +110,10 @@ impl<T> SchemaCache<T> {
                 "not {format}: schema {id} is {}",
                 registered.kind.to_lowercase()
             )),
-            Some(registered) if registered.has_references => Err(format!(
-                "not {format}: schema {id} refers to other schemas, which weir does not resolve"
-            )),
-            Some(registered) => (self.parse)(&registered.text)
+            Some(registered) => registry
+                .references(&registered.references)
+                .map_err(Undecodable::SchemaUnavailable)?
+                .and_then(|references| (self.parse)(&registered.text, &references))
                 .map(Arc::new)
                 .map_err(|e| format!("not {format}: schema {id}: {e}")),
             None => Err(format!("unknown schema id {id}")),
@@ -155,7 +155,7 @@ mod tests {
 
     #[test]
     fn an_offline_cache_knows_only_what_was_preloaded() {
-        let cache = SchemaCache::new(None, "avro", |text| Ok(text.len()));
+        let cache = SchemaCache::new(None, "avro", |text, _| Ok(text.len()));
         cache.preload(7, "abc").unwrap();
         assert_eq!(*cache.get(7).unwrap(), 3);
         assert_eq!(

@@ -1,8 +1,9 @@
 //! Protobuf and JSON Schema topics read through a schema registry: Confluent's own
 //! serializers (`ProtobufSerializer` and `JSONSerializer` of the `confluent-kafka` package)
 //! write the clickstream into Apicurio Registry's Confluent-compatible API. The Protobuf
-//! message is the second of its file (message indexes `[1]`) and moves to a v2 with a new
-//! field halfway. weir's lakes over both topics equal a run over the same events as plain
+//! message is the second of its file (message indexes `[1]`) and moves to a v2 halfway, with a
+//! new field whose message is in another file (a schema reference, which the serializer
+//! registers as a subject of its own). weir's lakes over both topics equal a run over the same events as plain
 //! JSON; records of the wrong schema type, an unknown id or bytes that do not decode are dead
 //! letters with their reasons and original bytes. The Protobuf run writes its sessions as
 //! Protobuf (a `.proto` registered under `weir.sessions-value`), which Confluent's
@@ -103,18 +104,29 @@ from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 FIELDS = ["event_id", "user_id", "ts", "type", "url", "referrer", "user_agent", "ip"]
 STRING, OPTIONAL = 9, 1
 
-def click_class(fields):
+MESSAGE = 11
+
+def click_class(with_campaign):
+    # v2's campaign is a message of another file, which the serializer registers as a
+    # subject of its own and names among v2's references.
+    pool = descriptor_pool.DescriptorPool()
     file = descriptor_pb2.FileDescriptorProto(name="shop/clicks.proto", package="shop", syntax="proto3")
+    if with_campaign:
+        campaign = descriptor_pb2.FileDescriptorProto(name="shop/campaign.proto", package="shop", syntax="proto3")
+        campaign.message_type.add(name="Campaign").field.add(name="name", number=1, type=STRING, label=OPTIONAL)
+        pool.Add(campaign)
+        file.dependency.append("shop/campaign.proto")
     file.message_type.add(name="Envelope").field.add(name="note", number=1, type=STRING, label=OPTIONAL)
     click = file.message_type.add(name="Click")
-    for number, name in enumerate(fields, 1):
+    for number, name in enumerate(FIELDS, 1):
         click.field.add(name=name, number=number, type=STRING, label=OPTIONAL)
-    pool = descriptor_pool.DescriptorPool()
+    if with_campaign:
+        click.field.add(name="campaign", number=len(FIELDS) + 1, type=MESSAGE, label=OPTIONAL, type_name=".shop.Campaign")
     pool.Add(file)
     return message_factory.GetMessageClass(pool.FindMessageTypeByName("shop.Click"))
 
 registry = SchemaRegistryClient({{"url": {registry:?}}})
-v1, v2 = click_class(FIELDS), click_class(FIELDS + ["campaign"])
+v1, v2 = click_class(False), click_class(True)
 protobuf = {{v1: ProtobufSerializer(v1, registry), v2: ProtobufSerializer(v2, registry)}}
 schema = {{"$schema": "http://json-schema.org/draft-07/schema#", "title": "Click", "type": "object",
           "properties": {{f: {{"type": "string"}} for f in FIELDS + ["campaign"]}},
@@ -124,7 +136,9 @@ producer = Producer({{"bootstrap.servers": {bootstrap:?}, "enable.idempotence": 
 ids = {{"protobuf": set(), "json": set()}}
 for event in json.load(open({events:?})):
     kind = v2 if "campaign" in event else v1
-    message = kind(**{{k: v for k, v in event.items() if k in FIELDS + ["campaign"]}})
+    message = kind(**{{k: v for k, v in event.items() if k in FIELDS}})
+    if "campaign" in event:
+        message.campaign.name = event["campaign"]
     value = protobuf[kind](message, SerializationContext("clicks", MessageField.VALUE))
     ids["protobuf"].add(int.from_bytes(value[1:5], "big"))
     producer.produce("clicks", key=event["user_id"].encode(), value=value)
@@ -134,6 +148,9 @@ for event in json.load(open({events:?})):
     producer.poll(0)
 assert producer.flush(30) == 0
 assert len(ids["json"]) == 1, ids
+# v2 names its import as a reference to a subject of its own.
+assert "shop/campaign.proto" in registry.get_subjects(), registry.get_subjects()
+assert registry.get_latest_version("clicks-value").schema.references, "v2 has no references"
 print(json.dumps({{"protobuf": sorted(ids["protobuf"]), "json": ids["json"].pop()}}))
 "#
     ));

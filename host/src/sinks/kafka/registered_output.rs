@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use apache_avro::Schema;
-use apache_avro::schema::{NamesRef, ResolvedSchema};
+use apache_avro::schema::NamesRef;
 use apache_avro::types::Value;
 use apache_avro::writer::datum::GenericDatumWriter;
 use prost_reflect::{DeserializeOptions, DynamicMessage, MessageDescriptor};
@@ -150,8 +150,7 @@ impl OutputFormat {
 }
 
 impl Codec {
-    /// The codec of the schema `text` in `format`; Avro schemas are leaked on purpose, kept
-    /// for the process like the decoder's.
+    /// The codec of the schema `text` in `format`.
     fn parse(format: OutputFormat, text: &str, message: Option<&str>) -> Result<Codec, String> {
         if format == OutputFormat::Protobuf {
             let file = crate::source::protobuf::compile(text)?;
@@ -168,14 +167,11 @@ impl Codec {
                 indexes: message_indexes(index),
             });
         }
-        let schema: &'static Schema = Box::leak(Box::new(
-            Schema::parse_str(text).map_err(|e| e.to_string())?,
-        ));
-        let names = ResolvedSchema::try_from(schema)
-            .map_err(|e| e.to_string())?
-            .get_names()
-            .clone();
-        Ok(Codec::Avro { schema, names })
+        let kept = crate::source::avro::kept_schema(text, &Vec::new())?;
+        Ok(Codec::Avro {
+            schema: kept.schema,
+            names: kept.names,
+        })
     }
 
     /// The subject of the RecordNameStrategy: the record's or message's full name.

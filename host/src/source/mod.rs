@@ -9,6 +9,7 @@ pub mod file;
 pub mod json_schema;
 pub mod memory;
 pub mod protobuf;
+mod protobuf_json;
 pub mod registry;
 pub mod schemas;
 

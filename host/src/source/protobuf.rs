@@ -11,7 +11,7 @@
 
 use std::collections::HashMap;
 
-use prost_reflect::{DynamicMessage, FileDescriptor, MessageDescriptor, SerializeOptions};
+use prost_reflect::{DynamicMessage, FileDescriptor, MessageDescriptor};
 use protox::Compiler;
 use protox::file::{ChainFileResolver, File, FileResolver, GoogleFileResolver};
 use protox::prost::bytes::Buf;
@@ -21,12 +21,6 @@ use super::schemas::{SchemaCache, ToJson, Undecodable, framed};
 
 /// The name a registered schema given as text is compiled under.
 const REGISTERED_FILE: &str = "registered.proto";
-
-/// How messages are written as JSON.
-const JSON_OPTIONS: SerializeOptions = SerializeOptions::new()
-    .stringify_64_bit_integers(false)
-    .use_proto_field_name(true)
-    .skip_default_fields(false);
 
 /// Decodes registry-framed Protobuf records to JSON.
 pub struct ProtobufDecoder {
@@ -75,12 +69,10 @@ impl ToJson for ProtobufDecoder {
     }
 }
 
-/// `message` as JSON text (protobuf's mapping with [`JSON_OPTIONS`]).
+/// `message` as JSON text (see [`super::protobuf_json`]).
 fn json_of(message: &DynamicMessage, capacity: usize) -> Result<Vec<u8>, String> {
     let mut json = Vec::with_capacity(capacity);
-    message
-        .serialize_with_options(&mut serde_json::Serializer::new(&mut json), &JSON_OPTIONS)
-        .map_err(|e| e.to_string())?;
+    super::protobuf_json::write_message(message, &mut json)?;
     Ok(json)
 }
 
@@ -298,6 +290,37 @@ mod tests {
             serde_json::from_slice::<serde_json::Value>(&json_of(&decoded, 64).unwrap()).unwrap(),
             json
         );
+    }
+
+    #[test]
+    fn the_json_equals_prost_reflects_serializer_with_the_same_options() {
+        let text = format!(
+            "{}\n{}",
+            CLICK.replace(
+                "repeated Item items = 7;",
+                "repeated Item items = 7; map<string, int32> counts = 8; double ratio = 9; \
+                 oneof pick { string a = 10; int32 b = 11; } Kind unset = 12;"
+            ),
+            ""
+        );
+        let file = compile(&text).unwrap();
+        let click = file.messages().next().unwrap();
+        let json = serde_json::json!({
+            "event_id": "e\"1", "ts": -5, "kind": "BUY", "payload": "AQI=",
+            "sent": "2026-01-01T10:00:00.5Z", "items": [{"sku": "a"}, {}],
+            "counts": {"b": 2, "a": 1}, "ratio": "NaN", "b": 7, "referrer": ""
+        });
+        let message = DynamicMessage::deserialize(click, json).unwrap();
+        let ours = json_of(&message, 0).unwrap();
+        let mut theirs = Vec::new();
+        message
+            .serialize_with_options(
+                &mut serde_json::Serializer::new(&mut theirs),
+                &super::super::protobuf_json::JSON_OPTIONS,
+            )
+            .unwrap();
+        let value = |bytes: &[u8]| serde_json::from_slice::<serde_json::Value>(bytes).unwrap();
+        assert_eq!(value(&ours), value(&theirs));
     }
 
     #[test]

@@ -248,10 +248,12 @@ impl PipelineFactory {
     }
 
     /// Replaces the config that sinks and routes are built from (a config reload; the
-    /// stages' `config` tables go through [`PluginRegistry::reconfigure`]). Pipelines built
-    /// before keep theirs.
-    pub fn set_config(&mut self, config: PipelineConfig) {
-        self.config = config;
+    /// stages' `config` tables go through [`PluginRegistry::reconfigure`]), with the columns
+    /// of its `schema_subject` tables from the registry; an error leaves the config as it was.
+    /// Pipelines built before keep theirs.
+    pub fn set_config(&mut self, config: PipelineConfig) -> Result<(), ConfigError> {
+        self.config = with_subject_columns(&config, self.schema_registry.as_ref())?;
+        Ok(())
     }
 
     /// The sinks' circuit breakers, shared by every pipeline this factory builds.

@@ -249,13 +249,17 @@ impl Coordinator {
 
     /// A config reload changed the sinks: commits the epoch, then rebuilds every partition
     /// from that checkpoint with sinks and routes from `config`. Should the commit fail (the
-    /// epoch fails), the rewind that follows rebuilds with `config` too.
+    /// epoch fails), the rewind that follows rebuilds with `config` too. A config whose
+    /// registry columns cannot be had is refused, and the running one stays.
     pub fn reconfigure<C: ConsumerContext>(
         &mut self,
         consumer: &BaseConsumer<C>,
         config: PipelineConfig,
     ) {
-        self.factory.set_config(config);
+        if let Err(e) = self.factory.set_config(config) {
+            tracing::error!(error = %e, "Config reload refused; the running config stays.");
+            return;
+        }
         if self.checkpoint(consumer).is_err() {
             return;
         }

@@ -210,16 +210,25 @@ impl SchemaRegistry {
     /// the error says why the registry could not answer (each failed try logs a warning and
     /// sets `weir_schema_registry_up` to 0).
     pub fn schema(&self, id: u32) -> Result<Option<RegisteredSchema>, String> {
-        let path = format!("schemas/ids/{id}");
-        let body: Option<SchemaResponse> = self
-            .breaker
-            .call(&format!("schema id {id}"), || {
-                let answer = self.call(reqwest::Method::GET, &path, None);
-                self.observe(&answer, &format!("schema id {id}"), None);
+        let body: Option<SchemaResponse> =
+            self.get_through_breaker(&format!("schema id {id}"), &format!("schemas/ids/{id}"))?;
+        Ok(body.map(Into::into))
+    }
+
+    /// `GET path` (what the caller asks for: `what`) tried through the breaker: its answer,
+    /// `None` for a 404, or why the registry could not answer.
+    fn get_through_breaker<T: serde::de::DeserializeOwned>(
+        &self,
+        what: &str,
+        path: &str,
+    ) -> Result<Option<T>, String> {
+        self.breaker
+            .call(what, || {
+                let answer = self.call(reqwest::Method::GET, path, None);
+                self.observe(&answer, what, None);
                 answer
             })
-            .map_err(|e| e.to_string())?;
-        Ok(body.map(Into::into))
+            .map_err(|e| e.to_string())
     }
 
     /// The texts of the schemas `references` name, and of those they name in turn,
@@ -245,14 +254,7 @@ impl SchemaRegistry {
                 reference.version
             );
             let what = format!("reference {}", reference.name);
-            let answer: Option<VersionResponse> = self
-                .breaker
-                .call(&what, || {
-                    let answer = self.call(reqwest::Method::GET, &path, None);
-                    self.observe(&answer, &what, None);
-                    answer
-                })
-                .map_err(|e| e.to_string())?;
+            let answer: Option<VersionResponse> = self.get_through_breaker(&what, &path)?;
             let Some(answer) = answer else {
                 return Ok(Err(format!(
                     "reference {} ({} version {}) is not in the registry",

@@ -31,6 +31,8 @@ enum Codec {
     Avro {
         schema: &'static Schema,
         names: NamesRef<'static>,
+        /// Built once: it resolves the schema's names when made.
+        writer: GenericDatumWriter<'static>,
     },
     Protobuf {
         message: MessageDescriptor,
@@ -168,9 +170,13 @@ impl Codec {
             });
         }
         let kept = crate::source::avro::kept_schema(text, &Vec::new())?;
+        let writer = GenericDatumWriter::builder(kept.schema)
+            .build()
+            .map_err(|e| e.to_string())?;
         Ok(Codec::Avro {
             schema: kept.schema,
             names: kept.names,
+            writer,
         })
     }
 
@@ -186,17 +192,19 @@ impl Codec {
     }
 
     /// Appends `json` written with this schema to `out`, or says which field does not fit.
-    fn write(&self, json: &[u8], out: &mut Vec<u8>) -> Result<(), String> {
+    fn write(&self, bytes: &[u8], out: &mut Vec<u8>) -> Result<(), String> {
         let json: serde_json::Value =
-            serde_json::from_slice(json).map_err(|e| format!("not JSON: {e}"))?;
+            serde_json::from_slice(bytes).map_err(|e| format!("not JSON: {e}"))?;
         match self {
-            Codec::Avro { schema, names } => {
-                let value = to_avro(&json, schema, names)?;
-                let datum = GenericDatumWriter::builder(schema)
-                    .build()
-                    .and_then(|writer| writer.write_value_to_vec(value))
+            Codec::Avro {
+                schema,
+                names,
+                writer,
+            } => {
+                let value = to_avro(json, bytes, schema, names)?;
+                writer
+                    .write_value(out, value)
                     .map_err(|e| format!("does not fit the schema: {e}"))?;
-                out.extend_from_slice(&datum);
             }
             Codec::Protobuf { message, indexes } => {
                 use prost_reflect::prost::Message;
@@ -224,15 +232,22 @@ fn message_indexes(index: usize) -> Vec<u8> {
     out
 }
 
-/// The JSON record resolved against an Avro schema, or which field does not fit and why.
-fn to_avro(json: &serde_json::Value, schema: &Schema, names: &NamesRef) -> Result<Value, String> {
-    let resolve = |json: &serde_json::Value, schema: &Schema| {
-        Value::try_from(json.clone())
+/// The JSON record (`json`, parsed from `bytes`) resolved against an Avro schema, or which
+/// field does not fit and why.
+fn to_avro(
+    json: serde_json::Value,
+    bytes: &[u8],
+    schema: &Schema,
+    names: &NamesRef,
+) -> Result<Value, String> {
+    let resolve = |json: serde_json::Value, schema: &Schema| {
+        Value::try_from(json)
             .and_then(|v| v.resolve_with_names(schema, names))
             .map_err(|e| e.to_string())
     };
-    resolve(json, schema).map_err(|error| match (schema, json) {
-        (Schema::Record(record), serde_json::Value::Object(members)) => record
+    // Resolving consumes the record: to say which field failed, it is parsed again.
+    resolve(json, schema).map_err(|error| match (schema, serde_json::from_slice(bytes)) {
+        (Schema::Record(record), Ok(serde_json::Value::Object(members))) => record
             .fields
             .iter()
             .find_map(|field| match members.get(&field.name) {
@@ -240,7 +255,7 @@ fn to_avro(json: &serde_json::Value, schema: &Schema, names: &NamesRef) -> Resul
                     Some(format!("field `{}` is missing", field.name))
                 }
                 None => None,
-                Some(member) => resolve(member, &field.schema)
+                Some(member) => resolve(member.clone(), &field.schema)
                     .err()
                     .map(|e| format!("field `{}`: {e}", field.name)),
             })

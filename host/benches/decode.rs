@@ -3,7 +3,8 @@
 //! registry's wire format, measured in the same run. The decoders have the schema already, as
 //! a running instance has after the first record of each schema id.
 //!
-//! `cargo bench -p weir --bench decode -- --events 200000 --rounds 5`
+//! `cargo bench -p weir --bench decode -- --events 200000 --rounds 5` (`--only avro` for one
+//! input alone)
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -129,28 +130,47 @@ fn main() {
     let protobuf_decoder = converter(Arc::new(protobuf_offline));
 
     let per_event = |d: Duration| d.as_secs_f64() * 1e6 / n as f64;
-    let (mut json_us, mut avro_us, mut protobuf_us) = (Vec::new(), Vec::new(), Vec::new());
+    let inputs = [
+        ("JSON", &json_decoder, &json),
+        ("Avro, registry wire format", &avro_decoder, &avro),
+        (
+            "Protobuf, registry wire format",
+            &protobuf_decoder,
+            &protobuf,
+        ),
+    ];
+    // `--only avro` measures one input alone (for callgrind's instruction counts).
+    let only: String = arg("--only", String::new()).to_lowercase();
+    let inputs: Vec<_> = inputs
+        .into_iter()
+        .filter(|(name, ..)| name.to_lowercase().starts_with(&only))
+        .collect();
+    let mut us = vec![Vec::new(); inputs.len()];
     for _ in 0..rounds {
-        json_us.push(per_event(decode_all(&json_decoder, &json)));
-        avro_us.push(per_event(decode_all(&avro_decoder, &avro)));
-        protobuf_us.push(per_event(decode_all(&protobuf_decoder, &protobuf)));
+        for ((_, decoder, records), us) in inputs.iter().zip(&mut us) {
+            us.push(per_event(decode_all(decoder, records)));
+        }
     }
-    let (json_us, avro_us, protobuf_us) = (median(json_us), median(avro_us), median(protobuf_us));
     let bytes = |records: &[SourceRecord]| {
         records.iter().map(|r| r.value.len()).sum::<usize>() as f64 / records.len() as f64
     };
     println!("{n} events; medians of {rounds} rounds\n");
     println!("| input | bytes per event | CPU µs per event | vs JSON |");
     println!("| --- | ---: | ---: | ---: |");
-    println!("| JSON | {:.0} | {json_us:.3} | |", bytes(&json));
-    println!(
-        "| Avro, registry wire format | {:.0} | {avro_us:.3} | {:.2}x |",
-        bytes(&avro),
-        avro_us / json_us
-    );
-    println!(
-        "| Protobuf, registry wire format | {:.0} | {protobuf_us:.3} | {:.2}x |",
-        bytes(&protobuf),
-        protobuf_us / json_us
-    );
+    // Each round measures the inputs one after the other: the ratio is the median of the
+    // rounds' ratios, which a noisy machine disturbs less than a ratio of medians.
+    for ((name, _, records), times) in inputs.iter().zip(&us) {
+        let ratio = match inputs[0].0 {
+            "JSON" if *name != "JSON" => format!(
+                "{:.2}x",
+                median(times.iter().zip(&us[0]).map(|(t, json)| t / json).collect())
+            ),
+            _ => String::new(),
+        };
+        println!(
+            "| {name} | {:.0} | {:.3} | {ratio} |",
+            bytes(records),
+            median(times.clone())
+        );
+    }
 }

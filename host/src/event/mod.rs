@@ -19,6 +19,16 @@ pub struct EventArena {
     members: Vec<Member>,
 }
 
+/// How a writer handed to [`EventArena::write_object`] left the object it wrote.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Written {
+    /// Its top-level members are indexed, each name once (the writer knows the text is one
+    /// valid JSON object in UTF-8, nested at most [`parse::MAX_DEPTH`] deep).
+    Indexed,
+    /// It is text still to be checked and indexed.
+    Text,
+}
+
 /// One event in an [`EventArena`]: where its members and key are, and its time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct EventRef {
@@ -71,7 +81,12 @@ impl EventArena {
 
     /// The members of `event`.
     pub fn members(&self, event: &EventRef) -> &[Member] {
-        &self.members[event.members.range()]
+        self.members_in(event.members)
+    }
+
+    /// The members in `span` of the member list.
+    pub fn members_in(&self, span: Span) -> &[Member] {
+        &self.members[span.range()]
     }
 
     /// The key of `event`.
@@ -88,26 +103,57 @@ impl EventArena {
     /// Checks and indexes `value` (a JSON object in UTF-8) and appends it; returns the span
     /// of its members and of its bytes. On error nothing is appended.
     pub fn push_object(&mut self, value: &[u8]) -> Result<(Span, Span), ParseError> {
-        let first = self.members.len();
-        if !value.is_ascii()
-            && let Err(e) = std::str::from_utf8(value)
+        self.write_object(|bytes, _| {
+            bytes.extend_from_slice(value);
+            Ok(Written::Text)
+        })
+    }
+
+    /// Appends the JSON object `write` appends to the arena's bytes. A writer that indexes
+    /// the object's top-level members as it writes them pushes them (spans in the arena's
+    /// bytes) and says [`Written::Indexed`]; else the text is checked and indexed here. Returns
+    /// the span of its members and of its bytes; on error nothing is appended.
+    pub fn write_object<E: From<ParseError>>(
+        &mut self,
+        write: impl FnOnce(&mut Vec<u8>, &mut Vec<Member>) -> Result<Written, E>,
+    ) -> Result<(Span, Span), E> {
+        let mark = self.mark();
+        let written = write(&mut self.bytes, &mut self.members).and_then(|written| {
+            if written == Written::Text {
+                self.members.truncate(mark.members);
+                self.index_text(mark.bytes)?;
+            }
+            Ok(())
+        });
+        if let Err(e) = written {
+            self.truncate(mark);
+            return Err(e);
+        }
+        Ok((
+            Span::new(mark.members..self.members.len()),
+            Span::new(mark.bytes..self.bytes.len()),
+        ))
+    }
+
+    /// Checks the bytes from `start` on (UTF-8, one JSON object) and indexes their members.
+    fn index_text(&mut self, start: usize) -> Result<(), ParseError> {
+        let text = &self.bytes[start..];
+        if !text.is_ascii()
+            && let Err(e) = std::str::from_utf8(text)
         {
             return Err(ParseError::Invalid(format!(
                 "not UTF-8 at byte {}",
                 e.valid_up_to()
             )));
         }
-        if let Err(e) = parse::index_object(value, &mut self.members) {
-            self.members.truncate(first);
-            return Err(e);
-        }
-        let at = self.bytes.len() as u32;
-        let bytes = self.push_bytes(value);
+        let first = self.members.len();
+        parse::index_object(text, &mut self.members)?;
+        let at = start as u32;
         for member in &mut self.members[first..] {
             member.name = member.name.shifted(at);
             member.value = member.value.shifted(at);
         }
-        Ok((Span::new(first..self.members.len()), bytes))
+        Ok(())
     }
 
     /// Appends `key` for an event.

@@ -241,6 +241,29 @@ fn special_bytes(word: u64) -> u64 {
     zero(quote) | zero(backslash) | control
 }
 
+/// Appends `text` as a JSON string literal, escaped as serde_json escapes it; text with
+/// nothing to escape, the common case, is checked eight bytes at a time and copied.
+pub fn write_string(out: &mut Vec<u8>, text: &str) {
+    let bytes = text.as_bytes();
+    let (words, tail) = bytes.as_chunks::<8>();
+    let special = words.iter().fold(0, |flags, word| {
+        flags | special_bytes(u64::from_le_bytes(*word))
+    }) | tail.iter().fold(0, |flags, b| {
+        flags | u64::from(*b < 0x20 || *b == b'"' || *b == b'\\')
+    });
+    let plain = special == 0;
+    if plain {
+        out.reserve(bytes.len() + 2);
+        out.push(b'"');
+        out.extend_from_slice(bytes);
+        out.push(b'"');
+    } else {
+        let mut serializer = serde_json::Serializer::new(out);
+        // Writing a string to a Vec cannot fail.
+        let _ = serde::Serializer::serialize_str(&mut serializer, text);
+    }
+}
+
 impl Parser<'_> {
     fn peek(&self) -> Option<u8> {
         self.b.get(self.pos).copied()
@@ -537,6 +560,25 @@ mod tests {
                 *self.0 += 1;
             }
             Ok(serde::de::IgnoredAny)
+        }
+    }
+
+    #[test]
+    fn strings_are_written_as_serde_json_writes_them() {
+        for text in [
+            "",
+            "plain",
+            "exactly8",
+            "a longer plain text past two words",
+            "quote \" in the second word",
+            "back\\slash",
+            "tab\tand\u{1}control",
+            "unicode é ✓ past eight bytes",
+            "ends with a quote\"",
+        ] {
+            let mut ours = Vec::new();
+            write_string(&mut ours, text);
+            assert_eq!(ours, serde_json::to_vec(text).unwrap(), "{text:?}");
         }
     }
 

@@ -184,31 +184,45 @@ impl RecordDecoder {
         record: &SourceRecord,
         arena: &mut EventArena,
     ) -> Result<EventRef, Undecodable> {
-        match &self.converter {
+        let mark = arena.mark();
+        let (members, bytes) = match &self.converter {
             Some(converter) => {
-                let json = converter.to_json(&record.value)?;
-                Ok(self.parse_into(&json, record, arena)?)
+                arena.write_object(|out, members| converter.to_json(&record.value, out, members))?
             }
-            None => Ok(self.parse_into(&record.value, record, arena)?),
+            None => {
+                self.check_size(record.value.len())?;
+                arena
+                    .push_object(&record.value)
+                    .map_err(|e| e.to_string())?
+            }
+        };
+        let event = self
+            .check_size(bytes.len())
+            .and_then(|()| self.event_of(members, bytes, record, arena));
+        if event.is_err() {
+            arena.truncate(mark);
         }
+        Ok(event?)
     }
 
-    /// Parses the JSON `value` of `record` into `arena`.
-    fn parse_into(
-        &self,
-        value: &[u8],
-        record: &SourceRecord,
-        arena: &mut EventArena,
-    ) -> Result<EventRef, String> {
-        if value.len() > self.max_bytes {
+    fn check_size(&self, len: usize) -> Result<(), String> {
+        if len > self.max_bytes {
             return Err(format!(
-                "too large: {} bytes, more than event.max_bytes ({})",
-                value.len(),
+                "too large: {len} bytes, more than event.max_bytes ({})",
                 self.max_bytes
             ));
         }
-        let mark = arena.mark();
-        let (members, bytes) = arena.push_object(value).map_err(|e| e.to_string())?;
+        Ok(())
+    }
+
+    /// The event whose `members` and `bytes` are in `arena`, with its key and time.
+    fn event_of(
+        &self,
+        members: Span,
+        bytes: Span,
+        record: &SourceRecord,
+        arena: &mut EventArena,
+    ) -> Result<EventRef, String> {
         let probe = EventRef {
             members,
             key: Span::default(),
@@ -217,21 +231,8 @@ impl RecordDecoder {
             appended: 0,
         };
         let key_span = arena.field_span(&probe, &self.key_field);
-        let fields = self
-            .key(key_span.map(|s| &arena.bytes()[s.range()]), record)
-            .and_then(|key| {
-                Ok((
-                    key,
-                    self.time(arena.field(&probe, &self.time_field), record)?,
-                ))
-            });
-        let (key, time) = match fields {
-            Ok(fields) => fields,
-            Err(reason) => {
-                arena.truncate(mark);
-                return Err(reason);
-            }
-        };
+        let key = self.key(key_span.map(|s| &arena.bytes()[s.range()]), record)?;
+        let time = self.time(arena.field(&probe, &self.time_field), record)?;
         let key = match (key, key_span) {
             // Most keys are a string in the value: point at it rather than copy it.
             (KeyFrom::Field(inner), Some(span)) => {

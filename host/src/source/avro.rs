@@ -19,6 +19,7 @@ use base64::Engine;
 use super::avro_stream::{JsonText, streamable};
 use super::registry::{ResolvedReferences, SchemaRegistry};
 use super::schemas::{SchemaCache, ToJson, Undecodable, framed};
+use crate::event::{Member, Written};
 
 /// A writer schema ready to decode with, kept for the life of the process.
 struct Writer {
@@ -27,6 +28,8 @@ struct Writer {
     reader: GenericDatumReader<'static>,
     /// Whether the JSON is written while the datum is read ([`streamable`]).
     streams: bool,
+    /// Whether the schema is a record's.
+    record: bool,
 }
 
 /// Decodes registry-framed Avro records to JSON.
@@ -63,21 +66,39 @@ impl AvroDecoder {
 }
 
 impl ToJson for AvroDecoder {
-    fn to_json(&self, bytes: &[u8]) -> Result<Vec<u8>, Undecodable> {
+    fn to_json(
+        &self,
+        bytes: &[u8],
+        out: &mut Vec<u8>,
+        members: &mut Vec<Member>,
+    ) -> Result<Written, Undecodable> {
         let (id, mut body) = framed(bytes, "avro")?;
         let writer = self.writers.get(id)?;
         let bad = |e: &dyn std::fmt::Display| format!("not avro: schema {id}: {e}");
-        let json = if writer.streams {
-            let JsonText(json) = writer.reader.read_deser(&mut body).map_err(|e| bad(&e))?;
-            json
+        let written = if writer.streams {
+            let json: JsonText = writer.reader.read_deser(&mut body).map_err(|e| bad(&e))?;
+            let at = out.len() as u32;
+            out.extend_from_slice(&json.text);
+            // A record's fields are named once each (a map's keys need not be).
+            let written = if writer.record {
+                members.extend(json.members.iter().map(|m| Member {
+                    name: m.name.shifted(at),
+                    value: m.value.shifted(at),
+                    escaped: m.escaped,
+                }));
+                Written::Indexed
+            } else {
+                Written::Text
+            };
+            json.recycle();
+            written
         } else {
             let value = writer.reader.read_value(&mut body).map_err(|e| bad(&e))?;
-            let mut json = Vec::with_capacity(bytes.len() * 2);
-            write_json(value, writer.schema, &writer.names, &mut json).map_err(|e| bad(&e))?;
-            json
+            write_json(value, writer.schema, &writer.names, out).map_err(|e| bad(&e))?;
+            Written::Text
         };
         match body.len() {
-            0 => Ok(json),
+            0 => Ok(written),
             left => Err(bad(&format!("{left} bytes left after the record")).into()),
         }
     }
@@ -162,8 +183,13 @@ fn writer_of(text: &str, references: &ResolvedReferences) -> Result<Writer, Stri
         .writer_schemata(kept.all.clone())
         .and_then(|builder| builder.build())
         .map_err(|e| e.to_string())?;
+    let record = match kept.schema {
+        Schema::Ref { name } => kept.names.get(name).copied(),
+        other => Some(other),
+    };
     Ok(Writer {
         streams: kept.all.iter().all(|s| streamable(s)),
+        record: matches!(record, Some(Schema::Record(_))),
         schema: kept.schema,
         names: kept.names,
         reader,
@@ -297,6 +323,7 @@ fn write_text<T: serde::Serialize + ?Sized>(out: &mut Vec<u8>, value: &T) -> Res
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::source::schemas::indexed_text;
 
     #[test]
     fn streamed_json_equals_the_value_paths() {
@@ -336,9 +363,7 @@ mod tests {
             .unwrap();
         let decoder = AvroDecoder::offline();
         decoder.preload(1, text).unwrap();
-        let streamed = decoder
-            .to_json(&[&[0, 0, 0, 0, 1], &body[..]].concat())
-            .unwrap();
+        let streamed = indexed_text(&decoder, &[&[0, 0, 0, 0, 1], &body[..]].concat());
         let mut through_value = Vec::new();
         write_json(value, writer.schema, &writer.names, &mut through_value).unwrap();
         assert_eq!(
@@ -368,8 +393,21 @@ mod tests {
         let writer = writer_of(order, &vec![("shop.Address".into(), address.into())]).unwrap();
         // "a", then the address's "b": each a zigzag length and its bytes.
         let mut body: &[u8] = &[2, b'a', 2, b'b'];
-        let JsonText(json) = writer.reader.read_deser(&mut body).unwrap();
-        assert_eq!(json, br#"{"id":"a","ship_to":{"city":"b"}}"#);
+        let json: JsonText = writer.reader.read_deser(&mut body).unwrap();
+        assert_eq!(json.text, br#"{"id":"a","ship_to":{"city":"b"}}"#);
+    }
+
+    #[test]
+    fn a_record_nested_deeper_than_a_json_record_may_be_is_refused() {
+        let text = r#"{"type": "record", "name": "Node", "fields": [
+            {"name": "next", "type": ["null", "Node"]}]}"#;
+        let decoder = AvroDecoder::offline();
+        decoder.preload(1, text).unwrap();
+        // Each level is the union's second branch (zigzag 1 = 2); the last is null (0).
+        let nested = |levels: usize| [&[0, 0, 0, 0, 1][..], &vec![2; levels], &[0]].concat();
+        assert!(decoder.json_text(&nested(120)).is_ok());
+        let err = decoder.json_text(&nested(200)).unwrap_err().to_string();
+        assert!(err.contains("nested deeper than 127"), "{err}");
     }
 
     #[test]

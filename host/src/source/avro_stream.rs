@@ -11,6 +11,9 @@ use apache_avro::Schema;
 use serde::de::{DeserializeSeed, Deserializer, EnumAccess, MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, de};
 
+use crate::event::parse::{MAX_DEPTH, write_string};
+use crate::event::{Member, Span};
+
 /// Whether the JSON of `schema`'s datums can be written as they are read.
 pub fn streamable(schema: &Schema) -> bool {
     match schema {
@@ -42,19 +45,55 @@ pub fn streamable(schema: &Schema) -> bool {
 }
 
 /// A datum's JSON text, as [`read_deser`](apache_avro::reader::datum::GenericDatumReader)
-/// gives it.
-pub struct JsonText(pub Vec<u8>);
+/// gives it, with where the members of its top-level object lie in the text (none when it is
+/// not an object).
+#[derive(Default)]
+pub struct JsonText {
+    /// The JSON text.
+    pub text: Vec<u8>,
+    /// The top-level members, in order, with spans in `text`.
+    pub members: Vec<Member>,
+}
+
+thread_local! {
+    /// The buffers of the thread's last [`JsonText`] once it was read: `read_deser` makes a
+    /// new value per datum, and reusing them saves two allocations a record.
+    static SPARE: std::cell::Cell<JsonText> = std::cell::Cell::default();
+}
+
+impl JsonText {
+    /// Gives the buffers back for the thread's next datum (unless a rare large record made
+    /// them large: those are let go).
+    pub fn recycle(self) {
+        if self.text.capacity() <= 64 * 1024 {
+            SPARE.set(self);
+        }
+    }
+}
 
 impl<'de> Deserialize<'de> for JsonText {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let mut out = Vec::with_capacity(256);
-        Writer(&mut out).deserialize(deserializer)?;
-        Ok(JsonText(out))
+        let mut json = SPARE.take();
+        json.text.clear();
+        json.members.clear();
+        Writer {
+            out: &mut json.text,
+            depth: 0,
+            index: Some(&mut json.members),
+        }
+        .deserialize(deserializer)?;
+        Ok(json)
     }
 }
 
 /// Writes what it visits to its buffer as JSON.
-struct Writer<'a>(&'a mut Vec<u8>);
+struct Writer<'a> {
+    out: &'a mut Vec<u8>,
+    /// How many arrays and objects it is in.
+    depth: usize,
+    /// Where the members go when it writes the top-level object.
+    index: Option<&'a mut Vec<Member>>,
+}
 
 impl<'de> DeserializeSeed<'de> for Writer<'_> {
     type Value = ();
@@ -65,15 +104,35 @@ impl<'de> DeserializeSeed<'de> for Writer<'_> {
 }
 
 impl Writer<'_> {
+    /// A writer for a value inside the array or object this one writes.
+    fn inner(&mut self) -> Writer<'_> {
+        Writer {
+            out: self.out,
+            depth: self.depth + 1,
+            index: None,
+        }
+    }
+
+    /// Refuses an array or object nested deeper than a record may be.
+    fn open<E: de::Error>(&mut self, bracket: u8) -> Result<(), E> {
+        if self.depth >= MAX_DEPTH {
+            return Err(E::custom(format!(
+                "nested deeper than {MAX_DEPTH} arrays and objects"
+            )));
+        }
+        self.out.push(bracket);
+        Ok(())
+    }
+
     fn number<E: de::Error>(self, n: impl itoa::Integer) -> Result<(), E> {
-        self.0
+        self.out
             .extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
         Ok(())
     }
 
-    /// Escaped as serde_json escapes; a NaN or an infinity is `null`, as serde_json writes it.
-    fn text<E: de::Error, T: serde::Serialize + ?Sized>(self, value: &T) -> Result<(), E> {
-        serde_json::to_writer(&mut *self.0, value).map_err(E::custom)
+    /// A NaN or an infinity is `null`, as serde_json writes it.
+    fn float<E: de::Error>(self, x: f64) -> Result<(), E> {
+        serde_json::to_writer(&mut *self.out, &x).map_err(E::custom)
     }
 }
 
@@ -85,7 +144,7 @@ impl<'de> Visitor<'de> for Writer<'_> {
     }
 
     fn visit_unit<E: de::Error>(self) -> Result<(), E> {
-        self.0.extend_from_slice(b"null");
+        self.out.extend_from_slice(b"null");
         Ok(())
     }
 
@@ -98,7 +157,8 @@ impl<'de> Visitor<'de> for Writer<'_> {
     }
 
     fn visit_bool<E: de::Error>(self, b: bool) -> Result<(), E> {
-        self.0.extend_from_slice(if b { b"true" } else { b"false" });
+        self.out
+            .extend_from_slice(if b { b"true" } else { b"false" });
         Ok(())
     }
 
@@ -115,58 +175,70 @@ impl<'de> Visitor<'de> for Writer<'_> {
     }
 
     fn visit_f32<E: de::Error>(self, x: f32) -> Result<(), E> {
-        self.text(&f64::from(x))
+        self.float(f64::from(x))
     }
 
     fn visit_f64<E: de::Error>(self, x: f64) -> Result<(), E> {
-        self.text(&x)
+        self.float(x)
     }
 
     fn visit_str<E: de::Error>(self, s: &str) -> Result<(), E> {
-        self.text(s)
-    }
-
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
-        self.0.push(b'[');
-        let mut first = true;
-        loop {
-            let at = self.0.len();
-            if !first {
-                self.0.push(b',');
-            }
-            if seq.next_element_seed(Writer(self.0))?.is_none() {
-                self.0.truncate(at);
-                break;
-            }
-            first = false;
-        }
-        self.0.push(b']');
+        write_string(self.out, s);
         Ok(())
     }
 
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-        self.0.push(b'{');
+    fn visit_seq<A: SeqAccess<'de>>(mut self, mut seq: A) -> Result<(), A::Error> {
+        self.open(b'[')?;
         let mut first = true;
         loop {
-            let at = self.0.len();
+            let at = self.out.len();
             if !first {
-                self.0.push(b',');
+                self.out.push(b',');
             }
-            if map.next_key_seed(Writer(self.0))?.is_none() {
-                self.0.truncate(at);
+            if seq.next_element_seed(self.inner())?.is_none() {
+                self.out.truncate(at);
                 break;
             }
-            self.0.push(b':');
-            map.next_value_seed(Writer(self.0))?;
             first = false;
         }
-        self.0.push(b'}');
+        self.out.push(b']');
+        Ok(())
+    }
+
+    fn visit_map<A: MapAccess<'de>>(mut self, mut map: A) -> Result<(), A::Error> {
+        self.open(b'{')?;
+        let mut first = true;
+        loop {
+            let at = self.out.len();
+            if !first {
+                self.out.push(b',');
+            }
+            let name_at = self.out.len();
+            if map.next_key_seed(self.inner())?.is_none() {
+                self.out.truncate(at);
+                break;
+            }
+            let name = Span::new(name_at + 1..self.out.len() - 1);
+            self.out.push(b':');
+            let value_at = self.out.len();
+            map.next_value_seed(self.inner())?;
+            if let Some(index) = self.index.as_deref_mut() {
+                index.push(Member {
+                    name,
+                    value: Span::new(value_at..self.out.len()),
+                    // Avro names are identifiers: nothing in them is escaped.
+                    escaped: false,
+                });
+            }
+            first = false;
+        }
+        self.out.push(b'}');
         Ok(())
     }
 
     /// An enum is its symbol.
     fn visit_enum<A: EnumAccess<'de>>(self, data: A) -> Result<(), A::Error> {
-        let ((), variant) = data.variant_seed(Writer(self.0))?;
+        let ((), variant) = data.variant_seed(self)?;
         de::VariantAccess::unit_variant(variant)
     }
 }

@@ -7,6 +7,7 @@
 
 use super::registry::SchemaRegistry;
 use super::schemas::{SchemaCache, ToJson, Undecodable, framed};
+use crate::event::{Member, Written};
 
 /// Takes the registry header off JSON Schema records.
 pub struct JsonSchemaDecoder {
@@ -33,9 +34,15 @@ impl JsonSchemaDecoder {
 }
 
 impl ToJson for JsonSchemaDecoder {
-    fn to_json(&self, bytes: &[u8]) -> Result<Vec<u8>, Undecodable> {
+    fn to_json(
+        &self,
+        bytes: &[u8],
+        out: &mut Vec<u8>,
+        _: &mut Vec<Member>,
+    ) -> Result<Written, Undecodable> {
         let (id, body) = framed(bytes, "json")?;
         self.schemas.get(id)?;
-        Ok(body.to_vec())
+        out.extend_from_slice(body);
+        Ok(Written::Text)
     }
 }

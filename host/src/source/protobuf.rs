@@ -16,8 +16,10 @@ use protox::Compiler;
 use protox::file::{ChainFileResolver, File, FileResolver, GoogleFileResolver};
 use protox::prost::bytes::Buf;
 
+use super::protobuf_json::write_message;
 use super::registry::{ResolvedReferences, SchemaRegistry};
 use super::schemas::{SchemaCache, ToJson, Undecodable, framed};
+use crate::event::{Member, Written};
 
 /// The name a registered schema given as text is compiled under.
 const REGISTERED_FILE: &str = "registered.proto";
@@ -55,7 +57,12 @@ impl ProtobufDecoder {
 }
 
 impl ToJson for ProtobufDecoder {
-    fn to_json(&self, bytes: &[u8]) -> Result<Vec<u8>, Undecodable> {
+    fn to_json(
+        &self,
+        bytes: &[u8],
+        out: &mut Vec<u8>,
+        members: &mut Vec<Member>,
+    ) -> Result<Written, Undecodable> {
         let (id, mut body) = framed(bytes, "protobuf")?;
         let file = self.files.get(id)?;
         let indexes =
@@ -64,7 +71,7 @@ impl ToJson for ProtobufDecoder {
             .ok_or_else(|| format!("not protobuf: schema {id} has no message at {indexes:?}"))?;
         Ok(DynamicMessage::decode(descriptor, body)
             .map_err(|e| e.to_string())
-            .and_then(|message| json_of(&message, bytes.len() * 2))
+            .and_then(|message| write_message(&message, out, Some(members)))
             .map_err(|e| format!("not protobuf: schema {id}: {e}"))?)
     }
 }
@@ -72,7 +79,7 @@ impl ToJson for ProtobufDecoder {
 /// `message` as JSON text (see [`super::protobuf_json`]).
 fn json_of(message: &DynamicMessage, capacity: usize) -> Result<Vec<u8>, String> {
     let mut json = Vec::with_capacity(capacity);
-    super::protobuf_json::write_message(message, &mut json)?;
+    write_message(message, &mut json, None)?;
     Ok(json)
 }
 
@@ -189,6 +196,7 @@ impl FileResolver for Registered {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::source::schemas::indexed_text;
 
     const CLICK: &str = r#"
         syntax = "proto3";
@@ -224,7 +232,7 @@ mod tests {
             "payload": "AQI=", "sent": "2026-01-01T10:00:00Z", "items": [{"sku": "a"}]
         });
         let message = DynamicMessage::deserialize(click, json.clone()).unwrap();
-        let out = decoder.to_json(&framed_record(&[0], &message)).unwrap();
+        let out = indexed_text(&decoder, &framed_record(&[0], &message));
         let mut expected = json;
         expected["referrer"] = serde_json::Value::Null;
         let actual: serde_json::Value = serde_json::from_slice(&out).unwrap();
@@ -251,10 +259,10 @@ mod tests {
         let message = DynamicMessage::deserialize(item, serde_json::json!({"sku": "b"})).unwrap();
         // Two indexes, 0 and 0: the count 2 is zigzag 4.
         let out = decoder
-            .to_json(&framed_record(&[4, 0, 0], &message))
+            .json_text(&framed_record(&[4, 0, 0], &message))
             .unwrap();
         assert_eq!(out, br#"{"sku":"b"}"#);
-        let missing = decoder.to_json(&framed_record(&[2, 6], &message));
+        let missing = decoder.json_text(&framed_record(&[2, 6], &message));
         assert_eq!(
             missing.unwrap_err().to_string(),
             "not protobuf: schema 1 has no message at [3]"
@@ -328,7 +336,7 @@ mod tests {
         let decoder = ProtobufDecoder::offline();
         decoder.preload(1, CLICK).unwrap();
         let garbled = decoder
-            .to_json(&[0, 0, 0, 0, 1, 0, 0xff, 0xff])
+            .json_text(&[0, 0, 0, 0, 1, 0, 0xff, 0xff])
             .unwrap_err()
             .to_string();
         assert!(garbled.starts_with("not protobuf: schema 1: "), "{garbled}");

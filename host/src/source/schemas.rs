@@ -6,12 +6,27 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use super::registry::{ResolvedReferences, SchemaRegistry};
+use crate::event::{Member, ParseError, Written};
 
-/// Turns a topic's registry-framed record values into the JSON text the stages read.
+/// Turns a topic's registry-framed record values into the JSON objects the stages read.
 pub trait ToJson: Send + Sync + std::fmt::Debug {
-    /// The record `bytes` as a JSON text, or why it is not a record of a schema the registry
-    /// knows, or that the registry cannot be asked now.
-    fn to_json(&self, bytes: &[u8]) -> Result<Vec<u8>, Undecodable>;
+    /// Appends the record `bytes` to `out` as one JSON object, or says why it is not a record
+    /// of a schema the registry knows, or that the registry cannot be asked now. A converter
+    /// that writes the object itself pushes its top-level members to `members` as it writes
+    /// them (see [`Written`]).
+    fn to_json(
+        &self,
+        bytes: &[u8],
+        out: &mut Vec<u8>,
+        members: &mut Vec<Member>,
+    ) -> Result<Written, Undecodable>;
+
+    /// The record `bytes` as a JSON text of its own (tools and tests).
+    fn json_text(&self, bytes: &[u8]) -> Result<Vec<u8>, Undecodable> {
+        let mut out = Vec::new();
+        self.to_json(bytes, &mut out, &mut Vec::new())?;
+        Ok(out)
+    }
 }
 
 /// Why a record could not be decoded.
@@ -27,6 +42,12 @@ pub enum Undecodable {
 impl From<String> for Undecodable {
     fn from(reason: String) -> Self {
         Undecodable::Record(reason)
+    }
+}
+
+impl From<ParseError> for Undecodable {
+    fn from(error: ParseError) -> Self {
+        Undecodable::Record(error.to_string())
     }
 }
 
@@ -55,6 +76,9 @@ pub fn framed<'a>(bytes: &'a [u8], format: &str) -> Result<(u32, &'a [u8]), Stri
     }
 }
 
+/// Schemas by id (or why an id has none), hashed fast: every record looks its id up.
+type Known<T> = HashMap<u32, Result<Arc<T>, String>, foldhash::fast::RandomState>;
+
 /// Writer schemas of one format by id, parsed once.
 pub struct SchemaCache<T> {
     /// Where unknown ids are looked up; without one, only preloaded schemas are known.
@@ -65,7 +89,7 @@ pub struct SchemaCache<T> {
     format: &'static str,
     /// Makes a schema usable from its registered text and its references' texts.
     parse: fn(&str, &ResolvedReferences) -> Result<T, String>,
-    known: Mutex<HashMap<u32, Result<Arc<T>, String>>>,
+    known: Mutex<Known<T>>,
 }
 
 impl<T> SchemaCache<T> {
@@ -82,7 +106,7 @@ impl<T> SchemaCache<T> {
             registry,
             format,
             parse,
-            known: Mutex::new(HashMap::new()),
+            known: Mutex::default(),
         }
     }
 
@@ -125,9 +149,30 @@ impl<T> SchemaCache<T> {
         Ok(made?)
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u32, Result<Arc<T>, String>>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Known<T>> {
         self.known.lock().unwrap_or_else(|p| p.into_inner())
     }
+}
+
+/// What `converter` makes of `bytes`, with the check that the members it indexed while
+/// writing are the ones the parser finds in its text.
+#[cfg(test)]
+pub(crate) fn indexed_text(converter: &dyn ToJson, bytes: &[u8]) -> Vec<u8> {
+    use crate::event::EventArena;
+    let mut written = EventArena::default();
+    let (members, text) = written
+        .write_object(|out, members| converter.to_json(bytes, out, members))
+        .unwrap();
+    let text = written.bytes()[text.range()].to_vec();
+    let mut parsed = EventArena::default();
+    let (parsed_members, _) = parsed.push_object(&text).unwrap();
+    assert_eq!(
+        written.members_in(members),
+        parsed.members_in(parsed_members),
+        "{}",
+        String::from_utf8_lossy(&text)
+    );
+    text
 }
 
 #[cfg(test)]

@@ -288,6 +288,20 @@ fn consumer(
     })?)
 }
 
+/// The wait after a recovery before the next, while no epoch has committed since.
+const FIRST_RECOVERY_BACKOFF: Duration = Duration::from_millis(250);
+/// The longest wait between recoveries.
+const MAX_RECOVERY_BACKOFF: Duration = Duration::from_secs(10);
+
+/// Whether a bounded run has read every partition to its end. Brokers that cannot say now
+/// (an outage, a slow answer) are asked again at the next turn rather than ending the run.
+fn at_end(c: &mut Coordinator, consumer: &BaseConsumer<DaemonContext>) -> bool {
+    c.at_end(consumer).unwrap_or_else(|e| {
+        tracing::warn!(error = %e, "Could not read the partitions' ends; asking again.");
+        false
+    })
+}
+
 /// Why [`drive`] returned.
 enum Ended {
     /// Shutdown was asked for, or a bounded run read its input to the end.
@@ -304,7 +318,7 @@ fn drive(
     options: &DaemonOptions,
 ) -> Result<Ended> {
     let interval = config.checkpoint.interval.0;
-    let mut backoff = Duration::from_millis(250);
+    let mut backoff = FIRST_RECOVERY_BACKOFF;
     let mut next_recovery = Instant::now();
     let mut last_progress = Instant::now();
     // A round reads a batch per worker, so that every worker has one to run.
@@ -345,15 +359,15 @@ fn drive(
                 status.set_breakers(c.breakers());
             }
             if Instant::now() >= next_recovery {
-                match c.recover(consumer) {
-                    Ok(()) => backoff = Duration::from_millis(250),
-                    Err(e) => {
-                        let wait = crate::sinks::resilience::jittered(backoff);
-                        tracing::warn!(error = %e, retry_in = ?wait, "Recovery failed.");
-                        next_recovery = Instant::now() + wait;
-                        backoff = (backoff * 2).min(Duration::from_secs(10));
-                    }
+                // Each recovery before an epoch has committed again waits longer for the next:
+                // a sink or a schema registry that stays down fails every epoch at once, and
+                // is retried with backoff rather than at the rate of polls.
+                let wait = crate::sinks::resilience::jittered(backoff);
+                if let Err(e) = c.recover(consumer) {
+                    tracing::warn!(error = %e, retry_in = ?wait, "Recovery failed.");
                 }
+                next_recovery = Instant::now() + wait;
+                backoff = (backoff * 2).min(MAX_RECOVERY_BACKOFF);
             }
             continue;
         }
@@ -374,8 +388,11 @@ fn drive(
             continue;
         }
         c.update_pauses(consumer);
-        if c.checkpoint_due(interval) && c.checkpoint(consumer).is_err() {
-            continue;
+        if c.checkpoint_due(interval) {
+            if c.checkpoint(consumer).is_err() {
+                continue;
+            }
+            backoff = FIRST_RECOVERY_BACKOFF;
         }
         if last_progress.elapsed() >= Duration::from_millis(250) {
             if let Some(progress) = &options.progress {
@@ -388,7 +405,7 @@ fn drive(
             }
             last_progress = Instant::now();
         }
-        if idle && options.bounded.load(Ordering::Relaxed) && c.at_end(consumer)? {
+        if idle && options.bounded.load(Ordering::Relaxed) && at_end(&mut c, consumer) {
             if c.finish(consumer).is_err() {
                 continue;
             }

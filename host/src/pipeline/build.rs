@@ -30,7 +30,7 @@ use crate::source::avro::AvroDecoder;
 use crate::source::file::FileSource;
 use crate::source::json_schema::JsonSchemaDecoder;
 use crate::source::protobuf::ProtobufDecoder;
-use crate::source::registry::SchemaRegistry;
+use crate::source::registry::{Patience, SchemaRegistry};
 use crate::source::schemas::ToJson;
 use crate::state::{WatermarkConfig, WatermarkTracker};
 
@@ -69,10 +69,11 @@ pub struct PipelineFactory {
 }
 
 /// `config` with the columns of every Parquet sink that names a `schema_subject` filled in
-/// from the registry (waiting while it cannot be reached).
+/// from the registry, asked with `patience`.
 fn with_subject_columns(
     config: &PipelineConfig,
     registry: Option<&SchemaRegistry>,
+    patience: Patience,
 ) -> Result<PipelineConfig, ConfigError> {
     let mut config = config.clone();
     for (name, sink) in &mut config.sinks {
@@ -87,8 +88,8 @@ fn with_subject_columns(
             reason,
         };
         let registry = registry.ok_or_else(|| invalid("needs a [schema_registry]".into()))?;
-        parquet.schema =
-            crate::sinks::parquet::columns_of_subject(registry, subject).map_err(invalid)?;
+        parquet.schema = crate::sinks::parquet::columns_of_subject(registry, subject, patience)
+            .map_err(invalid)?;
         tracing::info!(sink = %name, subject, columns = parquet.schema.len(), "Parquet columns from the schema registry.");
     }
     Ok(config)
@@ -137,7 +138,7 @@ impl PipelineFactory {
             ),
             None => None,
         };
-        let config = &with_subject_columns(config, schema_registry.as_ref())?;
+        let config = &with_subject_columns(config, schema_registry.as_ref(), Patience::Wait)?;
         let source = PluginSource::open(plugin_dir, &config.plugins.s3).map_err(|reason| {
             ConfigError::Invalid {
                 field: "plugin_dir".into(),
@@ -249,10 +250,12 @@ impl PipelineFactory {
 
     /// Replaces the config that sinks and routes are built from (a config reload; the
     /// stages' `config` tables go through [`PluginRegistry::reconfigure`]), with the columns
-    /// of its `schema_subject` tables from the registry; an error leaves the config as it was.
-    /// Pipelines built before keep theirs.
+    /// of its `schema_subject` tables from the registry (asked without waiting: a registry that
+    /// cannot answer now refuses the reload rather than stall the pipeline); an error leaves
+    /// the config as it was. Pipelines built before keep theirs.
     pub fn set_config(&mut self, config: PipelineConfig) -> Result<(), ConfigError> {
-        self.config = with_subject_columns(&config, self.schema_registry.as_ref())?;
+        self.config =
+            with_subject_columns(&config, self.schema_registry.as_ref(), Patience::Tries)?;
         Ok(())
     }
 

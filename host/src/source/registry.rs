@@ -3,11 +3,14 @@
 //! or looks up the schemas outputs are written with. An id the registry does not know is the
 //! record's fault; a registry that cannot be reached is not: a record's schema is asked for
 //! through a circuit breaker like the sinks' (the partition rewinds and retries while it is
-//! open), and what is needed at start is waited for with backoff. Nothing is dead-lettered
-//! for an outage.
+//! open), and what is needed at start is waited for with backoff and kept for the process (a
+//! partition built again later never waits on the registry); a config reload asks without
+//! waiting, and is refused if the registry cannot answer. Nothing is dead-lettered for an
+//! outage.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -175,6 +178,21 @@ pub struct SchemaRegistry {
     config: RegistryConfig,
     client: reqwest::blocking::Client,
     breaker: Arc<Breaker>,
+    /// The answers waited for ([`Patience::Wait`]) by request, kept for the process.
+    kept: Arc<Mutex<HashMap<String, serde_json::Value>>>,
+}
+
+/// How long a question to the registry may wait for its answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Patience {
+    /// Until the registry answers (with backoff, a warning per try), and the answer is kept
+    /// for the process: start-up, where nothing runs yet. Partitions built again later (after
+    /// a rewind, a rebalance) have it without asking, so they never wait on a registry that
+    /// is down.
+    Wait,
+    /// The breaker's tries, for a fresh answer: a config reload, which must not stall the
+    /// running pipeline (it is refused instead).
+    Tries,
 }
 
 /// The breaker's name among the sinks' (`weir_sink_breaker_state{sink}`, the admin status).
@@ -203,6 +221,7 @@ impl SchemaRegistry {
             config: config.clone(),
             client,
             breaker: breakers.get(BREAKER_NAME, &config.retry),
+            kept: Arc::default(),
         })
     }
 
@@ -296,8 +315,8 @@ impl SchemaRegistry {
 
     /// The id of the schema `text` of `kind` (`AVRO`, `PROTOBUF`) under `subject`:
     /// registered there if `register` (the registry gives the id it already has for the same
-    /// schema), else looked up (an error if the subject has no such version). Waits while the
-    /// registry cannot be reached.
+    /// schema), else looked up (an error if the subject has no such version). Asked with
+    /// [`Patience::Wait`].
     pub fn id_of(
         &self,
         subject: &str,
@@ -312,38 +331,64 @@ impl SchemaRegistry {
         };
         let body = serde_json::json!({ "schema": text, "schemaType": kind });
         let answer: IdResponse = self
-            .waiting(&format!("subject {subject}"), || {
-                self.call(reqwest::Method::POST, &path, Some(&body))
-            })?
+            .waiting(
+                &format!("subject {subject}"),
+                reqwest::Method::POST,
+                &path,
+                Some(&body),
+            )?
             .ok_or_else(|| format!("subject {subject:?} has no version with this schema"))?;
         Ok(answer.id)
     }
 
-    /// The id and schema of the latest version of `subject`. Waits while the registry cannot
-    /// be reached.
-    pub fn latest(&self, subject: &str) -> Result<(u32, RegisteredSchema), String> {
+    /// The id and schema of the latest version of `subject`, asked with `patience`.
+    pub fn latest(
+        &self,
+        subject: &str,
+        patience: Patience,
+    ) -> Result<(u32, RegisteredSchema), String> {
         let path = format!("subjects/{}/versions/latest", encode_path(subject));
-        let answer: VersionResponse = self
-            .waiting(&format!("subject {subject}"), || {
-                self.call(reqwest::Method::GET, &path, None)
-            })?
-            .ok_or_else(|| format!("subject {subject:?} is not in the registry"))?;
+        let what = format!("subject {subject}");
+        let answer: VersionResponse = match patience {
+            Patience::Wait => self.waiting(&what, reqwest::Method::GET, &path, None)?,
+            Patience::Tries => self
+                .get_through_breaker(&what, &path)
+                .map_err(|e| format!("the schema registry cannot answer now: {e}"))?,
+        }
+        .ok_or_else(|| format!("subject {subject:?} is not in the registry"))?;
         Ok((answer.id, answer.schema.into()))
     }
 
-    /// `call` retried with backoff (a warning, `weir_schema_registry_up` at 0) while the
-    /// registry cannot be reached; a refused schema is the caller's error.
-    fn waiting<T>(
+    /// The answer to one request, asked with [`Patience::Wait`]: the kept one, else `call`
+    /// retried with backoff (a warning, `weir_schema_registry_up` at 0) while the registry
+    /// cannot be reached; a refused schema is the caller's error.
+    fn waiting<T: serde::de::DeserializeOwned>(
         &self,
         what: &str,
-        call: impl Fn() -> Result<Option<T>, CallError>,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&serde_json::Value>,
     ) -> Result<Option<T>, String> {
+        let key = format!(
+            "{method} {path} {}",
+            body.map(|b| b.to_string()).unwrap_or_default()
+        );
+        let read = |value: serde_json::Value| {
+            serde_json::from_value(value).map_err(|e| format!("{what}: {e}"))
+        };
+        if let Some(value) = self.lock_kept().get(&key) {
+            return read(value.clone()).map(Some);
+        }
         let mut backoff = Duration::from_millis(200);
         loop {
-            let answer = call();
+            let answer = self.call::<serde_json::Value>(method.clone(), path, body);
             self.observe(&answer, what, Some(backoff));
             match answer {
-                Ok(answer) => return Ok(answer),
+                Ok(Some(value)) => {
+                    self.lock_kept().insert(key, value.clone());
+                    return read(value).map(Some);
+                }
+                Ok(None) => return Ok(None),
                 Err(CallError::Refused(reason)) => return Err(reason),
                 Err(CallError::Unreachable(_)) => {
                     std::thread::sleep(jittered(backoff));
@@ -351,6 +396,10 @@ impl SchemaRegistry {
                 }
             }
         }
+    }
+
+    fn lock_kept(&self) -> std::sync::MutexGuard<'_, HashMap<String, serde_json::Value>> {
+        self.kept.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// One request to `path` under the registry's URL: its JSON answer, `None` for a 404.
@@ -407,5 +456,31 @@ impl SchemaRegistry {
     /// How many schemas to keep.
     pub fn cache_size(&self) -> usize {
         self.config.cache_size
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_question_asked_with_tries_does_not_wait_for_a_registry_that_is_down() {
+        // A port nothing listens on: each try is refused at once.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let config: RegistryConfig = toml::from_str(&format!(
+            "url = \"http://127.0.0.1:{port}\"\n[retry]\nattempts = 2\ninitial_backoff = \"10ms\""
+        ))
+        .unwrap();
+        let registry = SchemaRegistry::new(&config, &Breakers::default()).unwrap();
+        let started = std::time::Instant::now();
+        let error = registry
+            .latest("clicks-value", Patience::Tries)
+            .unwrap_err();
+        assert!(error.contains("cannot answer now"), "{error}");
+        assert!(started.elapsed() < Duration::from_secs(5), "it waited");
     }
 }

@@ -15,7 +15,7 @@ use apache_avro::writer::datum::GenericDatumWriter;
 use prost_reflect::{DeserializeOptions, DynamicMessage, MessageDescriptor};
 
 use super::config::{KafkaSinkConfig, OutputFormat, SubjectStrategy};
-use crate::source::registry::SchemaRegistry;
+use crate::source::registry::{Patience, SchemaRegistry};
 
 /// Why a record could not be written.
 #[derive(Debug)]
@@ -126,7 +126,7 @@ impl RegisteredOutput {
             }
             None => {
                 let subject = format!("{topic}-value");
-                let (id, latest) = self.registry.latest(&subject)?;
+                let (id, latest) = self.registry.latest(&subject, Patience::Wait)?;
                 if !latest.kind.eq_ignore_ascii_case(kind) {
                     return Err(format!("subject {subject} holds a {} schema", latest.kind));
                 }

@@ -24,14 +24,15 @@ use apache_avro::schema::{NamesRef, ResolvedSchema};
 use prost_reflect::{FieldDescriptor, Kind, MessageDescriptor};
 
 use super::ColumnConfig;
-use crate::source::registry::SchemaRegistry;
+use crate::source::registry::{Patience, SchemaRegistry};
 
 /// The columns of the latest version of `subject`.
 pub fn columns_of_subject(
     registry: &SchemaRegistry,
     subject: &str,
+    patience: Patience,
 ) -> Result<Vec<ColumnConfig>, String> {
-    let (_, registered) = registry.latest(subject)?;
+    let (_, registered) = registry.latest(subject, patience)?;
     let columns = match registered.kind.to_ascii_uppercase().as_str() {
         "AVRO" => avro_columns(&registered.text),
         "PROTOBUF" => protobuf_columns(&registered.text),

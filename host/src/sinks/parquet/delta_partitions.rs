@@ -1,8 +1,9 @@
 //! The `_partitions` table inside a Delta table with completion markers: a small Delta table
 //! with one row per hour declared complete (`dt`, `hour`, `completed_at`, `writers`), for
 //! engines that wait on a table rather than on `_SUCCESS` files. Each hour is added once: the
-//! newest hour added is the transaction version of the app `weir-completion`, so writers
-//! that race to add the same hours conflict, and the loser adds what is still missing.
+//! newest hour added is the transaction version of the app `weir-completion`, and a commit
+//! is made only on top of the version its rows were computed from, so writers that race to
+//! add the same hours conflict, and the loser adds what is still missing.
 
 use std::ops::RangeInclusive;
 use std::sync::Arc;
@@ -84,8 +85,13 @@ impl PartitionsTable {
             data_change: true,
             ..Add::default()
         };
+        // Rows computed from `done`: should another writer add hours meanwhile, they would
+        // repeat its; the commit fails instead, and the caller's next try reads them.
         runtime
-            .block_on(self.table.commit_once(APP_ID, last, vec![Action::Add(add)]))
+            .block_on(
+                self.table
+                    .commit_after(APP_ID, done, last, vec![Action::Add(add)]),
+            )
             .map_err(|e| e.to_string())?;
         tracing::info!(sink = %self.sink, from = first, through = last, "Complete hours added to the partitions table.");
         Ok(())

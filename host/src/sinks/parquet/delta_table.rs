@@ -179,6 +179,45 @@ impl Table {
             .await
     }
 
+    /// Appends `actions` as `app_id`'s commit `version` if `app_id`'s newest commit is still
+    /// `expected` and no other commit lands first (no retry on top of another writer's); an
+    /// error otherwise, for the caller to read the table again and try again.
+    pub async fn commit_after(
+        &mut self,
+        app_id: &str,
+        expected: Option<i64>,
+        version: i64,
+        mut actions: Vec<Action>,
+    ) -> Result<u64, DeltaTableError> {
+        let table = self.latest().await?;
+        let log_store = table.log_store();
+        let snapshot = table.snapshot()?;
+        let done = snapshot
+            .transaction_version(log_store.as_ref(), app_id)
+            .await?;
+        if done != expected {
+            return Err(DeltaTableError::Generic(format!(
+                "{app_id} committed {done:?} meanwhile, not {expected:?}"
+            )));
+        }
+        actions.push(Action::Txn(Transaction {
+            app_id: app_id.to_string(),
+            version,
+            last_updated: Some(now_ms()),
+        }));
+        let operation = DeltaOperation::Write {
+            mode: SaveMode::Append,
+            partition_by: None,
+            predicate: None,
+        };
+        let committed = CommitBuilder::default()
+            .with_actions(actions)
+            .with_max_retries(0)
+            .build(Some(snapshot), log_store, operation)
+            .await?;
+        Ok(committed.version())
+    }
+
     /// Appends `actions` as `app_id`'s commit `version`, unless the table holds that version
     /// or a later one. Returns the table version committed, if any.
     pub async fn commit_once(

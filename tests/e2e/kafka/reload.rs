@@ -6,7 +6,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use sha2::{Digest, Sha256};
@@ -115,17 +115,25 @@ fn plugins_swap_at_batch_boundaries_and_bad_files_are_rejected_while_the_stream_
     );
     wait_for_answer(port, "/readyz", |code, _| code == 200);
 
-    // A steady stream: a slice of the input every 100 ms.
+    // A steady stream: a slice of the input every 100 ms. The second half waits until v2 is
+    // loaded, so that however slow the load, v2 sees records (and bots) of its own.
     let input = clickstream(240);
     let slices: Vec<Vec<String>> = input
         .chunks(input.len() / 60 + 1)
         .map(<[_]>::to_vec)
         .collect();
     let produced = Arc::new(AtomicUsize::new(0));
+    let v2_loaded = Arc::new(AtomicBool::new(false));
     let producer = {
         let (bootstrap, produced, slices) = (bootstrap.clone(), produced.clone(), slices.clone());
+        let v2_loaded = v2_loaded.clone();
         std::thread::spawn(move || {
-            for slice in &slices {
+            for (i, slice) in slices.iter().enumerate() {
+                if i == slices.len() / 2 {
+                    wait_for("v2 to load", Duration::from_secs(120), || {
+                        v2_loaded.load(Ordering::SeqCst)
+                    });
+                }
                 produce(&bootstrap, "clicks", slice);
                 produced.fetch_add(1, Ordering::SeqCst);
                 std::thread::sleep(Duration::from_millis(100));
@@ -141,6 +149,11 @@ fn plugins_swap_at_batch_boundaries_and_bad_files_are_rejected_while_the_stream_
     produced_at_least(15);
     install(&plugins, "bot-filter", &v2);
     // Loaded, then serving once the stage's next batch swaps it in (records keep coming).
+    wait_for("v2 to load", Duration::from_secs(60), || {
+        let (status, v2) = (plugin_status(port, "bot-filter"), sha256(&v2));
+        status["pending_sha256"] == v2.as_str() || status["sha256"] == v2.as_str()
+    });
+    v2_loaded.store(true, Ordering::SeqCst);
     wait_for("v2 to serve", Duration::from_secs(60), || {
         plugin_status(port, "bot-filter")["sha256"] == sha256(&v2).as_str()
     });

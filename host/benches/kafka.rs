@@ -136,7 +136,7 @@ fn main() {
     let events: usize = arg("--events", 100_000);
     xtask::plugins::build_all().unwrap();
     xtask::servers::install_kafka().unwrap();
-    let kafka = KafkaCluster::start(1).unwrap();
+    let kafka = KafkaCluster::start_for_load(1).unwrap();
     kafka.create_topic("clicks", PARTITIONS).unwrap();
     kafka.create_topic("empty", PARTITIONS).unwrap();
     for topic in [

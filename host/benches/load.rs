@@ -573,7 +573,7 @@ fn main() {
     let interval: String = arg("--interval", "1s".to_string());
     xtask::plugins::build_all().unwrap();
     xtask::servers::install_kafka().unwrap();
-    let kafka = KafkaCluster::start(1).unwrap();
+    let kafka = KafkaCluster::start_for_load(1).unwrap();
     for topic in ["weir.sessions", "weir.features", "weir.late", "weir.dlq"] {
         kafka.create_topic(topic, 2).unwrap();
     }

@@ -3,7 +3,7 @@
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result, anyhow, bail};
 use xtask::{plugins, python, servers, workspace_root};
 
 const USAGE: &str = "usage: cargo xtask <command>
@@ -12,7 +12,8 @@ commands:
   build-plugins   build every plugin for wasm32-wasip2 into target/plugins/<name>.wasm
   demo [ARGS]     build everything and run `weir demo` (embedded Kafka cluster, generated clickstream)
   example         build everything and run examples/clickstream end to end into out/clickstream
-  install-servers install the servers the tests start (Apache Kafka, s3s-fs, Apicurio Registry; checks redis-server)
+  install-servers install what the tests run beside weir, side by side: Apache Kafka and Apicurio
+                  Registry (Maven), s3s-fs (cargo install), the Python venvs (pip); checks redis-server
   test            prepare the wasm target, plugins and the Python reader, then run every test";
 
 fn main() -> Result<()> {
@@ -24,16 +25,7 @@ fn main() -> Result<()> {
         }
         "demo" => demo()?,
         "example" => example()?,
-        "install-servers" => {
-            println!("kafka: {}", servers::install_kafka()?.display());
-            println!("s3s-fs: {}", servers::install_s3s_fs()?.display());
-            println!("apicurio: {}", servers::install_apicurio()?.display());
-            let redis = servers::redis_server_path();
-            if !redis.is_file() {
-                bail!("redis-server is missing: run `{}`", servers::REDIS_INSTALL);
-            }
-            println!("redis-server: {}", redis.display());
-        }
+        "install-servers" => install_servers()?,
         "test" => test()?,
         _ => {
             eprintln!("{USAGE}");
@@ -55,6 +47,36 @@ fn run(cmd: &mut Command) -> Result<()> {
         bail!("{cmd:?} failed with {status}");
     }
     Ok(())
+}
+
+/// Installs what the tests run beside weir. The three kinds of download (Maven's, cargo's and
+/// pip's) go side by side, so that CI can run them beside its lint build.
+fn install_servers() -> Result<()> {
+    let redis = servers::redis_server_path();
+    if !redis.is_file() {
+        bail!("redis-server is missing: run `{}`", servers::REDIS_INSTALL);
+    }
+    println!("redis-server: {}", redis.display());
+    std::thread::scope(|scope| {
+        let maven = scope.spawn(|| -> Result<()> {
+            println!("kafka: {}", servers::install_kafka()?.display());
+            println!("apicurio: {}", servers::install_apicurio()?.display());
+            Ok(())
+        });
+        let cargo = scope.spawn(|| -> Result<()> {
+            println!("s3s-fs: {}", servers::install_s3s_fs()?.display());
+            Ok(())
+        });
+        let pip = scope.spawn(|| -> Result<()> {
+            println!("python: {}", python::venv_python()?.display());
+            println!("airflow: {}", python::airflow_python()?.display());
+            Ok(())
+        });
+        [maven, cargo, pip].into_iter().try_for_each(|task| {
+            task.join()
+                .unwrap_or_else(|_| Err(anyhow!("an install thread panicked")))
+        })
+    })
 }
 
 /// Runs the example pipeline: geo database, plugins, then `weir run`.

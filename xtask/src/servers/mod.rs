@@ -27,7 +27,8 @@ use crate::paths::target_dir;
 /// The command that installs every server the tests need.
 pub const INSTALL_HINT: &str = "cargo xtask install-servers";
 
-static INSTALL_LOCK: Mutex<()> = Mutex::new(());
+/// Held while Maven resolves into its local repository, which two runs at once may corrupt.
+static MAVEN_LOCK: Mutex<()> = Mutex::new(());
 
 /// Where installed tools live, under the target dir.
 fn tools_dir() -> PathBuf {

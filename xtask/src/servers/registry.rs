@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 
-use super::{INSTALL_LOCK, JAVA_INSTALL, free_port, tools_dir};
+use super::{JAVA_INSTALL, MAVEN_LOCK, free_port, tools_dir};
 
 /// The Apicurio Registry release (`io.apicurio:apicurio-registry-app`, its `all` zip).
 pub const APICURIO_VERSION: &str = "3.0.9";
@@ -31,7 +31,7 @@ fn runner(home: &Path) -> PathBuf {
 
 /// Unpacks Apicurio Registry with Maven into [`apicurio_home`]. Does nothing when it is there.
 pub fn install_apicurio() -> Result<PathBuf> {
-    let _guard = INSTALL_LOCK.lock().unwrap_or_else(|p| p.into_inner());
+    let _guard = MAVEN_LOCK.lock().unwrap_or_else(|p| p.into_inner());
     let home = apicurio_home();
     if runner(&home).is_file() {
         return Ok(home);

@@ -4,11 +4,12 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 
-use super::{INSTALL_HINT, INSTALL_LOCK, free_port, listening, tools_bin, tools_dir};
+use super::{INSTALL_HINT, free_port, listening, tools_bin, tools_dir};
 
 /// The version that builds with rustc 1.95.
 pub const S3S_FS_VERSION: &str = "0.14.1";
@@ -26,8 +27,10 @@ pub fn s3s_fs_path() -> PathBuf {
         .unwrap_or_else(|| tools_bin().join("s3s-fs"))
 }
 
-/// Builds and installs `s3s-fs` with cargo. Does nothing when present.
+/// Builds and installs `s3s-fs` with cargo. Does nothing when present. The build has a
+/// target folder of its own, so it can run beside a build of the workspace.
 pub fn install_s3s_fs() -> Result<PathBuf> {
+    static INSTALL_LOCK: Mutex<()> = Mutex::new(());
     let _guard = INSTALL_LOCK.lock().unwrap_or_else(|p| p.into_inner());
     let path = s3s_fs_path();
     if path.is_file() {
@@ -38,6 +41,8 @@ pub fn install_s3s_fs() -> Result<PathBuf> {
         .args(["install", "s3s-fs", "--version", S3S_FS_VERSION])
         .args(["--features", "binary", "--locked", "--root"])
         .arg(tools_dir())
+        .arg("--target-dir")
+        .arg(tools_dir().join("s3s-fs-build"))
         .status()
         .context("running cargo install s3s-fs")?;
     if !status.success() {

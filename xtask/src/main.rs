@@ -15,7 +15,8 @@ commands:
   example         build everything and run examples/clickstream end to end into out/clickstream
   install-servers install what the tests run beside weir, side by side: Apache Kafka and Apicurio
                   Registry (Maven), s3s-fs (cargo install), the Python venvs (pip); checks redis-server
-  test            prepare the wasm target, plugins and the Python reader, then run every test";
+  test            build every target with clippy's lints (warnings denied) while installing what the
+                  tests run beside weir, build the plugins, then run every test";
 
 fn main() -> Result<()> {
     let task = std::env::args().nth(1).unwrap_or_default();

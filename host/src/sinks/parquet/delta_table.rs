@@ -187,35 +187,19 @@ impl Table {
         app_id: &str,
         expected: Option<i64>,
         version: i64,
-        mut actions: Vec<Action>,
+        actions: Vec<Action>,
     ) -> Result<u64, DeltaTableError> {
         let table = self.latest().await?;
-        let log_store = table.log_store();
-        let snapshot = table.snapshot()?;
-        let done = snapshot
-            .transaction_version(log_store.as_ref(), app_id)
+        let done = table
+            .snapshot()?
+            .transaction_version(table.log_store().as_ref(), app_id)
             .await?;
         if done != expected {
             return Err(DeltaTableError::Generic(format!(
                 "{app_id} committed {done:?} meanwhile, not {expected:?}"
             )));
         }
-        actions.push(Action::Txn(Transaction {
-            app_id: app_id.to_string(),
-            version,
-            last_updated: Some(now_ms()),
-        }));
-        let operation = DeltaOperation::Write {
-            mode: SaveMode::Append,
-            partition_by: None,
-            predicate: None,
-        };
-        let committed = CommitBuilder::default()
-            .with_actions(actions)
-            .with_max_retries(0)
-            .build(Some(snapshot), log_store, operation)
-            .await?;
-        Ok(committed.version())
+        append(table, app_id, version, actions, None, 0).await
     }
 
     /// Appends `actions` as `app_id`'s commit `version`, unless the table holds that version
@@ -224,34 +208,54 @@ impl Table {
         &mut self,
         app_id: &str,
         version: i64,
-        mut actions: Vec<Action>,
+        actions: Vec<Action>,
     ) -> Result<Option<u64>, DeltaTableError> {
         let partition_by = (!self.partition_by.is_empty()).then(|| self.partition_by.clone());
         let table = self.latest().await?;
-        let log_store = table.log_store();
-        let snapshot = table.snapshot()?;
-        if snapshot
-            .transaction_version(log_store.as_ref(), app_id)
+        if table
+            .snapshot()?
+            .transaction_version(table.log_store().as_ref(), app_id)
             .await?
             .is_some_and(|done| done >= version)
         {
             return Ok(None);
         }
-        actions.push(Action::Txn(Transaction {
-            app_id: app_id.to_string(),
+        let committed = append(
+            table,
+            app_id,
             version,
-            last_updated: Some(now_ms()),
-        }));
-        let operation = DeltaOperation::Write {
-            mode: SaveMode::Append,
+            actions,
             partition_by,
-            predicate: None,
-        };
-        let committed = CommitBuilder::default()
-            .with_actions(actions)
-            .with_max_retries(COMMIT_RETRIES)
-            .build(Some(snapshot), log_store, operation)
-            .await?;
-        Ok(Some(committed.version()))
+            COMMIT_RETRIES,
+        );
+        Ok(Some(committed.await?))
     }
+}
+
+/// Appends `actions` to `table`'s loaded version as `app_id`'s commit `version`, trying again
+/// on top of other writers' commits up to `retries` times. Returns the table version committed.
+async fn append(
+    table: &DeltaTable,
+    app_id: &str,
+    version: i64,
+    mut actions: Vec<Action>,
+    partition_by: Option<Vec<String>>,
+    retries: usize,
+) -> Result<u64, DeltaTableError> {
+    actions.push(Action::Txn(Transaction {
+        app_id: app_id.to_string(),
+        version,
+        last_updated: Some(now_ms()),
+    }));
+    let operation = DeltaOperation::Write {
+        mode: SaveMode::Append,
+        partition_by,
+        predicate: None,
+    };
+    let committed = CommitBuilder::default()
+        .with_actions(actions)
+        .with_max_retries(retries)
+        .build(Some(table.snapshot()?), table.log_store(), operation)
+        .await?;
+    Ok(committed.version())
 }

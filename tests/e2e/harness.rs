@@ -1,11 +1,12 @@
 //! Shared test setup: plugins built once through `xtask`, the `weir` binary, the DuckDB venv,
 //! and pipelines assembled in memory around real Wasm stages.
 
+use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use weir::flow::{Provenance, SourceRecord};
@@ -28,6 +29,20 @@ pub fn plugin(name: &str) -> PathBuf {
     plugin_dir().join(format!("{name}.wasm"))
 }
 
+/// A Python or JavaScript plugin project (a folder of the workspace) built with `weir plugin
+/// build`, once per test binary; the component.
+pub fn guest_plugin(project: &str) -> PathBuf {
+    static BUILT: Mutex<BTreeMap<String, PathBuf>> = Mutex::new(BTreeMap::new());
+    let mut built = BUILT.lock().unwrap_or_else(|p| p.into_inner());
+    built
+        .entry(project.to_string())
+        .or_insert_with(|| {
+            xtask::guests::build(Path::new(env!("CARGO_BIN_EXE_weir")), project)
+                .unwrap_or_else(|e| panic!("{e:#}"))
+        })
+        .clone()
+}
+
 /// One engine shared by the tests of this binary.
 pub fn engine() -> Arc<PluginEngine> {
     static ENGINE: OnceLock<Arc<PluginEngine>> = OnceLock::new();
@@ -43,8 +58,19 @@ pub fn wasm_stage(
     settings: InstanceSettings,
     geo: Option<Arc<GeoDb>>,
 ) -> WasmStage {
+    wasm_stage_of(&plugin(name), config, settings, geo)
+}
+
+/// A Wasm stage running the component at `path`, named after its file.
+pub fn wasm_stage_of(
+    path: &Path,
+    config: &[(&str, &str)],
+    settings: InstanceSettings,
+    geo: Option<Arc<GeoDb>>,
+) -> WasmStage {
     let engine = engine();
-    let plugin = engine.load_file(&plugin(name)).unwrap();
+    let plugin = engine.load_file(path).unwrap();
+    let name = path.file_stem().unwrap().to_str().unwrap();
     let config = config
         .iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))

@@ -1,7 +1,11 @@
 //! Project tasks shared by the `cargo xtask` binary and the test suites: building every plugin
-//! for `wasm32-wasip2`, and preparing the Python environment with the independent Parquet
-//! reader, and installing and starting the real servers tests talk to. Tests call the same functions, so what they load is what `cargo xtask` builds.
+//! for `wasm32-wasip2`, preparing the Python environments (the independent Parquet reader,
+//! the Python plugins' tools) and the npm workspace (the JavaScript plugins' tools), and
+//! installing and starting the real servers tests talk to. Tests call the same functions, so
+//! what they load is what `cargo xtask` builds.
 
+pub mod guests;
+pub mod node;
 mod paths;
 pub mod plugins;
 pub mod python;

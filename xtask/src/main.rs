@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use anyhow::{Context, Result, anyhow, bail};
-use xtask::{plugins, python, servers, workspace_root};
+use xtask::{node, plugins, python, servers, workspace_root};
 
 const USAGE: &str = "usage: cargo xtask <command>
 
@@ -14,7 +14,8 @@ commands:
   demo [ARGS]     build everything and run `weir demo` (embedded Kafka cluster, generated clickstream)
   example         build everything and run examples/clickstream end to end into out/clickstream
   install-servers install what the tests run beside weir, side by side: Apache Kafka and Apicurio
-                  Registry (Maven), s3s-fs (cargo install), the Python venvs (pip); checks redis-server
+                  Registry (Maven), s3s-fs (cargo install), the Python venvs (pip), the npm
+                  workspace of the JavaScript plugins (npm ci); checks redis-server
   test            build every target with clippy's lints (warnings denied) while installing what the
                   tests run beside weir, build the plugins, then run every test";
 
@@ -72,9 +73,14 @@ fn install_servers() -> Result<()> {
         let pip = scope.spawn(|| -> Result<()> {
             println!("python: {}", python::venv_python()?.display());
             println!("airflow: {}", python::airflow_python()?.display());
+            println!("python plugins: {}", python::guest_python()?.display());
             Ok(())
         });
-        [maven, cargo, pip].into_iter().try_for_each(|task| {
+        let npm = scope.spawn(|| -> Result<()> {
+            println!("javascript plugins: {}", node::npm_workspace()?.display());
+            Ok(())
+        });
+        [maven, cargo, pip, npm].into_iter().try_for_each(|task| {
             task.join()
                 .unwrap_or_else(|_| Err(anyhow!("an install thread panicked")))
         })

@@ -1,7 +1,8 @@
 //! Python virtual environments of the tests: one with DuckDB, the independent Parquet reader
 //! the tests use to check what weir wrote, kubernetes-validate, which checks the Kubernetes
 //! manifests against the API's schemas (bundled, so no cluster or network is needed), and the
-//! Datadog Agent's OpenMetrics check; one with Apache Airflow, which runs the example DAGs.
+//! Datadog Agent's OpenMetrics check; one with Apache Airflow, which runs the example DAGs;
+//! one with componentize-py and pytest, which build and test the Python plugins.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -48,6 +49,10 @@ pub const PACKAGES: &[&str] = &[
 /// what the other packages need newer) and DuckDB for the report the example DAG runs.
 pub const AIRFLOW_PACKAGES: &[&str] = &["apache-airflow==2.10.5", "duckdb==1.5.6"];
 
+/// The PyPI packages of the Python plugins' venv: the component builder the Python SDK is
+/// made for, and pytest for the SDK's and the plugins' own tests.
+pub const GUEST_PACKAGES: &[&str] = &["componentize-py==0.25.1", "pytest==8.4.2"];
+
 static VENV_LOCK: Mutex<()> = Mutex::new(());
 
 /// The test venv's Python interpreter, creating the venv and installing [`PACKAGES`] first
@@ -60,6 +65,12 @@ pub fn venv_python() -> Result<PathBuf> {
 /// [`venv_python`]'s.
 pub fn airflow_python() -> Result<PathBuf> {
     python_with("airflow-venv", AIRFLOW_PACKAGES)
+}
+
+/// The Python plugins' venv interpreter (its `bin/` holds `componentize-py`), made like
+/// [`venv_python`]'s.
+pub fn guest_python() -> Result<PathBuf> {
+    python_with("guest-venv", GUEST_PACKAGES)
 }
 
 fn python_with(name: &str, packages: &[&str]) -> Result<PathBuf> {

@@ -1,15 +1,15 @@
-//! The plugin SDK this weir was built with, carried in the binary: its sources, the WIT
-//! contract, and a manifest whose workspace-inherited fields are resolved to the versions this
-//! weir was built with. `weir plugin new` writes it into the new crate, so a plugin is made
-//! and built from an installed binary, outside any checkout, against the exact contract the
-//! binary speaks.
+//! The plugin SDKs this weir was built with, carried in the binary: the Rust SDK's sources
+//! with a manifest whose workspace-inherited fields are resolved to the versions this weir was
+//! built with, the Python and JavaScript SDKs, and the WIT contract. `weir plugin new` writes
+//! them into the new project, so a plugin is made and built from an installed binary, outside
+//! any checkout, against the exact contract the binary speaks.
 
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 
-/// The SDK's files, relative to the folder they are written to (the SDK's bindings read the
-/// contract from `../wit`).
+/// The Rust SDK's files, relative to the folder they are written to (the SDK's bindings read
+/// the contract from `../wit`).
 const FILES: &[(&str, &str)] = &[
     ("sdk/src/abi.rs", include_str!("../../../sdk/src/abi.rs")),
     (
@@ -38,18 +38,151 @@ const FILES: &[(&str, &str)] = &[
         "sdk/src/testing.rs",
         include_str!("../../../sdk/src/testing.rs"),
     ),
-    (
-        "wit/transform.wit",
-        include_str!("../../../wit/transform.wit"),
-    ),
 ];
 
 const SDK_MANIFEST: &str = include_str!("../../../sdk/Cargo.toml");
 const WORKSPACE_MANIFEST: &str = include_str!("../../../Cargo.toml");
 
-/// Writes the SDK into `dir` (`dir/sdk`, `dir/wit`); returns the SDK crate's folder.
-pub fn write_to(dir: &Path) -> Result<PathBuf> {
-    for (file, text) in FILES {
+/// The Python SDK's files, relative to the folder they are written to (`python/weir_sdk`).
+const PYTHON_FILES: &[(&str, &str)] = &[
+    (
+        "python/weir_sdk/__init__.py",
+        include_str!("../../../sdk/python/weir_sdk/__init__.py"),
+    ),
+    (
+        "python/weir_sdk/abi.py",
+        include_str!("../../../sdk/python/weir_sdk/abi.py"),
+    ),
+    (
+        "python/weir_sdk/config.py",
+        include_str!("../../../sdk/python/weir_sdk/config.py"),
+    ),
+    (
+        "python/weir_sdk/context.py",
+        include_str!("../../../sdk/python/weir_sdk/context.py"),
+    ),
+    (
+        "python/weir_sdk/event.py",
+        include_str!("../../../sdk/python/weir_sdk/event.py"),
+    ),
+    (
+        "python/weir_sdk/guest.py",
+        include_str!("../../../sdk/python/weir_sdk/guest.py"),
+    ),
+    (
+        "python/weir_sdk/testing.py",
+        include_str!("../../../sdk/python/weir_sdk/testing.py"),
+    ),
+    (
+        "python/weir_sdk/transform.py",
+        include_str!("../../../sdk/python/weir_sdk/transform.py"),
+    ),
+];
+
+/// The JavaScript SDK's files, relative to the folder they are written to (`js`, an npm
+/// package with its build tool `weir-js` and its types).
+const JS_FILES: &[(&str, &str)] = &[
+    (
+        "js/package.json",
+        include_str!("../../../sdk/js/package.json"),
+    ),
+    (
+        "js/bin/weir-js.js",
+        include_str!("../../../sdk/js/bin/weir-js.js"),
+    ),
+    ("js/src/abi.js", include_str!("../../../sdk/js/src/abi.js")),
+    (
+        "js/src/config.js",
+        include_str!("../../../sdk/js/src/config.js"),
+    ),
+    (
+        "js/src/context.js",
+        include_str!("../../../sdk/js/src/context.js"),
+    ),
+    (
+        "js/src/event.js",
+        include_str!("../../../sdk/js/src/event.js"),
+    ),
+    (
+        "js/src/guest.js",
+        include_str!("../../../sdk/js/src/guest.js"),
+    ),
+    (
+        "js/src/index.js",
+        include_str!("../../../sdk/js/src/index.js"),
+    ),
+    (
+        "js/src/testing.js",
+        include_str!("../../../sdk/js/src/testing.js"),
+    ),
+    (
+        "js/src/transform.js",
+        include_str!("../../../sdk/js/src/transform.js"),
+    ),
+    (
+        "js/types/index.d.ts",
+        include_str!("../../../sdk/js/types/index.d.ts"),
+    ),
+    (
+        "js/types/guest.d.ts",
+        include_str!("../../../sdk/js/types/guest.d.ts"),
+    ),
+    (
+        "js/types/testing.d.ts",
+        include_str!("../../../sdk/js/types/testing.d.ts"),
+    ),
+    (
+        "js/types/wit/transform.d.ts",
+        include_str!("../../../sdk/js/types/wit/transform.d.ts"),
+    ),
+    (
+        "js/types/wit/interfaces/weir-transform-types.d.ts",
+        include_str!("../../../sdk/js/types/wit/interfaces/weir-transform-types.d.ts"),
+    ),
+    (
+        "js/types/wit/interfaces/weir-transform-state.d.ts",
+        include_str!("../../../sdk/js/types/wit/interfaces/weir-transform-state.d.ts"),
+    ),
+    (
+        "js/types/wit/interfaces/weir-transform-log.d.ts",
+        include_str!("../../../sdk/js/types/wit/interfaces/weir-transform-log.d.ts"),
+    ),
+    (
+        "js/types/wit/interfaces/weir-transform-metrics.d.ts",
+        include_str!("../../../sdk/js/types/wit/interfaces/weir-transform-metrics.d.ts"),
+    ),
+    (
+        "js/types/wit/interfaces/weir-transform-geo.d.ts",
+        include_str!("../../../sdk/js/types/wit/interfaces/weir-transform-geo.d.ts"),
+    ),
+];
+
+/// The WIT contract, for the Python and JavaScript builders.
+const WIT: (&str, &str) = (
+    "wit/transform.wit",
+    include_str!("../../../wit/transform.wit"),
+);
+
+/// A plugin language other than Rust.
+#[derive(Debug, Clone, Copy)]
+pub enum Guest {
+    /// The Python SDK (`python/weir_sdk`).
+    Python,
+    /// The JavaScript SDK (`js`, the `weir-sdk` npm package).
+    JavaScript,
+}
+
+/// Writes the SDK of `language` and the WIT contract into `dir`.
+pub fn write_guest_to(dir: &Path, language: Guest) -> Result<()> {
+    let files = match language {
+        Guest::Python => PYTHON_FILES,
+        Guest::JavaScript => JS_FILES,
+    };
+    write_files(dir, files.iter().chain([&WIT]))
+}
+
+fn write_files<'a>(dir: &Path, files: impl Iterator<Item = &'a (&'a str, &'a str)>) -> Result<()> {
+    for (file, text) in files {
         let path = dir.join(file);
         if let Some(parent) = path.parent() {
             std::fs::create_dir_all(parent)
@@ -57,6 +190,12 @@ pub fn write_to(dir: &Path) -> Result<PathBuf> {
         }
         std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
     }
+    Ok(())
+}
+
+/// Writes the SDK into `dir` (`dir/sdk`, `dir/wit`); returns the SDK crate's folder.
+pub fn write_to(dir: &Path) -> Result<PathBuf> {
+    write_files(dir, FILES.iter().chain([&WIT]))?;
     let manifest = dir.join("sdk/Cargo.toml");
     std::fs::write(&manifest, standalone_manifest()?)
         .with_context(|| format!("writing {}", manifest.display()))?;

@@ -6,10 +6,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use clap::Subcommand;
+use clap::{Subcommand, ValueEnum};
 use serde_json::{Value, json};
 use weir_sdk::abi::{Batch, BatchResult, OutputKind};
 
+use super::embedded_sdk::Guest;
 use crate::config::EventConfig;
 use crate::event::{EventArena, EventRef};
 use crate::flow::{Provenance, SourceRecord};
@@ -17,6 +18,17 @@ use crate::pipeline::stage_io::{output_event, stage_batch, timer_events};
 use crate::pipeline::{RecordDecoder, Stage, WasmStage};
 use crate::runtime::{EngineSettings, GeoDb, InstanceSettings, PluginEngine};
 use crate::state::{WatermarkConfig, WatermarkTracker};
+
+/// The languages `weir plugin new` writes a project in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Language {
+    /// A Rust crate against the Rust SDK.
+    Rust,
+    /// A Python project against the Python SDK, built with componentize-py.
+    Python,
+    /// A JavaScript project against the JavaScript SDK, built with componentize-js.
+    Js,
+}
 
 /// Plugin commands.
 #[derive(Debug, Subcommand)]
@@ -67,27 +79,33 @@ pub enum PluginCommand {
         /// The plugin component.
         plugin: PathBuf,
     },
-    /// Create a plugin crate against the SDK, with tests, that builds with
-    /// `cargo build --release --target wasm32-wasip2`.
+    /// Create a plugin project against the SDK this weir carries, with tests that pass out
+    /// of the box: a Rust crate, or a Python or JavaScript project (`--lang`), each of which
+    /// `weir plugin build` turns into a component.
     New {
         /// Plugin name: lowercase letters, digits and `-`.
         name: String,
         /// The parent folder: the crate is made in a new folder `PATH/NAME`.
         #[arg(long, default_value = ".")]
         path: PathBuf,
-        /// The `sdk` folder of a weir checkout (default: the SDK this weir carries, written
-        /// into the crate's `weir-sdk` folder).
+        /// The `sdk` folder of a weir checkout, for a Rust crate (default: the SDK this weir
+        /// carries, written into the project's `weir-sdk` folder).
         #[arg(long)]
         sdk: Option<PathBuf>,
+        /// The plugin's language.
+        #[arg(long, value_enum, default_value_t = Language::Rust)]
+        lang: Language,
     },
-    /// Build a plugin crate into its component (`cargo build --release --target
-    /// wasm32-wasip2`) and print where it is.
+    /// Build a plugin project into its component and print where it is: a Rust crate with
+    /// `cargo build --release --target wasm32-wasip2`, a Python project (`pyproject.toml` with
+    /// `[tool.weir]`) with componentize-py, a JavaScript project (`package.json` with `weir`)
+    /// with the SDK's `weir-js build`.
     Build {
-        /// The plugin crate.
+        /// The plugin project.
         #[arg(long, default_value = ".")]
         path: PathBuf,
     },
-    /// Build a plugin crate (or take a built component) and install it as `<name>.wasm` in a
+    /// Build a plugin project (or take a built component) and install it as `<name>.wasm` in a
     /// plugin folder or an `s3://` prefix, whole at once, once it type-checks as a weir plugin.
     /// A running weir swaps it in at its next batch.
     Deploy {
@@ -95,13 +113,13 @@ pub enum PluginCommand {
         /// `AWS_*`).
         #[arg(long)]
         to: String,
-        /// The plugin crate to build.
+        /// The plugin project to build (Rust, Python or JavaScript).
         #[arg(long, default_value = ".")]
         path: PathBuf,
-        /// A built component to deploy instead of building the crate.
+        /// A built component to deploy instead of building the project.
         #[arg(long)]
         component: Option<PathBuf>,
-        /// The plugin name (default: the crate's package name, or the component's file name).
+        /// The plugin name (default: the project's name, or the component's file name).
         #[arg(long)]
         name: Option<String>,
         /// Endpoint of an S3-compatible server.
@@ -118,7 +136,7 @@ pub fn execute(cmd: PluginCommand) -> Result<()> {
     match cmd {
         PluginCommand::Inspect { plugin } => inspect(&plugin),
         PluginCommand::Build { path } => {
-            let built = super::plugin_ship::build(&path)?;
+            let built = super::plugin_build::build(&path)?;
             println!("built {}: {}", built.name, built.component.display());
             Ok(())
         }
@@ -135,12 +153,12 @@ pub fn execute(cmd: PluginCommand) -> Result<()> {
                     let stem = component
                         .file_stem()
                         .map(|s| s.to_string_lossy().into_owned());
-                    super::plugin_ship::Built {
+                    super::plugin_build::Built {
                         name: stem.unwrap_or_default(),
                         component,
                     }
                 }
-                None => super::plugin_ship::build(&path)?,
+                None => super::plugin_build::build(&path)?,
             };
             let name = name.unwrap_or(built.name);
             let destination = super::plugin_ship::Destination {
@@ -156,12 +174,29 @@ pub fn execute(cmd: PluginCommand) -> Result<()> {
             println!("deployed {name}: {at}");
             Ok(())
         }
-        PluginCommand::New { name, path, sdk } => {
-            let dir = super::scaffold::new_plugin(&name, &path, sdk)?;
-            println!(
-                "created {}: `cargo test` runs its tests, `cargo build --release --target wasm32-wasip2` builds it (see its README)",
-                dir.display()
-            );
+        PluginCommand::New {
+            name,
+            path,
+            sdk,
+            lang,
+        } => {
+            let guest = match lang {
+                Language::Rust => None,
+                Language::Python => Some(Guest::Python),
+                Language::Js => Some(Guest::JavaScript),
+            };
+            let (dir, how) = match guest {
+                None => (
+                    super::scaffold::new_plugin(&name, &path, sdk)?,
+                    "`cargo test` runs its tests, `weir plugin build` builds it",
+                ),
+                Some(_) if sdk.is_some() => bail!("--sdk is for Rust plugins only"),
+                Some(guest) => (
+                    super::scaffold_guest::new_plugin(&name, &path, guest)?,
+                    "its README has the install step; then its tests pass and `weir plugin build` builds it",
+                ),
+            };
+            println!("created {}: {how}", dir.display());
             Ok(())
         }
         PluginCommand::Test {

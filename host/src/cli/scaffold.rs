@@ -127,9 +127,8 @@ A running weir swaps a deployed version in at its next batch.
 `{sdk_note}`
 "#;
 
-/// Writes the crate `name` under `parent`; `sdk` is the `weir-sdk` folder it depends on
-/// (default: the SDK this weir carries, written into the crate's `weir-sdk` folder).
-pub fn new_plugin(name: &str, parent: &Path, sdk: Option<PathBuf>) -> Result<PathBuf> {
+/// Refuses a plugin name that is not lowercase letters, digits and `-`, starting with a letter.
+pub(super) fn check_name(name: &str) -> Result<()> {
     let valid = name.chars().next().is_some_and(|c| c.is_ascii_lowercase())
         && name
             .chars()
@@ -139,6 +138,13 @@ pub fn new_plugin(name: &str, parent: &Path, sdk: Option<PathBuf>) -> Result<Pat
             "plugin name {name:?}: use lowercase letters, digits and `-`, starting with a letter"
         );
     }
+    Ok(())
+}
+
+/// Writes the crate `name` under `parent`; `sdk` is the `weir-sdk` folder it depends on
+/// (default: the SDK this weir carries, written into the crate's `weir-sdk` folder).
+pub fn new_plugin(name: &str, parent: &Path, sdk: Option<PathBuf>) -> Result<PathBuf> {
+    check_name(name)?;
     let sdk = sdk
         .map(|sdk| {
             sdk.canonicalize().with_context(|| {

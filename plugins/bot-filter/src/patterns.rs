@@ -1,5 +1,6 @@
-//! The built-in list of user-agent substrings that only automated clients send, and the
-//! matcher that finds the first one in a user agent.
+//! The built-in list of user-agent substrings that only automated clients send (in
+//! `patterns.txt`, which the Python and JavaScript versions read too), and the matcher that
+//! finds the first one in a user agent.
 //!
 //! Sources: the crawler documentation of the search engines and AI companies named below,
 //! the community list github.com/monperrus/crawler-user-agents and the bot list of Matomo's
@@ -15,170 +16,30 @@
 
 use aho_corasick::{AhoCorasick, MatchKind};
 
-/// Known automated user-agent substrings, lowercase. Specific names first, generic
-/// catch-alls last, so that a specific name sharing a start position with a generic one wins.
-pub(crate) const BUILTIN: &[&str] = &[
-    // Search engines.
-    "googlebot",
-    "google-inspectiontool",
-    "googleother",
-    "adsbot-google",
-    "mediapartners-google",
-    "apis-google",
-    "feedfetcher-google",
-    "google-read-aloud",
-    "storebot-google",
-    "bingbot",
-    "bingpreview",
-    "adidxbot",
-    "msnbot",
-    "yandexbot",
-    "yandeximages",
-    "yandexmetrika",
-    "yandexdirect",
-    "yandexmobilebot",
-    "yandexaccessibilitybot",
-    "yandexfavicons",
-    "yandexwebmaster",
-    "yandexrenderresourcesbot",
-    "baiduspider",
-    "duckduckbot",
-    "duckassistbot",
-    "slurp",
-    "sogou web spider",
-    "exabot",
-    "seznambot",
-    "yeti/",
-    "daumoa",
-    "qwantify",
-    "qwantbot",
-    "petalbot",
-    "applebot",
-    "360spider",
-    "yisouspider",
-    "coccocbot",
-    "mojeekbot",
-    // SEO and marketing crawlers.
-    "ahrefsbot",
-    "ahrefssiteaudit",
-    "semrushbot",
-    "siteauditbot",
-    "mj12bot",
-    "dotbot",
-    "blexbot",
-    "serpstatbot",
-    "dataforseobot",
-    "barkrowler",
-    "megaindex",
-    "seokicks",
-    "linkdexbot",
-    "rogerbot",
-    "screaming frog",
-    "sitebulb",
-    "oncrawl",
-    // AI and data-set crawlers.
-    "gptbot",
-    "chatgpt-user",
-    "oai-searchbot",
-    "ccbot",
-    "claudebot",
-    "claude-web",
-    "anthropic-ai",
-    "perplexitybot",
-    "perplexity-user",
-    "bytespider",
-    "amazonbot",
-    "diffbot",
-    "cohere-ai",
-    "youbot",
-    "imagesiftbot",
-    "omgili",
-    "timpibot",
-    "meta-externalagent",
-    "meta-externalfetcher",
-    // Link previews and social fetchers.
-    "facebookexternalhit",
-    "facebookcatalog",
-    "twitterbot",
-    "linkedinbot",
-    "slackbot",
-    "slack-imgproxy",
-    "discordbot",
-    "telegrambot",
-    "pinterestbot",
-    "redditbot",
-    "embedly",
-    "skypeuripreview",
-    "vkshare",
-    "bitlybot",
-    "flipboardproxy",
-    // Uptime and performance monitors.
-    "uptimerobot",
-    "pingdom",
-    "statuscake",
-    "site24x7",
-    "newrelicpinger",
-    "datadogsynthetics",
-    "gtmetrix",
-    "chrome-lighthouse",
-    // Archivers.
-    "ia_archiver",
-    "archive.org_bot",
-    "heritrix",
-    "nutch",
-    // Scanners.
-    "masscan",
-    "zgrab",
-    "nmap",
-    "nikto",
-    "sqlmap",
-    "nuclei",
-    "censysinspect",
-    // Headless and scripted browsers.
-    "headlesschrome",
-    "phantomjs",
-    "slimerjs",
-    "htmlunit",
-    // HTTP libraries and command-line tools.
-    "python-requests",
-    "python-urllib",
-    "python-httpx",
-    "aiohttp",
-    "curl/",
-    "wget/",
-    "go-http-client",
-    "java/",
-    "okhttp",
-    "scrapy",
-    "httpclient",
-    "httpasyncclient",
-    "libwww-perl",
-    "lwp::",
-    "node-fetch",
-    "axios/",
-    "undici",
-    "guzzlehttp",
-    "rest-client",
-    "httpie",
-    "postmanruntime",
-    "insomnia/",
-    "windowspowershell",
-    "winhttp",
-    "mechanize",
-    "wordpress/",
-    // Generic catch-alls: real browsers never carry these words.
-    "bot",
-    "crawler",
-    "crawling",
-    "spider",
-    "scraper",
-    "archiver",
-];
+/// The pattern list shared with the Python and JavaScript versions of the filter.
+const PATTERNS_FILE: &str = include_str!("../patterns.txt");
 
-/// Substrings of human user agents that contain a generic pattern. Matched like patterns,
-/// but a match is skipped: leftmost-first lets "cubot" (a phone brand in Android user
-/// agents) start before the "bot" inside it and so hide it.
-pub(crate) const EXEMPTIONS: &[&str] = &["cubot"];
+/// Known automated user-agent substrings, lowercase, in the order of `patterns.txt`: specific
+/// names first, generic catch-alls last, so that a specific name sharing a start position
+/// with a generic one wins.
+pub(crate) fn builtin() -> impl Iterator<Item = &'static str> {
+    entries().filter(|p| !p.starts_with('!'))
+}
+
+/// Substrings of human user agents that contain a generic pattern (`!` lines). Matched like
+/// patterns, but a match is skipped: leftmost-first lets "cubot" (a phone brand in Android
+/// user agents) start before the "bot" inside it and so hide it.
+pub(crate) fn exemptions() -> impl Iterator<Item = &'static str> {
+    entries().filter_map(|p| p.strip_prefix('!'))
+}
+
+/// The file's lines that are neither blank nor comments.
+fn entries() -> impl Iterator<Item = &'static str> {
+    PATTERNS_FILE
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+}
 
 /// Finds the first bot pattern in a user agent.
 #[derive(Debug)]
@@ -192,10 +53,10 @@ pub(crate) struct UaMatcher {
 impl UaMatcher {
     /// Compiles the built-in list, `extra` (from config `extra_patterns`) and the exemptions.
     pub(crate) fn new(extra: &[String]) -> Result<Self, String> {
-        let mut names: Vec<String> = BUILTIN.iter().map(|p| p.to_string()).collect();
+        let mut names: Vec<String> = builtin().map(str::to_string).collect();
         names.extend(extra.iter().cloned());
         let exempt_from = names.len();
-        names.extend(EXEMPTIONS.iter().map(|p| p.to_string()));
+        names.extend(exemptions().map(str::to_string));
         let automaton = AhoCorasick::builder()
             .ascii_case_insensitive(true)
             .match_kind(MatchKind::LeftmostFirst)
@@ -230,15 +91,13 @@ mod tests {
     #[test]
     fn builtin_patterns_are_lowercase_and_unique() {
         let mut seen = std::collections::HashSet::new();
-        for p in BUILTIN.iter().chain(EXEMPTIONS) {
-            assert_eq!(*p, p.to_ascii_lowercase(), "{p} is not lowercase");
-            assert!(seen.insert(*p), "{p} is listed twice");
+        for p in builtin().chain(exemptions()) {
+            assert_eq!(p, p.to_ascii_lowercase(), "{p} is not lowercase");
+            assert!(seen.insert(p), "{p} is listed twice");
         }
-        assert!(
-            (80..=150).contains(&BUILTIN.len()),
-            "{} patterns",
-            BUILTIN.len()
-        );
+        let count = builtin().count();
+        assert!((80..=150).contains(&count), "{count} patterns");
+        assert_eq!(exemptions().collect::<Vec<_>>(), ["cubot"]);
     }
 
     #[test]

@@ -1,0 +1,355 @@
+//! Plugins in Python and JavaScript: the SDKs' own tests (pytest, `node --test`, the
+//! TypeScript types), the bundled bot filter written three times (Rust, Python, JavaScript)
+//! delivering the same records, byte for byte, on the same generated clickstream, a reload
+//! from one language to another that keeps the stage's state, and `weir plugin new --lang`.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use weir::config::PipelineConfig;
+use weir::flow::SourceRecord;
+use weir::pipeline::build::PipelineFactory;
+use weir::pipeline::plugins::ReloadOutcome;
+use weir::runtime::InstanceSettings;
+
+use crate::harness::{
+    TestPipeline, guest_plugin, limits, plugin, records, root, wasm_stage_of, weir_ok,
+};
+
+/// Runs `program args` in the workspace folder `dir`; fails with its output unless it
+/// succeeds. Returns its standard output.
+fn run_in(dir: &str, program: &Path, args: &[&str]) -> String {
+    let out = Command::new(program)
+        .args(args)
+        .current_dir(root().join(dir))
+        .output()
+        .unwrap_or_else(|e| panic!("running {} in {dir}: {e}", program.display()));
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{} {args:?} in {dir} failed:\n{stdout}\n{}",
+        program.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+#[test]
+fn the_python_sdk_and_plugin_pass_their_own_tests() {
+    let python = xtask::python::guest_python().expect("making the Python plugins' venv");
+    for dir in ["sdk/python", "plugins/bot-filter/python"] {
+        let out = run_in(
+            dir,
+            &python,
+            &["-m", "pytest", "-q", "-p", "no:cacheprovider"],
+        );
+        assert!(out.contains(" passed"), "{dir}: {out}");
+    }
+}
+
+#[test]
+fn the_javascript_sdk_and_plugin_pass_their_own_tests_and_type_checks() {
+    let bin = xtask::node::npm_workspace().expect("installing the npm workspace");
+    let node = Path::new("node");
+    let sdk = run_in("sdk/js", node, &["--test", "test/"]);
+    let plugin = run_in("plugins/bot-filter/js", &bin.join("weir-js"), &["test"]);
+    for out in [sdk, plugin] {
+        assert!(
+            out.contains("# fail 0") && !out.contains("# pass 0"),
+            "{out}"
+        );
+    }
+    // A transform in TypeScript type-checks against the SDK's types.
+    run_in("sdk/js", &bin.join("tsc"), &["-p", "tsconfig.json"]);
+    // The contract's types are what `jco types` makes of the WIT today.
+    let fresh = tempfile::tempdir().unwrap();
+    let out = fresh.path().to_str().unwrap();
+    run_in(
+        "wit",
+        &bin.join("jco"),
+        &["types", ".", "--world-name", "transform", "-o", out],
+    );
+    let committed = root().join("sdk/js/types/wit");
+    for file in [
+        "transform.d.ts",
+        "interfaces/weir-transform-types.d.ts",
+        "interfaces/weir-transform-state.d.ts",
+        "interfaces/weir-transform-log.d.ts",
+        "interfaces/weir-transform-metrics.d.ts",
+        "interfaces/weir-transform-geo.d.ts",
+    ] {
+        assert_eq!(
+            std::fs::read_to_string(fresh.path().join(file)).unwrap(),
+            std::fs::read_to_string(committed.join(file)).unwrap(),
+            "sdk/js/types/wit/{file} is stale: run `npm run types -w weir-sdk`"
+        );
+    }
+}
+
+/// One delivery: the route (or the dead-letter reason), key, time and value bytes.
+type Delivery = (String, Vec<u8>, i64, Vec<u8>);
+
+/// Everything a pipeline of `component` with `config` delivers for `input`: each route's
+/// records in order, then the dead letters.
+fn deliveries(component: &Path, config: &[(&str, &str)], input: &[SourceRecord]) -> Vec<Delivery> {
+    let settings = InstanceSettings {
+        memory_limit: 64 << 20,
+        cpu_limit: Duration::from_secs(5),
+        ..limits()
+    };
+    let stage = wasm_stage_of(component, config, settings, None);
+    let mut t = TestPipeline::new(vec![Box::new(stage)], ROUTES);
+    for batch in input.chunks(512) {
+        t.pipeline.process(batch).unwrap();
+    }
+    t.pipeline.finish().unwrap();
+    delivered(&t)
+}
+
+const ROUTES: &[&str] = &["main", "bots", "crawlers"];
+
+/// What `t` delivered: each route's records in order, then the dead letters.
+fn delivered(t: &TestPipeline) -> Vec<Delivery> {
+    let mut out: Vec<_> = t
+        .sinks
+        .iter()
+        .flat_map(|(route, sink)| {
+            sink.records()
+                .into_iter()
+                .map(move |r| (route.clone(), r.key, r.time, r.value))
+        })
+        .collect();
+    out.extend(t.dead.letters().into_iter().map(|d| {
+        let reason = format!("dead letter: {}", d.reason);
+        (reason, d.key.unwrap_or_default(), 0, d.value)
+    }));
+    out
+}
+
+/// The generated clickstream of `weir generate events` (11,000 events of 300 users, crawlers
+/// and a burst), without its malformed lines: those are the decoder's business, not a stage's.
+fn clickstream() -> Vec<SourceRecord> {
+    let dir = tempfile::tempdir().unwrap();
+    let events = dir.path().join("events.ndjson");
+    let path = events.to_str().unwrap();
+    weir_ok(&[
+        "generate", "events", "--seed", "7", "--users", "300", "--out", path,
+    ]);
+    let values: Vec<serde_json::Value> = std::fs::read_to_string(&events)
+        .unwrap()
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    records(&values)
+}
+
+#[test]
+fn the_bot_filter_gives_the_same_outputs_in_rust_python_and_javascript() {
+    let input = clickstream();
+    let components = [
+        plugin("bot-filter"),
+        guest_plugin("plugins/bot-filter/python"),
+        guest_plugin("plugins/bot-filter/js"),
+    ];
+    // The defaults, and settings that change every rule.
+    let configs: [&[(&str, &str)]; 2] = [
+        &[],
+        &[
+            ("rate_limit", "30"),
+            ("rate_window", "30s"),
+            ("burst", "5"),
+            ("missing_user_agent", "dead-letter"),
+            ("extra_patterns", "Firefox, iPhone"),
+            ("route", "crawlers"),
+        ],
+    ];
+    for config in configs {
+        let [rust, python, js] = components
+            .each_ref()
+            .map(|component| deliveries(component, config, &input));
+        let reasons: Vec<String> = rust
+            .iter()
+            .filter_map(|(_, _, _, value)| {
+                let value: serde_json::Value = serde_json::from_slice(value).ok()?;
+                Some(value["bot_reason"].as_str()?.split(':').next()?.to_string())
+            })
+            .collect();
+        for reason in ["rate", "user_agent"] {
+            assert!(
+                reasons.iter().any(|r| r == reason),
+                "{config:?}: no {reason} verdict"
+            );
+        }
+        assert!(
+            rust.iter().any(|(route, ..)| route == "main"),
+            "{config:?}: no humans"
+        );
+        for (language, theirs) in [("Python", python), ("JavaScript", js)] {
+            let differ = rust.iter().zip(&theirs).position(|(a, b)| a != b);
+            assert!(
+                differ.is_none() && rust.len() == theirs.len(),
+                "{language} differs from Rust with {config:?}: at {differ:?} of {} and {}",
+                rust.len(),
+                theirs.len()
+            );
+        }
+    }
+}
+
+#[test]
+fn a_python_plugin_swapped_mid_stream_for_a_javascript_one_keeps_its_state() {
+    let dir = tempfile::tempdir().unwrap();
+    let folder = |name: &str, component: &Path| {
+        let folder = dir.path().join(name);
+        std::fs::create_dir_all(&folder).unwrap();
+        std::fs::copy(component, folder.join("bot-filter.wasm")).unwrap();
+        folder
+    };
+    let swapped = folder("swapped", &guest_plugin("plugins/bot-filter/python"));
+    let reference = folder("reference", &plugin("bot-filter"));
+    // A rate rule tight enough that users are caught across the swap, from state the Python
+    // version wrote and the JavaScript one reads.
+    let config: PipelineConfig = toml::from_str(
+        r#"
+        [source.file]
+        path = "unused.ndjson"
+        [[stages]]
+        name = "bots"
+        plugin = "bot-filter"
+        cpu_limit = "5s"
+        [stages.config]
+        rate_limit = 30
+        rate_window = "30s"
+        burst = 5
+        [sinks.out]
+        type = "ndjson"
+        routes = ["main", "bots"]
+        path = "unused-out.ndjson"
+        [dead_letter]
+        path = "unused-dlq.ndjson"
+        "#,
+    )
+    .unwrap();
+    config.validate().unwrap();
+    let swapping = PipelineFactory::new(&config, &swapped, 1).unwrap();
+    let unswapped = PipelineFactory::new(&config, &reference, 1).unwrap();
+    let mut a = TestPipeline::new(swapping.stages().unwrap(), ROUTES);
+    let mut b = TestPipeline::new(unswapped.stages().unwrap(), ROUTES);
+    let input = clickstream();
+    let batches: Vec<&[SourceRecord]> = input.chunks(512).collect();
+    let (first, second) = batches.split_at(batches.len() / 2);
+    for batch in first {
+        a.pipeline.process(batch).unwrap();
+        b.pipeline.process(batch).unwrap();
+    }
+    let before = a.pipeline.plugin_versions()[0].to_string();
+    // The JavaScript component dropped into the watched folder, as the watcher reloads it.
+    let file = swapped.join("bot-filter.wasm");
+    std::fs::copy(guest_plugin("plugins/bot-filter/js"), &file).unwrap();
+    assert!(matches!(
+        swapping.registry().reload_file(&file),
+        ReloadOutcome::Loaded { .. }
+    ));
+    for batch in second {
+        a.pipeline.process(batch).unwrap();
+        b.pipeline.process(batch).unwrap();
+    }
+    for t in [&mut a, &mut b] {
+        t.pipeline.finish().unwrap();
+    }
+    assert_ne!(
+        a.pipeline.plugin_versions()[0].to_string(),
+        before,
+        "not swapped"
+    );
+    let (ours, theirs) = (delivered(&a), delivered(&b));
+    assert!(ours.iter().any(|(route, ..)| route == "bots"));
+    let differ = ours.iter().zip(&theirs).position(|(x, y)| x != y);
+    assert!(
+        differ.is_none() && ours.len() == theirs.len(),
+        "the swapped run differs from an unswapped Rust one at {differ:?} of {} and {}",
+        ours.len(),
+        theirs.len()
+    );
+}
+
+#[test]
+fn plugin_new_writes_python_and_javascript_projects_that_test_build_and_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("events.ndjson");
+    std::fs::write(
+        &input,
+        "{\"user_id\":\"u1\",\"ts\":0,\"type\":\"page_view\"}\n{\"user_id\":\"u1\",\"ts\":1}\n",
+    )
+    .unwrap();
+    let weir = Path::new(env!("CARGO_BIN_EXE_weir"));
+    let in_dir = |dir: &Path, program: &Path, args: &[&str]| {
+        let out = Command::new(program)
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .unwrap_or_else(|e| panic!("running {}: {e}", program.display()));
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(
+            out.status.success(),
+            "{} {args:?} failed:\n{stdout}\n{}",
+            program.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        stdout
+    };
+    for (lang, name) in [("python", "page-marker"), ("js", "page-marker-js")] {
+        in_dir(dir.path(), weir, &["plugin", "new", name, "--lang", lang]);
+        let project = dir.path().join(name);
+        // The project's own install step (its README's), then its tests.
+        let tested = if lang == "python" {
+            in_dir(&project, Path::new("python3"), &["-m", "venv", ".venv"]);
+            let pip = ["-m", "pip", "install", "--quiet", "-r", "requirements.txt"];
+            in_dir(&project, &project.join(".venv/bin/python"), &pip);
+            in_dir(
+                &project,
+                &project.join(".venv/bin/python"),
+                &["-m", "pytest", "-q"],
+            )
+        } else {
+            in_dir(
+                &project,
+                Path::new("npm"),
+                &["install", "--no-audit", "--no-fund"],
+            );
+            in_dir(&project, Path::new("npm"), &["test"])
+        };
+        assert!(
+            tested.contains("1 passed") || tested.contains("# pass 1"),
+            "{tested}"
+        );
+        let built = in_dir(&project, weir, &["plugin", "build"]);
+        let component = built
+            .trim()
+            .strip_prefix(&format!("built {name}: "))
+            .unwrap_or_else(|| panic!("{built}"))
+            .to_string();
+        let ran = in_dir(
+            dir.path(),
+            weir,
+            &[
+                "plugin",
+                "test",
+                &component,
+                "--input",
+                input.to_str().unwrap(),
+            ],
+        );
+        let outputs: Vec<serde_json::Value> = ran
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        let field = name.replace('-', "_");
+        assert_eq!(outputs[0]["event"][&field], true, "{lang}: {ran}");
+        assert_eq!(
+            outputs[1]["reason"], "missing field `type`",
+            "{lang}: {ran}"
+        );
+    }
+}

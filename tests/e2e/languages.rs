@@ -17,22 +17,34 @@ use crate::harness::{
     TestPipeline, guest_plugin, limits, plugin, records, root, wasm_stage_of, weir_ok,
 };
 
-/// Runs `program args` in the workspace folder `dir`; fails with its output unless it
-/// succeeds. Returns its standard output.
-fn run_in(dir: &str, program: &Path, args: &[&str]) -> String {
+/// Runs `program args` in `dir`; fails with its output unless it succeeds. Returns its
+/// standard output.
+fn run_in(dir: &Path, program: &Path, args: &[&str]) -> String {
     let out = Command::new(program)
         .args(args)
-        .current_dir(root().join(dir))
+        .current_dir(dir)
         .output()
-        .unwrap_or_else(|e| panic!("running {} in {dir}: {e}", program.display()));
+        .unwrap_or_else(|e| panic!("running {} in {}: {e}", program.display(), dir.display()));
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(
         out.status.success(),
-        "{} {args:?} in {dir} failed:\n{stdout}\n{}",
+        "{} {args:?} in {} failed:\n{stdout}\n{}",
         program.display(),
+        dir.display(),
         String::from_utf8_lossy(&out.stderr)
     );
     stdout
+}
+
+/// Fails unless `ours` and `theirs` are the same deliveries, naming the first that differs.
+fn assert_same(ours: &[Delivery], theirs: &[Delivery], what: &str) {
+    let differ = ours.iter().zip(theirs).position(|(x, y)| x != y);
+    assert!(
+        differ.is_none() && ours.len() == theirs.len(),
+        "{what}: they differ at {differ:?} of {} and {}",
+        ours.len(),
+        theirs.len()
+    );
 }
 
 #[test]
@@ -40,7 +52,7 @@ fn the_python_sdk_and_plugin_pass_their_own_tests() {
     let python = xtask::python::guest_python().expect("making the Python plugins' venv");
     for dir in ["sdk/python", "plugins/bot-filter/python"] {
         let out = run_in(
-            dir,
+            &root().join(dir),
             &python,
             &["-m", "pytest", "-q", "-p", "no:cacheprovider"],
         );
@@ -52,8 +64,12 @@ fn the_python_sdk_and_plugin_pass_their_own_tests() {
 fn the_javascript_sdk_and_plugin_pass_their_own_tests_and_type_checks() {
     let bin = xtask::node::npm_workspace().expect("installing the npm workspace");
     let node = Path::new("node");
-    let sdk = run_in("sdk/js", node, &["--test", "test/"]);
-    let plugin = run_in("plugins/bot-filter/js", &bin.join("weir-js"), &["test"]);
+    let sdk = run_in(&root().join("sdk/js"), node, &["--test", "test/"]);
+    let plugin = run_in(
+        &root().join("plugins/bot-filter/js"),
+        &bin.join("weir-js"),
+        &["test"],
+    );
     for out in [sdk, plugin] {
         assert!(
             out.contains("# fail 0") && !out.contains("# pass 0"),
@@ -61,12 +77,16 @@ fn the_javascript_sdk_and_plugin_pass_their_own_tests_and_type_checks() {
         );
     }
     // A transform in TypeScript type-checks against the SDK's types.
-    run_in("sdk/js", &bin.join("tsc"), &["-p", "tsconfig.json"]);
+    run_in(
+        &root().join("sdk/js"),
+        &bin.join("tsc"),
+        &["-p", "tsconfig.json"],
+    );
     // The contract's types are what `jco types` makes of the WIT today.
     let fresh = tempfile::tempdir().unwrap();
     let out = fresh.path().to_str().unwrap();
     run_in(
-        "wit",
+        &root().join("wit"),
         &bin.join("jco"),
         &["types", ".", "--world-name", "transform", "-o", out],
     );
@@ -186,12 +206,10 @@ fn the_bot_filter_gives_the_same_outputs_in_rust_python_and_javascript() {
             "{config:?}: no humans"
         );
         for (language, theirs) in [("Python", python), ("JavaScript", js)] {
-            let differ = rust.iter().zip(&theirs).position(|(a, b)| a != b);
-            assert!(
-                differ.is_none() && rust.len() == theirs.len(),
-                "{language} differs from Rust with {config:?}: at {differ:?} of {} and {}",
-                rust.len(),
-                theirs.len()
+            assert_same(
+                &rust,
+                &theirs,
+                &format!("{language} against Rust with {config:?}"),
             );
         }
     }
@@ -265,12 +283,10 @@ fn a_python_plugin_swapped_mid_stream_for_a_javascript_one_keeps_its_state() {
     );
     let (ours, theirs) = (delivered(&a), delivered(&b));
     assert!(ours.iter().any(|(route, ..)| route == "bots"));
-    let differ = ours.iter().zip(&theirs).position(|(x, y)| x != y);
-    assert!(
-        differ.is_none() && ours.len() == theirs.len(),
-        "the swapped run differs from an unswapped Rust one at {differ:?} of {} and {}",
-        ours.len(),
-        theirs.len()
+    assert_same(
+        &ours,
+        &theirs,
+        "the swapped run against an unswapped Rust one",
     );
 }
 
@@ -284,53 +300,38 @@ fn plugin_new_writes_python_and_javascript_projects_that_test_build_and_run() {
     )
     .unwrap();
     let weir = Path::new(env!("CARGO_BIN_EXE_weir"));
-    let in_dir = |dir: &Path, program: &Path, args: &[&str]| {
-        let out = Command::new(program)
-            .args(args)
-            .current_dir(dir)
-            .output()
-            .unwrap_or_else(|e| panic!("running {}: {e}", program.display()));
-        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-        assert!(
-            out.status.success(),
-            "{} {args:?} failed:\n{stdout}\n{}",
-            program.display(),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        stdout
-    };
     for (lang, name) in [("python", "page-marker"), ("js", "page-marker-js")] {
-        in_dir(dir.path(), weir, &["plugin", "new", name, "--lang", lang]);
+        run_in(dir.path(), weir, &["plugin", "new", name, "--lang", lang]);
         let project = dir.path().join(name);
         // The project's own install step (its README's), then its tests.
         let tested = if lang == "python" {
-            in_dir(&project, Path::new("python3"), &["-m", "venv", ".venv"]);
+            run_in(&project, Path::new("python3"), &["-m", "venv", ".venv"]);
             let pip = ["-m", "pip", "install", "--quiet", "-r", "requirements.txt"];
-            in_dir(&project, &project.join(".venv/bin/python"), &pip);
-            in_dir(
+            run_in(&project, &project.join(".venv/bin/python"), &pip);
+            run_in(
                 &project,
                 &project.join(".venv/bin/python"),
                 &["-m", "pytest", "-q"],
             )
         } else {
-            in_dir(
+            run_in(
                 &project,
                 Path::new("npm"),
                 &["install", "--no-audit", "--no-fund"],
             );
-            in_dir(&project, Path::new("npm"), &["test"])
+            run_in(&project, Path::new("npm"), &["test"])
         };
         assert!(
             tested.contains("1 passed") || tested.contains("# pass 1"),
             "{tested}"
         );
-        let built = in_dir(&project, weir, &["plugin", "build"]);
+        let built = run_in(&project, weir, &["plugin", "build"]);
         let component = built
             .trim()
             .strip_prefix(&format!("built {name}: "))
             .unwrap_or_else(|| panic!("{built}"))
             .to_string();
-        let ran = in_dir(
+        let ran = run_in(
             dir.path(),
             weir,
             &[

@@ -3,8 +3,11 @@
 //! delivering the same records, byte for byte, on the same generated clickstream, a reload
 //! from one language to another that keeps the stage's state, and `weir plugin new --lang`.
 
-use std::path::Path;
+use std::io::Write;
+use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use weir::config::PipelineConfig;
@@ -14,7 +17,8 @@ use weir::pipeline::plugins::ReloadOutcome;
 use weir::runtime::InstanceSettings;
 
 use crate::harness::{
-    TestPipeline, guest_plugin, limits, plugin, records, root, wasm_stage_of, weir_ok,
+    TestPipeline, guest_plugin, limits, plugin, plugin_status, records, root, run_on_stdin,
+    wait_for_answer, wasm_stage_of, weir_ok,
 };
 
 /// Runs `program args` in `dir`; fails with its output unless it succeeds. Returns its
@@ -353,4 +357,119 @@ fn plugin_new_writes_python_and_javascript_projects_that_test_build_and_run() {
             "{lang}: {ran}"
         );
     }
+}
+
+/// `dir/pipeline.toml`: standard input through the folder's `bot-filter` (a rate rule tight
+/// enough to catch users across a swap) into `dir/out.ndjson`.
+fn stdin_bot_filter(dir: &Path, plugins: &Path) -> PathBuf {
+    let config = dir.join("pipeline.toml");
+    let text = format!(
+        "plugin_dir = {plugins:?}\n\
+         [source.file]\npath = \"-\"\nbatch_timeout = \"50ms\"\n\
+         [event]\nkey_field = \"user_id\"\ntime_field = \"ts\"\n\
+         [[stages]]\nname = \"bots\"\nplugin = \"bot-filter\"\ncpu_limit = \"5s\"\n\
+         [stages.config]\nrate_limit = 30\nrate_window = \"30s\"\nburst = 5\n\
+         [sinks.out]\ntype = \"ndjson\"\nroutes = [\"main\", \"bots\"]\npath = {:?}\n\
+         [dead_letter]\npath = {:?}\n",
+        dir.join("out.ndjson"),
+        dir.join("dlq.ndjson")
+    );
+    std::fs::write(&config, text).unwrap();
+    config
+}
+
+/// Runs weir on `config` with `lines` streamed to its standard input in slices, calling
+/// `midway(port)` (on this thread) once a quarter of them are written; the second half waits
+/// until `midway` returns. Returns the sorted lines of `dir/out.ndjson`.
+fn stream_through(dir: &Path, lines: Vec<String>, midway: impl FnOnce(u16)) -> Vec<String> {
+    let (mut run, port) = run_on_stdin(&stdin_bot_filter(dir, &dir.join("plugins")));
+    let mut stdin = run.stdin.take().unwrap();
+    let written = Arc::new(AtomicUsize::new(0));
+    let resume = Arc::new(AtomicBool::new(false));
+    let writer = {
+        let (written, resume) = (written.clone(), resume.clone());
+        std::thread::spawn(move || {
+            let slices: Vec<&[String]> = lines.chunks(200).collect();
+            for (i, slice) in slices.iter().enumerate() {
+                while i == slices.len() / 2 && !resume.load(Ordering::SeqCst) {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                for line in *slice {
+                    writeln!(stdin, "{line}").unwrap();
+                }
+                stdin.flush().unwrap();
+                written.store(i + 1, Ordering::SeqCst);
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        })
+    };
+    wait_for_answer(port, "/readyz", |code, _| code == 200);
+    while written.load(Ordering::SeqCst) < 14 {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    midway(port);
+    resume.store(true, Ordering::SeqCst);
+    writer.join().unwrap();
+    let finished = run.wait_with_output().unwrap();
+    assert!(
+        finished.status.success(),
+        "{}",
+        String::from_utf8_lossy(&finished.stderr)
+    );
+    let mut out: Vec<String> = std::fs::read_to_string(dir.join("out.ndjson"))
+        .unwrap()
+        .lines()
+        .map(str::to_string)
+        .collect();
+    out.sort();
+    out
+}
+
+#[test]
+fn a_javascript_plugin_dropped_into_the_watched_folder_replaces_a_python_one_under_load() {
+    let dir = tempfile::tempdir().unwrap();
+    let events = dir.path().join("events.ndjson");
+    let path = events.to_str().unwrap();
+    weir_ok(&[
+        "generate", "events", "--seed", "7", "--users", "300", "--out", path,
+    ]);
+    let lines: Vec<String> = std::fs::read_to_string(&events)
+        .unwrap()
+        .lines()
+        .map(str::to_string)
+        .collect();
+    let run_dir = |name: &str, component: &Path| {
+        let run = dir.path().join(name);
+        std::fs::create_dir_all(run.join("plugins")).unwrap();
+        std::fs::copy(component, run.join("plugins/bot-filter.wasm")).unwrap();
+        run
+    };
+    let swapped = run_dir("swapped", &guest_plugin("plugins/bot-filter/python"));
+    let reference = run_dir("reference", &plugin("bot-filter"));
+    let js = std::fs::read(guest_plugin("plugins/bot-filter/js")).unwrap();
+    let js_sha = weir::runtime::sha256_hex(&js);
+    let folder = swapped.join("plugins");
+    let ours = stream_through(&swapped, lines.clone(), |port| {
+        // Written beside it and renamed over it, as `weir plugin deploy` does.
+        std::fs::write(folder.join(".bot-filter.wasm.tmp"), &js).unwrap();
+        std::fs::rename(
+            folder.join(".bot-filter.wasm.tmp"),
+            folder.join("bot-filter.wasm"),
+        )
+        .unwrap();
+        wait_for_answer(port, "/plugins", |_, _| {
+            let status = plugin_status(port, "bots");
+            status["pending_sha256"] == js_sha.as_str() || status["sha256"] == js_sha.as_str()
+        });
+    });
+    let theirs = stream_through(&reference, lines, |_| {});
+    assert!(ours.iter().any(|l| l.contains("\"bot_reason\":\"rate\"")));
+    let differ = ours.iter().zip(&theirs).position(|(a, b)| a != b);
+    assert!(
+        differ.is_none() && ours.len() == theirs.len(),
+        "the run whose plugin went from Python to JavaScript differs from a Rust run at \
+         {differ:?} of {} and {} lines",
+        ours.len(),
+        theirs.len()
+    );
 }

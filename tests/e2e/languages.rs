@@ -40,8 +40,8 @@ fn run_in(dir: &Path, program: &Path, args: &[&str]) -> String {
     stdout
 }
 
-/// Fails unless `ours` and `theirs` are the same deliveries, naming the first that differs.
-fn assert_same(ours: &[Delivery], theirs: &[Delivery], what: &str) {
+/// Fails unless `ours` and `theirs` are the same, naming the first item that differs.
+fn assert_same<T: PartialEq>(ours: &[T], theirs: &[T], what: &str) {
     let differ = ours.iter().zip(theirs).position(|(x, y)| x != y);
     assert!(
         differ.is_none() && ours.len() == theirs.len(),
@@ -464,12 +464,9 @@ fn a_javascript_plugin_dropped_into_the_watched_folder_replaces_a_python_one_und
     });
     let theirs = stream_through(&reference, lines, |_| {});
     assert!(ours.iter().any(|l| l.contains("\"bot_reason\":\"rate\"")));
-    let differ = ours.iter().zip(&theirs).position(|(a, b)| a != b);
-    assert!(
-        differ.is_none() && ours.len() == theirs.len(),
-        "the run whose plugin went from Python to JavaScript differs from a Rust run at \
-         {differ:?} of {} and {} lines",
-        ours.len(),
-        theirs.len()
+    assert_same(
+        &ours,
+        &theirs,
+        "the run whose plugin went from Python to JavaScript, against a Rust run",
     );
 }

@@ -2,7 +2,8 @@
 //! `--users` distinct users (default 1,000,000) with `--events-per-user` events each, all
 //! within one session gap, so every user is tracked by bot-filter and has one open session
 //! at the end. Reports each stage's state (entries, bytes, bytes per user), the encoded
-//! snapshot and the process's peak resident memory.
+//! snapshot, the CPU time to write it in a checkpoint (against the layout written one byte at
+//! a time, as before) and the process's peak resident memory.
 //!
 //! With `--bot-ttl 2m`, the same input runs first with bot-filter's per-user state expiring
 //! after 2 minutes of event time, then with the default hour (nothing expires): state, snapshot
@@ -75,15 +76,102 @@ struct Pass {
     report: Vec<(String, usize, usize)>,
     snapshot_bytes: usize,
     rss_mib: (f64, f64),
+    /// The process's peak resident memory when the pass had run (before `encoding`).
+    peak_mib: f64,
+    /// Measured on the last pass only: its copies of the state would raise the next pass's
+    /// peak.
+    encoding: Option<Encoding>,
 }
 
-/// Runs the events through a fresh pipeline whose bot-filter gets `bot_config`.
+/// CPU milliseconds to write a checkpoint of the whole state (the snapshot, then the
+/// checkpoint around it): with byte strings written whole, as weir does, and as before, each
+/// byte string a sequence of `u8` written one byte at a time (the same layout and length).
+struct Encoding {
+    whole: f64,
+    bytewise: f64,
+}
+
+/// The state and checkpoint layouts with every byte string a plain `Vec<u8>`, which serde
+/// writes as a sequence of `u8`.
+#[derive(serde::Serialize, serde::Deserialize)]
+#[allow(clippy::type_complexity, reason = "the layout, spelled out")]
+struct BytewiseSnapshot {
+    version: u32,
+    watermark: i64,
+    stages: Vec<(
+        String,
+        std::collections::HashMap<Vec<u8>, (i64, Vec<u8>)>,
+        Vec<(i64, Vec<u8>)>,
+    )>,
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct BytewiseCheckpoint {
+    version: u32,
+    offset: i64,
+    base: Vec<String>,
+    state: Vec<u8>,
+    sinks: Vec<(String, Vec<u8>)>,
+}
+
+/// The least CPU milliseconds of three runs of `f`.
+fn least_ms<T>(mut f: impl FnMut() -> T) -> f64 {
+    (0..3)
+        .map(|_| {
+            let cpu0 = cpu_time();
+            std::hint::black_box(f());
+            (cpu_time() - cpu0).as_secs_f64() * 1e3
+        })
+        .fold(f64::INFINITY, f64::min)
+}
+
+fn encoding(pipeline: &mut weir::pipeline::PartitionPipeline) -> Encoding {
+    use weir::checkpoint::{CHECKPOINT_VERSION, PartitionCheckpoint};
+    let mut write_whole = || {
+        let checkpoint = PartitionCheckpoint {
+            version: CHECKPOINT_VERSION,
+            offset: 1,
+            base: Vec::new(),
+            state: pipeline.snapshot().unwrap(),
+            sinks: Vec::new(),
+        };
+        checkpoint.encode("k").unwrap()
+    };
+    let written = write_whole();
+    let whole = least_ms(&mut write_whole);
+    let state: BytewiseSnapshot = postcard::from_bytes(
+        &postcard::from_bytes::<BytewiseCheckpoint>(&written)
+            .unwrap()
+            .state,
+    )
+    .unwrap();
+    let write_bytewise = || {
+        let checkpoint = BytewiseCheckpoint {
+            version: CHECKPOINT_VERSION,
+            offset: 1,
+            base: Vec::new(),
+            state: postcard::to_allocvec(&state).unwrap(),
+            sinks: Vec::new(),
+        };
+        postcard::to_allocvec(&checkpoint).unwrap()
+    };
+    // The same layout: as long (the map's entries come out in another order).
+    assert_eq!(write_bytewise().len(), written.len());
+    Encoding {
+        whole,
+        bytewise: least_ms(write_bytewise),
+    }
+}
+
+/// Runs the events through a fresh pipeline whose bot-filter gets `bot_config`; the `last`
+/// pass also measures writing a checkpoint of its state.
 fn pass(
     engine: &Arc<PluginEngine>,
     geo: &Arc<GeoDb>,
     users: usize,
     events: usize,
     bot_config: &[(String, String)],
+    last: bool,
 ) -> Pass {
     let config = |name: &str| {
         if name == "bot-filter" {
@@ -113,6 +201,8 @@ fn pass(
             .collect(),
         snapshot_bytes: pipeline.snapshot().unwrap().len(),
         rss_mib: (rss_before, rss_after),
+        peak_mib: rss_mib().0,
+        encoding: last.then(|| encoding(&mut pipeline)),
     }
 }
 
@@ -140,6 +230,13 @@ fn print(title: &str, pass: &Pass, users: usize) {
         "  resident     {:.0} MiB before the input, {:.0} MiB after",
         pass.rss_mib.0, pass.rss_mib.1
     );
+    let Some(Encoding { whole, bytewise }) = pass.encoding else {
+        return;
+    };
+    println!(
+        "  checkpoint   written in {whole:.1} CPU ms, byte strings whole; {bytewise:.1} byte by byte, as before (x{:.2})",
+        bytewise / whole
+    );
 }
 
 fn main() {
@@ -163,18 +260,17 @@ fn main() {
     );
     if !bot_ttl.is_empty() {
         // Both measured passes then run warm (the allocator's pages and the code already in).
-        pass(&engine, &geo, users, events, &[]);
+        pass(&engine, &geo, users, events, &[], false);
     }
     let expiring = (!bot_ttl.is_empty()).then(|| {
         let config = [("bot_ttl".to_string(), bot_ttl.clone())];
-        let pass = pass(&engine, &geo, users, events, &config);
+        let pass = pass(&engine, &geo, users, events, &config, false);
         print(&format!("bot_ttl {bot_ttl}"), &pass, users);
         pass
     });
-    let baseline = pass(&engine, &geo, users, events, &[]);
+    let baseline = pass(&engine, &geo, users, events, &[], true);
     print("bot_ttl 1h (nothing expires)", &baseline, users);
-    let (peak, _) = rss_mib();
-    println!("peak resident {peak:.0} MiB");
+    println!("peak resident {:.0} MiB", baseline.peak_mib);
     if let Some(expiring) = expiring {
         let bytes = |p: &Pass| p.report[0].2 as f64;
         println!(

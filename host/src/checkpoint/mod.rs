@@ -152,9 +152,11 @@ pub struct PartitionCheckpoint {
     /// before it.
     pub base: Vec<String>,
     /// The partition's state (watermark, keyed state, timers): a full snapshot or changes.
+    #[serde(with = "serde_bytes")]
     pub state: Vec<u8>,
     /// Each sink's commit record (by sink name): what publishes the epoch's staged output,
     /// redone on recovery, and what the sink carries into the next epoch.
+    #[serde(with = "sink_records")]
     pub sinks: Vec<(String, Vec<u8>)>,
 }
 
@@ -162,8 +164,38 @@ pub struct PartitionCheckpoint {
 #[derive(Deserialize)]
 struct CheckpointV2 {
     offset: i64,
+    #[serde(with = "serde_bytes")]
     state: Vec<u8>,
+    #[serde(with = "sink_records")]
     sinks: Vec<(String, Vec<u8>)>,
+}
+
+/// The sinks' commit records as byte strings: postcard writes them as the sequences of `u8`
+/// they were, but whole rather than one byte at a time.
+mod sink_records {
+    use serde::{Deserialize, Deserializer, Serializer};
+    use serde_bytes::{ByteBuf, Bytes};
+
+    pub fn serialize<S: Serializer>(
+        records: &[(String, Vec<u8>)],
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        serializer.collect_seq(
+            records
+                .iter()
+                .map(|(sink, record)| (sink, Bytes::new(record))),
+        )
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Vec<(String, Vec<u8>)>, D::Error> {
+        let records = Vec::<(String, ByteBuf)>::deserialize(deserializer)?;
+        Ok(records
+            .into_iter()
+            .map(|(sink, record)| (sink, record.into_vec()))
+            .collect())
+    }
 }
 
 impl PartitionCheckpoint {
@@ -255,6 +287,38 @@ mod tests {
             "{error}"
         );
         assert!(error.to_string().contains("does not encode"), "{error}");
+    }
+
+    /// Byte strings are written whole, in the bytes the sequences of `u8` they replaced had:
+    /// a checkpoint reads back through the old layout and writes the same bytes from it.
+    #[test]
+    fn the_byte_fields_keep_the_layout_of_sequences_of_bytes() {
+        #[derive(Serialize, Deserialize)]
+        struct Sequences {
+            version: u32,
+            offset: i64,
+            base: Vec<String>,
+            state: Vec<u8>,
+            sinks: Vec<(String, Vec<u8>)>,
+        }
+        let checkpoint = PartitionCheckpoint {
+            version: CHECKPOINT_VERSION,
+            offset: 7,
+            base: vec!["a.ckpt".into()],
+            state: (0..=255).collect(),
+            sinks: vec![("lake".into(), vec![9; 300]), ("kv".into(), Vec::new())],
+        };
+        let bytes = checkpoint.encode("k").unwrap();
+        let old: Sequences = postcard::from_bytes(&bytes).unwrap();
+        assert_eq!((old.state, old.sinks), (checkpoint.state, checkpoint.sinks));
+        let old = Sequences {
+            version: old.version,
+            offset: old.offset,
+            base: old.base,
+            state: (0..=255).collect(),
+            sinks: vec![("lake".into(), vec![9; 300]), ("kv".into(), Vec::new())],
+        };
+        assert_eq!(postcard::to_allocvec(&old).unwrap(), bytes);
     }
 
     #[test]

@@ -187,6 +187,62 @@ mod tests {
         assert!(PartitionSnapshot::decode(b"\x05\x01").is_err());
     }
 
+    /// Keys, values and timer keys are written whole as byte strings, in the bytes of the
+    /// sequences of `u8` they replaced: snapshots and changes read back through the old
+    /// layout and write the same bytes from it.
+    #[test]
+    #[allow(clippy::type_complexity, reason = "the old layout, spelled out")]
+    fn byte_strings_keep_the_layout_of_sequences_of_bytes() {
+        use std::collections::HashMap;
+        #[derive(Serialize, Deserialize)]
+        struct Snapshot {
+            version: u32,
+            watermark: i64,
+            stages: Vec<(
+                String,
+                HashMap<Vec<u8>, (i64, Vec<u8>)>,
+                Vec<(i64, Vec<u8>)>,
+            )>,
+        }
+        #[derive(Serialize, Deserialize)]
+        struct Changes {
+            version: u32,
+            watermark: i64,
+            stages: Vec<(
+                String,
+                Vec<(Vec<u8>, Option<(i64, Vec<u8>)>)>,
+                Vec<(i64, Vec<u8>, bool)>,
+            )>,
+        }
+        let mut stage = StageState::default();
+        stage.put(b"u1", "open", vec![7; 40]);
+        stage.set_timer(b"u1", 42);
+        stage.commit();
+        let snapshot = PartitionSnapshot::encode(9, &[("s", &stage)]).unwrap();
+        let old: Snapshot = postcard::from_bytes(&snapshot).unwrap();
+        assert_eq!(old.stages[0].1.values().next().unwrap().1, vec![7; 40]);
+        assert_eq!(old.stages[0].2, vec![(42, b"u1".to_vec())]);
+        assert_eq!(postcard::to_allocvec(&old).unwrap(), snapshot);
+
+        stage.clear_changes();
+        stage.put(b"u2", "open", b"xyz".to_vec());
+        stage.delete(b"u1", "open");
+        stage.cancel_timer(b"u1", 42);
+        stage.commit();
+        let changes = PartitionChanges::encode(10, &[("s", &stage)]).unwrap();
+        let old: Changes = postcard::from_bytes(&changes).unwrap();
+        let (entries, timers) = (&old.stages[0].1, &old.stages[0].2);
+        assert_eq!(entries.len(), 2);
+        assert!(entries.iter().any(|(_, v)| v.is_none()));
+        assert!(
+            entries
+                .iter()
+                .any(|(_, v)| v.as_ref().is_some_and(|v| v.1 == b"xyz"))
+        );
+        assert_eq!(timers, &vec![(42, b"u1".to_vec(), false)]);
+        assert_eq!(postcard::to_allocvec(&old).unwrap(), changes);
+    }
+
     /// Checkpoints written before entries had touch times still restore, each entry living
     /// a full lifetime from the checkpoint's watermark.
     #[test]

@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use foldhash::fast::RandomState;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde_bytes::{ByteBuf, Bytes};
 use smallvec::SmallVec;
 use weir_sdk::abi::TtlRefresh;
 
@@ -60,6 +61,7 @@ pub struct StageState {
     // snapshots always were.
     #[serde(serialize_with = "entries_out", deserialize_with = "entries_in")]
     entries: Entries,
+    #[serde(serialize_with = "timers_out", deserialize_with = "timers_in")]
     timers: BTreeSet<(i64, Vec<u8>)>,
     #[serde(skip)]
     journal: Vec<Undo>,
@@ -124,19 +126,46 @@ fn name_of(entry_key: &[u8]) -> &[u8] {
     entry_key.get(4 + len..).unwrap_or_default()
 }
 
+// Keys, values and timer keys are written as byte strings (`serde_bytes`): postcard gives
+// them the same bytes as a sequence of `u8`, which is what they were, but copies them whole
+// instead of one byte at a time.
+
 fn entries_out<S: Serializer>(entries: &Entries, serializer: S) -> Result<S::Ok, S::Error> {
-    serializer.collect_map(
-        entries
-            .iter()
-            .map(|(k, e)| (k.as_slice(), (e.touched, e.value.as_slice()))),
-    )
+    serializer.collect_map(entries.iter().map(|(k, e)| {
+        (
+            Bytes::new(k.as_slice()),
+            (e.touched, Bytes::new(e.value.as_slice())),
+        )
+    }))
 }
 
 fn entries_in<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Entries, D::Error> {
-    let plain = HashMap::<Vec<u8>, (i64, Vec<u8>), RandomState>::deserialize(deserializer)?;
+    let plain = HashMap::<ByteBuf, (i64, ByteBuf), RandomState>::deserialize(deserializer)?;
     Ok(plain
         .into_iter()
-        .map(|(k, (touched, value))| (EntryKey::from_vec(k), stored(value, touched)))
+        .map(|(k, (touched, value))| {
+            (
+                EntryKey::from_vec(k.into_vec()),
+                stored(value.into_vec(), touched),
+            )
+        })
+        .collect())
+}
+
+fn timers_out<S: Serializer>(
+    timers: &BTreeSet<(i64, Vec<u8>)>,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    serializer.collect_seq(timers.iter().map(|(at, key)| (at, Bytes::new(key))))
+}
+
+fn timers_in<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<BTreeSet<(i64, Vec<u8>)>, D::Error> {
+    let plain = Vec::<(i64, ByteBuf)>::deserialize(deserializer)?;
+    Ok(plain
+        .into_iter()
+        .map(|(at, key)| (at, key.into_vec()))
         .collect())
 }
 
@@ -186,9 +215,13 @@ impl StageChangesV1 {
             entries: self
                 .entries
                 .into_iter()
-                .map(|(k, v)| (k, v.map(|v| (touched, v))))
+                .map(|(k, v)| (ByteBuf::from(k), v.map(|v| (touched, ByteBuf::from(v)))))
                 .collect(),
-            timers: self.timers,
+            timers: self
+                .timers
+                .into_iter()
+                .map(|(at, key, pending)| (at, ByteBuf::from(key), pending))
+                .collect(),
         }
     }
 }
@@ -202,15 +235,15 @@ type EntryChange<B> = (B, Option<(i64, B)>);
 /// pending. Borrowed from the state for encoding; [`StageChanges`] is the decoded form.
 #[derive(Debug, Serialize)]
 pub struct StageChangesRef<'a> {
-    entries: Vec<EntryChange<&'a [u8]>>,
-    timers: Vec<(i64, &'a [u8], bool)>,
+    entries: Vec<EntryChange<&'a Bytes>>,
+    timers: Vec<(i64, &'a Bytes, bool)>,
 }
 
 /// Decoded [`StageChangesRef`].
 #[derive(Debug, Default, Deserialize)]
 pub struct StageChanges {
-    entries: Vec<EntryChange<Vec<u8>>>,
-    timers: Vec<(i64, Vec<u8>, bool)>,
+    entries: Vec<EntryChange<ByteBuf>>,
+    timers: Vec<(i64, ByteBuf, bool)>,
 }
 
 /// The map key of `(key, name)`: length-prefixed so no two pairs collide.
@@ -497,19 +530,22 @@ impl StageState {
     pub fn changes(&self) -> StageChangesRef<'_> {
         let live = self.changed_entries.iter().filter_map(|k| {
             let entry = self.entries.get(k)?;
-            Some((k.as_slice(), Some((entry.touched, entry.value.as_slice()))))
+            Some((
+                Bytes::new(k),
+                Some((entry.touched, Bytes::new(&entry.value))),
+            ))
         });
         let deleted = self
             .deleted_entries
             .iter()
             .filter(|k| !self.entries.contains_key(*k))
-            .map(|k| (k.as_slice(), None));
+            .map(|k| (Bytes::new(k), None));
         StageChangesRef {
             entries: live.chain(deleted).collect(),
             timers: self
                 .changed_timers
                 .iter()
-                .map(|t| (t.0, t.1.as_slice(), self.timers.contains(t)))
+                .map(|t| (t.0, Bytes::new(&t.1), self.timers.contains(t)))
                 .collect(),
         }
     }
@@ -533,8 +569,10 @@ impl StageState {
             let old = match value {
                 Some((touched, value)) => {
                     self.bytes += key_len + value.len();
-                    self.entries
-                        .insert(EntryKey::from_vec(key), stored(value, touched))
+                    self.entries.insert(
+                        EntryKey::from_vec(key.into_vec()),
+                        stored(value.into_vec(), touched),
+                    )
                 }
                 None => self.entries.remove(key.as_slice()),
             };
@@ -543,6 +581,7 @@ impl StageState {
             }
         }
         for (at, key, pending) in changes.timers {
+            let key = key.into_vec();
             if pending {
                 self.timers.insert((at, key));
             } else {

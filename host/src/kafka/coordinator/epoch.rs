@@ -110,6 +110,8 @@ impl Coordinator {
             }
         }
         self.open_transaction()?;
+        // The next epoch is due an interval after this one started, not after it ended.
+        (self.epoch_started, self.committed_at) = (started, Instant::now());
         metrics::histogram!("weir_checkpoint_duration_seconds").record(started.elapsed());
         metrics::counter!("weir_checkpoint_epochs_total").increment(1);
         metrics::gauge!("weir_checkpoint_last_commit_timestamp_seconds")

@@ -51,7 +51,12 @@ pub struct Coordinator {
     retired: PipelineStats,
     recovering: bool,
     assigned_once: bool,
+    /// When the running epoch started: when the one before it began to commit (epochs
+    /// follow each other every interval, start to start, so a commit's stall does not
+    /// lengthen the next epoch), or when its transaction opened.
     epoch_started: Instant,
+    /// When the last commit ended.
+    committed_at: Instant,
     epoch_seq: u64,
     counts: CheckpointCounts,
     /// Threads that run the partitions' batches side by side (none: the driver runs them).
@@ -98,6 +103,7 @@ impl Coordinator {
             recovering: false,
             assigned_once: false,
             epoch_started: Instant::now(),
+            committed_at: Instant::now(),
             epoch_seq: 0,
             counts: CheckpointCounts::default(),
             workers,
@@ -115,9 +121,11 @@ impl Coordinator {
         Ok(producer)
     }
 
-    /// Whether an epoch has been open for `interval`.
+    /// Whether an epoch is due: `interval` after the last one started, and at least a
+    /// quarter of it after the last commit ended, so that commits slower than the interval
+    /// still leave time to process between them.
     pub fn checkpoint_due(&self, interval: Duration) -> bool {
-        self.epoch_started.elapsed() >= interval
+        self.epoch_started.elapsed() >= interval && self.committed_at.elapsed() >= interval / 4
     }
 
     /// Whether a failed epoch still has to be rewound.

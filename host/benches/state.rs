@@ -2,8 +2,9 @@
 //! `--users` distinct users (default 1,000,000) with `--events-per-user` events each, all
 //! within one session gap, so every user is tracked by bot-filter and has one open session
 //! at the end. Reports each stage's state (entries, bytes, bytes per user), the encoded
-//! snapshot, the CPU time to write it in a checkpoint (against the layout written one byte at
-//! a time, as before) and the process's peak resident memory.
+//! changes since the start and snapshot, the CPU time to write the snapshot in a checkpoint
+//! (against the layout written one byte at a time, as before) and the process's peak
+//! resident memory.
 //!
 //! With `--bot-ttl 2m`, the same input runs first with bot-filter's per-user state expiring
 //! after 2 minutes of event time, then with the default hour (nothing expires): state, snapshot
@@ -74,9 +75,13 @@ struct Pass {
     cpu_per_event_us: f64,
     wall: std::time::Duration,
     report: Vec<(String, usize, usize)>,
+    /// The encoded changes since the pipeline started (every entry, and the timers pending
+    /// or gone since), and the CPU milliseconds encoding them took.
+    changes: (usize, f64),
     snapshot_bytes: usize,
     rss_mib: (f64, f64),
-    /// The process's peak resident memory when the pass had run (before `encoding`).
+    /// The process's peak resident memory when the pass had run, before its changes, snapshot
+    /// and checkpoint were encoded.
     peak_mib: f64,
     /// Measured on the last pass only: its copies of the state would raise the next pass's
     /// peak.
@@ -199,9 +204,14 @@ fn pass(
             .into_iter()
             .map(|(name, entries, bytes)| (name.to_string(), entries, bytes))
             .collect(),
+        peak_mib: rss_mib().0,
+        changes: {
+            let cpu0 = cpu_time();
+            let bytes = pipeline.changes().unwrap().len();
+            (bytes, (cpu_time() - cpu0).as_secs_f64() * 1e3)
+        },
         snapshot_bytes: pipeline.snapshot().unwrap().len(),
         rss_mib: (rss_before, rss_after),
-        peak_mib: rss_mib().0,
         encoding: last.then(|| encoding(&mut pipeline)),
     }
 }
@@ -225,6 +235,10 @@ fn print(title: &str, pass: &Pass, users: usize) {
         "  snapshot     {} bytes ({:.1} per user)",
         pass.snapshot_bytes,
         pass.snapshot_bytes as f64 / users as f64
+    );
+    println!(
+        "  changes      {} bytes since the start, written in {:.1} CPU ms",
+        pass.changes.0, pass.changes.1
     );
     println!(
         "  resident     {:.0} MiB before the input, {:.0} MiB after",

@@ -2,7 +2,7 @@
 //! record of what changed since the last checkpoint (for incremental checkpoints), and the
 //! expiry of entries whose state name has a lifetime ([`TtlPolicy`]).
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::hash::BuildHasher;
 use std::sync::Arc;
 
@@ -53,6 +53,9 @@ type Value = SmallVec<[u8; 24]>;
 
 type Entries = HashMap<EntryKey, Entry, RandomState>;
 
+/// Changes and clears walk the whole table once at least one entry in this many changed.
+const SCAN_SHARE: usize = 8;
+
 /// Keyed state and pending timers of one stage.
 #[derive(Debug, Default, Serialize, Deserialize)]
 pub struct StageState {
@@ -77,9 +80,11 @@ pub struct StageState {
     /// Keys deleted since the last [`StageState::clear_changes`].
     #[serde(skip)]
     deleted_entries: HashSet<EntryKey, RandomState>,
-    /// Timers added or removed since the last [`StageState::clear_changes`].
+    /// Timers pending now and not at the last [`StageState::clear_changes`] (`true`), or the
+    /// other way round (`false`): a timer set and cancelled between two checkpoints (a
+    /// session's timer moved on by each of its events) is in neither.
     #[serde(skip)]
-    changed_timers: BTreeSet<(i64, Vec<u8>)>,
+    changed_timers: BTreeMap<(i64, Vec<u8>), bool>,
     #[serde(skip)]
     expiry: Expiry,
 }
@@ -448,7 +453,7 @@ impl StageState {
         if self.timers.len() >= limit {
             return false;
         }
-        self.changed_timers.insert(timer.clone());
+        self.timer_changed(&timer, true);
         self.timers.insert(timer);
         if journal == Journal::Keep {
             self.journal.push(Undo::TimerAdded(at, key.to_vec()));
@@ -465,10 +470,18 @@ impl StageState {
     pub fn cancel_timer_within(&mut self, key: &[u8], at: i64, journal: Journal) {
         let timer = (at, key.to_vec());
         if self.timers.remove(&timer) {
-            self.changed_timers.insert(timer.clone());
+            self.timer_changed(&timer, false);
             if journal == Journal::Keep {
                 self.journal.push(Undo::TimerRemoved(timer.0, timer.1));
             }
+        }
+    }
+
+    /// Notes that `timer` became pending (or stopped being): a change since the last
+    /// checkpoint, or the undoing of one.
+    fn timer_changed(&mut self, timer: &(i64, Vec<u8>), pending: bool) {
+        if self.changed_timers.remove(timer).is_none() {
+            self.changed_timers.insert(timer.clone(), pending);
         }
     }
 
@@ -482,7 +495,7 @@ impl StageState {
     pub fn pop_due_timer(&mut self, watermark: i64) -> Option<(i64, Vec<u8>)> {
         if self.timers.first().is_some_and(|(at, _)| *at <= watermark) {
             let timer = self.timers.pop_first()?;
-            self.changed_timers.insert(timer.clone());
+            self.timer_changed(&timer, false);
             self.journal
                 .push(Undo::TimerRemoved(timer.0, timer.1.clone()));
             return Some(timer);
@@ -526,35 +539,59 @@ impl StageState {
             .sum();
     }
 
+    /// Whether enough entries changed that walking the whole table, in memory order, beats
+    /// looking each changed key up (a miss in the cache each, once the table outgrows it).
+    fn most_changed(&self) -> bool {
+        self.changed_entries.len() >= self.entries.len() / SCAN_SHARE
+    }
+
     /// The entries and timers changed since the last [`Self::clear_changes`], as they are now.
     pub fn changes(&self) -> StageChangesRef<'_> {
-        let live = self.changed_entries.iter().filter_map(|k| {
-            let entry = self.entries.get(k)?;
-            Some((
-                Bytes::new(k),
+        fn written<'a>((k, entry): (&'a EntryKey, &'a Entry)) -> EntryChange<&'a Bytes> {
+            (
+                Bytes::new(k.as_slice()),
                 Some((entry.touched, Bytes::new(&entry.value))),
-            ))
-        });
-        let deleted = self
-            .deleted_entries
-            .iter()
-            .filter(|k| !self.entries.contains_key(*k))
-            .map(|k| (Bytes::new(k), None));
+            )
+        }
+        let mut entries: Vec<EntryChange<&Bytes>> = if self.most_changed() {
+            self.entries
+                .iter()
+                .filter(|(_, e)| e.changed)
+                .map(written)
+                .collect()
+        } else {
+            self.changed_entries
+                .iter()
+                .filter_map(|k| self.entries.get_key_value(k))
+                .map(written)
+                .collect()
+        };
+        entries.extend(
+            self.deleted_entries
+                .iter()
+                .filter(|k| !self.entries.contains_key(*k))
+                .map(|k| (Bytes::new(k), None)),
+        );
         StageChangesRef {
-            entries: live.chain(deleted).collect(),
+            entries,
             timers: self
                 .changed_timers
                 .iter()
-                .map(|t| (t.0, Bytes::new(&t.1), self.timers.contains(t)))
+                .map(|(t, pending)| (t.0, Bytes::new(&t.1), *pending))
                 .collect(),
         }
     }
 
     /// Forgets what changed: a checkpoint holds it now.
     pub fn clear_changes(&mut self) {
-        for key in self.changed_entries.drain(..) {
-            if let Some(entry) = self.entries.get_mut(&key) {
-                entry.changed = false;
+        if self.most_changed() {
+            self.entries.values_mut().for_each(|e| e.changed = false);
+            self.changed_entries.clear();
+        } else {
+            for key in self.changed_entries.drain(..) {
+                if let Some(entry) = self.entries.get_mut(&key) {
+                    entry.changed = false;
+                }
             }
         }
         self.deleted_entries.clear();
@@ -622,10 +659,16 @@ impl StageState {
                     }
                 }
                 Undo::TimerAdded(at, k) => {
-                    self.timers.remove(&(at, k));
+                    let timer = (at, k);
+                    if self.timers.remove(&timer) {
+                        self.timer_changed(&timer, false);
+                    }
                 }
                 Undo::TimerRemoved(at, k) => {
-                    self.timers.insert((at, k));
+                    let timer = (at, k);
+                    if self.timers.insert(timer.clone()) {
+                        self.timer_changed(&timer, true);
+                    }
                 }
             }
         }
@@ -739,6 +782,71 @@ mod tests {
         );
         state.clear_changes();
         assert_eq!(state.changes().entries.len(), 0);
+    }
+
+    /// Few changes among many entries are looked up by key, most by walking the table: both
+    /// give the same changes, and both clear them.
+    #[test]
+    fn changes_are_the_same_whether_looked_up_or_walked() {
+        let mut state = StageState::default();
+        for user in 0..100u32 {
+            state.put(&user.to_le_bytes(), "n", vec![1]);
+        }
+        state.commit();
+        state.clear_changes();
+        for changed in [2u32, 60] {
+            let base = postcard::to_allocvec(&state).unwrap();
+            for user in 0..changed {
+                state.put(&user.to_le_bytes(), "n", vec![2, changed as u8]);
+            }
+            state.delete(&99u32.to_le_bytes(), "n");
+            state.commit();
+            assert_eq!(state.most_changed(), changed == 60);
+            let mut copy: StageState = postcard::from_bytes(&base).unwrap();
+            copy.recount();
+            let changes = postcard::to_allocvec(&state.changes()).unwrap();
+            copy.apply(postcard::from_bytes(&changes).unwrap());
+            for user in 0..100u32 {
+                let key = user.to_le_bytes();
+                assert_eq!(copy.get(&key, "n"), state.get(&key, "n"), "user {user}");
+            }
+            state.clear_changes();
+            assert!(state.changes().entries.is_empty());
+            assert!(state.entries.values().all(|e| !e.changed));
+        }
+    }
+
+    /// A session's timer moved on by each of its events: only the last one, and the removal
+    /// of the one the checkpoint had, are changes; rolled-back moves are none.
+    #[test]
+    fn a_timer_moved_several_times_between_checkpoints_is_one_change() {
+        let mut state = StageState::default();
+        state.set_timer(b"u", 100);
+        state.commit();
+        let encoded = postcard::to_allocvec(&state).unwrap();
+        state.clear_changes();
+
+        for at in [100, 110, 120] {
+            state.cancel_timer(b"u", at);
+            state.set_timer(b"u", at + 10);
+        }
+        state.commit();
+        state.cancel_timer(b"u", 130);
+        state.set_timer(b"u", 999);
+        assert_eq!(state.pop_due_timer(1_000), Some((999, b"u".to_vec())));
+        state.rollback();
+        let changes = state.changes();
+        assert_eq!(
+            changes.timers,
+            vec![
+                (100, Bytes::new(b"u"), false),
+                (130, Bytes::new(b"u"), true)
+            ]
+        );
+
+        let mut copy: StageState = postcard::from_bytes(&encoded).unwrap();
+        copy.apply(postcard::from_bytes(&postcard::to_allocvec(&changes).unwrap()).unwrap());
+        assert_eq!(copy.timers, state.timers);
     }
 
     fn policy(ttl_ms: u64, refresh: TtlRefresh) -> Arc<TtlPolicy> {

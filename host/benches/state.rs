@@ -119,14 +119,17 @@ struct BytewiseCheckpoint {
     sinks: Vec<(String, Vec<u8>)>,
 }
 
+/// What `f` returns, and the CPU milliseconds it took.
+fn cpu_ms<T>(f: impl FnOnce() -> T) -> (T, f64) {
+    let cpu0 = cpu_time();
+    let out = f();
+    (out, (cpu_time() - cpu0).as_secs_f64() * 1e3)
+}
+
 /// The least CPU milliseconds of three runs of `f`.
 fn least_ms<T>(mut f: impl FnMut() -> T) -> f64 {
     (0..3)
-        .map(|_| {
-            let cpu0 = cpu_time();
-            std::hint::black_box(f());
-            (cpu_time() - cpu0).as_secs_f64() * 1e3
-        })
+        .map(|_| cpu_ms(|| std::hint::black_box(f())).1)
         .fold(f64::INFINITY, f64::min)
 }
 
@@ -205,11 +208,7 @@ fn pass(
             .map(|(name, entries, bytes)| (name.to_string(), entries, bytes))
             .collect(),
         peak_mib: rss_mib().0,
-        changes: {
-            let cpu0 = cpu_time();
-            let bytes = pipeline.changes().unwrap().len();
-            (bytes, (cpu_time() - cpu0).as_secs_f64() * 1e3)
-        },
+        changes: cpu_ms(|| pipeline.changes().unwrap().len()),
         snapshot_bytes: pipeline.snapshot().unwrap().len(),
         rss_mib: (rss_before, rss_after),
         encoding: last.then(|| encoding(&mut pipeline)),

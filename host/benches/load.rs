@@ -9,7 +9,10 @@
 //!    input and grows over its second half by less than 2% of the rate per second. Rates
 //!    double from `--start-rate` until one is not sustainable, then three bisections narrow
 //!    the gap.
-//! 2. **Latency** at 50% and 70% of that rate, for `--measure-seconds`: a `read_committed`
+//! 2. **Latency** at 50% and 70% of that rate, for `--measure-seconds`, after a warm-up at
+//!    the same rate for `--warmup-seconds` (default 5, not measured; the daemon then drains
+//!    what is left of it), so that a daemon that falls behind while its plugins and the
+//!    broker warm up does not carry that backlog into the measurement: a `read_committed`
 //!    consumer of the daemon's bots topic (bot-filter routes each crawler event there as it
 //!    passes, a few percent of the input) takes the wall clock minus each record's event
 //!    time, for p50, p99 and p99.9.
@@ -46,6 +49,9 @@ use common::{arg, kafka_pipeline_config};
 
 const PARTITIONS: u32 = 4;
 
+/// The phases of an epoch's commit, as `weir_checkpoint_phase_seconds` labels them.
+const PHASES: [&str; 4] = ["prepare", "commit", "markers", "publish"];
+
 /// A running `weir run` and its admin address.
 struct Daemon {
     child: Child,
@@ -60,7 +66,12 @@ impl Daemon {
             .arg(config)
             .arg("--plugin-dir")
             .arg(xtask::plugins::output_dir())
-            .env("WEIR_LOG", "info,librdkafka=error")
+            // `LOAD_WEIR_LOG` sets the daemon's log filter (each epoch's phases at
+            // `weir::kafka=debug`); the log is `<instance>.log` beside its config.
+            .env(
+                "WEIR_LOG",
+                std::env::var("LOAD_WEIR_LOG").unwrap_or_else(|_| "info,librdkafka=error".into()),
+            )
             .env("WEIR_ADMIN_LISTEN", "127.0.0.1:0")
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap())
@@ -91,12 +102,17 @@ impl Daemon {
 
     /// The sum of every series of the counter or gauge `name` on `/metrics`.
     fn metric(&self, name: &str) -> f64 {
+        self.metric_with(name, "")
+    }
+
+    /// The sum of the series of `name` whose labels hold `label` (`phase="commit"`, say).
+    fn metric_with(&self, name: &str, label: &str) -> f64 {
         let mut stream = std::net::TcpStream::connect(&self.admin).unwrap();
         write!(stream, "GET /metrics HTTP/1.0\r\nHost: weir\r\n\r\n").unwrap();
         let mut body = String::new();
         stream.read_to_string(&mut body).unwrap();
         body.lines()
-            .filter(|l| l.split(['{', ' ']).next() == Some(name))
+            .filter(|l| l.split(['{', ' ']).next() == Some(name) && l.contains(label))
             .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
             .sum()
     }
@@ -273,6 +289,8 @@ struct Step {
     cpu: Duration,
     /// Mean time of the epochs committed during the step, in milliseconds.
     checkpoint_ms: f64,
+    /// Mean time of each phase of those epochs (`PHASES`), in milliseconds.
+    phase_ms: Vec<f64>,
     latencies: Vec<f64>,
 }
 
@@ -392,12 +410,23 @@ impl Bench {
         }
     }
 
-    /// Epochs committed and the seconds they took, so far.
-    fn checkpoints(&self) -> (f64, f64) {
-        (
+    /// Epochs committed and the seconds they took, so far: the whole commit, then each of
+    /// `PHASES`.
+    fn checkpoints(&self) -> Vec<(f64, f64)> {
+        let mut times = vec![(
             self.daemon.metric("weir_checkpoint_duration_seconds_count"),
             self.daemon.metric("weir_checkpoint_duration_seconds_sum"),
-        )
+        )];
+        for phase in PHASES {
+            let label = format!("phase=\"{phase}\"");
+            times.push((
+                self.daemon
+                    .metric_with("weir_checkpoint_phase_seconds_count", &label),
+                self.daemon
+                    .metric_with("weir_checkpoint_phase_seconds_sum", &label),
+            ));
+        }
+        times
     }
 
     fn step(&mut self, rate: f64, seconds: f64, latency: bool) -> Step {
@@ -430,8 +459,14 @@ impl Bench {
             std::thread::sleep(Duration::from_secs(2));
         }
         let cpu = self.daemon.cpu() - cpu;
-        let (count, spent) = self.checkpoints();
-        let checkpoint_ms = (spent - checkpoints.1) * 1e3 / (count - checkpoints.0).max(1.0);
+        let mean_ms: Vec<f64> = self
+            .checkpoints()
+            .iter()
+            .zip(&checkpoints)
+            .map(|((count, spent), (count0, spent0))| {
+                (spent - spent0) * 1e3 / (count - count0).max(1.0)
+            })
+            .collect();
         stop.store(true, Ordering::Relaxed);
         let latencies = watcher.map(|w| w.join().unwrap()).unwrap_or_default();
         let step = Step {
@@ -441,7 +476,8 @@ impl Bench {
             lags,
             lag_end,
             cpu,
-            checkpoint_ms,
+            checkpoint_ms: mean_ms[0],
+            phase_ms: mean_ms[1..].to_vec(),
             latencies,
         };
         println!(
@@ -569,6 +605,7 @@ fn fetch_wait() -> Option<u64> {
 fn main() {
     let step_seconds: f64 = arg("--step-seconds", 20.0);
     let measure_seconds: f64 = arg("--measure-seconds", 30.0);
+    let warmup_seconds: f64 = arg("--warmup-seconds", 5.0);
     let start_rate: f64 = arg("--start-rate", 2_000.0);
     let interval: String = arg("--interval", "1s".to_string());
     xtask::plugins::build_all().unwrap();
@@ -601,6 +638,10 @@ fn main() {
             );
             let purpose = format!("latency{:.0}", share * 100.0);
             let mut bench = Bench::fresh(&kafka, delivery, &purpose, &interval, out.path());
+            if warmup_seconds > 0.0 {
+                println!("  warm-up, not measured:");
+                bench.step(sustainable * share, warmup_seconds, false);
+            }
             let step = bench.step(sustainable * share, measure_seconds, true);
             report.push((delivery, sustainable, share, step));
         }
@@ -617,12 +658,14 @@ fn main() {
          checkpoint interval {interval}"
     );
     println!(
-        "| delivery | sustainable events/s | load | events/s | latency p50 ms | p99 ms | p99.9 ms | samples | daemon CPU µs/event | mean checkpoint ms |"
+        "| delivery | sustainable events/s | load | events/s | latency p50 ms | p99 ms | p99.9 ms | samples | daemon CPU µs/event | mean checkpoint ms | of which {} ms |",
+        PHASES.join(" / ")
     );
-    println!("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
+    println!("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
     for (delivery, sustainable, share, step) in &report {
+        let phases: Vec<String> = step.phase_ms.iter().map(|ms| format!("{ms:.1}")).collect();
         println!(
-            "| {delivery} | {sustainable:.0} | {:.0}% | {:.0} | {:.0} | {:.0} | {:.0} | {} | {:.2} | {:.0} |",
+            "| {delivery} | {sustainable:.0} | {:.0}% | {:.0} | {:.0} | {:.0} | {:.0} | {} | {:.2} | {:.0} | {} |",
             share * 100.0,
             step.rate,
             step.percentile(0.5),
@@ -630,7 +673,8 @@ fn main() {
             step.percentile(0.999),
             step.latencies.len(),
             step.cpu_per_event_us(),
-            step.checkpoint_ms
+            step.checkpoint_ms,
+            phases.join(" / ")
         );
     }
     if let Some((delivery, times)) = recovery

@@ -69,6 +69,11 @@ fn admin_endpoint_reports_health_readiness_metrics_plugins_and_pipeline() {
         body.contains("weir_checkpoint_duration_seconds_bucket{le=\"0.005\"}")
     });
     assert!(metrics.contains("# TYPE weir_checkpoint_duration_seconds histogram"));
+    // Where an epoch's time went, phase by phase.
+    for phase in ["prepare", "commit", "markers", "publish"] {
+        let series = format!("weir_checkpoint_phase_seconds_count{{phase=\"{phase}\"}}");
+        assert!(metrics.contains(&series), "no {series} in:\n{metrics}");
+    }
     assert!(metrics.contains("weir_checkpoint_epochs_total"));
     assert!(metrics.contains("weir_sink_breaker_state{sink=\"lake\"} 0"));
     let metrics = wait_for_answer(port, "/metrics", |_, body| {

@@ -68,12 +68,6 @@ impl CheckpointChain {
         }
     }
 
-    /// How large the chain's changes have grown against `state_bytes` of state: past 1.0
-    /// they outweigh it, and a full snapshot before [`Self::full_due`] is welcome.
-    pub fn changes_share(&self, state_bytes: usize) -> f64 {
-        self.change_bytes as f64 / state_bytes.max(1) as f64
-    }
-
     /// Whether the next checkpoint should be a full snapshot: the chain is at its longest,
     /// or its changes already outweigh twice the state (`state_bytes`), so a restore reads
     /// at most about three times the state, and the store keeps at most about that plus the

@@ -23,6 +23,8 @@ pub struct Epoch<'a> {
     pub name: &'a str,
     /// The consumer group (the checkpoints' top folder).
     pub group: &'a str,
+    /// Whether a checkpoint may hold only the changes since the committed one.
+    pub incremental: bool,
     /// Where checkpoints go.
     pub store: &'a CheckpointStore,
 }
@@ -39,22 +41,6 @@ pub struct Prepared {
     pub chain: CheckpointChain,
     /// Each sink's commit record, applied once the epoch commits.
     pub sinks: CommitRecords,
-}
-
-/// What a partition's checkpoint in the coming epoch holds.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub enum Planned {
-    /// No checkpoint: the partition has nothing to commit.
-    Nothing,
-    /// A full snapshot: none is committed, or the chain is due one
-    /// ([`CheckpointChain::full_due`]), or the coordinator moved it forward.
-    Full,
-    /// The changes since the committed checkpoint; the chain's changes so far are `share` of
-    /// the state ([`CheckpointChain::changes_share`]).
-    Changes {
-        /// The chain's changes against the state.
-        share: f64,
-    },
 }
 
 /// One assigned partition.
@@ -198,25 +184,11 @@ impl PartitionTask {
         Ok(())
     }
 
-    /// What this partition's checkpoint in an epoch starting now would hold: changes on top
-    /// of the committed chain when `incremental`, or a full snapshot when the chain is due one.
-    pub fn plan(&self, incremental: bool) -> Planned {
-        if self.next_offset.is_none() || !self.changed {
-            return Planned::Nothing;
-        }
-        let state_bytes = self.pipeline.state_bytes();
-        match &self.committed {
-            Some(chain) if incremental && !chain.full_due(state_bytes) => Planned::Changes {
-                share: chain.changes_share(state_bytes),
-            },
-            _ => Planned::Full,
-        }
-    }
-
-    /// Stages the output and writes the checkpoint `planned` (see [`Self::plan`]). `None`
-    /// when the partition has nothing to commit.
-    pub fn prepare(&mut self, epoch: &Epoch<'_>, planned: Planned) -> Result<Option<Prepared>> {
-        let Some(next) = self.next_offset.filter(|_| planned != Planned::Nothing) else {
+    /// Stages the output and writes the checkpoint: changes on top of the committed chain,
+    /// or a full snapshot when the chain is due one (see `CheckpointChain::full_due`).
+    /// `None` when the partition has nothing to commit.
+    pub fn prepare(&mut self, epoch: &Epoch<'_>) -> Result<Option<Prepared>> {
+        let Some(next) = self.next_offset.filter(|_| self.changed) else {
             return Ok(None);
         };
         let started = std::time::Instant::now();
@@ -224,10 +196,11 @@ impl PartitionTask {
         let staged = started.elapsed();
         let name = checkpoint_name(next, epoch.name);
         let prefix = partition_prefix(epoch.group, &self.topic, self.partition);
+        let state_bytes = self.pipeline.state_bytes();
         let base = self
             .committed
             .as_ref()
-            .filter(|_| matches!(planned, Planned::Changes { .. }));
+            .filter(|c| epoch.incremental && !c.full_due(state_bytes));
         let (state, chain) = match base {
             Some(committed) => {
                 let state = self.pipeline.changes()?;

@@ -11,7 +11,7 @@ use super::Coordinator;
 use crate::checkpoint::partition_prefix;
 use crate::checkpoint::protocol::mark_committed;
 use crate::error::Result;
-use crate::kafka::task::{Epoch, PartitionTask, Planned, Prepared};
+use crate::kafka::task::{Epoch, PartitionTask, Prepared};
 use crate::telemetry::spans;
 
 impl Coordinator {
@@ -64,30 +64,22 @@ impl Coordinator {
         let epoch = Epoch {
             name,
             group: &self.source.group,
+            incremental: self.incremental,
             store: &self.store,
         };
-        let workers = self.workers();
-        let incremental = self.incremental;
-        let mut tasks: Vec<&mut PartitionTask> = self.tasks.values_mut().collect();
-        let mut plans: Vec<Planned> = tasks.iter().map(|t| t.plan(incremental)).collect();
-        spread_full_snapshots(&mut plans, workers);
         // Each changed partition stages its output and writes its checkpoint: side by side on
         // the workers, as their Parquet parts are encoded here.
         let prepared: Vec<Result<Option<Prepared>>> = {
             use rayon::prelude::*;
+            let mut tasks: Vec<&mut PartitionTask> = self.tasks.values_mut().collect();
             match &self.workers {
                 Some(pool) if tasks.len() > 1 => pool.install(|| {
                     tasks
                         .par_iter_mut()
-                        .zip(plans)
-                        .map(|(task, planned)| task.prepare(&epoch, planned))
+                        .map(|task| task.prepare(&epoch))
                         .collect()
                 }),
-                _ => tasks
-                    .iter_mut()
-                    .zip(plans)
-                    .map(|(task, planned)| task.prepare(&epoch, planned))
-                    .collect(),
+                _ => tasks.iter_mut().map(|task| task.prepare(&epoch)).collect(),
             }
         };
         let mut phases = Phases::new(started);
@@ -134,27 +126,6 @@ impl Coordinator {
     }
 }
 
-/// Spreads full snapshots over epochs. Partitions whose keys hash evenly grow their chains in
-/// step, so they would all be due a full snapshot in the same epoch, which would then take as
-/// long as writing every partition's whole state. A partition whose changes already outweigh
-/// its state takes its full snapshot early while a worker has none to write this epoch: one
-/// for each worker without one, those whose changes weigh the most first.
-fn spread_full_snapshots(plans: &mut [Planned], workers: usize) {
-    let full = plans.iter().filter(|p| **p == Planned::Full).count();
-    let mut early: Vec<(usize, f64)> = plans
-        .iter()
-        .enumerate()
-        .filter_map(|(i, planned)| match planned {
-            Planned::Changes { share } if *share > 1.0 => Some((i, *share)),
-            _ => None,
-        })
-        .collect();
-    early.sort_by(|a, b| b.1.total_cmp(&a.1));
-    for (i, _) in early.into_iter().take(workers.saturating_sub(full)) {
-        plans[i] = Planned::Full;
-    }
-}
-
 /// Times the phases of an epoch's commit, each from the end of the one before, into
 /// `weir_checkpoint_phase_seconds{phase}`: `prepare` (stage the output, write the
 /// checkpoints), `commit` (the offsets, with the transaction), `markers`, `publish` (the sinks
@@ -173,45 +144,5 @@ impl Phases {
         metrics::histogram!("weir_checkpoint_phase_seconds", "phase" => phase)
             .record(now - self.last);
         self.last = now;
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn changes(share: f64) -> Planned {
-        Planned::Changes { share }
-    }
-
-    #[test]
-    fn full_snapshots_come_early_one_per_idle_worker_the_largest_changes_first() {
-        let mut plans = [changes(1.2), changes(0.9), changes(1.5), Planned::Nothing];
-        spread_full_snapshots(&mut plans, 1);
-        assert_eq!(
-            plans,
-            [changes(1.2), changes(0.9), Planned::Full, Planned::Nothing]
-        );
-
-        let mut plans = [changes(1.2), changes(1.1), changes(1.5), changes(1.3)];
-        spread_full_snapshots(&mut plans, 2);
-        assert_eq!(
-            plans,
-            [changes(1.2), changes(1.1), Planned::Full, Planned::Full]
-        );
-    }
-
-    #[test]
-    fn a_due_full_snapshot_takes_a_workers_turn_and_small_changes_wait() {
-        let mut plans = [Planned::Full, changes(1.9), changes(0.4)];
-        spread_full_snapshots(&mut plans, 1);
-        assert_eq!(plans, [Planned::Full, changes(1.9), changes(0.4)]);
-
-        spread_full_snapshots(&mut plans, 2);
-        assert_eq!(plans, [Planned::Full, Planned::Full, changes(0.4)]);
-
-        let mut plans = [changes(1.0), changes(0.99)];
-        spread_full_snapshots(&mut plans, 2);
-        assert_eq!(plans, [changes(1.0), changes(0.99)], "not past their state");
     }
 }

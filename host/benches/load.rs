@@ -66,7 +66,7 @@ impl Daemon {
             .arg(config)
             .arg("--plugin-dir")
             .arg(xtask::plugins::output_dir())
-            // `LOAD_WEIR_LOG` sets the daemon's log filter (each epoch's phases at
+            // `LOAD_WEIR_LOG` sets the daemon's log filter (each partition's checkpoint at
             // `weir::kafka=debug`); the log is `<instance>.log` beside its config.
             .env(
                 "WEIR_LOG",

@@ -102,19 +102,16 @@ impl Daemon {
 
     /// The sum of every series of the counter or gauge `name` on `/metrics`.
     fn metric(&self, name: &str) -> f64 {
-        self.metric_with(name, "")
+        sum_of(&self.scrape(), name, "")
     }
 
-    /// The sum of the series of `name` whose labels hold `label` (`phase="commit"`, say).
-    fn metric_with(&self, name: &str, label: &str) -> f64 {
+    /// The text of `/metrics`.
+    fn scrape(&self) -> String {
         let mut stream = std::net::TcpStream::connect(&self.admin).unwrap();
         write!(stream, "GET /metrics HTTP/1.0\r\nHost: weir\r\n\r\n").unwrap();
         let mut body = String::new();
         stream.read_to_string(&mut body).unwrap();
-        body.lines()
-            .filter(|l| l.split(['{', ' ']).next() == Some(name) && l.contains(label))
-            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-            .sum()
+        body
     }
 
     /// User + system CPU time of the process so far.
@@ -137,6 +134,15 @@ impl Daemon {
     fn lag(&self, produced: u64) -> f64 {
         produced as f64 - self.metric("weir_source_records_total")
     }
+}
+
+/// The sum of the series of `name` in the `/metrics` text `body` whose labels hold `label`
+/// (`phase="commit"`, say; empty: every series).
+fn sum_of(body: &str, name: &str, label: &str) -> f64 {
+    body.lines()
+        .filter(|l| l.split(['{', ' ']).next() == Some(name) && l.contains(label))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
 }
 
 impl Drop for Daemon {
@@ -413,17 +419,16 @@ impl Bench {
     /// Epochs committed and the seconds they took, so far: the whole commit, then each of
     /// `PHASES`.
     fn checkpoints(&self) -> Vec<(f64, f64)> {
+        let body = self.daemon.scrape();
         let mut times = vec![(
-            self.daemon.metric("weir_checkpoint_duration_seconds_count"),
-            self.daemon.metric("weir_checkpoint_duration_seconds_sum"),
+            sum_of(&body, "weir_checkpoint_duration_seconds_count", ""),
+            sum_of(&body, "weir_checkpoint_duration_seconds_sum", ""),
         )];
         for phase in PHASES {
             let label = format!("phase=\"{phase}\"");
             times.push((
-                self.daemon
-                    .metric_with("weir_checkpoint_phase_seconds_count", &label),
-                self.daemon
-                    .metric_with("weir_checkpoint_phase_seconds_sum", &label),
+                sum_of(&body, "weir_checkpoint_phase_seconds_count", &label),
+                sum_of(&body, "weir_checkpoint_phase_seconds_sum", &label),
             ));
         }
         times

@@ -91,6 +91,15 @@ impl DeltaLog {
         })
     }
 
+    /// Whether the table holds this writer's commit `version` (or a later one): its files
+    /// were all published before it, and may since have been compacted away.
+    pub fn holds(&mut self, version: i64) -> Result<bool, SinkError> {
+        let done = crate::storage::io_runtime()
+            .block_on(self.table.transaction_version(&self.app_id))
+            .map_err(|e| io_error(&self.sink, format!("reading the Delta log: {e}")))?;
+        Ok(done.is_some_and(|done| done >= version))
+    }
+
     /// Adds `files` (keys under the table's root, with their sizes) as this writer's commit
     /// `version`, unless the table already holds that version or a later one. Returns
     /// whether it committed.

@@ -250,7 +250,7 @@ fn main() {
         .map(|w| (w != "default").then(|| w.parse().expect("--workers: numbers or default")))
         .collect();
     let otlp = (arg("--otlp", "off".to_string()) == "on").then(otlp_sink);
-    let weir = PathBuf::from(arg("--weir", env!("CARGO_BIN_EXE_weir").to_string()));
+    let weir = common::weir_binary();
     let plugins = match arg("--plugin-dir", String::new()) {
         dir if dir.is_empty() => xtask::plugins::build_all().unwrap(),
         dir => PathBuf::from(dir),

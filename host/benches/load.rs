@@ -27,7 +27,7 @@
 //! (`--deliveries at-least-once --rate 26000` skips the search; `--fetch-wait-ms 10` sets
 //! librdkafka's `fetch.wait.max.ms` for weir's consumer, the latency consumer always using 10;
 //! `--batch-timeout 10ms` sets `[source.kafka] batch_timeout`; `--full-checkpoints` sets
-//! `[checkpoint] incremental = false`)
+//! `[checkpoint] incremental = false`; `--weir PATH` runs another build's `weir`)
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -61,7 +61,7 @@ struct Daemon {
 impl Daemon {
     fn start(config: &Path, instance: &str) -> Daemon {
         let log = config.with_file_name(format!("{instance}.log"));
-        let child = Command::new(env!("CARGO_BIN_EXE_weir"))
+        let child = Command::new(common::weir_binary())
             .args(["run", "--instance-id", instance, "--config"])
             .arg(config)
             .arg("--plugin-dir")

@@ -140,12 +140,12 @@ fn encoding(pipeline: &mut weir::pipeline::PartitionPipeline) -> Encoding {
             version: CHECKPOINT_VERSION,
             offset: 1,
             base: Vec::new(),
-            state: pipeline.snapshot().unwrap(),
+            state: pipeline.snapshot().unwrap().into(),
             sinks: Vec::new(),
         };
-        checkpoint.encode("k").unwrap()
+        checkpoint.encode_parts("k").unwrap()
     };
-    let written = write_whole();
+    let written = write_whole().concat();
     let whole = least_ms(&mut write_whole);
     let state: BytewiseSnapshot = postcard::from_bytes(
         &postcard::from_bytes::<BytewiseCheckpoint>(&written)

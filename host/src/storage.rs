@@ -171,12 +171,12 @@ impl Storage {
         }
     }
 
-    /// Writes an object atomically: readers see all of it or nothing.
-    pub fn put(&self, key: &str, bytes: impl Into<Bytes>) -> Result<(), StorageError> {
+    /// Writes an object atomically: readers see all of it or nothing. The payload may be
+    /// several parts (`PutPayload::from_iter`), written in order without joining them first.
+    pub fn put(&self, key: &str, payload: impl Into<PutPayload>) -> Result<(), StorageError> {
         let path = self.path(key);
-        let payload = PutPayload::from(bytes.into());
         io_runtime()
-            .block_on(self.store.put(&path, payload))
+            .block_on(self.store.put(&path, payload.into()))
             .map(|_| ())
             .map_err(|e| self.error(key, e))
     }

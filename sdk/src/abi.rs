@@ -599,6 +599,37 @@ pub fn headers(buf: &[u8]) -> impl Iterator<Item = (&str, &[u8])> {
     })
 }
 
+/// Appends `value` in postcard to `buf`, which the caller may reuse or reserve up front
+/// (postcard's own `Vec` outputs start from an empty buffer, or push byte by byte); returns
+/// the buffer's length after it.
+pub fn append_postcard<T: serde::Serialize + ?Sized>(
+    value: &T,
+    buf: &mut Vec<u8>,
+) -> postcard::Result<usize> {
+    postcard::serialize_with_flavor(value, AppendTo(buf))
+}
+
+/// A postcard output that appends to a buffer; it resolves to the buffer's length.
+struct AppendTo<'b>(&'b mut Vec<u8>);
+
+impl postcard::ser_flavors::Flavor for AppendTo<'_> {
+    type Output = usize;
+
+    fn try_push(&mut self, data: u8) -> postcard::Result<()> {
+        self.0.push(data);
+        Ok(())
+    }
+
+    fn try_extend(&mut self, data: &[u8]) -> postcard::Result<()> {
+        self.0.extend_from_slice(data);
+        Ok(())
+    }
+
+    fn finalize(self) -> postcard::Result<usize> {
+        Ok(self.0.len())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -263,7 +263,7 @@ impl<'a> Context<'a> {
                 let changes = &mut self.result.changes;
                 let mark = changes.len();
                 let range = abi::push_put_with(changes, key, name, |buf| {
-                    if let Err(e) = postcard::serialize_with_flavor(value, AppendTo(buf)) {
+                    if let Err(e) = abi::append_postcard(value, buf) {
                         failed = Some(e);
                     }
                 });
@@ -277,7 +277,7 @@ impl<'a> Context<'a> {
                 let other = self.other(key, name);
                 let buf = other.value.get_or_insert_with(Vec::new);
                 buf.clear();
-                match postcard::serialize_with_flavor(value, AppendTo(buf)) {
+                match abi::append_postcard(value, buf) {
                     Ok(len) => {
                         other.dirty = true;
                         self.others_pending += len + key.len() + name.len();
@@ -366,27 +366,5 @@ impl<'a> Context<'a> {
             return Vec::new();
         }
         self.host.geo_lookup(ips)
-    }
-}
-
-/// A postcard output that appends to a buffer the call reuses (postcard's own `Vec` outputs
-/// allocate a new one, or push byte by byte); it resolves to the buffer's length.
-struct AppendTo<'b>(&'b mut Vec<u8>);
-
-impl postcard::ser_flavors::Flavor for AppendTo<'_> {
-    type Output = usize;
-
-    fn try_push(&mut self, data: u8) -> postcard::Result<()> {
-        self.0.push(data);
-        Ok(())
-    }
-
-    fn try_extend(&mut self, data: &[u8]) -> postcard::Result<()> {
-        self.0.extend_from_slice(data);
-        Ok(())
-    }
-
-    fn finalize(self) -> postcard::Result<usize> {
-        Ok(self.0.len())
     }
 }

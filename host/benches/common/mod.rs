@@ -27,6 +27,11 @@ pub fn arg<T: std::str::FromStr>(name: &str, default: T) -> T {
         .unwrap_or(default)
 }
 
+/// The `weir` binary to run: `--weir PATH` (another build's, to compare), or this build's.
+pub fn weir_binary() -> std::path::PathBuf {
+    arg("--weir", env!("CARGO_BIN_EXE_weir").to_string()).into()
+}
+
 /// Writes `examples/kafka/pipeline.toml` into `out`, pointed at `bootstrap`, reading `topic`
 /// in `group` with `delivery`; returns its path.
 pub fn kafka_pipeline_config(

@@ -8,6 +8,7 @@ mod store;
 
 use std::time::Duration;
 
+use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
 pub use chain::CheckpointChain;
@@ -152,8 +153,9 @@ pub struct PartitionCheckpoint {
     /// before it.
     pub base: Vec<String>,
     /// The partition's state (watermark, keyed state, timers): a full snapshot or changes.
-    #[serde(with = "serde_bytes")]
-    pub state: Vec<u8>,
+    /// Shared, not copied, with the parts [`Self::encode_parts`] hands to the store.
+    #[serde(with = "state_bytes")]
+    pub state: Bytes,
     /// Each sink's commit record (by sink name): what publishes the epoch's staged output,
     /// redone on recovery, and what the sink carries into the next epoch.
     #[serde(with = "sink_records")]
@@ -168,6 +170,21 @@ struct CheckpointV2 {
     state: Vec<u8>,
     #[serde(with = "sink_records")]
     sinks: Vec<(String, Vec<u8>)>,
+}
+
+/// The state as a byte string (postcard: its length, then its bytes).
+mod state_bytes {
+    use bytes::Bytes;
+    use serde::{Deserialize, Deserializer, Serializer};
+    use serde_bytes::ByteBuf;
+
+    pub fn serialize<S: Serializer>(state: &Bytes, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_bytes(state)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Bytes, D::Error> {
+        Ok(ByteBuf::deserialize(deserializer)?.into_vec().into())
+    }
 }
 
 /// The sinks' commit records as byte strings: postcard writes them as the sequences of `u8`
@@ -198,10 +215,40 @@ mod sink_records {
     }
 }
 
+/// The fields before the state, and its length: the first part of an encoded checkpoint.
+#[derive(Serialize)]
+struct Head<'a> {
+    version: u32,
+    offset: i64,
+    base: &'a [String],
+    state_len: usize,
+}
+
+/// The fields after the state: the last part of an encoded checkpoint.
+#[derive(Serialize)]
+struct Tail<'a>(#[serde(with = "sink_records")] &'a [(String, Vec<u8>)]);
+
 impl PartitionCheckpoint {
-    /// Encodes with postcard.
+    /// Encodes with postcard, as the parts of one object: the fields before the state, the
+    /// state itself (shared, not copied: a full snapshot is megabytes) and the sinks' records.
+    /// Written in order, they are the bytes of [`Self::encode`].
+    pub fn encode_parts(&self, key: &str) -> Result<[Bytes; 3], CheckpointError> {
+        let head = Head {
+            version: self.version,
+            offset: self.offset,
+            base: &self.base,
+            state_len: self.state.len(),
+        };
+        Ok([
+            encode(key, &head)?.into(),
+            self.state.clone(),
+            encode(key, &Tail(&self.sinks))?.into(),
+        ])
+    }
+
+    /// Encodes with postcard, in one buffer.
     pub fn encode(&self, key: &str) -> Result<Vec<u8>, CheckpointError> {
-        encode(key, self)
+        Ok(self.encode_parts(key)?.concat())
     }
 
     /// Decodes, checking the version (format 2 reads as a full snapshot).
@@ -221,7 +268,7 @@ impl PartitionCheckpoint {
                     version,
                     offset: old.offset,
                     base: Vec::new(),
-                    state: old.state,
+                    state: old.state.into(),
                     sinks: old.sinks,
                 })
             }
@@ -310,7 +357,8 @@ mod tests {
         };
         let bytes = checkpoint.encode("k").unwrap();
         let old: Sequences = postcard::from_bytes(&bytes).unwrap();
-        assert_eq!((old.state, old.sinks), (checkpoint.state, checkpoint.sinks));
+        assert_eq!(old.state, checkpoint.state);
+        assert_eq!(old.sinks, checkpoint.sinks);
         let old = Sequences {
             version: old.version,
             offset: old.offset,
@@ -327,7 +375,7 @@ mod tests {
             version: CHECKPOINT_VERSION,
             offset: 42,
             base: vec!["a.ckpt".into()],
-            state: vec![1, 2, 3],
+            state: vec![1, 2, 3].into(),
             sinks: vec![("lake".into(), vec![4, 5])],
         };
         let back = PartitionCheckpoint::decode("k", &checkpoint.encode("k").unwrap()).unwrap();
@@ -339,7 +387,10 @@ mod tests {
         let v2 =
             postcard::to_allocvec(&(2u32, 7i64, vec![9u8], vec![("lake", vec![1u8])])).unwrap();
         let old = PartitionCheckpoint::decode("k", &v2).unwrap();
-        assert_eq!((old.offset, old.base.len(), old.state), (7, 0, vec![9]));
+        assert_eq!(
+            (old.offset, old.base.len(), &old.state[..]),
+            (7, 0, &[9][..])
+        );
         let prefix = partition_prefix("my group", "clicks", 3);
         assert_eq!(prefix, "my_group/clicks/3");
         assert!(checkpoint_name(9, "e") < checkpoint_name(10, "e"));

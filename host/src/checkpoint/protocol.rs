@@ -1,7 +1,11 @@
 //! The epoch protocol's decisions over the checkpoint store, as plain functions: which
 //! checkpoint of a partition is committed, what a restore redoes (a full snapshot and the
 //! changes on top of it), and what is deleted after an aborted epoch or a new full snapshot.
-//! The coordinator calls them; they know nothing of Kafka.
+//! The coordinator calls them; they know nothing of Kafka. Checkpoints are written and read
+//! here too.
+
+use bytes::Bytes;
+use object_store::PutPayload;
 
 use super::{
     COMMITTED_MARKER, CheckpointChain, CheckpointError, CheckpointStore, PartitionCheckpoint,
@@ -69,6 +73,16 @@ pub fn load(store: &CheckpointStore, key: &str) -> Result<PartitionCheckpoint, C
     PartitionCheckpoint::decode(key, &bytes)
 }
 
+/// Writes the checkpoint `key` as one object from its parts: the state is not copied.
+pub fn save(
+    store: &CheckpointStore,
+    key: &str,
+    checkpoint: &PartitionCheckpoint,
+) -> Result<(), CheckpointError> {
+    let parts = checkpoint.encode_parts(key)?;
+    store.put(key, PutPayload::from_iter(parts))
+}
+
 /// What a restore redoes: the full snapshot a committed checkpoint's state starts from, the
 /// changes to apply on top of it in order, and the committed checkpoint itself.
 #[derive(Debug)]
@@ -76,9 +90,9 @@ pub struct Restore {
     /// The committed checkpoint (its offset and its sinks' commit records).
     pub checkpoint: PartitionCheckpoint,
     /// The full snapshot.
-    pub snapshot: Vec<u8>,
+    pub snapshot: Bytes,
     /// The changes after the snapshot, oldest first (the committed checkpoint's last).
-    pub changes: Vec<Vec<u8>>,
+    pub changes: Vec<Bytes>,
     /// The chain, marked restored: the next checkpoint is a full snapshot.
     pub chain: CheckpointChain,
 }
@@ -166,12 +180,10 @@ mod tests {
             version: CHECKPOINT_VERSION,
             offset,
             base: chain.base().to_vec(),
-            state: state.to_vec(),
+            state: Bytes::copy_from_slice(state),
             sinks: vec![("lake".into(), offset.to_le_bytes().to_vec())],
         };
-        store
-            .put(&chain.key(), checkpoint.encode(&chain.key()).unwrap())
-            .unwrap();
+        save(store, &chain.key(), &checkpoint).unwrap();
         chain
     }
 
@@ -218,8 +230,8 @@ mod tests {
         let one = write(&store, 20, &[&full], b"one");
         let two = write(&store, 30, &[&one], b"two");
         let plan = restore_plan(&store, PREFIX, &two.key()).unwrap();
-        assert_eq!(plan.snapshot, b"full");
-        assert_eq!(plan.changes, [b"one".to_vec(), b"two".to_vec()]);
+        assert_eq!(plan.snapshot, &b"full"[..]);
+        assert_eq!(plan.changes, [&b"one"[..], &b"two"[..]]);
         assert_eq!(plan.checkpoint.offset, 30);
         assert_eq!(plan.checkpoint.sinks[0].1, 30i64.to_le_bytes());
         assert_eq!(plan.chain.key(), two.key());
@@ -231,7 +243,7 @@ mod tests {
 
         let alone = restore_plan(&store, PREFIX, &full.key()).unwrap();
         assert_eq!(
-            (alone.snapshot.as_slice(), alone.changes.len()),
+            (&alone.snapshot[..], alone.changes.len()),
             (&b"full"[..], 0)
         );
     }
@@ -247,11 +259,11 @@ mod tests {
             version: CHECKPOINT_VERSION,
             offset: 40,
             base: vec![name_of(&one)],
-            state: b"x".to_vec(),
+            state: Bytes::from_static(b"x"),
             sinks: Vec::new(),
         };
         let key = format!("{PREFIX}/{}", checkpoint_name(40, "broken"));
-        store.put(&key, broken.encode(&key).unwrap()).unwrap();
+        save(&store, &key, &broken).unwrap();
         let error = restore_plan(&store, PREFIX, &key).unwrap_err();
         assert!(error.to_string().contains("not a full snapshot"), "{error}");
 

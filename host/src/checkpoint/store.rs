@@ -2,6 +2,7 @@
 //! bucket) with the checkpoint module's errors.
 
 use bytes::Bytes;
+use object_store::PutPayload;
 
 use super::{CheckpointConfig, CheckpointError};
 use crate::storage::{Storage, StorageError};
@@ -40,9 +41,10 @@ impl CheckpointStore {
         }
     }
 
-    /// Writes an object (atomically: readers see all of it or nothing).
-    pub fn put(&self, key: &str, bytes: impl Into<Bytes>) -> Result<(), CheckpointError> {
-        Ok(self.storage.put(key, bytes)?)
+    /// Writes an object (atomically: readers see all of it or nothing), given whole or in
+    /// parts.
+    pub fn put(&self, key: &str, payload: impl Into<PutPayload>) -> Result<(), CheckpointError> {
+        Ok(self.storage.put(key, payload)?)
     }
 
     /// Reads an object; `None` when it does not exist.

@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use crate::checkpoint::protocol::{offset_metadata, superseded};
+use crate::checkpoint::protocol::{offset_metadata, save, superseded};
 use crate::checkpoint::{
     CHECKPOINT_VERSION, CheckpointChain, CheckpointStore, PartitionCheckpoint, checkpoint_name,
     partition_prefix,
@@ -232,13 +232,13 @@ impl PartitionTask {
             version: CHECKPOINT_VERSION,
             offset: next,
             base: chain.base().to_vec(),
-            state,
+            state: state.into(),
             sinks,
         };
         let stored = chain.key();
         let full = checkpoint.base.is_empty();
         let written = checkpoint.state.len();
-        epoch.store.put(&stored, checkpoint.encode(&stored)?)?;
+        save(epoch.store, &stored, &checkpoint)?;
         crate::failpoint::hit("checkpoint-written");
         tracing::debug!(%topic, partition, full, state_bytes = written, ?staged, took = ?started.elapsed(), "Checkpoint written.");
         Ok(Some(Prepared {

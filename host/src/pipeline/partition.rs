@@ -59,6 +59,20 @@ pub struct PartitionPipeline {
     arena: EventArena,
     /// The batch handed to a stage, rebuilt for each (its buffers reused).
     scratch: Batch,
+    /// The lengths of the last full snapshot and changes encoded.
+    encoded: EncodedLengths,
+}
+
+/// The lengths of the last full snapshot and changes encoded: the next one's buffer reserves
+/// as much and an eighth more, so that megabytes of state are not copied as the buffer grows.
+#[derive(Debug, Default)]
+struct EncodedLengths {
+    snapshot: usize,
+    changes: usize,
+}
+
+fn with_headroom(last: usize) -> usize {
+    last + last / 8
 }
 
 /// Timers fired per call: enough to spread a call's cost, few enough that a failing timer
@@ -92,6 +106,7 @@ impl PartitionPipeline {
             watermark_raises: Vec::new(),
             arena: EventArena::default(),
             scratch: Batch::default(),
+            encoded: EncodedLengths::default(),
         }
     }
 
@@ -290,7 +305,9 @@ impl PartitionPipeline {
     /// Encodes the watermark and every stage's state and timers (a full snapshot), which a
     /// checkpoint now holds.
     pub fn snapshot(&mut self) -> Result<Vec<u8>> {
-        let bytes = PartitionSnapshot::encode(self.watermark.current(), &self.states())?;
+        let reserve = with_headroom(self.encoded.snapshot).max(self.state_bytes());
+        let bytes = PartitionSnapshot::encode(self.watermark.current(), &self.states(), reserve)?;
+        self.encoded.snapshot = bytes.len();
         self.clear_changes();
         Ok(bytes)
     }
@@ -298,7 +315,9 @@ impl PartitionPipeline {
     /// Encodes the watermark and what changed in every stage's state and timers since the
     /// last [`Self::snapshot`] or [`Self::changes`], which a checkpoint now holds.
     pub fn changes(&mut self) -> Result<Vec<u8>> {
-        let bytes = PartitionChanges::encode(self.watermark.current(), &self.states())?;
+        let reserve = with_headroom(self.encoded.changes);
+        let bytes = PartitionChanges::encode(self.watermark.current(), &self.states(), reserve)?;
+        self.encoded.changes = bytes.len();
         self.clear_changes();
         Ok(bytes)
     }

@@ -62,18 +62,29 @@ pub struct PartitionSnapshot {
     pub stages: Vec<(String, StageState)>,
 }
 
+/// `value` in postcard, in a buffer of `reserve` bytes to begin with: postcard's own `Vec`
+/// output starts empty and doubles, copying what it holds each time (megabytes, for a full
+/// snapshot).
+fn encode_reserved<T: Serialize>(value: &T, reserve: usize) -> Result<Vec<u8>, SnapshotError> {
+    let mut buf = Vec::with_capacity(reserve);
+    weir_sdk::abi::append_postcard(value, &mut buf).map_err(SnapshotError::Encode)?;
+    Ok(buf)
+}
+
 impl PartitionSnapshot {
-    /// Encodes the watermark and the stages' states without copying them first.
+    /// Encodes the watermark and the stages' states without copying them first, into a
+    /// buffer of `reserve` bytes to begin with (it grows if they need more).
     pub fn encode(
         watermark: i64,
         stages: &[(&str, &StageState)],
+        reserve: usize,
     ) -> Result<Vec<u8>, SnapshotError> {
         let snapshot = SnapshotRef {
             version: SNAPSHOT_VERSION,
             watermark,
             stages: stages.to_vec(),
         };
-        postcard::to_allocvec(&snapshot).map_err(SnapshotError::Encode)
+        encode_reserved(&snapshot, reserve)
     }
 
     /// Decodes a snapshot.
@@ -129,10 +140,11 @@ pub struct PartitionChanges {
 
 impl PartitionChanges {
     /// Encodes the watermark and each stage's changes since its last
-    /// [`StageState::clear_changes`].
+    /// [`StageState::clear_changes`], into a buffer of `reserve` bytes to begin with.
     pub fn encode(
         watermark: i64,
         stages: &[(&str, &StageState)],
+        reserve: usize,
     ) -> Result<Vec<u8>, SnapshotError> {
         let changes = ChangesRef {
             version: SNAPSHOT_VERSION,
@@ -142,7 +154,7 @@ impl PartitionChanges {
                 .map(|(name, state)| (*name, state.changes()))
                 .collect(),
         };
-        postcard::to_allocvec(&changes).map_err(SnapshotError::Encode)
+        encode_reserved(&changes, reserve)
     }
 
     /// Decodes changes.
@@ -177,7 +189,7 @@ mod tests {
         stage.put(b"u1", "open", b"abc".to_vec());
         stage.set_timer(b"u1", 42);
         stage.commit();
-        let bytes = PartitionSnapshot::encode(7, &[("s", &stage)]).unwrap();
+        let bytes = PartitionSnapshot::encode(7, &[("s", &stage)], 0).unwrap();
         let mut back = PartitionSnapshot::decode(&bytes).unwrap();
         assert_eq!(back.watermark, 7);
         let (name, stage) = &mut back.stages[0];
@@ -218,7 +230,7 @@ mod tests {
         stage.put(b"u1", "open", vec![7; 40]);
         stage.set_timer(b"u1", 42);
         stage.commit();
-        let snapshot = PartitionSnapshot::encode(9, &[("s", &stage)]).unwrap();
+        let snapshot = PartitionSnapshot::encode(9, &[("s", &stage)], 0).unwrap();
         let old: Snapshot = postcard::from_bytes(&snapshot).unwrap();
         assert_eq!(old.stages[0].1.values().next().unwrap().1, vec![7; 40]);
         assert_eq!(old.stages[0].2, vec![(42, b"u1".to_vec())]);
@@ -229,7 +241,7 @@ mod tests {
         stage.delete(b"u1", "open");
         stage.cancel_timer(b"u1", 42);
         stage.commit();
-        let changes = PartitionChanges::encode(10, &[("s", &stage)]).unwrap();
+        let changes = PartitionChanges::encode(10, &[("s", &stage)], 0).unwrap();
         let old: Changes = postcard::from_bytes(&changes).unwrap();
         let (entries, timers) = (&old.stages[0].1, &old.stages[0].2);
         assert_eq!(entries.len(), 2);
@@ -314,13 +326,13 @@ mod tests {
         let mut stage = StageState::default();
         stage.put(b"u1", "open", b"abc".to_vec());
         stage.commit();
-        let full = PartitionSnapshot::encode(7, &[("s", &stage)]).unwrap();
+        let full = PartitionSnapshot::encode(7, &[("s", &stage)], 0).unwrap();
         stage.clear_changes();
         stage.put(b"u2", "open", b"def".to_vec());
         stage.set_timer(b"u2", 9);
         stage.commit();
         let changes =
-            PartitionChanges::decode(&PartitionChanges::encode(8, &[("s", &stage)]).unwrap())
+            PartitionChanges::decode(&PartitionChanges::encode(8, &[("s", &stage)], 0).unwrap())
                 .unwrap();
         assert_eq!(changes.watermark, 8);
         let mut back = PartitionSnapshot::decode(&full).unwrap();

@@ -355,6 +355,8 @@ impl PartitionPipeline {
                 *stage.state_mut() = state;
             }
         }
+        // The restored state is the checkpoint's: what changes from here on is logged.
+        self.clear_changes();
         Ok(())
     }
 

@@ -5,7 +5,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::StageState;
-use super::stage_state::{StageChanges, StageChangesRef, StageChangesV1, StageStateV1};
+use super::stage_state::{StageChanges, StageChangesV1, StageStateV1};
 
 /// Errors encoding or decoding a snapshot.
 #[derive(Debug, thiserror::Error)]
@@ -119,13 +119,6 @@ fn check_version(version: u32) -> Result<(), SnapshotError> {
     Ok(())
 }
 
-#[derive(Serialize)]
-struct ChangesRef<'a> {
-    version: u32,
-    watermark: i64,
-    stages: Vec<(&'a str, StageChangesRef<'a>)>,
-}
-
 /// What changed in a partition's state since the previous checkpoint, decoded: applied in
 /// order on top of a full snapshot, the changes of each later checkpoint give its state.
 #[derive(Debug, Default, Deserialize)]
@@ -146,15 +139,23 @@ impl PartitionChanges {
         stages: &[(&str, &StageState)],
         reserve: usize,
     ) -> Result<Vec<u8>, SnapshotError> {
-        let changes = ChangesRef {
-            version: SNAPSHOT_VERSION,
-            watermark,
-            stages: stages
-                .iter()
-                .map(|(name, state)| (*name, state.changes()))
-                .collect(),
+        let changes: Vec<_> = stages
+            .iter()
+            .map(|(name, state)| (*name, state.changes()))
+            .collect();
+        let mut buf = Vec::with_capacity(reserve);
+        // Postcard's layout of a `PartitionChanges`, with each stage's log copied in whole.
+        let encode = |buf: &mut Vec<u8>| -> postcard::Result<()> {
+            let head = (SNAPSHOT_VERSION, watermark, changes.len());
+            weir_sdk::abi::append_postcard(&head, buf)?;
+            for (name, stage) in &changes {
+                weir_sdk::abi::append_postcard(name, buf)?;
+                stage.encode_into(buf)?;
+            }
+            Ok(())
         };
-        encode_reserved(&changes, reserve)
+        encode(&mut buf).map_err(SnapshotError::Encode)?;
+        Ok(buf)
     }
 
     /// Decodes changes.

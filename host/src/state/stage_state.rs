@@ -1,5 +1,5 @@
 //! Keyed state and timers of one stage in one partition, with an undo journal per call, a
-//! record of what changed since the last checkpoint (for incremental checkpoints), and the
+//! record and a log of what changed since the last checkpoint (for incremental checkpoints), and the
 //! expiry of entries whose state name has a lifetime ([`TtlPolicy`]).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
@@ -40,12 +40,13 @@ pub enum Journal {
 }
 
 /// A stored value, kept in the table itself when small (a counter, a timestamp), the event
-/// time it was last touched, and whether it changed since the last checkpoint.
+/// time it was last touched, and the mark of the checkpoint interval in which it last
+/// changed (0: not since it was restored).
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 struct Entry {
     value: Value,
     touched: i64,
-    changed: bool,
+    changed: u32,
 }
 
 /// A stored value.
@@ -53,8 +54,79 @@ type Value = SmallVec<[u8; 24]>;
 
 type Entries = HashMap<EntryKey, Entry, RandomState>;
 
-/// Changes and clears walk the whole table once at least one entry in this many changed.
+/// Changes walk the whole table once at least one entry in this many changed.
 const SCAN_SHARE: usize = 8;
+
+/// The change log may grow to half the stage's state bytes, or to this much when that is
+/// less: past that, walking the table costs about as much as copying the log.
+const LOG_FLOOR: usize = 1 << 20;
+
+/// The change log is dropped once it holds more than this many changes per changed entry
+/// (a few keys written over and over): the checkpoint then looks the entries up instead.
+const LOG_REPEATS: usize = 2;
+
+/// Whether the change log is kept.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+enum Logging {
+    /// Not since the last checkpoint: none was taken or restored yet, or the log passed its
+    /// size.
+    #[default]
+    Off,
+    /// Every entry change since the last checkpoint is in the log.
+    On,
+}
+
+/// Each entry change since the last checkpoint, in the order it was made, encoded as a
+/// checkpoint holds it (`EntryChange`): replayed in order on the state of that checkpoint,
+/// they give this one. Written as the changes happen, while the entry is in the cache, so a
+/// checkpoint copies one buffer instead of looking up every changed entry (a miss in the
+/// cache each, once the table outgrows it).
+#[derive(Debug, Default)]
+struct ChangeLog {
+    bytes: Vec<u8>,
+    records: usize,
+    logging: Logging,
+}
+
+impl ChangeLog {
+    /// Appends that the entry `key` now holds a value touched at a time (`None`: deleted),
+    /// unless the log is off.
+    fn record(&mut self, key: &[u8], value: Option<(i64, &[u8])>) {
+        if self.logging == Logging::Off {
+            return;
+        }
+        let change: EntryChange<&Bytes> = (Bytes::new(key), value.map(|(t, v)| (t, Bytes::new(v))));
+        self.records += 1;
+        if weir_sdk::abi::append_postcard(&change, &mut self.bytes).is_err() {
+            self.stop();
+        }
+    }
+
+    /// Drops the log once it passes half of `state_bytes` (or [`LOG_FLOOR`]) or repeats its `changed`
+    /// entries more than [`LOG_REPEATS`] times over: the checkpoint is then cheaper from the
+    /// table.
+    fn check(&mut self, state_bytes: usize, changed: usize) {
+        if self.logging == Logging::On
+            && (self.bytes.len() > (state_bytes / 2).max(LOG_FLOOR)
+                || self.records > LOG_REPEATS * changed + 1024)
+        {
+            self.stop();
+        }
+    }
+
+    fn stop(&mut self) {
+        self.logging = Logging::Off;
+        self.bytes = Vec::new();
+        self.records = 0;
+    }
+
+    /// Empties the log and keeps it from now on.
+    fn restart(&mut self) {
+        self.bytes.clear();
+        self.records = 0;
+        self.logging = Logging::On;
+    }
+}
 
 /// Keyed state and pending timers of one stage.
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -73,6 +145,12 @@ pub struct StageState {
     bytes: usize,
     #[serde(skip)]
     scratch: EntryKey,
+    /// Counts checkpoints: an entry changed since the last one carries [`Self::mark`].
+    #[serde(skip)]
+    generation: u32,
+    /// The entry changes since the last [`StageState::clear_changes`], in order.
+    #[serde(skip)]
+    log: ChangeLog,
     /// Keys whose entries were marked changed since the last [`StageState::clear_changes`]
     /// (each once while its mark stays).
     #[serde(skip)]
@@ -136,12 +214,44 @@ fn name_of(entry_key: &[u8]) -> &[u8] {
 // instead of one byte at a time.
 
 fn entries_out<S: Serializer>(entries: &Entries, serializer: S) -> Result<S::Ok, S::Error> {
-    serializer.collect_map(entries.iter().map(|(k, e)| {
+    serializer.collect_map(prefetching(entries).map(|(k, e)| {
         (
             Bytes::new(k.as_slice()),
             (e.touched, Bytes::new(e.value.as_slice())),
         )
     }))
+}
+
+/// How many entries ahead of the one being written [`prefetching`] asks for a value.
+const PREFETCH_AHEAD: usize = 8;
+
+/// Iterates `entries`, asking the processor for the value of the entry [`PREFETCH_AHEAD`]
+/// places on: a value kept outside the table (longer than 24 bytes) of a table larger than
+/// the cache is otherwise a miss waited for in turn. The two iterators over the unchanged
+/// table walk it in the same order.
+fn prefetching(entries: &Entries) -> impl Iterator<Item = (&EntryKey, &Entry)> {
+    let mut ahead = entries.values().skip(PREFETCH_AHEAD);
+    entries.iter().inspect(move |_| {
+        if let Some(entry) = ahead.next()
+            && entry.value.spilled()
+        {
+            prefetch(&entry.value);
+        }
+    })
+}
+
+/// Asks the processor to bring the first cache line of `bytes` in: a hint, with no effect on
+/// what the program computes.
+#[inline]
+fn prefetch(bytes: &[u8]) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: a prefetch only hints; it never faults, whatever the address.
+    unsafe {
+        use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
+        _mm_prefetch::<_MM_HINT_T0>(bytes.as_ptr().cast());
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = bytes;
 }
 
 fn entries_in<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Entries, D::Error> {
@@ -179,7 +289,7 @@ fn stored(value: Vec<u8>, touched: i64) -> Entry {
     Entry {
         value: Value::from_vec(value),
         touched,
-        changed: false,
+        changed: 0,
     }
 }
 
@@ -235,13 +345,51 @@ impl StageChangesV1 {
 /// deleted).
 type EntryChange<B> = (B, Option<(i64, B)>);
 
-/// What changed in a stage's state since a checkpoint, as it is now: each changed entry with
-/// its touch time and value (`None`: deleted) and each changed timer with whether it is
-/// pending. Borrowed from the state for encoding; [`StageChanges`] is the decoded form.
-#[derive(Debug, Serialize)]
+/// What changed in a stage's state since a checkpoint: the changed entries with their touch
+/// times and values (`None`: deleted) and each changed timer with whether it is pending.
+/// Borrowed from the state for encoding; [`StageChanges`] is the decoded form.
+#[derive(Debug)]
 pub struct StageChangesRef<'a> {
-    entries: Vec<EntryChange<&'a Bytes>>,
+    entries: ChangedEntries<'a>,
     timers: Vec<(i64, &'a Bytes, bool)>,
+}
+
+/// The changed entries in a [`StageChangesRef`].
+#[derive(Debug)]
+enum ChangedEntries<'a> {
+    /// Every change in order, from the log: already encoded.
+    Logged { records: usize, bytes: &'a [u8] },
+    /// Each changed entry as it is now, from the table.
+    Looked(Vec<EntryChange<&'a Bytes>>),
+}
+
+impl StageChangesRef<'_> {
+    /// Whether the changes come from the log.
+    #[cfg(test)]
+    pub fn logged(&self) -> bool {
+        matches!(self.entries, ChangedEntries::Logged { .. })
+    }
+
+    /// Appends the changes to `buf` as postcard writes a [`StageChanges`].
+    pub fn encode_into(&self, buf: &mut Vec<u8>) -> postcard::Result<()> {
+        match &self.entries {
+            ChangedEntries::Logged { records, bytes } => {
+                weir_sdk::abi::append_postcard(records, buf)?;
+                buf.extend_from_slice(bytes);
+            }
+            ChangedEntries::Looked(entries) => {
+                weir_sdk::abi::append_postcard(&entries.len(), buf)?;
+                for (i, change) in entries.iter().enumerate() {
+                    if let Some((_, Some((_, value)))) = entries.get(i + PREFETCH_AHEAD) {
+                        prefetch(value);
+                    }
+                    weir_sdk::abi::append_postcard(change, buf)?;
+                }
+            }
+        }
+        weir_sdk::abi::append_postcard(&self.timers, buf)?;
+        Ok(())
+    }
 }
 
 /// Decoded [`StageChangesRef`].
@@ -300,6 +448,7 @@ impl StageState {
             entries,
             bytes,
             deleted_entries,
+            log,
             expiry,
             ..
         } = self;
@@ -309,6 +458,7 @@ impl StageState {
             }
             *bytes -= k.len() + e.value.len();
             deleted_entries.insert(k.clone());
+            log.record(k, None);
             false
         });
         before - self.entries.len()
@@ -329,6 +479,7 @@ impl StageState {
                 .get(self.scratch.as_slice())
                 .map(|e| e.value.as_slice());
         };
+        let mark = self.mark();
         let entry = self.entries.get_mut(self.scratch.as_slice())?;
         if entry.touched.saturating_add(lifetime.ms) <= self.expiry.clock {
             return None;
@@ -337,10 +488,12 @@ impl StageState {
             let touch = self.expiry.touch_time(key);
             if touch > entry.touched {
                 entry.touched = touch;
-                if !entry.changed {
-                    entry.changed = true;
+                if entry.changed != mark {
+                    entry.changed = mark;
                     self.changed_entries.push(self.scratch.clone());
                 }
+                let change = Some((touch, entry.value.as_slice()));
+                self.log.record(&self.scratch, change);
             }
         }
         Some(entry.value.as_slice())
@@ -365,6 +518,7 @@ impl StageState {
         entry_key(&mut self.scratch, key, name);
         let new_len = value.len();
         let touch = self.expiry.touch_time(key);
+        let mark = self.mark();
         if let Some(entry) = self.entries.get_mut(self.scratch.as_slice()) {
             let old_len = entry.value.len();
             let bytes = self.bytes - old_len + new_len;
@@ -385,10 +539,12 @@ impl StageState {
                     entry.value.extend_from_slice(value);
                 }
             }
-            if !entry.changed {
-                entry.changed = true;
+            if entry.changed != mark {
+                entry.changed = mark;
                 self.changed_entries.push(self.scratch.clone());
             }
+            let change = Some((entry.touched, entry.value.as_slice()));
+            self.log.record(&self.scratch, change);
         } else {
             let bytes = self.bytes + self.scratch.len() + new_len;
             if bytes > limit {
@@ -398,12 +554,13 @@ impl StageState {
             let entry = Entry {
                 value: Value::from_slice(value),
                 touched: touch,
-                changed: true,
+                changed: mark,
             };
             self.entries.insert(self.scratch.clone(), entry);
             if journal == Journal::Keep {
                 self.journal.push(Undo::Entry(self.scratch.clone(), None));
             }
+            self.log.record(&self.scratch, Some((touch, value)));
             self.changed_entries.push(self.scratch.clone());
             if !self.deleted_entries.is_empty() {
                 self.deleted_entries.remove(self.scratch.as_slice());
@@ -428,6 +585,7 @@ impl StageState {
                     Some((previous.value, previous.touched)),
                 ));
             }
+            self.log.record(&self.scratch, None);
             self.deleted_entries.insert(self.scratch.clone());
         }
     }
@@ -545,7 +703,8 @@ impl StageState {
         self.changed_entries.len() >= self.entries.len() / SCAN_SHARE
     }
 
-    /// The entries and timers changed since the last [`Self::clear_changes`], as they are now.
+    /// The entries and timers changed since the last [`Self::clear_changes`]: from the log
+    /// when it was kept, else looked up in the table as they are now.
     pub fn changes(&self) -> StageChangesRef<'_> {
         fn written<'a>((k, entry): (&'a EntryKey, &'a Entry)) -> EntryChange<&'a Bytes> {
             (
@@ -553,10 +712,23 @@ impl StageState {
                 Some((entry.touched, Bytes::new(&entry.value))),
             )
         }
+        let timers = self
+            .changed_timers
+            .iter()
+            .map(|(t, pending)| (t.0, Bytes::new(&t.1), *pending))
+            .collect();
+        if self.log.logging == Logging::On {
+            let (records, bytes) = (self.log.records, self.log.bytes.as_slice());
+            return StageChangesRef {
+                entries: ChangedEntries::Logged { records, bytes },
+                timers,
+            };
+        }
+        let mark = self.mark();
         let mut entries: Vec<EntryChange<&Bytes>> = if self.most_changed() {
             self.entries
                 .iter()
-                .filter(|(_, e)| e.changed)
+                .filter(|(_, e)| e.changed == mark)
                 .map(written)
                 .collect()
         } else {
@@ -573,29 +745,35 @@ impl StageState {
                 .map(|k| (Bytes::new(k), None)),
         );
         StageChangesRef {
-            entries,
-            timers: self
-                .changed_timers
-                .iter()
-                .map(|(t, pending)| (t.0, Bytes::new(&t.1), *pending))
-                .collect(),
+            entries: ChangedEntries::Looked(entries),
+            timers,
         }
     }
 
-    /// Forgets what changed: a checkpoint holds it now.
+    /// Forgets what changed: a checkpoint holds it now (or the state was just restored from
+    /// one). From here on the changes are also logged.
     pub fn clear_changes(&mut self) {
-        if self.most_changed() {
-            self.entries.values_mut().for_each(|e| e.changed = false);
-            self.changed_entries.clear();
-        } else {
-            for key in self.changed_entries.drain(..) {
-                if let Some(entry) = self.entries.get_mut(&key) {
-                    entry.changed = false;
-                }
-            }
+        self.generation += 1;
+        if self.generation == u32::MAX {
+            // Once in 2^32 checkpoints: no entry may carry the new mark already.
+            self.entries.values_mut().for_each(|e| e.changed = 0);
+            self.generation = 0;
         }
+        self.changed_entries.clear();
         self.deleted_entries.clear();
         self.changed_timers.clear();
+        self.log.restart();
+    }
+
+    /// What an entry changed since the last checkpoint carries (never 0, a restored entry's).
+    fn mark(&self) -> u32 {
+        self.generation + 1
+    }
+
+    /// Ends a call: drops the change log if it grew past its size or repeats itself.
+    fn check_log(&mut self) {
+        let changed = self.changed_entries.len() + self.deleted_entries.len();
+        self.log.check(self.bytes, changed);
     }
 
     /// Applies changes read from a checkpoint (restoring: neither journaled nor recorded as
@@ -630,19 +808,22 @@ impl StageState {
     /// Keeps every change since the last commit or rollback.
     pub fn commit(&mut self) {
         self.journal.clear();
+        self.check_log();
     }
 
     /// Undoes every change since the last commit or rollback. The entries keep their
     /// changed marks: the next checkpoint then writes them as they are, which is still right.
+    /// The log gets each undone entry's restored value (or deletion) as a change of its own.
     pub fn rollback(&mut self) {
         while let Some(undo) = self.journal.pop() {
             match undo {
                 Undo::Entry(k, Some((value, touched))) => {
                     let (key_len, value_len) = (k.len(), value.len());
+                    self.log.record(&k, Some((touched, &value)));
                     let entry = Entry {
                         value,
                         touched,
-                        changed: true,
+                        changed: self.mark(),
                     };
                     match self.entries.insert(k.clone(), entry) {
                         Some(now) => self.bytes = self.bytes - now.value.len() + value_len,
@@ -655,6 +836,7 @@ impl StageState {
                 Undo::Entry(k, None) => {
                     if let Some(e) = self.entries.remove(&k) {
                         self.bytes -= k.len() + e.value.len();
+                        self.log.record(&k, None);
                         self.deleted_entries.insert(k);
                     }
                 }
@@ -737,57 +919,71 @@ mod tests {
         assert!(!state.set_timer_within(b"k", 2, 1, Journal::Keep));
     }
 
-    /// Applying the changes since a copy was taken to that copy gives the state, including
-    /// entries and timers changed and then changed back, deleted, or rolled back.
-    #[test]
-    fn changes_applied_to_an_earlier_copy_give_the_current_state() {
-        let mut state = StageState::default();
-        state.put(b"keep", "a", b"1".to_vec());
-        state.put(b"gone", "a", b"2".to_vec());
-        state.set_timer(b"keep", 10);
-        state.set_timer(b"gone", 20);
-        state.commit();
-        let encoded = postcard::to_allocvec(&state).unwrap();
-        state.clear_changes();
-
-        state.put(b"keep", "a", b"one".to_vec());
-        state.delete(b"gone", "a");
-        state.put(b"new", "b", b"3".to_vec());
-        state.cancel_timer(b"gone", 20);
-        state.set_timer(b"new", 5);
-        assert_eq!(state.pop_due_timer(5), Some((5, b"new".to_vec())));
-        state.commit();
-        state.put(b"rolled", "a", b"x".to_vec());
-        state.set_timer(b"rolled", 1);
-        state.rollback();
-
-        let changes: StageChanges =
-            postcard::from_bytes(&postcard::to_allocvec(&state.changes()).unwrap()).unwrap();
-        let mut copy: StageState = postcard::from_bytes(&encoded).unwrap();
-        copy.recount();
-        copy.apply(changes);
-        let values = |s: &StageState| -> HashMap<Vec<u8>, Vec<u8>> {
-            s.entries
-                .iter()
-                .map(|(k, e)| (k.to_vec(), e.value.to_vec()))
-                .collect()
-        };
-        assert_eq!(values(&copy), values(&state));
-        assert_eq!(copy.timers, state.timers);
-        assert_eq!(copy.bytes(), state.bytes());
-        let applied = copy.changes();
-        assert!(
-            applied.entries.is_empty() && applied.timers.is_empty(),
-            "applying records no changes"
-        );
-        state.clear_changes();
-        assert_eq!(state.changes().entries.len(), 0);
+    /// The changes, encoded as a checkpoint holds them and decoded.
+    fn changes_of(state: &StageState) -> StageChanges {
+        let mut buf = Vec::new();
+        state.changes().encode_into(&mut buf).unwrap();
+        postcard::from_bytes(&buf).unwrap()
     }
 
-    /// Few changes among many entries are looked up by key, most by walking the table: both
-    /// give the same changes, and both clear them.
+    fn values(s: &StageState) -> HashMap<Vec<u8>, Vec<u8>> {
+        s.entries
+            .iter()
+            .map(|(k, e)| (k.to_vec(), e.value.to_vec()))
+            .collect()
+    }
+
+    /// Applying the changes since a copy was taken to that copy gives the state, including
+    /// entries and timers changed and then changed back, deleted, or rolled back: from the
+    /// log, and from the table when the log was dropped.
     #[test]
-    fn changes_are_the_same_whether_looked_up_or_walked() {
+    fn changes_applied_to_an_earlier_copy_give_the_current_state() {
+        for logged in [true, false] {
+            let mut state = StageState::default();
+            state.put(b"keep", "a", b"1".to_vec());
+            state.put(b"gone", "a", b"2".to_vec());
+            state.set_timer(b"keep", 10);
+            state.set_timer(b"gone", 20);
+            state.commit();
+            let encoded = postcard::to_allocvec(&state).unwrap();
+            state.clear_changes();
+            if !logged {
+                state.log.stop();
+            }
+
+            state.put(b"keep", "a", b"one".to_vec());
+            state.delete(b"gone", "a");
+            state.put(b"new", "b", b"3".to_vec());
+            state.cancel_timer(b"gone", 20);
+            state.set_timer(b"new", 5);
+            assert_eq!(state.pop_due_timer(5), Some((5, b"new".to_vec())));
+            state.commit();
+            state.put(b"rolled", "a", b"x".to_vec());
+            state.put(b"keep", "a", b"rolled back".to_vec());
+            state.set_timer(b"rolled", 1);
+            state.rollback();
+            assert_eq!(state.changes().logged(), logged);
+
+            let mut copy: StageState = postcard::from_bytes(&encoded).unwrap();
+            copy.recount();
+            copy.apply(changes_of(&state));
+            assert_eq!(values(&copy), values(&state));
+            assert_eq!(copy.timers, state.timers);
+            assert_eq!(copy.bytes(), state.bytes());
+            let applied = changes_of(&copy);
+            assert!(
+                applied.entries.is_empty() && applied.timers.is_empty(),
+                "applying records no changes"
+            );
+            state.clear_changes();
+            assert_eq!(changes_of(&state).entries.len(), 0);
+        }
+    }
+
+    /// Few changes among many entries are looked up by key, most by walking the table, and
+    /// both are in the log: all three give the same state, and a checkpoint clears them.
+    #[test]
+    fn changes_are_the_same_whether_logged_looked_up_or_walked() {
         let mut state = StageState::default();
         for user in 0..100u32 {
             state.put(&user.to_le_bytes(), "n", vec![1]);
@@ -802,18 +998,39 @@ mod tests {
             state.delete(&99u32.to_le_bytes(), "n");
             state.commit();
             assert_eq!(state.most_changed(), changed == 60);
-            let mut copy: StageState = postcard::from_bytes(&base).unwrap();
-            copy.recount();
-            let changes = postcard::to_allocvec(&state.changes()).unwrap();
-            copy.apply(postcard::from_bytes(&changes).unwrap());
-            for user in 0..100u32 {
-                let key = user.to_le_bytes();
-                assert_eq!(copy.get(&key, "n"), state.get(&key, "n"), "user {user}");
+            let logged = changes_of(&state);
+            state.log.stop();
+            let looked = changes_of(&state);
+            for changes in [logged, looked] {
+                let mut copy: StageState = postcard::from_bytes(&base).unwrap();
+                copy.recount();
+                copy.apply(changes);
+                assert_eq!(values(&copy), values(&state), "{changed} changed");
             }
             state.clear_changes();
-            assert!(state.changes().entries.is_empty());
-            assert!(state.entries.values().all(|e| !e.changed));
+            assert!(changes_of(&state).entries.is_empty());
+            assert!(state.entries.values().all(|e| e.changed != state.mark()));
         }
+    }
+
+    /// A key written over and over between two checkpoints: the log is dropped once it
+    /// repeats itself, and the checkpoint looks the one entry up.
+    #[test]
+    fn a_log_that_repeats_itself_is_dropped_for_the_table() {
+        let mut state = StageState::default();
+        state.clear_changes();
+        for n in 0..2_000u32 {
+            state.put(b"counter", "n", n.to_le_bytes().to_vec());
+            state.commit();
+        }
+        assert!(!state.changes().logged());
+        let changes = changes_of(&state);
+        assert_eq!(changes.entries.len(), 1);
+        let mut copy = StageState::default();
+        copy.apply(changes);
+        assert_eq!(values(&copy), values(&state));
+        state.clear_changes();
+        assert!(state.changes().logged(), "kept again after a checkpoint");
     }
 
     /// A session's timer moved on by each of its events: only the last one, and the removal
@@ -835,17 +1052,17 @@ mod tests {
         state.set_timer(b"u", 999);
         assert_eq!(state.pop_due_timer(1_000), Some((999, b"u".to_vec())));
         state.rollback();
-        let changes = state.changes();
+        let changes = changes_of(&state);
         assert_eq!(
             changes.timers,
             vec![
-                (100, Bytes::new(b"u"), false),
-                (130, Bytes::new(b"u"), true)
+                (100, ByteBuf::from(b"u".to_vec()), false),
+                (130, ByteBuf::from(b"u".to_vec()), true)
             ]
         );
 
         let mut copy: StageState = postcard::from_bytes(&encoded).unwrap();
-        copy.apply(postcard::from_bytes(&postcard::to_allocvec(&changes).unwrap()).unwrap());
+        copy.apply(changes);
         assert_eq!(copy.timers, state.timers);
     }
 
@@ -892,7 +1109,7 @@ mod tests {
         assert_eq!(s.entry_count(), 1, "a name without a lifetime stays");
         assert_eq!(s.get(b"u2", "b"), Some(b"kept".to_vec()));
         assert_eq!(s.bytes(), all - 2 * (4 + 2 + 1 + 1));
-        let changes = s.changes();
+        let changes = changes_of(&s);
         let deleted = changes.entries.iter().filter(|(_, v)| v.is_none()).count();
         assert_eq!(deleted, 2);
     }

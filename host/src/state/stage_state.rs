@@ -57,8 +57,8 @@ type Entries = HashMap<EntryKey, Entry, RandomState>;
 /// Changes walk the whole table once at least one entry in this many changed.
 const SCAN_SHARE: usize = 8;
 
-/// The change log may grow to half the stage's state bytes, or to this much when that is
-/// less: past that, walking the table costs about as much as copying the log.
+/// The change log may grow to the stage's state bytes, or to this much when they are fewer:
+/// past that, the checkpoint is about as large as a full snapshot, which is due soon.
 const LOG_FLOOR: usize = 1 << 20;
 
 /// The change log is dropped once it holds more than this many changes per changed entry
@@ -102,12 +102,12 @@ impl ChangeLog {
         }
     }
 
-    /// Drops the log once it passes half of `state_bytes` (or [`LOG_FLOOR`]) or repeats its `changed`
+    /// Drops the log once it passes `state_bytes` (or [`LOG_FLOOR`]) or repeats its `changed`
     /// entries more than [`LOG_REPEATS`] times over: the checkpoint is then cheaper from the
     /// table.
     fn check(&mut self, state_bytes: usize, changed: usize) {
         if self.logging == Logging::On
-            && (self.bytes.len() > (state_bytes / 2).max(LOG_FLOOR)
+            && (self.bytes.len() > state_bytes.max(LOG_FLOOR)
                 || self.records > LOG_REPEATS * changed + 1024)
         {
             self.stop();

@@ -1,6 +1,6 @@
 //! Keyed state and timers of one stage in one partition, with an undo journal per call, a
-//! record and a log of what changed since the last checkpoint (for incremental checkpoints), and the
-//! expiry of entries whose state name has a lifetime ([`TtlPolicy`]).
+//! record and a log of what changed since the last checkpoint (for incremental
+//! checkpoints), and the expiry of entries whose state name has a lifetime ([`TtlPolicy`]).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::hash::BuildHasher;

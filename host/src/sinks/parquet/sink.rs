@@ -40,9 +40,10 @@ use crate::storage::Storage;
 /// Largest part buffered in memory before it is staged, even mid-epoch.
 const MAX_PART_SIZE: usize = 32 << 20;
 
-/// Rows in a data page at most: a column's pages are compressed as its rows arrive, so an
-/// epoch's end compresses only its last page and the dictionary, not the epoch's every row
-/// (parquet's default, 20,000, is more than an epoch of most partitions).
+/// Rows in a data page at most, with epochs: a column's pages are compressed as its rows
+/// arrive, so an epoch's end compresses only its last page and the dictionary, not the
+/// epoch's every row (parquet's default, 20,000, is more than an epoch of most partitions).
+/// Without epochs (the file source) parquet's default stays: smaller pages cost it CPU.
 const PAGE_ROWS: usize = 4096;
 
 /// A staged part of a file.
@@ -157,8 +158,10 @@ impl ParquetSink {
         let level = ZstdLevel::try_new(config.zstd_level).map_err(|e| setup(e.to_string()))?;
         let mut props = WriterProperties::builder()
             .set_compression(Compression::ZSTD(level))
-            .set_max_row_group_row_count(Some(config.row_group_rows))
-            .set_data_page_row_count_limit(PAGE_ROWS);
+            .set_max_row_group_row_count(Some(config.row_group_rows));
+        if scope.is_some() {
+            props = props.set_data_page_row_count_limit(PAGE_ROWS);
+        }
         for column in config.schema.iter().filter(|c| !c.dictionary) {
             props =
                 props.set_column_dictionary_enabled(ColumnPath::from(column.name.as_str()), false);

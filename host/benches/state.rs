@@ -94,6 +94,8 @@ struct Pass {
 struct Encoding {
     whole: f64,
     bytewise: f64,
+    /// One slice of a rolling snapshot, with no changes.
+    slice: f64,
 }
 
 /// The state and checkpoint layouts with every byte string a plain `Vec<u8>`, which serde
@@ -165,9 +167,15 @@ fn encoding(pipeline: &mut weir::pipeline::PartitionPipeline) -> Encoding {
     };
     // The same layout: as long (the map's entries come out in another order).
     assert_eq!(write_bytewise().len(), written.len());
+    let bytewise = least_ms(write_bytewise);
+    let slice = weir::state::Slice {
+        index: 0,
+        count: weir::checkpoint::SLICES,
+    };
     Encoding {
         whole,
-        bytewise: least_ms(write_bytewise),
+        bytewise,
+        slice: least_ms(|| pipeline.changes(Some(slice)).unwrap()),
     }
 }
 
@@ -208,7 +216,7 @@ fn pass(
             .map(|(name, entries, bytes)| (name.to_string(), entries, bytes))
             .collect(),
         peak_mib: rss_mib().0,
-        changes: cpu_ms(|| pipeline.changes().unwrap().len()),
+        changes: cpu_ms(|| pipeline.changes(None).unwrap().0.len()),
         snapshot_bytes: pipeline.snapshot().unwrap().len(),
         rss_mib: (rss_before, rss_after),
         encoding: last.then(|| encoding(&mut pipeline)),
@@ -243,12 +251,22 @@ fn print(title: &str, pass: &Pass, users: usize) {
         "  resident     {:.0} MiB before the input, {:.0} MiB after",
         pass.rss_mib.0, pass.rss_mib.1
     );
-    let Some(Encoding { whole, bytewise }) = pass.encoding else {
+    let Some(Encoding {
+        whole,
+        bytewise,
+        slice,
+    }) = pass.encoding
+    else {
         return;
     };
     println!(
         "  checkpoint   written in {whole:.1} CPU ms, byte strings whole; {bytewise:.1} byte by byte, as before (x{:.2})",
         bytewise / whole
+    );
+    println!(
+        "  slice        one of {} of a rolling snapshot written in {slice:.1} CPU ms (x{:.2} less than the whole)",
+        weir::checkpoint::SLICES,
+        whole / slice
     );
 }
 

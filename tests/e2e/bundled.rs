@@ -146,10 +146,17 @@ fn bundled_plugins_filter_enrich_and_sessionize_in_one_pipeline() {
     assert!(t.dead.letters().is_empty());
 }
 
-/// Incremental checkpoints: a full snapshot and then only what changed, restored in order
-/// into new instances, continue exactly as an uninterrupted pipeline does.
+/// Incremental checkpoints, restored in order into new instances, continue exactly as an
+/// uninterrupted pipeline does: a full snapshot and then only what changed, or changes each
+/// carrying one of two slices of a rolling snapshot, read from the first of the two slices.
 #[test]
 fn a_full_snapshot_plus_changes_restores_what_an_uninterrupted_run_has() {
+    for rolling in [false, true] {
+        full_or_rolling_restore(rolling);
+    }
+}
+
+fn full_or_rolling_restore(rolling: bool) {
     let new_pipeline = || {
         let stage = wasm_stage("sessionize", &[("gap", "30m")], limits(), None);
         TestPipeline::new(
@@ -178,16 +185,30 @@ fn a_full_snapshot_plus_changes_restores_what_an_uninterrupted_run_has() {
     let mut chain = Vec::new();
     for (i, batch) in inputs[..3].iter().enumerate() {
         first.pipeline.process(&records(batch)).unwrap();
-        chain.push(if i == 0 {
-            first.pipeline.snapshot().unwrap()
-        } else {
-            first.pipeline.changes().unwrap()
+        let slice = weir::state::Slice {
+            index: i as u32 % 2,
+            count: 2,
+        };
+        chain.push(match (i, rolling) {
+            (0, false) => first.pipeline.snapshot().unwrap(),
+            (_, false) => first.pipeline.changes(None).unwrap().0,
+            (_, true) => first.pipeline.changes(Some(slice)).unwrap().0,
         });
     }
     let mut second = new_pipeline();
-    second.pipeline.restore(&chain[0]).unwrap();
-    for changes in &chain[1..] {
-        second.pipeline.apply_changes(changes).unwrap();
+    if rolling {
+        // The last two checkpoints hold both slices; the last alone does not.
+        let error = new_pipeline()
+            .pipeline
+            .restore(None, &chain[2..])
+            .unwrap_err();
+        assert!(error.to_string().contains("slices 0 of 2"), "{error}");
+        second.pipeline.restore(None, &chain[1..]).unwrap();
+    } else {
+        second
+            .pipeline
+            .restore(Some(&chain[0][..]), &chain[1..])
+            .unwrap();
     }
     assert_eq!(second.pipeline.watermark(), first.pipeline.watermark());
     second.pipeline.process(&records(&inputs[3])).unwrap();
@@ -227,7 +248,10 @@ fn sessions_continue_after_a_snapshot_is_restored_into_new_instances() {
     let snapshot = first.pipeline.snapshot().unwrap();
 
     let mut second = new_pipeline();
-    second.pipeline.restore(&snapshot).unwrap();
+    second
+        .pipeline
+        .restore(Some(&snapshot[..]), &[] as &[Vec<u8>])
+        .unwrap();
     assert_eq!(second.pipeline.watermark(), first.pipeline.watermark());
     second.pipeline.process(&records(&[event(2)])).unwrap();
     second.pipeline.finish().unwrap();

@@ -85,10 +85,12 @@ fn a_million_distinct_users_leave_state_flat_once_the_lifetime_passes() {
 
     // A restore from the mid-run snapshot plus the changes since holds exactly the live
     // state: the expired users' deletions went into the checkpoint.
-    let changes = t.pipeline.changes().unwrap();
+    let (changes, _) = t.pipeline.changes(None).unwrap();
     let mut restored = bot_filter();
-    restored.pipeline.restore(&snapshot).unwrap();
-    restored.pipeline.apply_changes(&changes).unwrap();
+    restored
+        .pipeline
+        .restore(Some(&snapshot[..]), &[changes])
+        .unwrap();
     assert_eq!(
         restored.pipeline.state_report()[0],
         t.pipeline.state_report()[0]

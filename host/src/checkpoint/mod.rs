@@ -11,7 +11,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
-pub use chain::CheckpointChain;
+pub use chain::{CheckpointChain, SLICES};
 pub use store::CheckpointStore;
 
 pub use crate::storage::S3Options;

@@ -83,46 +83,44 @@ pub fn save(
     store.put(key, PutPayload::from_iter(parts))
 }
 
-/// What a restore redoes: the full snapshot a committed checkpoint's state starts from, the
+/// What a restore redoes: the full snapshot a committed checkpoint's state starts from (none:
+/// it starts empty, and the changes' slices of a rolling snapshot make up the whole), the
 /// changes to apply on top of it in order, and the committed checkpoint itself.
 #[derive(Debug)]
 pub struct Restore {
     /// The committed checkpoint (its offset and its sinks' commit records).
     pub checkpoint: PartitionCheckpoint,
-    /// The full snapshot.
-    pub snapshot: Bytes,
-    /// The changes after the snapshot, oldest first (the committed checkpoint's last).
+    /// The full snapshot, if the chain starts with one.
+    pub snapshot: Option<Bytes>,
+    /// The changes, oldest first (the committed checkpoint's last).
     pub changes: Vec<Bytes>,
     /// The chain, marked restored: the next checkpoint is a full snapshot.
     pub chain: CheckpointChain,
 }
 
 /// Loads the committed checkpoint `key` under `prefix` and the chain its state builds on.
+/// The chain's first checkpoint is a full snapshot when it builds on nothing itself.
 pub fn restore_plan(
     store: &CheckpointStore,
     prefix: &str,
     key: &str,
 ) -> Result<Restore, CheckpointError> {
     let mut checkpoint = load(store, key)?;
-    let (snapshot, changes) = match checkpoint.base.split_first() {
-        None => (std::mem::take(&mut checkpoint.state), Vec::new()),
-        Some((full, between)) => {
-            let full_key = format!("{prefix}/{full}");
-            let snapshot = load(store, &full_key)?;
-            if !snapshot.base.is_empty() {
-                return Err(CheckpointError::Decode {
-                    key: full_key,
-                    reason: "the first checkpoint of a chain is not a full snapshot".into(),
-                });
-            }
-            let mut changes = between
-                .iter()
-                .map(|name| Ok(load(store, &format!("{prefix}/{name}"))?.state))
-                .collect::<Result<Vec<_>, CheckpointError>>()?;
-            changes.push(std::mem::take(&mut checkpoint.state));
-            (snapshot.state, changes)
-        }
+    let mut states = checkpoint
+        .base
+        .iter()
+        .map(|name| load(store, &format!("{prefix}/{name}")))
+        .collect::<Result<Vec<_>, CheckpointError>>()?;
+    let committed = std::mem::take(&mut checkpoint.state);
+    let snapshot = match states.first() {
+        None => Some(committed.clone()),
+        Some(first) if first.base.is_empty() => Some(states.remove(0).state),
+        Some(_) => None,
     };
+    let mut changes: Vec<Bytes> = states.into_iter().map(|c| c.state).collect();
+    if !checkpoint.base.is_empty() {
+        changes.push(committed);
+    }
     let name = key.rsplit('/').next().unwrap_or(key).to_string();
     let chain = CheckpointChain::new(prefix, checkpoint.base.clone(), name).restored();
     Ok(Restore {
@@ -173,13 +171,13 @@ mod tests {
     ) -> CheckpointChain {
         let name = checkpoint_name(offset, &format!("e{offset}"));
         let chain = match base.first() {
-            Some(below) => below.extended(name, state.len()),
+            Some(below) => below.extended(name, state.len(), None),
             None => CheckpointChain::new(PREFIX, Vec::new(), name),
         };
         let checkpoint = PartitionCheckpoint {
             version: CHECKPOINT_VERSION,
             offset,
-            base: chain.base().to_vec(),
+            base: chain.base(),
             state: Bytes::copy_from_slice(state),
             sinks: vec![("lake".into(), offset.to_le_bytes().to_vec())],
         };
@@ -230,42 +228,40 @@ mod tests {
         let one = write(&store, 20, &[&full], b"one");
         let two = write(&store, 30, &[&one], b"two");
         let plan = restore_plan(&store, PREFIX, &two.key()).unwrap();
-        assert_eq!(plan.snapshot, &b"full"[..]);
+        assert_eq!(plan.snapshot.as_deref(), Some(&b"full"[..]));
         assert_eq!(plan.changes, [&b"one"[..], &b"two"[..]]);
         assert_eq!(plan.checkpoint.offset, 30);
         assert_eq!(plan.checkpoint.sinks[0].1, 30i64.to_le_bytes());
         assert_eq!(plan.chain.key(), two.key());
         assert_eq!(plan.chain.base(), two.base());
-        assert!(
-            plan.chain.full_due(usize::MAX),
-            "restored: a full snapshot next"
-        );
+        assert!(plan.chain.full_due(), "restored: a full snapshot next");
 
         let alone = restore_plan(&store, PREFIX, &full.key()).unwrap();
         assert_eq!(
-            (&alone.snapshot[..], alone.changes.len()),
-            (&b"full"[..], 0)
+            (alone.snapshot.as_deref(), alone.changes.len()),
+            (Some(&b"full"[..]), 0)
         );
     }
 
     #[test]
-    fn a_restore_refuses_a_chain_with_a_missing_or_partial_start() {
+    fn a_chain_that_starts_with_changes_restores_from_nothing_and_a_missing_one_is_refused() {
         let store = CheckpointStore::in_memory();
         let full = write(&store, 10, &[], b"full");
         let one = write(&store, 20, &[&full], b"one");
         let two = write(&store, 30, &[&one], b"two");
-        // A chain whose first checkpoint holds changes, not a full snapshot.
-        let broken = PartitionCheckpoint {
+        // A chain whose first checkpoint holds changes (and slices of a rolling snapshot).
+        let rolled = PartitionCheckpoint {
             version: CHECKPOINT_VERSION,
             offset: 40,
             base: vec![name_of(&one)],
             state: Bytes::from_static(b"x"),
             sinks: Vec::new(),
         };
-        let key = format!("{PREFIX}/{}", checkpoint_name(40, "broken"));
-        save(&store, &key, &broken).unwrap();
-        let error = restore_plan(&store, PREFIX, &key).unwrap_err();
-        assert!(error.to_string().contains("not a full snapshot"), "{error}");
+        let key = format!("{PREFIX}/{}", checkpoint_name(40, "rolled"));
+        save(&store, &key, &rolled).unwrap();
+        let plan = restore_plan(&store, PREFIX, &key).unwrap();
+        assert_eq!(plan.snapshot, None);
+        assert_eq!(plan.changes, [&b"one"[..], &b"x"[..]]);
 
         store.delete(&full.key()).unwrap();
         let error = restore_plan(&store, PREFIX, &two.key()).unwrap_err();
@@ -293,11 +289,20 @@ mod tests {
     }
 
     #[test]
-    fn a_full_snapshot_supersedes_the_old_chain_and_changes_do_not() {
+    fn a_full_snapshot_or_a_whole_rolling_one_supersedes_the_old_chain_and_changes_do_not() {
         let store = CheckpointStore::in_memory();
         let full = write(&store, 10, &[], b"full");
         let one = write(&store, 20, &[&full], b"one");
         assert!(superseded(Some(&full), &one).is_empty());
+        let mut rolled = one.clone();
+        for index in 0..super::super::chain::SLICES {
+            let slice = Some(crate::state::Slice {
+                index,
+                count: super::super::chain::SLICES,
+            });
+            rolled = rolled.extended(format!("s{index}"), 1, slice);
+        }
+        assert_eq!(superseded(Some(&one), &rolled), [full.key(), one.key()]);
         let next_full = write(&store, 30, &[], b"full again");
         assert_eq!(superseded(Some(&one), &next_full), [full.key(), one.key()]);
         assert!(superseded(None, &next_full).is_empty());

@@ -58,12 +58,11 @@ pub fn restore_task(
     let mut offset = broker_offset;
     let mut sink_records = None;
     let mut chain = None;
+    let mut from_full = None;
     if let Some(checkpoint) = &committed {
         let plan = protocol::restore_plan(store, &prefix, checkpoint)?;
-        pipeline.restore(&plan.snapshot)?;
-        for changes in &plan.changes {
-            pipeline.apply_changes(changes)?;
-        }
+        pipeline.restore(plan.snapshot.as_deref(), &plan.changes)?;
+        from_full = Some(plan.snapshot.is_some());
         if broker_offset != Some(plan.checkpoint.offset) {
             tracing::warn!(%topic, partition, broker = ?broker_offset, checkpoint = plan.checkpoint.offset, "The broker's committed offset differs from the committed checkpoint's; reading from the checkpoint's.");
         }
@@ -83,7 +82,7 @@ pub fn restore_task(
     }
     pipeline.recover_sinks(sink_records.as_deref())?;
     let leftovers = uncommitted(&stored, chain.as_ref()).cloned().collect();
-    tracing::info!(%topic, partition, offset = ?offset, checkpoint = ?committed, chain = chain.as_ref().map_or(0, |c| c.base().len() + 1), "Partition restored.");
+    tracing::info!(%topic, partition, offset = ?offset, checkpoint = ?committed, chain = chain.as_ref().map_or(0, |c| c.checkpoints()), ?from_full, "Partition restored.");
     let task = PartitionTask::new(key, pipeline, offset, chain, leftovers);
     Ok((task, offset))
 }

@@ -185,8 +185,9 @@ impl PartitionTask {
     }
 
     /// Stages the output and writes the checkpoint: changes on top of the committed chain,
-    /// or a full snapshot when the chain is due one (see `CheckpointChain::full_due`).
-    /// `None` when the partition has nothing to commit.
+    /// with a slice of a rolling snapshot when one is due (see `CheckpointChain::next_slice`),
+    /// or a full snapshot when there is no chain to build on. `None` when the partition has
+    /// nothing to commit.
     pub fn prepare(&mut self, epoch: &Epoch<'_>) -> Result<Option<Prepared>> {
         let Some(next) = self.next_offset.filter(|_| self.changed) else {
             return Ok(None);
@@ -196,24 +197,25 @@ impl PartitionTask {
         let staged = started.elapsed();
         let name = checkpoint_name(next, epoch.name);
         let prefix = partition_prefix(epoch.group, &self.topic, self.partition);
-        let state_bytes = self.pipeline.state_bytes();
         let base = self
             .committed
             .as_ref()
-            .filter(|c| epoch.incremental && !c.full_due(state_bytes));
-        let (state, chain) = match base {
+            .filter(|c| epoch.incremental && !c.full_due());
+        let (state, chain, slice) = match base {
             Some(committed) => {
-                let state = self.pipeline.changes()?;
-                let chain = committed.extended(name.clone(), state.len());
-                (state, chain)
+                let slice = committed.next_slice(self.pipeline.state_bytes());
+                let (state, change_bytes) = self.pipeline.changes(slice)?;
+                let chain = committed.extended(name.clone(), change_bytes, slice);
+                (state, chain, slice)
             }
             None => (
                 self.pipeline.snapshot()?,
                 CheckpointChain::new(&prefix, Vec::new(), name.clone()),
+                None,
             ),
         };
         let (topic, partition) = (&self.topic, self.partition);
-        let chain_length = (chain.base().len() + 1) as f64;
+        let chain_length = chain.checkpoints() as f64;
         crate::partition_gauges::set(
             "weir_state_snapshot_bytes",
             topic,
@@ -231,7 +233,7 @@ impl PartitionTask {
         let checkpoint = PartitionCheckpoint {
             version: CHECKPOINT_VERSION,
             offset: next,
-            base: chain.base().to_vec(),
+            base: chain.base(),
             state: state.into(),
             sinks,
         };
@@ -240,7 +242,7 @@ impl PartitionTask {
         let written = checkpoint.state.len();
         save(epoch.store, &stored, &checkpoint)?;
         crate::failpoint::hit("checkpoint-written");
-        tracing::debug!(%topic, partition, full, state_bytes = written, ?staged, took = ?started.elapsed(), "Checkpoint written.");
+        tracing::debug!(%topic, partition, full, slice = ?slice.map(|s| s.index), state_bytes = written, ?staged, took = ?started.elapsed(), "Checkpoint written.");
         Ok(Some(Prepared {
             key: (self.topic.clone(), self.partition),
             next,

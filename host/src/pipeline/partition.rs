@@ -15,7 +15,9 @@ use crate::event::{EventArena, EventRef};
 use crate::flow::{DeadLetter, Provenance, SourceRecord};
 use crate::source::SourceError;
 use crate::source::schemas::Undecodable;
-use crate::state::{PartitionChanges, PartitionSnapshot, WatermarkTracker};
+use crate::state::{
+    PartitionChanges, PartitionSnapshot, Slice, SliceCover, SnapshotError, WatermarkTracker,
+};
 use crate::telemetry::spans;
 
 /// What went through a pipeline.
@@ -313,13 +315,17 @@ impl PartitionPipeline {
     }
 
     /// Encodes the watermark and what changed in every stage's state and timers since the
-    /// last [`Self::snapshot`] or [`Self::changes`], which a checkpoint now holds.
-    pub fn changes(&mut self) -> Result<Vec<u8>> {
+    /// last [`Self::snapshot`] or [`Self::changes`], with the entries and timers in `slice` of
+    /// a rolling snapshot, which a checkpoint now holds. Returns the bytes and how many of
+    /// them are changes.
+    pub fn changes(&mut self, slice: Option<Slice>) -> Result<(Vec<u8>, usize)> {
         let reserve = with_headroom(self.encoded.changes);
-        let bytes = PartitionChanges::encode(self.watermark.current(), &self.states(), reserve)?;
+        let (bytes, slice_bytes) =
+            PartitionChanges::encode(self.watermark.current(), &self.states(), slice, reserve)?;
         self.encoded.changes = bytes.len();
         self.clear_changes();
-        Ok(bytes)
+        let changes = bytes.len() - slice_bytes;
+        Ok((bytes, changes))
     }
 
     fn states(&self) -> Vec<(&str, &crate::state::StageState)> {
@@ -345,31 +351,38 @@ impl PartitionPipeline {
         self.stages.iter().map(|s| s.state().bytes()).sum()
     }
 
-    /// Restores a snapshot taken by [`Self::snapshot`]. Stages are matched by name; a stage
-    /// absent from the snapshot starts empty.
-    pub fn restore(&mut self, bytes: &[u8]) -> Result<()> {
-        let snapshot = PartitionSnapshot::decode(bytes)?;
-        self.watermark.restore(snapshot.watermark);
-        for (name, state) in snapshot.stages {
-            if let Some(stage) = self.stages.iter_mut().find(|s| s.name() == name) {
-                *stage.state_mut() = state;
+    /// Restores the state of a checkpoint chain: a full snapshot taken by [`Self::snapshot`]
+    /// (none: the state starts empty), then the changes taken by [`Self::changes`] after it,
+    /// oldest first. Without a snapshot, the changes' slices must make up a whole rolling
+    /// snapshot. Stages are matched by name; a stage absent from the checkpoints starts empty,
+    /// and the state of a stage the pipeline no longer has is dropped.
+    pub fn restore(&mut self, snapshot: Option<&[u8]>, changes: &[impl AsRef<[u8]>]) -> Result<()> {
+        if let Some(bytes) = snapshot {
+            let snapshot = PartitionSnapshot::decode(bytes)?;
+            self.watermark.restore(snapshot.watermark);
+            for (name, state) in snapshot.stages {
+                if let Some(stage) = self.stages.iter_mut().find(|s| s.name() == name) {
+                    *stage.state_mut() = state;
+                }
             }
+        }
+        let mut slices = SliceCover::default();
+        for bytes in changes {
+            let changes = PartitionChanges::decode(bytes.as_ref())?;
+            self.watermark.restore(changes.watermark);
+            slices.add(changes.slice);
+            for (name, delta, slice) in changes.stages {
+                if let Some(stage) = self.stages.iter_mut().find(|s| s.name() == name) {
+                    stage.state_mut().apply(delta);
+                    stage.state_mut().absorb(slice);
+                }
+            }
+        }
+        if snapshot.is_none() && !slices.whole() {
+            return Err(SnapshotError::Incomplete(slices.describe()).into());
         }
         // The restored state is the checkpoint's: what changes from here on is logged.
         self.clear_changes();
-        Ok(())
-    }
-
-    /// Applies changes taken by [`Self::changes`] on top of the state restored so far.
-    /// Stages are matched by name; changes of a stage the pipeline no longer has are dropped.
-    pub fn apply_changes(&mut self, bytes: &[u8]) -> Result<()> {
-        let changes = PartitionChanges::decode(bytes)?;
-        self.watermark.restore(changes.watermark);
-        for (name, delta) in changes.stages {
-            if let Some(stage) = self.stages.iter_mut().find(|s| s.name() == name) {
-                stage.state_mut().apply(delta);
-            }
-        }
         Ok(())
     }
 

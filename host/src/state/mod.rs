@@ -4,12 +4,16 @@
 //! so it survives plugin reloads and instance re-creation, and expires it in event time. Every call runs inside a journal: a
 //! call that traps is rolled back, so re-running its records one by one does not count twice.
 
+mod slice;
 mod snapshot;
 mod stage_state;
 mod ttl;
 mod watermark;
 
-pub use snapshot::{PartitionChanges, PartitionSnapshot, SNAPSHOT_VERSION, SnapshotError};
+pub use slice::{Slice, SliceCover};
+pub use snapshot::{
+    CHANGES_VERSION, PartitionChanges, PartitionSnapshot, SNAPSHOT_VERSION, SnapshotError,
+};
 pub use stage_state::{Journal, StageState};
 pub use ttl::{Lifetime, TtlPolicy};
 pub use watermark::{WatermarkConfig, WatermarkTracker};

@@ -5,6 +5,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::StageState;
+use super::slice::Slice;
 use super::stage_state::{StageChanges, StageChangesV1, StageStateV1};
 
 /// Errors encoding or decoding a snapshot.
@@ -16,6 +17,10 @@ pub enum SnapshotError {
     /// Encoding failed.
     #[error("state snapshot does not encode: {0}")]
     Encode(postcard::Error),
+    /// A checkpoint chain with no full snapshot whose slices of a rolling snapshot are not
+    /// the whole state.
+    #[error("the checkpoint chain has no full snapshot, and its {0} are not the whole state")]
+    Incomplete(String),
     /// The snapshot was written by an incompatible version.
     #[error("state snapshot has format version {0}, this build reads {1}")]
     Version(u32, u32),
@@ -24,6 +29,10 @@ pub enum SnapshotError {
 /// The current format version. Version 2 added each entry's touch time (for state
 /// lifetimes); version 1 still decodes, its entries touched at the snapshot's watermark.
 pub const SNAPSHOT_VERSION: u32 = 2;
+
+/// The current format version of changes. Version 3 added a slice of a rolling snapshot;
+/// versions 2 and 1 still decode.
+pub const CHANGES_VERSION: u32 = 3;
 
 /// A full snapshot of format 1.
 #[derive(Deserialize)]
@@ -37,6 +46,23 @@ struct SnapshotV1 {
 struct ChangesV1 {
     watermark: i64,
     stages: Vec<(String, StageChangesV1)>,
+}
+
+/// Changes of format 2.
+#[derive(Deserialize)]
+struct ChangesV2 {
+    _version: u32,
+    watermark: i64,
+    stages: Vec<(String, StageChanges)>,
+}
+
+/// Changes of format 3.
+#[derive(Deserialize)]
+struct ChangesV3 {
+    _version: u32,
+    watermark: i64,
+    slice: Option<Slice>,
+    stages: Vec<(String, StageChanges, StageState)>,
 }
 
 /// The format version the bytes start with, and the bytes after it.
@@ -119,64 +145,88 @@ fn check_version(version: u32) -> Result<(), SnapshotError> {
     Ok(())
 }
 
-/// What changed in a partition's state since the previous checkpoint, decoded: applied in
-/// order on top of a full snapshot, the changes of each later checkpoint give its state.
-#[derive(Debug, Default, Deserialize)]
+/// What changed in a partition's state since the previous checkpoint, and perhaps one slice
+/// of a rolling snapshot, decoded: applied in order on top of a full snapshot, or of nothing
+/// once the slices of the changes applied cover the whole, the changes of each later
+/// checkpoint give its state.
+#[derive(Debug, Default)]
 pub struct PartitionChanges {
-    /// Format version.
-    pub version: u32,
     /// The partition's watermark.
     pub watermark: i64,
-    /// Each stage's changes, by stage name.
-    pub stages: Vec<(String, StageChanges)>,
+    /// The slice of a rolling snapshot the changes carry, if any.
+    pub slice: Option<Slice>,
+    /// Each stage's changes, and its entries and timers in `slice` (none without one), by
+    /// stage name.
+    pub stages: Vec<(String, StageChanges, StageState)>,
 }
 
 impl PartitionChanges {
     /// Encodes the watermark and each stage's changes since its last
-    /// [`StageState::clear_changes`], into a buffer of `reserve` bytes to begin with.
+    /// [`StageState::clear_changes`], and its entries and timers in `slice`, into a buffer of
+    /// `reserve` bytes to begin with. Returns the bytes and how many of them the slice takes.
     pub fn encode(
         watermark: i64,
         stages: &[(&str, &StageState)],
+        slice: Option<Slice>,
         reserve: usize,
-    ) -> Result<Vec<u8>, SnapshotError> {
-        let changes: Vec<_> = stages
-            .iter()
-            .map(|(name, state)| (*name, state.changes()))
-            .collect();
+    ) -> Result<(Vec<u8>, usize), SnapshotError> {
         let mut buf = Vec::with_capacity(reserve);
-        // Postcard's layout of a `PartitionChanges`, with each stage's log copied in whole.
-        let encode = |buf: &mut Vec<u8>| -> postcard::Result<()> {
-            let head = (SNAPSHOT_VERSION, watermark, changes.len());
+        let mut slice_bytes = 0;
+        // Postcard's layout of a `ChangesV3`, with each stage's log copied in whole.
+        let mut encode = |buf: &mut Vec<u8>| -> postcard::Result<()> {
+            let head = (CHANGES_VERSION, watermark, slice, stages.len());
             weir_sdk::abi::append_postcard(&head, buf)?;
-            for (name, stage) in &changes {
+            for (name, state) in stages {
                 weir_sdk::abi::append_postcard(name, buf)?;
-                stage.encode_into(buf)?;
+                state.changes().encode_into(buf)?;
+                let before = buf.len();
+                match slice {
+                    Some(slice) => state.slice(slice).encode_into(buf)?,
+                    None => {
+                        weir_sdk::abi::append_postcard(&StageState::default(), buf).map(drop)?
+                    }
+                }
+                slice_bytes += buf.len() - before;
             }
             Ok(())
         };
         encode(&mut buf).map_err(SnapshotError::Encode)?;
-        Ok(buf)
+        Ok((buf, slice_bytes))
     }
 
     /// Decodes changes.
     pub fn decode(bytes: &[u8]) -> Result<Self, SnapshotError> {
-        if let (1, rest) = split_version(bytes)? {
-            let old: ChangesV1 = postcard::from_bytes(rest).map_err(SnapshotError::Decode)?;
-            let touched = old.watermark.max(0);
-            return Ok(PartitionChanges {
-                version: SNAPSHOT_VERSION,
-                watermark: old.watermark,
-                stages: old
-                    .stages
-                    .into_iter()
-                    .map(|(name, changes)| (name, changes.upgrade(touched)))
-                    .collect(),
-            });
+        let without_slice = |watermark, stages: Vec<(String, StageChanges)>| PartitionChanges {
+            watermark,
+            slice: None,
+            stages: stages
+                .into_iter()
+                .map(|(name, changes)| (name, changes, StageState::default()))
+                .collect(),
+        };
+        match split_version(bytes)? {
+            (1, rest) => {
+                let old: ChangesV1 = postcard::from_bytes(rest).map_err(SnapshotError::Decode)?;
+                let touched = old.watermark.max(0);
+                let stages = old.stages.into_iter();
+                let stages = stages.map(|(name, changes)| (name, changes.upgrade(touched)));
+                Ok(without_slice(old.watermark, stages.collect()))
+            }
+            (2, _) => {
+                let old: ChangesV2 = postcard::from_bytes(bytes).map_err(SnapshotError::Decode)?;
+                Ok(without_slice(old.watermark, old.stages))
+            }
+            (CHANGES_VERSION, _) => {
+                let changes: ChangesV3 =
+                    postcard::from_bytes(bytes).map_err(SnapshotError::Decode)?;
+                Ok(PartitionChanges {
+                    watermark: changes.watermark,
+                    slice: changes.slice,
+                    stages: changes.stages,
+                })
+            }
+            (other, _) => Err(SnapshotError::Version(other, CHANGES_VERSION)),
         }
-        let changes: PartitionChanges =
-            postcard::from_bytes(bytes).map_err(SnapshotError::Decode)?;
-        check_version(changes.version)?;
-        Ok(changes)
     }
 }
 
@@ -221,10 +271,13 @@ mod tests {
         struct Changes {
             version: u32,
             watermark: i64,
+            slice: Option<(u32, u32)>,
             stages: Vec<(
                 String,
                 Vec<(Vec<u8>, Option<(i64, Vec<u8>)>)>,
                 Vec<(i64, Vec<u8>, bool)>,
+                HashMap<Vec<u8>, (i64, Vec<u8>)>,
+                Vec<(i64, Vec<u8>)>,
             )>,
         }
         let mut stage = StageState::default();
@@ -242,8 +295,13 @@ mod tests {
         stage.delete(b"u1", "open");
         stage.cancel_timer(b"u1", 42);
         stage.commit();
-        let changes = PartitionChanges::encode(10, &[("s", &stage)], 0).unwrap();
+        stage.set_timer(b"u2", 43);
+        let slice = Slice { index: 0, count: 1 };
+        let (changes, _) = PartitionChanges::encode(10, &[("s", &stage)], Some(slice), 0).unwrap();
         let old: Changes = postcard::from_bytes(&changes).unwrap();
+        assert_eq!(old.slice, Some((0, 1)));
+        assert_eq!(old.stages[0].3.len(), 1, "the whole state is one slice");
+        assert_eq!(old.stages[0].4, vec![(43, b"u2".to_vec())]);
         let (entries, timers) = (&old.stages[0].1, &old.stages[0].2);
         assert_eq!(entries.len(), 2);
         assert!(entries.iter().any(|(_, v)| v.is_none()));
@@ -252,7 +310,10 @@ mod tests {
                 .iter()
                 .any(|(_, v)| v.as_ref().is_some_and(|v| v.1 == b"xyz"))
         );
-        assert_eq!(timers, &vec![(42, b"u1".to_vec(), false)]);
+        assert_eq!(
+            timers,
+            &vec![(42, b"u1".to_vec(), false), (43, b"u2".to_vec(), true)]
+        );
         assert_eq!(postcard::to_allocvec(&old).unwrap(), changes);
     }
 
@@ -314,7 +375,8 @@ mod tests {
             )],
         };
         let changes = PartitionChanges::decode(&postcard::to_allocvec(&old).unwrap()).unwrap();
-        for ((_, state), (_, delta)) in back.stages.iter_mut().zip(changes.stages) {
+        assert_eq!(changes.slice, None);
+        for ((_, state), (_, delta, _)) in back.stages.iter_mut().zip(changes.stages) {
             state.apply(delta);
         }
         let (_, state) = &mut back.stages[0];
@@ -332,13 +394,13 @@ mod tests {
         stage.put(b"u2", "open", b"def".to_vec());
         stage.set_timer(b"u2", 9);
         stage.commit();
-        let changes =
-            PartitionChanges::decode(&PartitionChanges::encode(8, &[("s", &stage)], 0).unwrap())
-                .unwrap();
+        let (bytes, _) = PartitionChanges::encode(8, &[("s", &stage)], None, 0).unwrap();
+        let changes = PartitionChanges::decode(&bytes).unwrap();
         assert_eq!(changes.watermark, 8);
         let mut back = PartitionSnapshot::decode(&full).unwrap();
-        for ((_, state), (_, delta)) in back.stages.iter_mut().zip(changes.stages) {
+        for ((_, state), (_, delta, slice)) in back.stages.iter_mut().zip(changes.stages) {
             state.apply(delta);
+            state.absorb(slice);
         }
         let (_, state) = &mut back.stages[0];
         assert_eq!(state.get(b"u1", "open"), Some(b"abc".to_vec()));

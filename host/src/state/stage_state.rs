@@ -12,6 +12,7 @@ use serde_bytes::{ByteBuf, Bytes};
 use smallvec::SmallVec;
 use weir_sdk::abi::TtlRefresh;
 
+use super::slice::Slice;
 use super::ttl::TtlPolicy;
 
 /// The map key of an entry: the key's length, the key and the state name. Most are short and
@@ -40,13 +41,15 @@ pub enum Journal {
 }
 
 /// A stored value, kept in the table itself when small (a counter, a timestamp), the event
-/// time it was last touched, and the mark of the checkpoint interval in which it last
-/// changed (0: not since it was restored).
+/// time it was last touched, the mark of the checkpoint interval in which it last changed
+/// (0: not since it was restored), and its share of the table: which [`Slice`] of a rolling
+/// snapshot it belongs to (dealt in turn as entries are made, so the slices are even).
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 struct Entry {
     value: Value,
     touched: i64,
     changed: u32,
+    share: u8,
 }
 
 /// A stored value.
@@ -165,6 +168,9 @@ pub struct StageState {
     changed_timers: BTreeMap<(i64, Vec<u8>), bool>,
     #[serde(skip)]
     expiry: Expiry,
+    /// The share of the entry made last (see [`Entry::share`]).
+    #[serde(skip)]
+    dealt: u8,
 }
 
 /// What expiring entries takes: the stage's lifetimes, the event-time clock (the watermark of
@@ -258,10 +264,11 @@ fn entries_in<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Entries, D::
     let plain = HashMap::<ByteBuf, (i64, ByteBuf), RandomState>::deserialize(deserializer)?;
     Ok(plain
         .into_iter()
-        .map(|(k, (touched, value))| {
+        .enumerate()
+        .map(|(i, (k, (touched, value)))| {
             (
                 EntryKey::from_vec(k.into_vec()),
-                stored(value.into_vec(), touched),
+                stored(value.into_vec(), touched, i as u8),
             )
         })
         .collect())
@@ -285,11 +292,12 @@ fn timers_in<'de, D: Deserializer<'de>>(
 }
 
 /// A restored entry: not changed since the checkpoint it came from.
-fn stored(value: Vec<u8>, touched: i64) -> Entry {
+fn stored(value: Vec<u8>, touched: i64, share: u8) -> Entry {
     Entry {
         value: Value::from_vec(value),
         touched,
         changed: 0,
+        share,
     }
 }
 
@@ -306,7 +314,8 @@ impl StageStateV1 {
         let entries = self.entries.into_iter();
         let mut state = StageState {
             entries: entries
-                .map(|(k, v)| (EntryKey::from_vec(k), stored(v, touched)))
+                .enumerate()
+                .map(|(i, (k, v))| (EntryKey::from_vec(k), stored(v, touched, i as u8)))
                 .collect(),
             timers: self.timers,
             ..StageState::default()
@@ -386,6 +395,33 @@ impl StageChangesRef<'_> {
                     weir_sdk::abi::append_postcard(change, buf)?;
                 }
             }
+        }
+        weir_sdk::abi::append_postcard(&self.timers, buf)?;
+        Ok(())
+    }
+}
+
+/// One [`Slice`] of a stage's entries and timers, borrowed from the state for encoding. It is
+/// written in a [`StageState`]'s layout, which decodes it.
+#[derive(Debug)]
+pub struct StageSliceRef<'a> {
+    entries: Vec<(&'a EntryKey, &'a Entry)>,
+    timers: Vec<(i64, &'a Bytes)>,
+}
+
+impl StageSliceRef<'_> {
+    /// Appends the slice to `buf` as postcard writes a [`StageState`], each value read a few
+    /// entries ahead (they are apart in memory, and mostly not in the cache).
+    pub fn encode_into(&self, buf: &mut Vec<u8>) -> postcard::Result<()> {
+        weir_sdk::abi::append_postcard(&self.entries.len(), buf)?;
+        for (i, (key, entry)) in self.entries.iter().enumerate() {
+            if let Some((_, ahead)) = self.entries.get(i + PREFETCH_AHEAD)
+                && ahead.value.spilled()
+            {
+                prefetch(&ahead.value);
+            }
+            let pair = (Bytes::new(key), (entry.touched, Bytes::new(&entry.value)));
+            weir_sdk::abi::append_postcard(&pair, buf)?;
         }
         weir_sdk::abi::append_postcard(&self.timers, buf)?;
         Ok(())
@@ -555,6 +591,7 @@ impl StageState {
                 value: Value::from_slice(value),
                 touched: touch,
                 changed: mark,
+                share: self.deal(),
             };
             self.entries.insert(self.scratch.clone(), entry);
             if journal == Journal::Keep {
@@ -770,6 +807,12 @@ impl StageState {
         self.generation + 1
     }
 
+    /// The share of a new entry: the next in turn.
+    fn deal(&mut self) -> u8 {
+        self.dealt = self.dealt.wrapping_add(1);
+        self.dealt
+    }
+
     /// Ends a call: drops the change log if it grew past its size or repeats itself.
     fn check_log(&mut self) {
         let changed = self.changed_entries.len() + self.deleted_entries.len();
@@ -784,9 +827,10 @@ impl StageState {
             let old = match value {
                 Some((touched, value)) => {
                     self.bytes += key_len + value.len();
+                    let share = self.deal();
                     self.entries.insert(
                         EntryKey::from_vec(key.into_vec()),
-                        stored(value.into_vec(), touched),
+                        stored(value.into_vec(), touched, share),
                     )
                 }
                 None => self.entries.remove(key.as_slice()),
@@ -803,6 +847,37 @@ impl StageState {
                 self.timers.remove(&(at, key));
             }
         }
+    }
+
+    /// The entries and timers in `slice`, for a rolling snapshot.
+    pub fn slice(&self, slice: Slice) -> StageSliceRef<'_> {
+        StageSliceRef {
+            entries: self
+                .entries
+                .iter()
+                .filter(|(_, e)| slice.holds(e.share))
+                .collect(),
+            timers: self
+                .timers
+                .iter()
+                .filter(|(at, _)| slice.holds_timer(*at))
+                .map(|(at, key)| (*at, Bytes::new(key)))
+                .collect(),
+        }
+    }
+
+    /// Adds a slice read from a checkpoint (restoring, after the changes it was written
+    /// with): its entries and timers are as they were at that checkpoint.
+    pub fn absorb(&mut self, slice: StageState) {
+        for (key, entry) in slice.entries {
+            let key_len = key.len();
+            self.bytes += key_len + entry.value.len();
+            let share = self.deal();
+            if let Some(old) = self.entries.insert(key, Entry { share, ..entry }) {
+                self.bytes -= key_len + old.value.len();
+            }
+        }
+        self.timers.extend(slice.timers);
     }
 
     /// Keeps every change since the last commit or rollback.
@@ -824,6 +899,7 @@ impl StageState {
                         value,
                         touched,
                         changed: self.mark(),
+                        share: self.deal(),
                     };
                     match self.entries.insert(k.clone(), entry) {
                         Some(now) => self.bytes = self.bytes - now.value.len() + value_len,
@@ -931,6 +1007,83 @@ mod tests {
             .iter()
             .map(|(k, e)| (k.to_vec(), e.value.to_vec()))
             .collect()
+    }
+
+    /// The changes and slices of the checkpoints since each slice was last written, applied
+    /// in order to an empty state, give the state: entries made, changed, deleted and rolled
+    /// back, timers set and cancelled, with the log kept or dropped.
+    #[test]
+    fn a_rolling_snapshot_restores_from_nothing() {
+        let mut seed = 7u64;
+        let mut next = move |below: u64| {
+            seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+            (seed >> 33) % below
+        };
+        let count = 4;
+        let mut state = StageState::default();
+        state.clear_changes();
+        let mut written: Vec<(Option<Slice>, Vec<u8>)> = Vec::new();
+        // Entries written once at the start: only slices carry them later on.
+        for quiet in 1000..1040u64 {
+            state.put(&quiet.to_le_bytes(), "a", b"quiet".to_vec());
+        }
+        for checkpoint in 0..40u32 {
+            if checkpoint % 5 == 3 {
+                state.log.stop();
+            }
+            for _ in 0..next(60) {
+                let key = next(50).to_le_bytes();
+                match next(10) {
+                    0..=4 => state.put(&key, "a", vec![checkpoint as u8; next(40) as usize]),
+                    5 => state.delete(&key, "a"),
+                    6 => state.set_timer(&key, next(1000) as i64),
+                    7 => state.cancel_timer(&key, next(1000) as i64),
+                    _ => {
+                        state.commit();
+                        state.put(&key, "a", b"rolled back".to_vec());
+                        state.delete(&(next(50)).to_le_bytes(), "a");
+                        state.set_timer(&key, 5);
+                        state.rollback();
+                    }
+                }
+            }
+            state.commit();
+            // Every second checkpoint carries a slice, in turn.
+            let slice = (checkpoint % 2 == 0).then_some(Slice {
+                index: checkpoint / 2 % count,
+                count,
+            });
+            let mut bytes = Vec::new();
+            state.changes().encode_into(&mut bytes).unwrap();
+            match slice {
+                Some(slice) => state.slice(slice).encode_into(&mut bytes).unwrap(),
+                None => weir_sdk::abi::append_postcard(&StageState::default(), &mut bytes)
+                    .map(drop)
+                    .unwrap(),
+            }
+            written.push((slice, bytes));
+            state.clear_changes();
+        }
+        // The run since the checkpoint that wrote the oldest of the last `count` slices.
+        let start = written.len() - 1 - 2 * (count as usize - 1) - 1;
+        let mut restored = StageState::default();
+        for (_, bytes) in &written[start..] {
+            let (changes, rest): (StageChanges, _) = postcard::take_from_bytes(bytes).unwrap();
+            let slice: StageState = postcard::from_bytes(rest).unwrap();
+            restored.apply(changes);
+            restored.absorb(slice);
+        }
+        assert_eq!(values(&restored), values(&state));
+        assert_eq!(restored.timers, state.timers);
+        assert_eq!(restored.bytes(), state.bytes());
+        // One checkpoint fewer misses a slice: some quiet entries would be lost.
+        let mut short = StageState::default();
+        for (_, bytes) in &written[start + 1..] {
+            let (changes, rest): (StageChanges, _) = postcard::take_from_bytes(bytes).unwrap();
+            short.apply(changes);
+            short.absorb(postcard::from_bytes(rest).unwrap());
+        }
+        assert_ne!(values(&short), values(&state));
     }
 
     /// Applying the changes since a copy was taken to that copy gives the state, including

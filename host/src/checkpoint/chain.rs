@@ -4,8 +4,9 @@
 
 use crate::state::{Slice, SliceCover};
 
-/// A rolling snapshot cuts the state into this many slices.
-pub const SLICES: u32 = 8;
+/// A rolling snapshot cuts the state into this many slices: one table of each stage's
+/// entries a slice.
+pub const SLICES: u32 = crate::state::ENTRY_TABLES as u32;
 
 /// A chain holds at most about this many checkpoints: a checkpoint carries a slice at least
 /// every `MAX_CHAIN / SLICES`, so a restore reads a bounded number of objects.

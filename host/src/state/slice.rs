@@ -6,31 +6,29 @@ use serde::{Deserialize, Serialize};
 /// One of `count` slices of a stage's entries and timers. A rolling snapshot writes one slice
 /// with a checkpoint's changes, in turn: the run of checkpoints since slice `i` was last
 /// written holds every entry and timer of the state, either in a later checkpoint's changes
-/// or, unchanged since, in slice `i`. The slice of an entry stays fixed while it lives in
-/// this process and nothing reads it back, so a restore needs no such rule.
+/// or, unchanged since, in slice `i`. The slice of an entry (the table a hash of its key picks,
+/// seeded per process) stays fixed while it lives in this process and nothing reads it back,
+/// so a restore needs no such rule.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Slice {
     /// Which slice, below `count`.
     pub index: u32,
-    /// How many slices make the whole: a power of two of at most 64.
+    /// How many slices make the whole: at most 64, and a divisor of eight for even slices.
     pub count: u32,
 }
 
 impl Slice {
-    /// Whether an entry of share `share` is in this slice.
-    pub(super) fn holds(self, share: u8) -> bool {
-        u32::from(share) % self.count == self.index
+    /// Whether the slice holds share `n`: the entries of table `n` (see
+    /// [`super::entry_tables`]), or the timers whose time hashes to `n`.
+    pub(super) fn holds(self, n: u64) -> bool {
+        n % u64::from(self.count) == u64::from(self.index)
     }
 
-    /// Whether a timer at `at` is in this slice (timers are dealt by their time, which
+    /// Whether a timer at `at` is in this slice (timers are shared by their time, which
     /// stays fixed while they are pending).
     pub(super) fn holds_timer(self, at: i64) -> bool {
         // Fibonacci hashing: the top byte of the product spreads nearby times evenly.
-        self.holds(
-            (at as u64)
-                .wrapping_mul(0x9E37_79B9_7F4A_7C15)
-                .to_be_bytes()[0],
-        )
+        self.holds((at as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 56)
     }
 }
 
@@ -107,7 +105,7 @@ mod tests {
     fn slices_share_entries_and_timers_evenly() {
         let slice = |index| Slice { index, count: 8 };
         for index in 0..8 {
-            let held = (0..=255u8).filter(|s| slice(index).holds(*s)).count();
+            let held = (0..256).filter(|s| slice(index).holds(*s)).count();
             assert_eq!(held, 32);
             let timers = (0..80_000i64)
                 .filter(|at| slice(index).holds_timer(1_700_000_000_000 + at * 7))

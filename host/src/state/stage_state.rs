@@ -12,6 +12,7 @@ use serde_bytes::{ByteBuf, Bytes};
 use smallvec::SmallVec;
 use weir_sdk::abi::TtlRefresh;
 
+use super::entry_tables::EntryTables;
 use super::slice::Slice;
 use super::ttl::TtlPolicy;
 
@@ -41,21 +42,19 @@ pub enum Journal {
 }
 
 /// A stored value, kept in the table itself when small (a counter, a timestamp), the event
-/// time it was last touched, the mark of the checkpoint interval in which it last changed
-/// (0: not since it was restored), and its share of the table: which [`Slice`] of a rolling
-/// snapshot it belongs to (dealt in turn as entries are made, so the slices are even).
+/// time it was last touched, and the mark of the checkpoint interval in which it last
+/// changed (0: not since it was restored).
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 struct Entry {
     value: Value,
     touched: i64,
     changed: u32,
-    share: u8,
 }
 
 /// A stored value.
 type Value = SmallVec<[u8; 24]>;
 
-type Entries = HashMap<EntryKey, Entry, RandomState>;
+type Entries = EntryTables<EntryKey, Entry>;
 
 /// Changes walk the whole table once at least one entry in this many changed.
 const SCAN_SHARE: usize = 8;
@@ -134,9 +133,7 @@ impl ChangeLog {
 /// Keyed state and pending timers of one stage.
 #[derive(Debug, Default, Serialize, Deserialize)]
 pub struct StageState {
-    // foldhash: several times faster than SipHash on short keys, and seeded per process so
-    // keys chosen by a producer cannot force collisions. Serialized as key → value, as
-    // snapshots always were.
+    // Serialized as key → value, as snapshots always were.
     #[serde(serialize_with = "entries_out", deserialize_with = "entries_in")]
     entries: Entries,
     #[serde(serialize_with = "timers_out", deserialize_with = "timers_in")]
@@ -168,9 +165,6 @@ pub struct StageState {
     changed_timers: BTreeMap<(i64, Vec<u8>), bool>,
     #[serde(skip)]
     expiry: Expiry,
-    /// The share of the entry made last (see [`Entry::share`]).
-    #[serde(skip)]
-    dealt: u8,
 }
 
 /// What expiring entries takes: the stage's lifetimes, the event-time clock (the watermark of
@@ -220,12 +214,15 @@ fn name_of(entry_key: &[u8]) -> &[u8] {
 // instead of one byte at a time.
 
 fn entries_out<S: Serializer>(entries: &Entries, serializer: S) -> Result<S::Ok, S::Error> {
-    serializer.collect_map(prefetching(entries).map(|(k, e)| {
-        (
+    use serde::ser::SerializeMap;
+    let mut map = serializer.serialize_map(Some(entries.len()))?;
+    for (k, e) in prefetching(entries) {
+        map.serialize_entry(
             Bytes::new(k.as_slice()),
-            (e.touched, Bytes::new(e.value.as_slice())),
-        )
-    }))
+            &(e.touched, Bytes::new(e.value.as_slice())),
+        )?;
+    }
+    map.end()
 }
 
 /// How many entries ahead of the one being written [`prefetching`] asks for a value.
@@ -264,11 +261,10 @@ fn entries_in<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Entries, D::
     let plain = HashMap::<ByteBuf, (i64, ByteBuf), RandomState>::deserialize(deserializer)?;
     Ok(plain
         .into_iter()
-        .enumerate()
-        .map(|(i, (k, (touched, value)))| {
+        .map(|(k, (touched, value))| {
             (
                 EntryKey::from_vec(k.into_vec()),
-                stored(value.into_vec(), touched, i as u8),
+                stored(value.into_vec(), touched),
             )
         })
         .collect())
@@ -292,12 +288,11 @@ fn timers_in<'de, D: Deserializer<'de>>(
 }
 
 /// A restored entry: not changed since the checkpoint it came from.
-fn stored(value: Vec<u8>, touched: i64, share: u8) -> Entry {
+fn stored(value: Vec<u8>, touched: i64) -> Entry {
     Entry {
         value: Value::from_vec(value),
         touched,
         changed: 0,
-        share,
     }
 }
 
@@ -314,8 +309,7 @@ impl StageStateV1 {
         let entries = self.entries.into_iter();
         let mut state = StageState {
             entries: entries
-                .enumerate()
-                .map(|(i, (k, v))| (EntryKey::from_vec(k), stored(v, touched, i as u8)))
+                .map(|(k, v)| (EntryKey::from_vec(k), stored(v, touched)))
                 .collect(),
             timers: self.timers,
             ..StageState::default()
@@ -591,7 +585,6 @@ impl StageState {
                 value: Value::from_slice(value),
                 touched: touch,
                 changed: mark,
-                share: self.deal(),
             };
             self.entries.insert(self.scratch.clone(), entry);
             if journal == Journal::Keep {
@@ -778,7 +771,7 @@ impl StageState {
         entries.extend(
             self.deleted_entries
                 .iter()
-                .filter(|k| !self.entries.contains_key(*k))
+                .filter(|k| !self.entries.contains_key(k))
                 .map(|k| (Bytes::new(k), None)),
         );
         StageChangesRef {
@@ -807,12 +800,6 @@ impl StageState {
         self.generation + 1
     }
 
-    /// The share of a new entry: the next in turn.
-    fn deal(&mut self) -> u8 {
-        self.dealt = self.dealt.wrapping_add(1);
-        self.dealt
-    }
-
     /// Ends a call: drops the change log if it grew past its size or repeats itself.
     fn check_log(&mut self) {
         let changed = self.changed_entries.len() + self.deleted_entries.len();
@@ -827,10 +814,9 @@ impl StageState {
             let old = match value {
                 Some((touched, value)) => {
                     self.bytes += key_len + value.len();
-                    let share = self.deal();
                     self.entries.insert(
                         EntryKey::from_vec(key.into_vec()),
-                        stored(value.into_vec(), touched, share),
+                        stored(value.into_vec(), touched),
                     )
                 }
                 None => self.entries.remove(key.as_slice()),
@@ -854,8 +840,7 @@ impl StageState {
         StageSliceRef {
             entries: self
                 .entries
-                .iter()
-                .filter(|(_, e)| slice.holds(e.share))
+                .tables_where(|t| slice.holds(t as u64))
                 .collect(),
             timers: self
                 .timers
@@ -872,8 +857,7 @@ impl StageState {
         for (key, entry) in slice.entries {
             let key_len = key.len();
             self.bytes += key_len + entry.value.len();
-            let share = self.deal();
-            if let Some(old) = self.entries.insert(key, Entry { share, ..entry }) {
+            if let Some(old) = self.entries.insert(key, entry) {
                 self.bytes -= key_len + old.value.len();
             }
         }
@@ -899,7 +883,6 @@ impl StageState {
                         value,
                         touched,
                         changed: self.mark(),
-                        share: self.deal(),
                     };
                     match self.entries.insert(k.clone(), entry) {
                         Some(now) => self.bytes = self.bytes - now.value.len() + value_len,

@@ -13,7 +13,7 @@ use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::types::RDKafkaErrorCode;
 
-use super::{INSTALL_HINT, MAVEN_LOCK, free_port, tools_dir};
+use super::{INSTALL_HINT, MAVEN_LOCK, free_ports, tools_dir};
 
 /// The Apache Kafka release the tests run (`org.apache.kafka:kafka_2.13`).
 pub const KAFKA_VERSION: &str = "4.1.1";
@@ -137,13 +137,14 @@ impl KafkaCluster {
             nodes: Vec::new(),
             optimizing_jit,
         };
-        for id in 1..=nodes {
+        let ports = free_ports(2 * nodes)?;
+        for (id, ports) in (1..=nodes).zip(ports.chunks(2)) {
             let node_dir = cluster.dir.join(format!("node-{id}"));
             std::fs::create_dir_all(&node_dir)?;
             cluster.nodes.push(Node {
                 id,
-                port: free_port()?,
-                controller_port: free_port()?,
+                port: ports[0],
+                controller_port: ports[1],
                 dir: node_dir,
                 child: None,
             });

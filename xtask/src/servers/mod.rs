@@ -41,7 +41,19 @@ fn tools_bin() -> PathBuf {
 
 /// A free TCP port on 127.0.0.1.
 pub fn free_port() -> Result<u16> {
-    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+    Ok(free_ports(1)?[0])
+}
+
+/// `count` free TCP ports on 127.0.0.1, all different: each is held until all are found (a
+/// port picked and released can be the kernel's next pick, and a Kafka node refused the same
+/// port for its two listeners).
+pub fn free_ports(count: usize) -> Result<Vec<u16>> {
+    let held = (0..count)
+        .map(|_| TcpListener::bind("127.0.0.1:0"))
+        .collect::<std::io::Result<Vec<_>>>()?;
+    held.iter()
+        .map(|listener| Ok(listener.local_addr()?.port()))
+        .collect()
 }
 
 /// Waits until `ready` answers, failing early if `exited` reports the process gone.
